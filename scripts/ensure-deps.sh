@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the locked npm dependencies when node_modules is missing or older
+# than package-lock.json, then builds. `npm start` and `npm test` call it, so a
+# fresh clone needs nothing else.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v node >/dev/null || ! node -e 'process.exit(+process.versions.node.split(".")[0] < 20)'; then
+  echo "meshbridge needs Node.js 20 or newer (found: $(node --version 2>/dev/null || echo none))" >&2
+  exit 1
+fi
+
+stamp=node_modules/.meshbridge-lock
+want=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "installing dependencies (npm ci)…" >&2
+  npm ci --no-audit --no-fund --loglevel=error >&2
+  echo "$want" >"$stamp"
+fi
+
+./node_modules/.bin/tsc -p tsconfig.build.json

@@ -1,0 +1,112 @@
+import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { parseDocument } from 'yaml';
+import { z } from 'zod';
+import { ConfigError } from '../errors.js';
+import type { Diagnostic } from '../errors.js';
+import { formatPath, unknownFields } from '../policy/istio/schema-report.js';
+
+const hostPort = z
+  .string({ error: 'must be "host:port"' })
+  .regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, { error: 'must be "host:port", e.g. 127.0.0.1:15010' });
+
+const registryName = z
+  .string({ error: 'must be a name' })
+  .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, { error: 'must be lower-case letters, digits and dashes' });
+
+const fileRegistry = z.object({
+  kind: z.literal('file'),
+  name: registryName,
+  paths: z.array(z.string(), { error: 'must be a list of files or globs' }).min(1, { error: 'must list at least one path' }),
+});
+
+const registry = z.discriminatedUnion('kind', [fileRegistry], {
+  error: (issue) =>
+    issue.code === 'invalid_union' && 'discriminator' in issue
+      ? 'kind must be file (consul and eureka registries are not available in this build yet)'
+      : undefined,
+});
+
+export const configSchema = z.object({
+  xds: z
+    .object({
+      listen: hostPort.default('127.0.0.1:15010'),
+      /** Address sidecar listeners bind to on each VM; there is no iptables capture there. */
+      sidecarBind: z.string().default('127.0.0.1'),
+    })
+    .prefault({}),
+  admin: z.object({ listen: hostPort.default('127.0.0.1:15014') }).prefault({}),
+  log: z
+    .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
+    .prefault({}),
+  batching: z
+    .object({
+      /** Quiet time after a change before the catalog is rebuilt. */
+      debounceMs: z.number().int().min(0).default(100),
+      /** Upper bound on how long continuous churn can hold a rebuild back. */
+      maxDelayMs: z.number().int().min(1).default(1000),
+    })
+    .prefault({})
+    .refine((b) => b.maxDelayMs >= b.debounceMs, { error: 'maxDelayMs must be at least debounceMs' }),
+  registries: z.array(registry, { error: 'must be a list of registries' }).min(1, { error: 'must list at least one registry' }),
+  policy: z.object({ paths: z.array(z.string()).default([]) }).prefault({}),
+});
+
+export type Config = z.output<typeof configSchema> & { readonly baseDir: string; readonly file: string };
+export type RegistryConfig = Config['registries'][number];
+
+/** Validates a parsed config; errors and unknown-field warnings name the file and field. */
+export function parseConfig(value: unknown, file: string): { config?: Config; diagnostics: Diagnostic[] } {
+  const result = configSchema.safeParse(value ?? {});
+  const diagnostics: Diagnostic[] = unknownFields(configSchema, value).map((path) => ({
+    severity: 'warning',
+    source: file,
+    field: formatPath(path),
+    message: 'unknown field, ignored',
+  }));
+  if (!result.success) {
+    diagnostics.push(
+      ...result.error.issues.map((issue): Diagnostic => ({
+        severity: 'error',
+        source: file,
+        field: formatPath(issue.path),
+        message: issue.message,
+      })),
+    );
+    return { diagnostics };
+  }
+  const names = new Set<string>();
+  result.data.registries.forEach((r, index) => {
+    if (names.has(r.name)) {
+      diagnostics.push({ severity: 'error', source: file, field: `registries[${index}].name`, message: `registry name "${r.name}" is used twice` });
+    }
+    names.add(r.name);
+  });
+  if (diagnostics.some((d) => d.severity === 'error')) return { diagnostics };
+  return { config: { ...result.data, baseDir: dirname(resolve(file)), file: resolve(file) }, diagnostics };
+}
+
+export async function loadConfig(file: string): Promise<{ config: Config; diagnostics: Diagnostic[] }> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`cannot read config ${file}: ${(error as Error).message}`, { cause: error });
+  }
+  const document = parseDocument(text, { prettyErrors: false });
+  if (document.errors.length > 0) {
+    const first = document.errors[0]!;
+    const line = first.linePos?.[0];
+    throw new ConfigError(`${file}: YAML syntax: ${first.message.split('\n')[0]}${line ? ` (line ${line.line})` : ''}`);
+  }
+  const { config, diagnostics } = parseConfig(document.toJS(), file);
+  if (config === undefined) {
+    throw new ConfigError(
+      diagnostics
+        .filter((d) => d.severity === 'error')
+        .map((d) => `${file}: ${d.field}: ${d.message}`)
+        .join('\n'),
+    );
+  }
+  return { config, diagnostics };
+}

@@ -1,0 +1,50 @@
+import { combineLatest, map } from 'rxjs';
+import type { Observable } from 'rxjs';
+import type { ServiceCatalog } from '../model/catalog.js';
+import { mergeCatalog } from '../model/merge.js';
+import type { RegistryState } from '../model/registry-state.js';
+import { buildSnapshot } from '../xds/cache/snapshot.js';
+import type { Packer, Snapshot } from '../xds/cache/snapshot.js';
+import { PROXY_VIEWS, translate } from '../xds/translate/translate.js';
+import type { TranslateOptions, Translation } from '../xds/translate/translate.js';
+import { debounceWithMaxWait } from './batching.js';
+
+export interface Batching {
+  readonly debounceMs: number;
+  readonly maxDelayMs: number;
+}
+
+export interface CatalogUpdate {
+  readonly states: readonly RegistryState[];
+  readonly catalog: ServiceCatalog;
+}
+
+/**
+ * Registry states in, merged catalogs out. The one place churn is batched:
+ * nothing is emitted until every registry has reported once, then at most one
+ * catalog per debounce window.
+ */
+export function catalogUpdates(registries: readonly Observable<RegistryState>[], batching: Batching): Observable<CatalogUpdate> {
+  return combineLatest(registries).pipe(
+    debounceWithMaxWait(batching.debounceMs, batching.maxDelayMs),
+    map((states) => ({ states, catalog: mergeCatalog(states) })),
+  );
+}
+
+export interface ViewBuild {
+  readonly snapshot: Snapshot;
+  readonly translation: Translation;
+}
+
+/** Translates a catalog once per proxy view, reusing unchanged resources of the previous snapshots. */
+export function buildViews(
+  catalog: ServiceCatalog,
+  options: TranslateOptions,
+  pack: Packer,
+  previous: (view: Snapshot['view']) => Snapshot | undefined,
+): ViewBuild[] {
+  return PROXY_VIEWS.map((view) => {
+    const translation = translate(catalog, view, options);
+    return { translation, snapshot: buildSnapshot(view, translation, pack, previous(view)) };
+  });
+}

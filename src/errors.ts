@@ -1,0 +1,63 @@
+/**
+ * Every error meshbridge raises on purpose. Codes are stable: logs, metrics and
+ * tests match on them, never on message text.
+ */
+export type ErrorCode =
+  | 'MB_CONFIG_INVALID'
+  | 'MB_CONFIG_UNREADABLE'
+  | 'MB_DOCUMENT_INVALID'
+  | 'MB_FILE_UNREADABLE'
+  | 'MB_PROTO_LOAD'
+  | 'MB_RESOURCE_ENCODE'
+  | 'MB_REGISTRY_UNAVAILABLE'
+  | 'MB_USAGE';
+
+export class MeshbridgeError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** A finding about one field of one document: the unit of every validation report. */
+export interface Diagnostic {
+  readonly severity: 'error' | 'warning';
+  /** File path, or another origin such as `consul:dc1`. */
+  readonly source: string;
+  /** Zero-based index of the YAML document in the file, when the source is a file. */
+  readonly document?: number;
+  /** Dotted field path inside the document, e.g. `spec.endpoints[2].address`. */
+  readonly field?: string;
+  readonly message: string;
+}
+
+export function formatDiagnostic(d: Diagnostic): string {
+  const where = [d.source, d.document === undefined ? undefined : `document ${d.document}`, d.field]
+    .filter((part) => part !== undefined && part !== '')
+    .join(': ');
+  return `${d.severity}: ${where}: ${d.message}`;
+}
+
+export class DocumentError extends MeshbridgeError {
+  readonly diagnostics: readonly Diagnostic[];
+
+  constructor(diagnostics: readonly Diagnostic[]) {
+    super('MB_DOCUMENT_INVALID', diagnostics.map(formatDiagnostic).join('\n'));
+    this.diagnostics = diagnostics;
+  }
+}
+
+export class ConfigError extends MeshbridgeError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('MB_CONFIG_INVALID', message, options);
+  }
+}
+
+export class UsageError extends MeshbridgeError {
+  constructor(message: string) {
+    super('MB_USAGE', message);
+  }
+}

@@ -1,0 +1,58 @@
+import type { RouteConfiguration } from '../../generated/envoy/config/route/v3/RouteConfiguration.js';
+import type { VirtualHost } from '../../generated/envoy/config/route/v3/VirtualHost.js';
+import { isHttpProtocol, shortName } from '../../model/service.js';
+import type { Service, ServicePort } from '../../model/service.js';
+import { servicesByPort } from './listener.js';
+import { clusterName, proxylessRouteName, sidecarRouteName } from './names.js';
+
+function virtualHost(service: Service, port: ServicePort, domains: string[]): VirtualHost {
+  return {
+    name: `${service.hostname}:${port.number}`,
+    domains,
+    routes: [{ match: { prefix: '/' }, route: { cluster: clusterName(port.number, service.hostname) } }],
+  };
+}
+
+/**
+ * One route configuration per HTTP port, a virtual host per service. Domains
+ * are the hostname, hostname:port and the short name; Envoy rejects a route
+ * configuration with a duplicate domain, so a short name shared by two services is left out.
+ */
+export function buildSidecarRoutes(services: readonly Service[]): RouteConfiguration[] {
+  const routes: RouteConfiguration[] = [];
+  for (const [portNumber, members] of servicesByPort(services)) {
+    const http = members.filter((m) => isHttpProtocol(m.port.protocol));
+    if (http.length === 0) continue;
+    const shortCounts = new Map<string, number>();
+    for (const m of http) {
+      const short = shortName(m.service.hostname);
+      shortCounts.set(short, (shortCounts.get(short) ?? 0) + 1);
+    }
+    const taken = new Set(http.map((m) => m.service.hostname));
+    routes.push({
+      name: sidecarRouteName(portNumber),
+      virtual_hosts: http.map((m) => {
+        const { hostname } = m.service;
+        const domains = [hostname, `${hostname}:${portNumber}`];
+        const short = shortName(hostname);
+        if (short !== hostname && shortCounts.get(short) === 1 && !taken.has(short)) {
+          domains.push(short, `${short}:${portNumber}`);
+        }
+        return virtualHost(m.service, m.port, domains);
+      }),
+    });
+  }
+  return routes;
+}
+
+/** Proxyless clients match the virtual host against the name they dialled, with or without the port. */
+export function buildProxylessRoutes(services: readonly Service[]): RouteConfiguration[] {
+  return services.flatMap((service) =>
+    service.ports
+      .filter((port) => isHttpProtocol(port.protocol))
+      .map((port) => ({
+        name: proxylessRouteName(service.hostname, port.number),
+        virtual_hosts: [virtualHost(service, port, [`${service.hostname}:${port.number}`, service.hostname])],
+      })),
+  );
+}

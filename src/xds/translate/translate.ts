@@ -1,0 +1,50 @@
+import type { Cluster } from '../../generated/envoy/config/cluster/v3/Cluster.js';
+import type { ClusterLoadAssignment } from '../../generated/envoy/config/endpoint/v3/ClusterLoadAssignment.js';
+import type { Listener } from '../../generated/envoy/config/listener/v3/Listener.js';
+import type { RouteConfiguration } from '../../generated/envoy/config/route/v3/RouteConfiguration.js';
+import type { Diagnostic } from '../../errors.js';
+import type { ServiceCatalog } from '../../model/catalog.js';
+import { buildClusters } from './cluster.js';
+import { buildLoadAssignments } from './endpoint.js';
+import { buildProxylessListeners, buildSidecarListeners } from './listener.js';
+import { buildProxylessRoutes, buildSidecarRoutes } from './route.js';
+
+/**
+ * What kind of client a node is. Envoy sidecars get socket listeners; proxyless
+ * gRPC clients get api_listeners, which Envoy would reject over LDS. Every node
+ * of one view gets the same resources, so translation runs once per view, not per node.
+ */
+export type ProxyView = 'sidecar' | 'proxyless';
+export const PROXY_VIEWS: readonly ProxyView[] = ['sidecar', 'proxyless'];
+
+export interface TranslateOptions {
+  /** Address sidecar listeners bind to. */
+  readonly sidecarBind: string;
+}
+
+export interface Translation {
+  readonly clusters: Cluster[];
+  readonly endpoints: ClusterLoadAssignment[];
+  readonly listeners: Listener[];
+  readonly routes: RouteConfiguration[];
+  readonly diagnostics: Diagnostic[];
+}
+
+/** Pure: the same catalog, view and options always give the same resources, in the same order. */
+export function translate(catalog: ServiceCatalog, view: ProxyView, options: TranslateOptions): Translation {
+  const diagnostics: Diagnostic[] = [];
+  const { services } = catalog;
+  const clusters = buildClusters(services);
+  const endpoints = buildLoadAssignments(services);
+  const listeners =
+    view === 'sidecar' ? buildSidecarListeners(services, options.sidecarBind, diagnostics) : buildProxylessListeners(services);
+  const routes = view === 'sidecar' ? buildSidecarRoutes(services) : buildProxylessRoutes(services);
+  const byName = <T extends { name?: string }>(a: T, b: T) => ((a.name ?? '') < (b.name ?? '') ? -1 : 1);
+  return {
+    clusters: clusters.sort(byName),
+    endpoints: endpoints.sort((a, b) => ((a.cluster_name ?? '') < (b.cluster_name ?? '') ? -1 : 1)),
+    listeners: listeners.sort(byName),
+    routes: routes.sort(byName),
+    diagnostics,
+  };
+}

@@ -1,0 +1,79 @@
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { eventually } from './eventually.js';
+
+export const MESHBRIDGE_BIN = join(import.meta.dirname, '../../bin/meshbridge.js');
+
+export interface LogLine {
+  readonly level: number;
+  readonly msg: string;
+  readonly [key: string]: unknown;
+}
+
+/** The built daemon, run as a user runs it: `meshbridge run --config FILE`, logs parsed from stdout. */
+export class DaemonProcess {
+  readonly logs: LogLine[] = [];
+  private readonly child: ChildProcess;
+  private exited: Promise<number | null>;
+
+  constructor(args: string[], env: NodeJS.ProcessEnv = {}) {
+    this.child = spawn(process.execPath, [MESHBRIDGE_BIN, ...args], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let buffered = '';
+    this.child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+      buffered += chunk;
+      let newline: number;
+      while ((newline = buffered.indexOf('\n')) !== -1) {
+        const line = buffered.slice(0, newline);
+        buffered = buffered.slice(newline + 1);
+        try {
+          this.logs.push(JSON.parse(line) as LogLine);
+        } catch {
+          this.logs.push({ level: 0, msg: line });
+        }
+      }
+    });
+    let stderr = '';
+    this.child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    this.exited = new Promise((resolve) =>
+      this.child.on('exit', (code) => {
+        if (code !== 0 && code !== null && stderr) this.logs.push({ level: 60, msg: stderr });
+        resolve(code);
+      }),
+    );
+  }
+
+  /** Waits for a log line that satisfies `match`, failing with the log so far. */
+  async waitForLog(match: (line: LogLine) => boolean, timeoutMs = 10_000, from = 0): Promise<LogLine> {
+    return eventually(() => {
+      const found = this.logs.slice(from).find(match);
+      if (found === undefined) throw new Error(`no matching log line; log so far:\n${this.logs.map((l) => JSON.stringify(l)).join('\n')}`);
+      return found;
+    }, timeoutMs);
+  }
+
+  async xdsPort(): Promise<number> {
+    const line = await this.waitForLog((l) => l.msg === 'xDS server listening');
+    return line.port as number;
+  }
+
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    if (this.child.exitCode === null) this.child.kill(signal);
+    return this.exited;
+  }
+}
+
+export async function meshbridge(args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [MESHBRIDGE_BIN, ...args]);
+    return { stdout, stderr, code: 0 };
+  } catch (error) {
+    const e = error as { stdout: string; stderr: string; code: number };
+    return { stdout: e.stdout, stderr: e.stderr, code: e.code };
+  }
+}

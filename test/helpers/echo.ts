@@ -1,0 +1,93 @@
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import * as grpcXds from '@grpc/grpc-js-xds';
+
+grpcXds.register();
+
+const ECHO_PROTO = join(import.meta.dirname, '../../examples/quickstart/echo.proto');
+// grpc-js-xds reads a per-channel bootstrap from this option, so each test can point at its own daemon.
+export const BOOTSTRAP_OPTION = 'grpc.TEST_ONLY_DO_NOT_USE_IN_PROD.xds_bootstrap_config';
+
+type EchoReply = { message: string; backend: string };
+interface EchoClient extends grpc.Client {
+  Echo(
+    request: { message: string },
+    metadata: grpc.Metadata,
+    options: grpc.CallOptions,
+    callback: (error: grpc.ServiceError | null, reply?: EchoReply) => void,
+  ): grpc.ClientUnaryCall;
+}
+type EchoClientConstructor = new (target: string, credentials: grpc.ChannelCredentials, options?: grpc.ChannelOptions) => EchoClient;
+
+const echoPackage = grpc.loadPackageDefinition(protoLoader.loadSync(ECHO_PROTO)) as unknown as {
+  meshbridge: { example: { Echo: EchoClientConstructor & { service: grpc.ServiceDefinition } } };
+};
+const Echo = echoPackage.meshbridge.example.Echo;
+
+export interface EchoBackend {
+  readonly name: string;
+  readonly port: number;
+  stop(): Promise<void>;
+}
+
+/** A real gRPC server on loopback that answers with its own name. */
+export async function startEchoBackend(name: string): Promise<EchoBackend> {
+  const server = new grpc.Server();
+  server.addService(Echo.service, {
+    Echo: (call: grpc.ServerUnaryCall<{ message: string }, EchoReply>, callback: grpc.sendUnaryData<EchoReply>) =>
+      callback(null, { message: call.request.message, backend: name }),
+  });
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, bound) =>
+      error ? reject(error) : resolve(bound),
+    ),
+  );
+  return {
+    name,
+    port,
+    stop: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())),
+  };
+}
+
+export interface CallOutcome {
+  readonly byBackend: Map<string, number>;
+  readonly errors: Map<string, number>;
+}
+
+export class XdsEchoClient {
+  private readonly client: EchoClient;
+
+  constructor(target: string, bootstrapJson: string) {
+    this.client = new Echo(target, grpc.credentials.createInsecure(), { [BOOTSTRAP_OPTION]: bootstrapJson });
+  }
+
+  call(deadlineMs = 5_000, metadata = new grpc.Metadata()): Promise<EchoReply> {
+    return new Promise((resolve, reject) =>
+      this.client.Echo({ message: 'hi' }, metadata, { deadline: Date.now() + deadlineMs }, (error, reply) =>
+        error ? reject(error) : resolve(reply!),
+      ),
+    );
+  }
+
+  /** Makes `count` calls, a few at a time, and counts who answered and which errors came back. */
+  async callMany(count: number, deadlineMs = 5_000): Promise<CallOutcome> {
+    const byBackend = new Map<string, number>();
+    const errors = new Map<string, number>();
+    for (let i = 0; i < count; i += 10) {
+      const batch = Array.from({ length: Math.min(10, count - i) }, () => this.call(deadlineMs));
+      for (const result of await Promise.allSettled(batch)) {
+        if (result.status === 'fulfilled') byBackend.set(result.value.backend, (byBackend.get(result.value.backend) ?? 0) + 1);
+        else {
+          const code = grpc.status[(result.reason as grpc.ServiceError).code] ?? 'UNKNOWN';
+          errors.set(code, (errors.get(code) ?? 0) + 1);
+        }
+      }
+    }
+    return { byBackend, errors };
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}
