@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v node >/dev/null || ! node -e 'process.exit(+process.versions.node.split(".")[0] < 20)'; then
+if ! command -v node >/dev/null || ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) < 20 ? 1 : 0)'; then
   echo "meshbridge needs Node.js 20 or newer (found: $(node --version 2>/dev/null || echo none))" >&2
   exit 1
 fi
@@ -13,8 +13,11 @@ fi
 stamp=node_modules/.meshbridge-lock
 want=$(sha256sum package-lock.json | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "installing dependencies (npm ci)…" >&2
-  npm ci --no-audit --no-fund --loglevel=error >&2
+  echo "installing dependencies…" >&2
+  # Not `npm ci`: npm 11 records only this platform's optional rollup binaries in
+  # the lock and then refuses it as out of sync; `npm install` still installs the
+  # locked versions.
+  npm install --no-audit --no-fund --loglevel=error >&2
   echo "$want" >"$stamp"
 fi
 

@@ -93,11 +93,9 @@ export async function loadConfig(file: string): Promise<{ config: Config; diagno
   } catch (error) {
     throw new ConfigError(`cannot read config ${file}: ${(error as Error).message}`, { cause: error });
   }
-  const document = parseDocument(text, { prettyErrors: false });
+  const document = parseDocument(text);
   if (document.errors.length > 0) {
-    const first = document.errors[0]!;
-    const line = first.linePos?.[0];
-    throw new ConfigError(`${file}: YAML syntax: ${first.message.split('\n')[0]}${line ? ` (line ${line.line})` : ''}`);
+    throw new ConfigError(`${file}: YAML syntax: ${document.errors[0]!.message.split('\n')[0]!.replace(/:$/, '')}`);
   }
   const { config, diagnostics } = parseConfig(document.toJS(), file);
   if (config === undefined) {

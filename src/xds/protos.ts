@@ -37,6 +37,31 @@ export interface EnvoyApi {
 let loaded: EnvoyApi | undefined;
 
 /**
+ * A protobufjs root holding the given Envoy API files, resolved against the
+ * include dirs inside @grpc/grpc-js-xds. descriptor.proto (imported by the
+ * validate and udpa annotations) comes with protobufjs rather than the deps.
+ */
+export function loadEnvoyRoot(files: readonly string[]): protobuf.Root {
+  const dirs = includeDirs();
+  const require = createRequire(import.meta.url);
+  const descriptor = require('protobufjs/google/protobuf/descriptor.json') as {
+    nested: { google: { nested: { protobuf: { nested: Record<string, protobuf.AnyNestedObject> } } } };
+  };
+  protobuf.common('descriptor', descriptor.nested.google.nested.protobuf.nested);
+  const root = new protobuf.Root();
+  root.resolvePath = (_origin, target) => {
+    for (const dir of dirs) {
+      const candidate = join(dir, target);
+      if (existsSync(candidate)) return candidate;
+    }
+    return target;
+  };
+  root.loadSync([...files], { keepCase: true });
+  root.resolveAll();
+  return root;
+}
+
+/**
  * Loads Envoy's v3 API from the .proto files shipped inside @grpc/grpc-js-xds.
  * Parsing them takes about a second, so the result is shared; it holds no state.
  */
@@ -46,16 +71,7 @@ export function loadEnvoyApi(): EnvoyApi {
   try {
     const definition = protoLoader.loadSync(protoFiles.files, { ...LOADER_OPTIONS, includeDirs: dirs });
     const grpcObject = grpc.loadPackageDefinition(definition);
-    const root = new protobuf.Root();
-    root.resolvePath = (_origin, target) => {
-      for (const dir of dirs) {
-        const candidate = join(dir, target);
-        if (existsSync(candidate)) return candidate;
-      }
-      return target;
-    };
-    root.loadSync(protoFiles.files, { keepCase: true });
-    root.resolveAll();
+    const root = loadEnvoyRoot(protoFiles.files);
     const types = new Map<string, protobuf.Type>();
     const typeFor = (typeUrl: string): protobuf.Type => {
       let type = types.get(typeUrl);

@@ -40,7 +40,7 @@ const envelope = z.object({
  */
 export function parseIstioText(source: string, text: string, handlers: KindHandlers): ParsedFile {
   const lineCounter = new LineCounter();
-  const yamlDocuments = parseAllDocuments(text, { lineCounter, prettyErrors: false });
+  const yamlDocuments = parseAllDocuments(text, { lineCounter });
   const diagnostics: Diagnostic[] = [];
   const documents: IstioDocument[] = [];
   const list = Array.isArray(yamlDocuments) ? yamlDocuments : [];
@@ -49,12 +49,12 @@ export function parseIstioText(source: string, text: string, handlers: KindHandl
     const at: DocumentLocation = { source, document: index };
     if (yamlDocument.errors.length > 0) {
       for (const error of yamlDocument.errors) {
-        const line = error.linePos?.[0];
+        // prettyErrors (the default) appends " at line L, column C:" and a snippet; the first line is enough.
         diagnostics.push({
           severity: 'error',
           source,
           document: index,
-          message: `YAML syntax: ${error.message.split('\n')[0]}${line ? ` (line ${line.line}, column ${line.col})` : ''}`,
+          message: `YAML syntax: ${error.message.split('\n')[0]!.replace(/:$/, '')}`,
         });
       }
       return;

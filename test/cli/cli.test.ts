@@ -1,0 +1,91 @@
+import { createRequire } from 'node:module';
+import type protobuf from 'protobufjs';
+import { parse } from 'yaml';
+import { describe, expect, it } from 'vitest';
+import { loadEnvoyRoot } from '../../src/xds/protos.js';
+import { meshbridge } from '../helpers/daemon-process.js';
+import { tempDir } from '../helpers/tmp.js';
+
+const require = createRequire(import.meta.url);
+
+/** Envoy's Bootstrap message, to check that every field the CLI writes is a real one. */
+function bootstrapType(): protobuf.Type {
+  return loadEnvoyRoot(['envoy/config/bootstrap/v3/bootstrap.proto', 'envoy/extensions/upstreams/http/v3/http_protocol_options.proto']).lookupType(
+    'envoy.config.bootstrap.v3.Bootstrap',
+  );
+}
+
+/** YAML durations ("5s") are proto-JSON; protobufjs wants {seconds}. */
+function withDurationObjects(value: unknown): unknown {
+  if (typeof value === 'string' && /^\d+s$/.test(value)) return { seconds: Number(value.slice(0, -1)) };
+  if (Array.isArray(value)) return value.map(withDurationObjects);
+  if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, withDurationObjects(v)]));
+  return value;
+}
+
+describe('meshbridge bootstrap', () => {
+  it('prints an Envoy bootstrap whose every field is one of Envoy\'s, pointing at the daemon over ADS', async () => {
+    const { stdout, code } = await meshbridge(['bootstrap', '--envoy', '--node-id', 'vm-1', '--cluster', 'web', '--xds', '10.0.0.5:15010', '--locality', 'eu/eu-1']);
+    expect(code).toBe(0);
+    const written = withDurationObjects(parse(stdout)) as Record<string, unknown>;
+    const type = bootstrapType();
+    const roundTrip = type.toObject(type.fromObject(written), { json: true, longs: Number, enums: String, defaults: false });
+    expect(roundTrip).toEqual(written);
+    expect(written).toMatchObject({
+      node: { id: 'vm-1', cluster: 'web', locality: { region: 'eu', zone: 'eu-1' } },
+      dynamic_resources: { ads_config: { api_type: 'GRPC', transport_api_version: 'V3' }, cds_config: { ads: {} }, lds_config: { ads: {} } },
+    });
+    expect(stdout).toContain('address: 10.0.0.5');
+    expect(stdout).toContain('port_value: 15010');
+  });
+
+  it('prints a gRPC bootstrap that grpc-js-xds accepts', async () => {
+    const { stdout, code } = await meshbridge(['bootstrap', '--grpc', '--node-id', 'client-1', '--xds', '127.0.0.1:15999']);
+    expect(code).toBe(0);
+    const { validateBootstrapConfig } = require('@grpc/grpc-js-xds/build/src/xds-bootstrap.js') as {
+      validateBootstrapConfig: (config: unknown) => { xdsServers: { server_uri: string }[]; node: { id: string } };
+    };
+    const validated = validateBootstrapConfig(JSON.parse(stdout));
+    expect(validated.xdsServers[0]!.server_uri).toBe('127.0.0.1:15999');
+    expect(validated.node.id).toBe('client-1');
+  });
+
+  it('refuses a bootstrap without a node id or with both kinds, exit code 2', async () => {
+    expect((await meshbridge(['bootstrap', '--grpc'])).code).toBe(2);
+    const both = await meshbridge(['bootstrap', '--grpc', '--envoy', '--node-id', 'x']);
+    expect(both.code).toBe(2);
+    expect(both.stderr).toContain('exactly one of --envoy or --grpc');
+  });
+});
+
+describe('meshbridge validate', () => {
+  it('exits 0 on good files and 1 on errors, naming file, document and field', async () => {
+    const dir = tempDir();
+    const good = dir.write('good.yaml', 'apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: { name: a }\nspec: { hosts: [a.mesh], ports: [{ number: 80, name: http }] }\n');
+    const bad = dir.write('bad.yaml', 'apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: { name: a }\nspec: { hosts: [a.mesh], ports: [{ number: 0, name: http }] }\n');
+    expect((await meshbridge(['validate', good])).code).toBe(0);
+    const result = await meshbridge(['validate', good, bad]);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toContain(`error: ${bad}: document 0: spec.ports[0].number: must be between 1 and 65535`);
+    expect(result.stdout).toContain('2 file(s), 1 error(s)');
+    dir.remove();
+  });
+});
+
+describe('meshbridge run', () => {
+  it('exits non-zero naming the field when the config is invalid', async () => {
+    const dir = tempDir();
+    const config = dir.write('meshbridge.yaml', 'xds: { listen: nowhere }\nregistries: [{ kind: file, name: local, paths: [] }]\n');
+    const result = await meshbridge(['run', '--config', config]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`${config}: xds.listen: must be "host:port"`);
+    expect(result.stderr).toContain(`${config}: registries[0].paths: must list at least one path`);
+    dir.remove();
+  });
+
+  it('exits non-zero when the config file does not exist', async () => {
+    const result = await meshbridge(['run', '--config', '/nonexistent/meshbridge.yaml']);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('cannot read config /nonexistent/meshbridge.yaml');
+  });
+});
