@@ -1,10 +1,13 @@
 import type { Logger } from 'pino';
+import { of } from 'rxjs';
 import type { Subscription } from 'rxjs';
 import type { Config, RegistryConfig } from '../config/config.js';
 import { formatDiagnostic } from '../errors.js';
 import { EMPTY_CATALOG } from '../model/catalog.js';
 import type { ServiceCatalog } from '../model/catalog.js';
 import type { RegistryState } from '../model/registry-state.js';
+import { PolicySource } from '../policy/policy-source.js';
+import { EMPTY_POLICY } from '../policy/policy-set.js';
 import { FileRegistry } from '../registries/file/file-registry.js';
 import type { Registry } from '../registries/registry.js';
 import { checkConsistent } from '../xds/cache/snapshot.js';
@@ -31,7 +34,8 @@ export class Daemon {
   private subscription: Subscription | undefined;
   private readonly firstSnapshot: Promise<void>;
   private resolveFirstSnapshot!: () => void;
-  private lastConflicts = '';
+  private readonly reported = new Map<string, string>();
+  private readonly policySource: PolicySource | undefined;
 
   constructor(
     readonly config: Config,
@@ -40,6 +44,9 @@ export class Daemon {
   ) {
     this.registries = config.registries.map((r) => createRegistry(r, config, log.child({ registry: r.name })));
     this.xds = new XdsServer(loadEnvoyApi(), this.cache, log.child({ component: 'xds' }), options.callbacks);
+    if (config.policy.paths.length > 0) {
+      this.policySource = new PolicySource({ paths: config.policy.paths, baseDir: config.baseDir }, log.child({ component: 'policy' }));
+    }
     this.firstSnapshot = new Promise((resolve) => (this.resolveFirstSnapshot = resolve));
   }
 
@@ -61,20 +68,22 @@ export class Daemon {
     const pack = (typeUrl: string, body: object) => api.pack(typeUrl, body);
     this.subscription = catalogUpdates(
       this.registries.map((r) => r.states),
+      this.policySource?.policies ?? of(EMPTY_POLICY),
       this.config.batching,
-    ).subscribe(({ states, catalog }) => {
+    ).subscribe(({ states, catalog, policy }) => {
       this.statesValue = states;
       this.catalogValue = catalog;
-      this.reportConflicts(catalog);
+      this.reportOnce('conflicts', catalog.conflicts.map((c) => `${c.hostname}: ${c.message}`));
+      this.reportOnce('policy', policy.diagnostics.map(formatDiagnostic));
       let views: ReturnType<typeof buildViews>;
       try {
-        views = buildViews(catalog, { sidecarBind: this.config.xds.sidecarBind }, pack, (view) => this.cache.get(view));
+        views = buildViews(catalog, policy, { sidecarBind: this.config.xds.sidecarBind }, pack, (view) => this.cache.get(view));
       } catch (error) {
         this.log.error({ err: error }, 'cannot build xDS resources; the previous ones stay in force');
         return;
       }
-      for (const { snapshot, translation } of views) {
-        for (const d of translation.diagnostics) this.log.warn(formatDiagnostic(d));
+      this.reportOnce('translation', [...new Set(views.flatMap((v) => v.translation.diagnostics.map(formatDiagnostic)))]);
+      for (const { snapshot } of views) {
         const problems = checkConsistent(snapshot);
         if (problems.length > 0) {
           this.log.error({ view: snapshot.view, problems }, 'inconsistent snapshot not served; this is a meshbridge bug');
@@ -90,7 +99,7 @@ export class Daemon {
       this.resolveFirstSnapshot();
     });
     const xdsPort = await this.xds.listen({ listen: this.config.xds.listen });
-    await Promise.all(this.registries.map((r) => r.start()));
+    await Promise.all([...this.registries.map((r) => r.start()), this.policySource?.start()]);
     return { xdsPort };
   }
 
@@ -98,15 +107,17 @@ export class Daemon {
   async stop(): Promise<void> {
     await this.xds.shutdown();
     this.subscription?.unsubscribe();
-    await Promise.all(this.registries.map((r) => r.stop()));
+    await Promise.all([...this.registries.map((r) => r.stop()), this.policySource?.stop()]);
   }
 
-  private reportConflicts(catalog: ServiceCatalog): void {
-    const text = catalog.conflicts.map((c) => `${c.hostname}: ${c.message}`).join('\n');
-    if (text === this.lastConflicts) return;
-    this.lastConflicts = text;
-    for (const conflict of catalog.conflicts) this.log.warn({ hostname: conflict.hostname, sources: conflict.sources }, conflict.message);
+  /** Logs findings when they change, not on every rebuild. */
+  private reportOnce(topic: string, messages: readonly string[]): void {
+    const text = messages.join('\n');
+    if (this.reported.get(topic) === text) return;
+    this.reported.set(topic, text);
+    for (const message of messages) this.log.warn({ topic }, message);
   }
+
 }
 
 function createRegistry(config: RegistryConfig, root: Config, log: Logger): Registry {

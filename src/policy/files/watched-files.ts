@@ -16,6 +16,12 @@ export interface WatchedFilesOptions {
   readonly handlers: KindHandlers;
   /** Called after the first scan and after every accepted, rejected or removed file. */
   readonly onChange: () => void;
+  /**
+   * Checks that hold across files (a route naming a subset declared elsewhere):
+   * given a file that passed its own checks and what the others hold, the
+   * errors that should still reject it.
+   */
+  readonly crossCheck?: (path: string, candidate: ParsedFile, others: ReadonlyMap<string, ParsedFile>) => Diagnostic[];
 }
 
 /**
@@ -107,6 +113,12 @@ export class WatchedFiles {
     const parsed = parseIstioText(path, text, this.options.handlers);
     if (hasErrors(parsed.diagnostics)) {
       this.reject(path, parsed.diagnostics);
+      return;
+    }
+    const others = new Map([...this.acceptedFiles].filter(([other]) => other !== path));
+    const crossErrors = this.options.crossCheck?.(path, parsed, others) ?? [];
+    if (hasErrors(crossErrors)) {
+      this.reject(path, [...crossErrors, ...parsed.diagnostics.filter((d) => d.severity === 'warning')]);
       return;
     }
     for (const d of parsed.diagnostics) this.log.warn({ file: path, document: d.document, field: d.field }, formatDiagnostic(d));

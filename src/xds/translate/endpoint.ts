@@ -3,6 +3,8 @@ import type { LocalityLbEndpoints } from '../../generated/envoy/config/endpoint/
 import { compareStrings } from '../../model/catalog.js';
 import { endpointPort } from '../../model/service.js';
 import type { Endpoint, Service, ServicePort } from '../../model/service.js';
+import type { ResolvedPolicy } from '../../policy/resolve.js';
+import { matchesLabels } from '../../model/labels.js';
 import { clusterName } from './names.js';
 
 export function buildLoadAssignment(
@@ -39,6 +41,20 @@ export function buildLoadAssignment(
   return { cluster_name: name, endpoints: localities };
 }
 
-export function buildLoadAssignments(services: readonly Service[]): ClusterLoadAssignment[] {
-  return services.flatMap((service) => service.ports.map((port) => buildLoadAssignment(service, port)));
+/** Endpoints of every cluster: all of a service's for its default cluster, those matching the labels for a subset. */
+export function buildLoadAssignments(services: readonly Service[], policy: ResolvedPolicy): ClusterLoadAssignment[] {
+  return services.flatMap((service) => {
+    const subsets = policy.destinationRules.get(service.hostname)?.spec.subsets ?? [];
+    return service.ports.flatMap((port) => [
+      buildLoadAssignment(service, port),
+      ...subsets.map((subset) =>
+        buildLoadAssignment(
+          service,
+          port,
+          service.endpoints.filter((e) => matchesLabels(e.labels, subset.labels ?? {})),
+          clusterName(port.number, service.hostname, subset.name),
+        ),
+      ),
+    ]);
+  });
 }

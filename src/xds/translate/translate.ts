@@ -4,6 +4,8 @@ import type { Listener } from '../../generated/envoy/config/listener/v3/Listener
 import type { RouteConfiguration } from '../../generated/envoy/config/route/v3/RouteConfiguration.js';
 import type { Diagnostic } from '../../errors.js';
 import type { ServiceCatalog } from '../../model/catalog.js';
+import { NO_POLICY } from '../../policy/resolve.js';
+import type { ResolvedPolicy } from '../../policy/resolve.js';
 import { buildClusters } from './cluster.js';
 import { buildLoadAssignments } from './endpoint.js';
 import { buildProxylessListeners, buildSidecarListeners } from './listener.js';
@@ -30,15 +32,21 @@ export interface Translation {
   readonly diagnostics: Diagnostic[];
 }
 
-/** Pure: the same catalog, view and options always give the same resources, in the same order. */
-export function translate(catalog: ServiceCatalog, view: ProxyView, options: TranslateOptions): Translation {
+/** Pure: the same catalog, policy, view and options always give the same resources, in the same order. */
+export function translate(
+  catalog: ServiceCatalog,
+  view: ProxyView,
+  options: TranslateOptions,
+  policy: ResolvedPolicy = NO_POLICY,
+): Translation {
   const diagnostics: Diagnostic[] = [];
   const { services } = catalog;
-  const clusters = buildClusters(services);
-  const endpoints = buildLoadAssignments(services);
+  const context = { catalog, policy, diagnostics };
+  const clusters = buildClusters(services, policy);
+  const endpoints = buildLoadAssignments(services, policy);
   const listeners =
     view === 'sidecar' ? buildSidecarListeners(services, options.sidecarBind, diagnostics) : buildProxylessListeners(services);
-  const routes = view === 'sidecar' ? buildSidecarRoutes(services) : buildProxylessRoutes(services);
+  const routes = view === 'sidecar' ? buildSidecarRoutes(services, context) : buildProxylessRoutes(services, context);
   const byName = <T extends { name?: string }>(a: T, b: T) => ((a.name ?? '') < (b.name ?? '') ? -1 : 1);
   return {
     clusters: clusters.sort(byName),
