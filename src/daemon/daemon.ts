@@ -11,11 +11,16 @@ import { EMPTY_POLICY } from '../policy/policy-set.js';
 import { FileRegistry } from '../registries/file/file-registry.js';
 import type { Registry } from '../registries/registry.js';
 import { checkConsistent } from '../xds/cache/snapshot.js';
+import type { Packer } from '../xds/cache/snapshot.js';
+import { BASE_VIEWS } from '../xds/translate/translate.js';
+import type { ProxyView } from '../xds/translate/translate.js';
+import type { ResolvedPolicy } from '../policy/resolve.js';
 import { SnapshotCache } from '../xds/cache/snapshot-cache.js';
 import { loadEnvoyApi } from '../xds/protos.js';
 import { XdsServer } from '../xds/server/ads-server.js';
 import type { ServerCallbacks } from '../xds/server/stream-state.js';
-import { buildViews, catalogUpdates } from './pipeline.js';
+import { buildView, catalogUpdates } from './pipeline.js';
+import type { ViewBuild } from './pipeline.js';
 
 export interface DaemonOptions {
   readonly callbacks?: ServerCallbacks;
@@ -29,13 +34,14 @@ export class Daemon {
   readonly registries: Registry[];
   readonly cache = new SnapshotCache();
   readonly xds: XdsServer;
-  private catalogValue: ServiceCatalog = EMPTY_CATALOG;
   private statesValue: readonly RegistryState[] = [];
   private subscription: Subscription | undefined;
   private readonly firstSnapshot: Promise<void>;
   private resolveFirstSnapshot!: () => void;
   private readonly reported = new Map<string, string>();
   private readonly policySource: PolicySource | undefined;
+  private latest: { catalog: ServiceCatalog; policy: ResolvedPolicy } | undefined;
+  private readonly pack: Packer;
 
   constructor(
     readonly config: Config,
@@ -43,7 +49,9 @@ export class Daemon {
     options: DaemonOptions = {},
   ) {
     this.registries = config.registries.map((r) => createRegistry(r, config, log.child({ registry: r.name })));
-    this.xds = new XdsServer(loadEnvoyApi(), this.cache, log.child({ component: 'xds' }), options.callbacks);
+    const api = loadEnvoyApi();
+    this.pack = (typeUrl, body) => api.pack(typeUrl, body);
+    this.xds = new XdsServer(api, this.cache, log.child({ component: 'xds' }), options.callbacks);
     if (config.policy.paths.length > 0) {
       this.policySource = new PolicySource({ paths: config.policy.paths, baseDir: config.baseDir }, log.child({ component: 'policy' }));
     }
@@ -51,7 +59,7 @@ export class Daemon {
   }
 
   get catalog(): ServiceCatalog {
-    return this.catalogValue;
+    return this.latest?.catalog ?? EMPTY_CATALOG;
   }
 
   get registryStates(): readonly RegistryState[] {
@@ -64,36 +72,26 @@ export class Daemon {
   }
 
   async start(): Promise<{ xdsPort: number }> {
-    const api = loadEnvoyApi();
-    const pack = (typeUrl: string, body: object) => api.pack(typeUrl, body);
+    this.cache.setBuilder((view) => this.build(view)?.snapshot);
     this.subscription = catalogUpdates(
       this.registries.map((r) => r.states),
       this.policySource?.policies ?? of(EMPTY_POLICY),
       this.config.batching,
     ).subscribe(({ states, catalog, policy }) => {
       this.statesValue = states;
-      this.catalogValue = catalog;
       this.reportOnce('conflicts', catalog.conflicts.map((c) => `${c.hostname}: ${c.message}`));
       this.reportOnce('policy', policy.diagnostics.map(formatDiagnostic));
-      let views: ReturnType<typeof buildViews>;
-      try {
-        views = buildViews(catalog, policy, { sidecarBind: this.config.xds.sidecarBind }, pack, (view) => this.cache.get(view));
-      } catch (error) {
-        this.log.error({ err: error }, 'cannot build xDS resources; the previous ones stay in force');
-        return;
+      this.latest = { catalog, policy };
+      const views = [...new Set([...BASE_VIEWS, ...this.cache.views()])];
+      const builds: ViewBuild[] = [];
+      for (const view of views) {
+        const build = this.build(view);
+        if (build !== undefined) builds.push(build);
       }
-      this.reportOnce('translation', [...new Set(views.flatMap((v) => v.translation.diagnostics.map(formatDiagnostic)))]);
-      for (const { snapshot } of views) {
-        const problems = checkConsistent(snapshot);
-        if (problems.length > 0) {
-          this.log.error({ view: snapshot.view, problems }, 'inconsistent snapshot not served; this is a meshbridge bug');
-          continue;
-        }
+      this.reportOnce('translation', [...new Set(builds.flatMap((b) => b.translation.diagnostics.map(formatDiagnostic)))]);
+      for (const { snapshot } of builds) {
         if (this.cache.set(snapshot)) {
-          this.log.info(
-            { view: snapshot.view, version: snapshot.version, services: catalog.services.length },
-            'snapshot updated',
-          );
+          this.log.info({ view: snapshot.view, version: snapshot.version, services: catalog.services.length }, 'snapshot updated');
         }
       }
       this.resolveFirstSnapshot();
@@ -108,6 +106,28 @@ export class Daemon {
     await this.xds.shutdown();
     this.subscription?.unsubscribe();
     await Promise.all([...this.registries.map((r) => r.stop()), this.policySource?.stop()]);
+  }
+
+  /**
+   * Translates the latest catalog for one view. A failure keeps the view's
+   * previous snapshot in force: it is logged, never half-served.
+   */
+  private build(view: ProxyView): ViewBuild | undefined {
+    if (this.latest === undefined) return undefined;
+    const { catalog, policy } = this.latest;
+    let build: ViewBuild;
+    try {
+      build = buildView(view, catalog, policy, { sidecarBind: this.config.xds.sidecarBind }, this.pack, this.cache.peek(view));
+    } catch (error) {
+      this.log.error({ err: error, view }, 'cannot build xDS resources; the previous ones stay in force');
+      return undefined;
+    }
+    const problems = checkConsistent(build.snapshot);
+    if (problems.length > 0) {
+      this.log.error({ view, problems }, 'inconsistent snapshot not served; this is a meshbridge bug');
+      return undefined;
+    }
+    return build;
   }
 
   /** Logs findings when they change, not on every rebuild. */

@@ -8,8 +8,8 @@ import { resolvePolicy } from '../policy/resolve.js';
 import type { ResolvedPolicy } from '../policy/resolve.js';
 import { buildSnapshot } from '../xds/cache/snapshot.js';
 import type { Packer, Snapshot } from '../xds/cache/snapshot.js';
-import { PROXY_VIEWS, translate } from '../xds/translate/translate.js';
-import type { TranslateOptions, Translation } from '../xds/translate/translate.js';
+import { translate } from '../xds/translate/translate.js';
+import type { ProxyView, TranslateOptions, Translation } from '../xds/translate/translate.js';
 import { debounceWithMaxWait } from './batching.js';
 
 export interface Batching {
@@ -48,16 +48,15 @@ export interface ViewBuild {
   readonly translation: Translation;
 }
 
-/** Translates a catalog once per proxy view, reusing unchanged resources of the previous snapshots. */
-export function buildViews(
+/** Translates a catalog for one view, reusing the unchanged resources of its previous snapshot. */
+export function buildView(
+  view: ProxyView,
   catalog: ServiceCatalog,
   policy: ResolvedPolicy,
   options: TranslateOptions,
   pack: Packer,
-  previous: (view: Snapshot['view']) => Snapshot | undefined,
-): ViewBuild[] {
-  return PROXY_VIEWS.map((view) => {
-    const translation = translate(catalog, view, options, policy);
-    return { translation, snapshot: buildSnapshot(view, translation, pack, previous(view)) };
-  });
+  previous: Snapshot | undefined,
+): ViewBuild {
+  const translation = translate(catalog, view, options, policy);
+  return { translation, snapshot: buildSnapshot(view, translation, pack, previous) };
 }

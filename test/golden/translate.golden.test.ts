@@ -63,7 +63,7 @@ function casesIn(dir: string): GoldenCase[] {
     });
 }
 
-function outputsFor({ states, policy: policySet }: Pick<GoldenCase, 'states' | 'policy'>): Record<string, unknown> {
+function outputsFor({ name: goldenCaseName, states, policy: policySet }: GoldenCase): Record<string, unknown> {
   const catalog = mergeCatalog(states);
   const policy = resolvePolicy(catalog, policySet);
   const sidecar = translate(catalog, 'sidecar', { sidecarBind: '127.0.0.1' }, policy);
@@ -81,6 +81,10 @@ function outputsFor({ states, policy: policySet }: Pick<GoldenCase, 'states' | '
     routes: sidecar.routes,
     'proxyless.listeners': proxyless.listeners,
     'proxyless.routes': proxyless.routes,
+    // Locality load balancing weighs endpoints from where the client stands.
+    ...(goldenCaseName.startsWith('locality-')
+      ? { 'endpoints-from-us-east-1a': translate(catalog, 'sidecar@us-east/us-east-1a/rack-1', { sidecarBind: '127.0.0.1' }, policy).endpoints }
+      : {}),
   };
 }
 

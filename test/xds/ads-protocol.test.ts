@@ -4,7 +4,7 @@ import { buildSnapshot } from '../../src/xds/cache/snapshot.js';
 import { SnapshotCache } from '../../src/xds/cache/snapshot-cache.js';
 import { loadEnvoyApi } from '../../src/xds/protos.js';
 import { XdsServer } from '../../src/xds/server/ads-server.js';
-import { PROXY_VIEWS, translate } from '../../src/xds/translate/translate.js';
+import { BASE_VIEWS, translate } from '../../src/xds/translate/translate.js';
 import { TypeUrl } from '../../src/xds/type-urls.js';
 import { RawAdsClient } from '../helpers/ads-client.js';
 import { eventually } from '../helpers/eventually.js';
@@ -29,7 +29,7 @@ describe('state-of-the-world ADS over real gRPC', () => {
   let client: RawAdsClient;
 
   const publish = (catalog: ServiceCatalog) => {
-    for (const view of PROXY_VIEWS) {
+    for (const view of BASE_VIEWS) {
       cache.set(buildSnapshot(view, translate(catalog, view, { sidecarBind: '127.0.0.1' }), api.pack, cache.get(view)));
     }
   };

@@ -69,6 +69,10 @@ export function applyTrafficPolicy(cluster: Cluster, policy: PolicyFields, proto
     cluster.outlier_detection = detection;
     if (o.minHealthPercent !== undefined) cluster.common_lb_config = { healthy_panic_threshold: { value: o.minHealthPercent } };
   }
+  if (loadBalancer?.localityLbSetting?.distribute !== undefined && loadBalancer.localityLbSetting.enabled !== false) {
+    // Envoy weighs localities only when asked to; gRPC always does.
+    cluster.common_lb_config = { ...cluster.common_lb_config, locality_weighted_lb_config: {} };
+  }
 
   if (tls !== undefined && (tls.mode === 'SIMPLE' || tls.mode === 'MUTUAL')) {
     const common: Record<string, unknown> = {};
