@@ -1,12 +1,29 @@
 import { readFile } from 'node:fs/promises';
 import { formatDiagnostic } from '../errors.js';
 import type { Diagnostic } from '../errors.js';
-import { parseIstioText } from '../policy/istio/documents.js';
+import { mergeCatalog } from '../model/merge.js';
+import { hasErrors, parseIstioText } from '../policy/istio/documents.js';
+import type { ParsedFile } from '../policy/istio/documents.js';
 import { SERVICE_KIND_HANDLERS } from '../policy/istio/service-entry.js';
+import { POLICY_KIND_HANDLERS, checkSubsetReferences, policyFromFiles } from '../policy/policy-set.js';
+import { resolvePolicy } from '../policy/resolve.js';
+import { servicesFromFiles } from '../registries/file/service-entries.js';
 
-/** Checks Istio files as the daemon would read them; returns every finding. */
+const ALL_KINDS = {
+  ServiceEntry: SERVICE_KIND_HANDLERS.ServiceEntry,
+  WorkloadEntry: SERVICE_KIND_HANDLERS.WorkloadEntry,
+  VirtualService: POLICY_KIND_HANDLERS.VirtualService!,
+  DestinationRule: POLICY_KIND_HANDLERS.DestinationRule!,
+};
+
+/**
+ * Checks Istio files as the daemon would read them, all four kinds, and then
+ * together: subsets routes name, hosts rules name (against the services the
+ * same files declare). Returns every finding.
+ */
 export async function validateFiles(files: readonly string[]): Promise<Diagnostic[]> {
   const findings: Diagnostic[] = [];
+  const accepted = new Map<string, ParsedFile>();
   for (const file of files) {
     let text: string;
     try {
@@ -15,12 +32,20 @@ export async function validateFiles(files: readonly string[]): Promise<Diagnosti
       findings.push({ severity: 'error', source: file, message: `cannot read file: ${(error as Error).message}` });
       continue;
     }
-    const parsed = parseIstioText(file, text, SERVICE_KIND_HANDLERS);
+    const parsed = parseIstioText(file, text, ALL_KINDS);
     if (parsed.documents.length === 0 && parsed.diagnostics.length === 0) {
       findings.push({ severity: 'warning', source: file, message: 'file holds no documents' });
     }
     findings.push(...parsed.diagnostics);
+    if (!hasErrors(parsed.diagnostics)) accepted.set(file, parsed);
   }
+  for (const [file, parsed] of accepted) {
+    findings.push(...checkSubsetReferences(parsed, new Map([...accepted].filter(([other]) => other !== file))));
+  }
+  const { services, diagnostics } = servicesFromFiles(accepted, 'files');
+  const policy = policyFromFiles(accepted);
+  const resolved = resolvePolicy(mergeCatalog([{ registry: 'files', kind: 'file', services, synced: true, stale: false, diagnostics: [] }]), policy);
+  findings.push(...diagnostics, ...policy.diagnostics, ...resolved.diagnostics);
   return findings;
 }
 

@@ -90,7 +90,6 @@ const IGNORED_VIRTUAL_SERVICE_FIELDS = [
   'http[].retries.retryRemoteLocalities',
   'http[].corsPolicy',
   'http[].delegate',
-  'http[].directResponse',
   'http[].mirrors',
   'http[].rewrite.uriRegexRewrite',
   'http[].fault.delay.percent',

@@ -102,11 +102,16 @@ const httpRoute = z
     headers: headers.optional(),
     corsPolicy: z.unknown().optional(),
     delegate: z.unknown().optional(),
-    directResponse: z.unknown().optional(),
+    directResponse: z
+      .object({
+        status: z.number({ error: 'must be an HTTP status' }).int().min(200, { error: 'must be an HTTP status between 200 and 599' }).max(599, { error: 'must be an HTTP status between 200 and 599' }),
+        body: z.object({ string: z.string().optional(), bytes: z.string().optional() }).optional(),
+      })
+      .optional(),
   })
   .superRefine((route, ctx) => {
     const actions = [route.route, route.redirect, route.directResponse, route.delegate].filter((a) => a !== undefined).length;
-    if (actions !== 1) ctx.addIssue({ code: 'custom', message: 'must have exactly one of route or redirect' });
+    if (actions !== 1) ctx.addIssue({ code: 'custom', message: 'must have exactly one of route, redirect or directResponse' });
     if (route.redirect !== undefined && route.rewrite !== undefined) {
       ctx.addIssue({ code: 'custom', path: ['rewrite'], message: 'rewrite cannot be combined with redirect' });
     }

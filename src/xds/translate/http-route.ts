@@ -104,8 +104,16 @@ function routeAction(
     };
   }
 
+  if (rule.directResponse !== undefined) {
+    const { status, body } = rule.directResponse;
+    const inline = body?.string ?? (body?.bytes !== undefined ? Buffer.from(body.bytes, 'base64').toString('utf8') : undefined);
+    return { direct_response: { status, ...(inline !== undefined ? { body: { inline_string: inline } } : {}) }, ...extras };
+  }
+  // A delegate (reported as unsupported when the file was read) has nothing to route to.
+  if (rule.route === undefined) return undefined;
+
   const targets: { cluster: string; weight: number; headers: Record<string, unknown>; host: string; port: number }[] = [];
-  for (const [i, destination] of (rule.route ?? []).entries()) {
+  for (const [i, destination] of rule.route.entries()) {
     const target = resolveDestination(destination.destination, port, context);
     if (typeof target === 'string') {
       context.diagnostics.push({ severity: 'warning', source: where, field: `route[${i}].destination`, message: `${target}; this rule is skipped` });
