@@ -172,3 +172,61 @@ policy: { paths: ['*.yaml'] }
     expect(byBackend.get('v2')).toBe(50);
   });
 });
+
+describe('locality failover through a real grpc-js-xds client', () => {
+  const dir = tempDir();
+  let near: EchoBackend;
+  let far: EchoBackend;
+  let daemon: DaemonProcess;
+  let client: XdsEchoClient;
+
+  const entry = (withNear: boolean) => `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: orders }
+spec:
+  hosts: [orders.e2e.internal]
+  ports: [{ number: ${PORT}, name: grpc, protocol: GRPC }]
+  endpoints:
+${withNear ? `    - { address: 127.0.0.1, ports: { grpc: ${near.port} }, locality: eu/eu-1a }\n` : ''}    - { address: 127.0.0.1, ports: { grpc: ${far.port} }, locality: us/us-1a }
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: orders }
+spec:
+  host: orders.e2e.internal
+  trafficPolicy:
+    outlierDetection: { consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 30s }
+`;
+
+  beforeAll(async () => {
+    near = await startEchoBackend('near');
+    far = await startEchoBackend('far');
+    dir.write('orders.yaml', entry(true));
+    dir.write(
+      'meshbridge.yaml',
+      `xds: { listen: 127.0.0.1:0 }
+batching: { debounceMs: 50, maxDelayMs: 200 }
+registries: [{ kind: file, name: local, paths: [orders.yaml] }]
+policy: { paths: [orders.yaml] }
+`,
+    );
+    daemon = new DaemonProcess(['run', '--config', `${dir.path}/meshbridge.yaml`]);
+    const port = await daemon.xdsPort();
+    const bootstrap = await meshbridge(['bootstrap', '--grpc', '--node-id', 'eu-client', '--locality', 'eu/eu-1a', '--xds', `127.0.0.1:${port}`]);
+    client = new XdsEchoClient(`xds:///orders.e2e.internal:${PORT}`, bootstrap.stdout);
+  });
+
+  afterAll(async () => {
+    client.close();
+    await daemon.stop();
+    await Promise.all([near.stop(), far.stop()]);
+    dir.remove();
+  });
+
+  it('keeps a client on endpoints in its own locality while they exist, and fails over when they go', async () => {
+    const local = await client.callMany(40);
+    expect(local.byBackend.get('near')).toBe(40);
+    dir.write('orders.yaml', entry(false));
+    await eventually(async () => expect((await client.callMany(20)).byBackend.get('far')).toBe(20), 2_000, 0);
+  });
+});
