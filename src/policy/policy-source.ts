@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { BehaviorSubject, filter } from 'rxjs';
+import { map, shareReplay } from 'rxjs';
 import type { Observable } from 'rxjs';
 import { formatDiagnostic } from '../errors.js';
 import { WatchedFiles } from './files/watched-files.js';
@@ -13,38 +13,34 @@ export interface PolicySourceConfig {
 
 /** VirtualService and DestinationRule documents from watched files, as whole policy sets. */
 export class PolicySource {
-  private readonly subject = new BehaviorSubject<PolicySet | undefined>(undefined);
+  readonly policies: Observable<PolicySet>;
   private readonly files: WatchedFiles;
 
-  constructor(config: PolicySourceConfig, private readonly log: Logger) {
+  constructor(config: PolicySourceConfig, log: Logger) {
     this.files = new WatchedFiles(
       {
         paths: config.paths,
         baseDir: config.baseDir,
         handlers: POLICY_KIND_HANDLERS,
-        onChange: () => this.publish(),
         crossCheck: (_path, candidate, others) => checkSubsetReferences(candidate, others),
       },
       log,
     );
-  }
-
-  get policies(): Observable<PolicySet> {
-    return this.subject.pipe(filter((p): p is PolicySet => p !== undefined));
+    this.policies = this.files.contents.pipe(
+      map(({ accepted, diagnostics }): PolicySet => {
+        const set = policyFromFiles(accepted);
+        for (const d of set.diagnostics) log.warn({ file: d.source, document: d.document, field: d.field }, formatDiagnostic(d));
+        return { ...set, diagnostics: [...diagnostics, ...set.diagnostics] };
+      }),
+      shareReplay({ bufferSize: 1, refCount: false }),
+    );
   }
 
   start(): Promise<void> {
     return this.files.start();
   }
 
-  async stop(): Promise<void> {
-    await this.files.stop();
-    this.subject.complete();
-  }
-
-  private publish(): void {
-    const set = policyFromFiles(this.files.accepted);
-    for (const d of set.diagnostics) this.log.warn({ file: d.source, document: d.document, field: d.field }, formatDiagnostic(d));
-    this.subject.next({ ...set, diagnostics: [...this.files.diagnostics, ...set.diagnostics] });
+  stop(): Promise<void> {
+    return this.files.stop();
   }
 }
