@@ -53,6 +53,21 @@ describe('state-of-the-world ADS over real gRPC', () => {
     expect(RawAdsClient.names(response).sort()).toEqual([REVIEWS_CLUSTER, RATINGS_CLUSTER].sort());
   });
 
+  it('answers a first wildcard request with an empty set when there is nothing, even if it came before the first snapshot', async () => {
+    const emptyCache = new SnapshotCache();
+    const emptyServer = new XdsServer(api, emptyCache, silentLogger);
+    const port = await emptyServer.listen({ listen: '127.0.0.1:0' });
+    const early = new RawAdsClient(`127.0.0.1:${port}`);
+    early.send({ type_url: CDS });
+    await early.expectSilence(100);
+    for (const view of BASE_VIEWS) emptyCache.set(buildSnapshot(view, translate(catalogOf(), view, { sidecarBind: '127.0.0.1' }), api.pack));
+    const response = await early.next();
+    expect(response.type_url).toBe(CDS);
+    expect(response.resources).toEqual([]);
+    early.close();
+    await emptyServer.shutdown(1_000);
+  });
+
   it('answers a named CDS request, as gRPC clients send, with only that cluster', async () => {
     client.send({ type_url: CDS, resource_names: [REVIEWS_CLUSTER] });
     expect(RawAdsClient.names(await client.next())).toEqual([REVIEWS_CLUSTER]);
