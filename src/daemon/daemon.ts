@@ -39,7 +39,10 @@ export class Daemon {
     options: DaemonOptions = {},
   ) {
     this.registries = config.registries.map((r) => createRegistry(r, config, log.child({ registry: r.name })));
-    this.xds = new XdsServer(loadEnvoyApi(), this.cache, log.child({ component: 'xds' }), options.callbacks);
+    this.xds = new XdsServer(loadEnvoyApi(), this.cache, log.child({ component: 'xds' }), options.callbacks, {
+      pushConcurrency: config.xds.pushConcurrency,
+      pushSlotTimeoutMs: config.xds.pushSlotTimeoutMs,
+    });
     this.firstSnapshot = new Promise((resolve) => (this.resolveFirstSnapshot = resolve));
   }
 
