@@ -1,0 +1,38 @@
+// meshbridge as the benchmark runs it: the daemon's real pipeline (batching,
+// merge, translation once per view, snapshot cache, ADS server) fed by an
+// in-memory registry that the runner drives over IPC. Started by run.mjs.
+import { Subject } from 'rxjs';
+import { pino } from 'pino';
+import { buildViews, catalogUpdates } from '../dist/daemon/pipeline.js';
+import { SnapshotCache } from '../dist/xds/cache/snapshot-cache.js';
+import { loadEnvoyApi } from '../dist/xds/protos.js';
+import { XdsServer } from '../dist/xds/server/ads-server.js';
+import { applyChange, registryState, services } from './fleet.mjs';
+
+const options = JSON.parse(process.argv[2]);
+const log = pino({ level: 'warn' });
+const api = loadEnvoyApi();
+const cache = new SnapshotCache();
+const server = new XdsServer(api, cache, log, {}, { pushConcurrency: options.pushConcurrency, pushSlotTimeoutMs: options.pushSlotTimeoutMs });
+const registry = new Subject();
+let list = services(options);
+const pack = (typeUrl, body) => api.pack(typeUrl, body);
+
+catalogUpdates([registry], { debounceMs: options.debounceMs, maxDelayMs: options.maxDelayMs }).subscribe(({ catalog }) => {
+  const started = performance.now();
+  for (const { snapshot } of buildViews(catalog, { sidecarBind: '127.0.0.1' }, pack, (view) => cache.get(view))) cache.set(snapshot);
+  process.send?.({ kind: 'built', ms: performance.now() - started });
+});
+
+const port = await server.listen({ listen: '127.0.0.1:0' });
+registry.next(registryState(list));
+process.on('message', (message) => {
+  if (message.kind === 'change') {
+    list = [...list];
+    applyChange(list, message.k);
+    registry.next(registryState(list));
+  } else if (message.kind === 'stop') {
+    void server.shutdown(1_000).then(() => process.exit(0));
+  }
+});
+process.send?.({ kind: 'ready', port });
