@@ -12,6 +12,8 @@ export interface Resource {
   readonly body: object;
   /** Encoded once when the resource first appears, then carried over while it is unchanged. */
   readonly packed: PackedAny;
+  /** The JSON its version hashes: an unchanged resource is recognised by comparing it, without hashing again. */
+  readonly canonical: string;
   /** Its ready-encoded entries in a state-of-the-world and in a delta response. */
   readonly wire: { readonly sotw: Buffer; readonly delta: Buffer };
 }
@@ -60,9 +62,10 @@ export function buildSnapshot(view: ProxyView, translation: Translation, pack: P
     const ofType = createHash('sha256');
     for (const { name, body } of named[typeUrl]) {
       const canonical = JSON.stringify(body);
-      const version = resourceVersion(canonical);
       const old = before?.get(name);
-      map.set(name, old !== undefined && old.version === version ? old : makeResource(typeUrl, name, version, body, pack));
+      const resource = old !== undefined && old.canonical === canonical ? old : makeResource(typeUrl, name, canonical, body, pack);
+      const { version } = resource;
+      map.set(name, resource);
       overall.update(`${typeUrl}\0${name}\0${version}\n`);
       ofType.update(`${name}\0${version}\n`);
     }
@@ -72,10 +75,11 @@ export function buildSnapshot(view: ProxyView, translation: Translation, pack: P
   return { view, version: overall.digest('base64url').slice(0, 16), resources, typeVersions };
 }
 
-function makeResource(typeUrl: string, name: string, version: string, body: object, pack: Packer): Resource {
+function makeResource(typeUrl: string, name: string, canonical: string, body: object, pack: Packer): Resource {
+  const version = resourceVersion(canonical);
   const packed = pack(typeUrl, body);
   const any = encodeAny(packed.type_url, Buffer.from(packed.value.buffer, packed.value.byteOffset, packed.value.byteLength));
-  return { name, version, body, packed, wire: { sotw: sotwEntry(any), delta: deltaEntry(name, version, any) } };
+  return { name, version, canonical, body, packed, wire: { sotw: sotwEntry(any), delta: deltaEntry(name, version, any) } };
 }
 
 const NO_CHANGES: ReadonlyMap<XdsTypeUrl, ReadonlySet<string>> = new Map(XDS_TYPES.map((t) => [t, new Set<string>()]));
