@@ -36,3 +36,17 @@ process.on('message', (message) => {
   }
 });
 process.send?.({ kind: 'ready', port });
+if (process.env.BENCH_DEBUG) {
+  setInterval(() => {
+    const streams = server.connections();
+    const flows = streams.map((s) => s.flow());
+    console.error('daemon:', JSON.stringify({
+      streams: streams.length,
+      queue: server.pushQueue(),
+      pending: flows.filter((f) => f.pushPending).length,
+      writing: flows.filter((f) => f.writesInFlight > 0).length,
+      bytesInFlightMiB: (flows.reduce((a, f) => a + f.bytesInFlight, 0) / 2 ** 20).toFixed(1),
+      rssMiB: Math.round(process.memoryUsage().rss / 2 ** 20),
+    }));
+  }, 5_000).unref();
+}

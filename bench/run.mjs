@@ -195,7 +195,13 @@ async function runAgainst(server) {
   const cpu0 = cpuSeconds(server.pid);
   const t0 = now();
   for (const w of workers) w.send({ kind: 'connect' });
-  const completes = await allReply(workers, 'complete', Number(flags['storm-timeout-s']) * 1000);
+  const completes = await allReply(workers, 'complete', Number(flags['storm-timeout-s']) * 1000).catch(async (error) => {
+    const p = allReply(workers, 'stats', 10_000);
+    for (const w of workers) w.send({ kind: 'stats' });
+    const stats = await p;
+    for (const w of workers) w.kill();
+    throw new Error(`${error.message}: ${stats.reduce((s, m) => s + m.completed, 0)} of ${opts.clients} clients complete, ${errors()} stream errors`);
+  });
   const stormS = (Math.max(...completes.map((m) => m.at)) - t0) / 1000;
   const cpuStorm = cpuSeconds(server.pid) - cpu0;
   const stormStats = await (async () => {

@@ -168,3 +168,6 @@ process.on('message', (message) => {
   }
 });
 process.send({ kind: 'ready' });
+if (process.env.BENCH_DEBUG) {
+  setInterval(() => console.error(`worker ${process.pid}: ${completed}/${clients.length} complete, ${(bytes / 2 ** 20).toFixed(1)} MiB, ${responses} responses`), 5_000).unref();
+}
