@@ -10,6 +10,8 @@ export interface BootstrapOptions {
   readonly xds: string;
   readonly adminPort: number;
   readonly locality?: string;
+  /** Envoy: use incremental (delta) xDS rather than state-of-the-world. */
+  readonly delta?: boolean;
 }
 
 function splitHostPort(value: string): { host: string; port: number } {
@@ -31,7 +33,7 @@ export function envoyBootstrap(options: BootstrapOptions): string {
     node: { id: options.nodeId, cluster: options.cluster, ...(options.locality ? { locality: locality(options.locality) } : {}) },
     dynamic_resources: {
       ads_config: {
-        api_type: 'GRPC',
+        api_type: options.delta ? 'DELTA_GRPC' : 'GRPC',
         transport_api_version: 'V3',
         set_node_on_first_message_only: true,
         grpc_services: [{ envoy_grpc: { cluster_name: 'meshbridge-xds' } }],

@@ -14,8 +14,8 @@ const USAGE = `usage: meshbridge <command> [options]
 commands:
   run [--config FILE] [--log-level LEVEL]
         serve xDS; with no --config, serves the quickstart example
-  bootstrap (--envoy | --grpc) --node-id ID [--cluster NAME] [--xds HOST:PORT] [--locality R/Z/S] [--admin-port N]
-        print a bootstrap that points a client at meshbridge
+  bootstrap (--envoy [--delta] | --grpc) --node-id ID [--cluster NAME] [--xds HOST:PORT] [--locality R/Z/S] [--admin-port N]
+        print a bootstrap that points a client at meshbridge (--delta: Envoy uses incremental xDS)
   validate FILE...
         check Istio YAML files (ServiceEntry, WorkloadEntry); exits 1 on errors
 `;
@@ -69,6 +69,7 @@ function bootstrap(args: string[]): number {
     options: {
       envoy: { type: 'boolean', default: false },
       grpc: { type: 'boolean', default: false },
+      delta: { type: 'boolean', default: false },
       'node-id': { type: 'string' },
       cluster: { type: 'string' },
       xds: { type: 'string', default: '127.0.0.1:15010' },
@@ -79,12 +80,14 @@ function bootstrap(args: string[]): number {
   });
   if (values.envoy === values.grpc) throw new UsageError('bootstrap needs exactly one of --envoy or --grpc');
   if (!values['node-id']) throw new UsageError('bootstrap needs --node-id');
+  if (values.delta && !values.envoy) throw new UsageError('--delta is for --envoy; gRPC clients speak state-of-the-world xDS');
   const options = {
     nodeId: values['node-id'],
     cluster: values.cluster ?? values['node-id'],
     xds: values.xds,
     adminPort: Number(values['admin-port']),
     locality: values.locality,
+    delta: values.delta,
   };
   process.stdout.write(values.envoy ? envoyBootstrap(options) : grpcBootstrap(options));
   return 0;

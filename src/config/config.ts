@@ -33,6 +33,10 @@ export const configSchema = z.object({
       listen: hostPort.default('127.0.0.1:15010'),
       /** Address sidecar listeners bind to on each VM; there is no iptables capture there. */
       sidecarBind: z.string().default('127.0.0.1'),
+      /** Streams that may have a push being written at once; the rest wait, their changes coalesced. */
+      pushConcurrency: z.number().int().min(1).default(64),
+      /** How long a push to a client that does not read may hold its slot. */
+      pushSlotTimeoutMs: z.number().int().min(1).default(2_000),
     })
     .prefault({}),
   admin: z.object({ listen: hostPort.default('127.0.0.1:15014') }).prefault({}),

@@ -12,7 +12,6 @@ import { FileRegistry } from '../registries/file/file-registry.js';
 import type { Registry } from '../registries/registry.js';
 import { checkConsistent } from '../xds/cache/snapshot.js';
 import type { Packer } from '../xds/cache/snapshot.js';
-import { BASE_VIEWS } from '../xds/translate/translate.js';
 import type { ProxyView } from '../xds/translate/translate.js';
 import type { ResolvedPolicy } from '../policy/resolve.js';
 import { SnapshotCache } from '../xds/cache/snapshot-cache.js';
@@ -51,7 +50,10 @@ export class Daemon {
     this.registries = config.registries.map((r) => createRegistry(r, config, log.child({ registry: r.name })));
     const api = loadEnvoyApi();
     this.pack = (typeUrl, body) => api.pack(typeUrl, body);
-    this.xds = new XdsServer(api, this.cache, log.child({ component: 'xds' }), options.callbacks);
+    this.xds = new XdsServer(api, this.cache, log.child({ component: 'xds' }), options.callbacks, {
+      pushConcurrency: config.xds.pushConcurrency,
+      pushSlotTimeoutMs: config.xds.pushSlotTimeoutMs,
+    });
     if (config.policy.paths.length > 0) {
       this.policySource = new PolicySource({ paths: config.policy.paths, baseDir: config.baseDir }, log.child({ component: 'policy' }));
     }
@@ -82,7 +84,8 @@ export class Daemon {
       this.reportOnce('conflicts', catalog.conflicts.map((c) => `${c.hostname}: ${c.message}`));
       this.reportOnce('policy', policy.diagnostics.map(formatDiagnostic));
       this.latest = { catalog, policy };
-      const views = [...new Set([...BASE_VIEWS, ...this.cache.views()])];
+      // Only views a client has asked for: a fleet of sidecars never pays for the proxyless view.
+      const views = this.cache.views();
       const builds: ViewBuild[] = [];
       for (const view of views) {
         const build = this.build(view);

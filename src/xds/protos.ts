@@ -29,7 +29,7 @@ export interface EnvoyApi {
   readonly ads: AdsGrpcType;
   readonly csds: CsdsGrpcType;
   /** Encodes a message of the given type URL into an Any. */
-  pack(typeUrl: string, message: object): Any & { value: Buffer };
+  pack(typeUrl: string, message: object): Any & { type_url: string; value: Buffer };
   /** Decodes an Any's bytes into a plain object with the same field conventions as the generated types. */
   unpack(any: { type_url: string; value: Buffer | Uint8Array }): Record<string, unknown>;
 }

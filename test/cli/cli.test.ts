@@ -39,6 +39,15 @@ describe('meshbridge bootstrap', () => {
     expect(stdout).toContain('port_value: 15010');
   });
 
+  it('prints an Envoy bootstrap for incremental xDS with --delta', async () => {
+    const { stdout, code } = await meshbridge(['bootstrap', '--envoy', '--delta', '--node-id', 'vm-1']);
+    expect(code).toBe(0);
+    const written = withDurationObjects(parse(stdout)) as Record<string, unknown>;
+    const type = bootstrapType();
+    expect(type.toObject(type.fromObject(written), { json: true, longs: Number, enums: String, defaults: false })).toEqual(written);
+    expect(written).toMatchObject({ dynamic_resources: { ads_config: { api_type: 'DELTA_GRPC' } } });
+  });
+
   it('prints a gRPC bootstrap that grpc-js-xds accepts', async () => {
     const { stdout, code } = await meshbridge(['bootstrap', '--grpc', '--node-id', 'client-1', '--xds', '127.0.0.1:15999']);
     expect(code).toBe(0);

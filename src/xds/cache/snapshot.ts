@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
-import type { Any } from '../../generated/google/protobuf/Any.js';
 import type { ProxyView, Translation } from '../translate/translate.js';
 import { TypeUrl, XDS_TYPES } from '../type-urls.js';
 import type { XdsTypeUrl } from '../type-urls.js';
+import { deltaEntry, encodeAny, sotwEntry } from './wire.js';
 
 export interface Resource {
   readonly name: string;
@@ -11,7 +11,11 @@ export interface Resource {
   /** The resource as built, readable (nested Anys in `'@type'` form). */
   readonly body: object;
   /** Encoded once when the resource first appears, then carried over while it is unchanged. */
-  readonly packed: Any;
+  readonly packed: PackedAny;
+  /** The JSON its version hashes: an unchanged resource is recognised by comparing it, without hashing again. */
+  readonly canonical: string;
+  /** Its ready-encoded entries in a state-of-the-world and in a delta response. */
+  readonly wire: { readonly sotw: Buffer; readonly delta: Buffer };
 }
 
 export type ResourceMap = ReadonlyMap<string, Resource>;
@@ -21,9 +25,17 @@ export interface Snapshot {
   readonly view: ProxyView;
   readonly version: string;
   readonly resources: ReadonlyMap<XdsTypeUrl, ResourceMap>;
+  /** Per type, a hash of every resource's name and version: the version_info of state-of-the-world responses. */
+  readonly typeVersions: ReadonlyMap<XdsTypeUrl, string>;
 }
 
-export type Packer = (typeUrl: string, body: object) => Any;
+/** A resource encoded as google.protobuf.Any. */
+export interface PackedAny {
+  readonly type_url: string;
+  readonly value: Uint8Array;
+}
+
+export type Packer = (typeUrl: string, body: object) => PackedAny;
 
 export function resourceVersion(canonical: string): string {
   return createHash('sha256').update(canonical).digest('base64url').slice(0, 16);
@@ -42,25 +54,65 @@ export function buildSnapshot(view: ProxyView, translation: Translation, pack: P
     [TypeUrl.RouteConfiguration]: translation.routes.map((r) => ({ name: r.name!, body: r })),
   };
   const resources = new Map<XdsTypeUrl, ResourceMap>();
+  const typeVersions = new Map<XdsTypeUrl, string>();
   const overall = createHash('sha256');
   for (const typeUrl of XDS_TYPES) {
     const before = previous?.resources.get(typeUrl);
     const map = new Map<string, Resource>();
+    const ofType = createHash('sha256');
     for (const { name, body } of named[typeUrl]) {
       const canonical = JSON.stringify(body);
-      const version = resourceVersion(canonical);
       const old = before?.get(name);
-      map.set(name, old !== undefined && old.version === version ? old : makeResource(typeUrl, name, version, body, pack));
+      const resource = old !== undefined && old.canonical === canonical ? old : makeResource(typeUrl, name, canonical, body, pack);
+      const { version } = resource;
+      map.set(name, resource);
       overall.update(`${typeUrl}\0${name}\0${version}\n`);
+      ofType.update(`${name}\0${version}\n`);
     }
     resources.set(typeUrl, map);
+    typeVersions.set(typeUrl, ofType.digest('base64url').slice(0, 16));
   }
-  return { view, version: overall.digest('base64url').slice(0, 16), resources };
+  return { view, version: overall.digest('base64url').slice(0, 16), resources, typeVersions };
 }
 
-function makeResource(typeUrl: string, name: string, version: string, body: object, pack: Packer): Resource {
-  return { name, version, body, packed: pack(typeUrl, body) };
+function makeResource(typeUrl: string, name: string, canonical: string, body: object, pack: Packer): Resource {
+  const version = resourceVersion(canonical);
+  const packed = pack(typeUrl, body);
+  const any = encodeAny(packed.type_url, Buffer.from(packed.value.buffer, packed.value.byteOffset, packed.value.byteLength));
+  return { name, version, canonical, body, packed, wire: { sotw: sotwEntry(any), delta: deltaEntry(name, version, any) } };
 }
+
+const NO_CHANGES: ReadonlyMap<XdsTypeUrl, ReadonlySet<string>> = new Map(XDS_TYPES.map((t) => [t, new Set<string>()]));
+
+/**
+ * Names, per type, of the resources added, changed or removed between two
+ * snapshots of a view. Unchanged resources are carried over as the same
+ * object, so this is one identity check per resource. The last few results are
+ * remembered: every stream of a view asks for the same pair after a change.
+ */
+export function changedNames(from: Snapshot, to: Snapshot): ReadonlyMap<XdsTypeUrl, ReadonlySet<string>> {
+  if (from === to) return NO_CHANGES;
+  let memo = diffMemo.get(to);
+  if (memo === undefined) diffMemo.set(to, (memo = new Map()));
+  const known = memo.get(from);
+  if (known !== undefined) return known;
+  const result = new Map<XdsTypeUrl, Set<string>>();
+  for (const typeUrl of XDS_TYPES) {
+    const before = from.resources.get(typeUrl)!;
+    const after = to.resources.get(typeUrl)!;
+    const names = new Set<string>();
+    for (const [name, resource] of after) if (before.get(name) !== resource) names.add(name);
+    for (const name of before.keys()) if (!after.has(name)) names.add(name);
+    result.set(typeUrl, names);
+  }
+  memo.set(from, result);
+  if (memo.size > DIFF_MEMO_SIZE) memo.delete(memo.keys().next().value!);
+  return result;
+}
+
+const DIFF_MEMO_SIZE = 8;
+/** A pure cache, keyed by the newer snapshot so it goes when the snapshot does. */
+const diffMemo = new WeakMap<Snapshot, Map<Snapshot, ReadonlyMap<XdsTypeUrl, ReadonlySet<string>>>>();
 
 /**
  * go-control-plane's rule: every EDS name is a cluster's and every RDS name is

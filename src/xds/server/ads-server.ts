@@ -4,6 +4,10 @@ import type { AggregatedDiscoveryServiceHandlers } from '../../generated/envoy/s
 import { MeshbridgeError } from '../../errors.js';
 import type { SnapshotSource } from '../cache/snapshot-cache.js';
 import type { EnvoyApi } from '../protos.js';
+import { DeltaStream } from './delta-stream.js';
+import type { DeltaCall } from './delta-stream.js';
+import { PushQueue } from './push-queue.js';
+import type { PushQueueOptions } from './push-queue.js';
 import { SotwStream } from './sotw-stream.js';
 import type { SotwCall } from './sotw-stream.js';
 import type { ServerCallbacks, StreamInfo } from './stream-state.js';
@@ -11,6 +15,30 @@ import type { ServerCallbacks, StreamInfo } from './stream-state.js';
 export interface XdsServerOptions {
   /** host:port; port 0 picks a free one. */
   readonly listen: string;
+}
+
+export interface XdsServerTuning {
+  /** Streams that may have a push being written at once. */
+  readonly pushConcurrency?: number;
+  /** How long one push may hold its slot while its client does not read. */
+  readonly pushSlotTimeoutMs?: number;
+}
+
+export const DEFAULT_TUNING = { pushConcurrency: 64, pushSlotTimeoutMs: 2_000 } as const;
+
+/**
+ * The ADS service with responses written as bytes: streams encode them from
+ * resources encoded once per snapshot (cache/wire.ts), not per client.
+ */
+function withEncodedResponses(service: grpc.ServiceDefinition): grpc.ServiceDefinition {
+  const methods = Object.entries(service).map(([name, method]) => [
+    name,
+    {
+      ...method,
+      responseSerialize: (value: unknown) => (Buffer.isBuffer(value) ? value : method.responseSerialize(value)),
+    },
+  ]);
+  return Object.fromEntries(methods) as grpc.ServiceDefinition;
 }
 
 /** The gRPC server for ADS. It owns the streams; the cache owns the resources. */
@@ -23,7 +51,8 @@ export class XdsServer {
     'grpc.http2.min_ping_interval_without_data_ms': 10_000,
     'grpc.max_send_message_length': 64 * 1024 * 1024,
   });
-  private readonly streams = new Map<number, SotwStream>();
+  private readonly streams = new Map<number, SotwStream | DeltaStream>();
+  private readonly queue: PushQueue;
   private nextStreamId = 1;
   private boundPort: number | undefined;
 
@@ -32,14 +61,26 @@ export class XdsServer {
     private readonly cache: SnapshotSource,
     private readonly log: Logger,
     private readonly callbacks: ServerCallbacks = {},
+    tuning: XdsServerTuning = {},
   ) {
-    const handlers: AggregatedDiscoveryServiceHandlers = {
-      StreamAggregatedResources: (call) => this.openSotw(call),
-      DeltaAggregatedResources: (call) => {
-        call.emit('error', { code: grpc.status.UNIMPLEMENTED, details: 'delta xDS is not served yet' });
-      },
+    const options: PushQueueOptions = {
+      concurrency: tuning.pushConcurrency ?? DEFAULT_TUNING.pushConcurrency,
+      slotTimeoutMs: tuning.pushSlotTimeoutMs ?? DEFAULT_TUNING.pushSlotTimeoutMs,
     };
-    this.server.addService(api.ads.envoy.service.discovery.v3.AggregatedDiscoveryService.service, handlers);
+    this.queue = new PushQueue(options);
+    const handlers: AggregatedDiscoveryServiceHandlers = {
+      StreamAggregatedResources: (call) => this.open((id, log) => new SotwStream(id, call as unknown as SotwCall, cache, this.queue, callbacks, log)),
+      DeltaAggregatedResources: (call) => this.open((id, log) => new DeltaStream(id, call as unknown as DeltaCall, cache, this.queue, callbacks, log)),
+    };
+    this.server.addService(
+      withEncodedResponses(api.ads.envoy.service.discovery.v3.AggregatedDiscoveryService.service),
+      handlers as unknown as grpc.UntypedServiceImplementation,
+    );
+  }
+
+  /** Pushes waiting for a slot, and in flight: for metrics and tests. */
+  pushQueue(): { queued: number; inFlight: number } {
+    return { queued: this.queue.queued, inFlight: this.queue.inFlight };
   }
 
   /** Binds and serves; resolves with the bound port. */
@@ -83,9 +124,9 @@ export class XdsServer {
     this.streams.clear();
   }
 
-  private openSotw(call: SotwCall): void {
+  private open(create: (id: number, log: Logger) => SotwStream | DeltaStream): void {
     const id = this.nextStreamId++;
-    const stream = new SotwStream(id, call, this.cache, this.callbacks, this.log.child({ stream: id }));
+    const stream = create(id, this.log.child({ stream: id }));
     this.streams.set(id, stream);
     stream.start(() => this.streams.delete(id));
   }

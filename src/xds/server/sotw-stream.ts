@@ -1,103 +1,31 @@
-import { createHash } from 'node:crypto';
-import type * as grpc from '@grpc/grpc-js';
-import type { Logger } from 'pino';
 import type { DiscoveryRequest__Output } from '../../generated/envoy/service/discovery/v3/DiscoveryRequest.js';
-import type { DiscoveryResponse } from '../../generated/envoy/service/discovery/v3/DiscoveryResponse.js';
+import { changedNames } from '../cache/snapshot.js';
 import type { Resource, Snapshot } from '../cache/snapshot.js';
-import type { SnapshotSource } from '../cache/snapshot-cache.js';
-import { identifyNode } from '../node.js';
-import type { NodeIdentity } from '../node.js';
+import { encodeDiscoveryResponse } from '../cache/wire.js';
 import { TypeUrl, XDS_TYPES, isFullStateType, isXdsType, shortTypeName } from '../type-urls.js';
 import type { XdsTypeUrl } from '../type-urls.js';
-import { TypeState } from './stream-state.js';
-import type { ServerCallbacks, StreamInfo, TypeStatus } from './stream-state.js';
+import { XdsStream } from './stream-base.js';
+import type { AdsCall } from './stream-base.js';
+import type { TypeState } from './stream-state.js';
 
-export type SotwCall = grpc.ServerDuplexStream<DiscoveryRequest__Output, DiscoveryResponse>;
+export type SotwCall = AdsCall<DiscoveryRequest__Output>;
 
 /**
  * One state-of-the-world ADS stream. It keeps, per type, the subscription, the
  * nonce and version last sent, the version of every resource sent, and the
  * client's ACK or NACK; it answers requests and pushes snapshot changes.
+ * Full-state types (CDS, LDS) always carry every subscribed resource, so
+ * leaving one out removes it; EDS and RDS carry only what changed.
  */
-export class SotwStream implements StreamInfo {
+export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
   readonly protocol = 'sotw' as const;
-  readonly connectedAt = new Date();
-  readonly peer: string;
-  node: NodeIdentity = identifyNode(undefined);
-  private readonly state = new Map<XdsTypeUrl, TypeState>();
-  private nonceCounter = 0;
-  private unwatch: (() => void) | undefined;
-  private closed = false;
 
-  constructor(
-    readonly id: number,
-    private readonly call: SotwCall,
-    private readonly cache: SnapshotSource,
-    private readonly callbacks: ServerCallbacks,
-    private log: Logger,
-  ) {
-    this.peer = call.getPeer();
+  protected isServedType(typeUrl: string): typeUrl is XdsTypeUrl {
+    return isXdsType(typeUrl);
   }
 
-  types(): TypeStatus[] {
-    return [...this.state.values()].map((s) => s.status());
-  }
-
-  start(onClose: () => void): void {
-    this.call.on('data', (request: DiscoveryRequest__Output) => {
-      try {
-        this.onRequest(request);
-      } catch (error) {
-        this.log.error({ err: error }, 'failed to answer a discovery request');
-      }
-    });
-    const finish = () => {
-      if (this.closed) return;
-      this.closed = true;
-      this.unwatch?.();
-      this.callbacks.onStreamClose?.(this);
-      this.log.info('stream closed');
-      onClose();
-    };
-    this.call.on('end', () => {
-      finish();
-      this.call.end();
-    });
-    this.call.on('error', (error) => {
-      this.log.debug({ err: error }, 'stream error');
-      finish();
-    });
-    this.call.on('close', finish);
-    this.call.on('cancelled', finish);
-  }
-
-  /** Ends the stream from the server side, as a drain does. */
-  close(): void {
-    if (!this.closed) this.call.end();
-  }
-
-  private onRequest(request: DiscoveryRequest__Output): void {
-    if (this.unwatch === undefined) {
-      // The first request carries the node; later ones may leave it out.
-      this.node = identifyNode(request.node);
-      this.log = this.log.child({ node: this.node.id, view: this.node.view });
-      this.unwatch = this.cache.watch((view) => {
-        if (view === this.node.view) this.push();
-      });
-      this.callbacks.onStreamOpen?.(this);
-      this.log.info({ peer: this.peer, userAgent: this.node.userAgent }, 'stream opened');
-    }
-    const typeUrl = request.type_url;
-    if (!isXdsType(typeUrl)) {
-      this.log.debug({ typeUrl }, 'request for a type this server does not serve');
-      return;
-    }
-    let type = this.state.get(typeUrl);
-    if (type === undefined) {
-      type = new TypeState(typeUrl);
-      this.state.set(typeUrl, type);
-    }
-
+  protected handle(type: TypeState, request: DiscoveryRequest__Output): void {
+    const typeUrl = type.typeUrl;
     // Only a request answering the latest response counts; the nonce of a new stream starts empty.
     if (request.response_nonce !== '' && type.nonceSent !== undefined && request.response_nonce !== type.nonceSent) {
       this.log.debug({ type: shortTypeName(typeUrl), nonce: request.response_nonce }, 'stale nonce ignored');
@@ -121,14 +49,14 @@ export class SotwStream implements StreamInfo {
     const firstRequest = !type.requested;
     type.requested = true;
     const added = this.updateSubscription(type, request.resource_names, firstRequest);
-    const snapshot = this.cache.get(this.node.view);
-    if (snapshot === undefined) return; // answered by push() once the first snapshot exists
-
-    if (firstRequest || added.length > 0 || type.resendOnRequest.size > 0) {
-      const force = new Set<string>([...added, ...type.resendOnRequest]);
-      type.resendOnRequest.clear();
-      this.respond(type, snapshot, force, firstRequest);
+    if (firstRequest) {
+      type.answer = true;
+      type.fullScan = true;
     }
+    if (added.includes('*')) type.fullScan = true;
+    for (const name of added) type.force.add(name);
+    for (const name of type.resendOnRequest) type.force.add(name);
+    type.resendOnRequest.clear();
   }
 
   /** Applies the request's resource names; returns the names newly subscribed. */
@@ -154,57 +82,72 @@ export class SotwStream implements StreamInfo {
     return added;
   }
 
-  /** Pushes whatever changed in the stream's view, types in ADS order: clusters, endpoints, listeners, routes. */
-  push(): void {
-    const snapshot = this.cache.get(this.node.view);
-    if (snapshot === undefined || this.closed) return;
+  protected reconcile(snapshot: Snapshot): void {
     for (const typeUrl of XDS_TYPES) {
       const type = this.state.get(typeUrl);
-      if (type !== undefined && type.requested) this.respond(type, snapshot, new Set(), false);
+      if (type !== undefined && type.requested) this.respond(type, snapshot);
     }
   }
 
-  /**
-   * Sends the type's subscribed resources if any changed since last sent (or is
-   * forced). Full-state types (CDS, LDS) always carry every subscribed resource,
-   * so leaving one out removes it; EDS and RDS carry only what changed.
-   */
-  private respond(type: TypeState, snapshot: Snapshot, force: ReadonlySet<string>, always: boolean): void {
-    const available = snapshot.resources.get(type.typeUrl as XdsTypeUrl)!;
-    const selected = new Map<string, Resource>(type.wildcard ? available : []);
-    for (const name of type.names) {
-      const resource = available.get(name);
-      if (resource !== undefined) selected.set(name, resource);
+  /** Sends the type's subscribed resources if any changed since last sent, or the request must be answered. */
+  private respond(type: TypeState, snapshot: Snapshot): void {
+    const typeUrl = type.typeUrl as XdsTypeUrl;
+    const available = snapshot.resources.get(typeUrl)!;
+    const fullState = isFullStateType(typeUrl);
+    const subscribed = (name: string) => type.wildcard || type.names.has(name);
+
+    // Which names could matter: all of them after a (re)subscription, else those changed since the last reconcile.
+    let candidates: Iterable<string>;
+    if (type.fullScan || type.syncedTo === undefined) {
+      candidates = type.wildcard ? new Set([...available.keys(), ...type.names, ...type.sent.keys()]) : new Set([...type.names, ...type.sent.keys()]);
+    } else {
+      candidates = new Set([...changedNames(type.syncedTo, snapshot).get(typeUrl)!, ...type.force]);
     }
-    const subscribed = [...selected.values()];
-    const changed = subscribed.filter((r) => force.has(r.name) || force.has('*') || type.sent.get(r.name) !== r.version);
-    const fullState = isFullStateType(type.typeUrl);
-    const removed = fullState ? [...type.sent.keys()].filter((name) => !selected.has(name)) : [];
-    // A client's first CDS or LDS request is answered even when there is nothing: the empty set is the answer.
-    const unanswered = fullState && type.nonceSent === undefined;
-    if (!always && !unanswered && changed.length === 0 && removed.length === 0) return;
-    if (!fullState && changed.length === 0) return; // nothing to say about names that do not exist yet
+    const changed: Resource[] = [];
+    let removedAny = false;
+    for (const name of candidates) {
+      if (!subscribed(name)) continue;
+      const resource = available.get(name);
+      if (resource === undefined) {
+        if (type.sent.has(name)) removedAny = true;
+      } else if (type.force.has(name) || type.force.has('*') || type.sent.get(name) !== resource.version) {
+        changed.push(resource);
+      }
+    }
+    const answer = type.answer;
+    type.syncedTo = snapshot;
+    type.fullScan = false;
+    type.force.clear();
+    type.answer = false;
+    if (!answer && changed.length === 0 && !(fullState && removedAny)) return;
+    if (!fullState && changed.length === 0 && !answer) return; // nothing to say about names that do not exist yet
 
-    const toSend = fullState ? subscribed : changed;
-    if (fullState) type.sent.clear();
+    let toSend: Resource[];
+    if (fullState) {
+      toSend = [];
+      if (type.wildcard) toSend.push(...available.values());
+      else for (const name of type.names) {
+        const resource = available.get(name);
+        if (resource !== undefined) toSend.push(resource);
+      }
+      type.sent.clear();
+    } else {
+      toSend = changed;
+      // An EDS/RDS first request for names that do not exist yet gets no answer, as before: the client waits.
+      if (toSend.length === 0) return;
+    }
     for (const resource of toSend) type.sent.set(resource.name, resource.version);
-    if (type.typeUrl === TypeUrl.Cluster) this.markClusterWarming(changed);
+    if (typeUrl === TypeUrl.Cluster) this.markClusterWarming(changed);
 
-    const version = versionOf(subscribed);
-    const nonce = String(++this.nonceCounter);
+    const version = snapshot.typeVersions.get(typeUrl)!;
+    const nonce = this.nextNonce();
     type.versionSent = version;
     type.nonceSent = nonce;
     type.sentAt = Date.now();
     type.responses += 1;
-    const response: DiscoveryResponse = {
-      version_info: version,
-      type_url: type.typeUrl,
-      nonce,
-      resources: toSend.map((r) => r.packed),
-    };
-    this.call.write(response);
-    this.log.debug({ type: shortTypeName(type.typeUrl), version, nonce, resources: toSend.length }, 'response sent');
-    this.callbacks.onResponse?.(this, type.typeUrl, version, toSend.length);
+    this.write(encodeDiscoveryResponse({ version, typeUrl, nonce, entries: toSend.map((r) => r.wire.sotw) }));
+    this.log.debug({ type: shortTypeName(typeUrl), version, nonce, resources: toSend.length }, 'response sent');
+    this.callbacks.onResponse?.(this, typeUrl, version, toSend.length);
   }
 
   /**
@@ -219,10 +162,4 @@ export class SotwStream implements StreamInfo {
       if (eds.names.has(cluster.name)) eds.resendOnRequest.add(cluster.name);
     }
   }
-}
-
-function versionOf(resources: readonly Resource[]): string {
-  const hash = createHash('sha256');
-  for (const r of [...resources].sort((a, b) => (a.name < b.name ? -1 : 1))) hash.update(`${r.name}\0${r.version}\n`);
-  return hash.digest('base64url').slice(0, 16);
 }

@@ -1,3 +1,4 @@
+import type { Snapshot } from '../cache/snapshot.js';
 import type { NodeIdentity } from '../node.js';
 
 /** A client's verdict on one type, as the server last saw it. */
@@ -21,6 +22,21 @@ export interface StreamInfo {
   readonly peer: string;
   readonly connectedAt: Date;
   types(): TypeStatus[];
+  /** Write-side state: how far behind the client is. */
+  flow?(): FlowStatus;
+}
+
+/** Flow control of one stream: at most one batch of responses is ever buffered for it. */
+export interface FlowStatus {
+  /** Writes handed to gRPC that have not yet left the process. */
+  readonly writesInFlight: number;
+  readonly bytesInFlight: number;
+  /** Something changed for the client and waits until its earlier writes are done. */
+  readonly pushPending: boolean;
+  /** Changes that arrived while a push was already pending, folded into it. */
+  readonly coalesced: number;
+  /** Total bytes of responses written to the stream. */
+  readonly bytesSent: number;
 }
 
 /** Hooks a server offers; every one is optional. */
@@ -47,6 +63,17 @@ export class TypeState implements TypeStatus {
   nack: TypeStatus['nack'];
   responses = 0;
   requested = false;
+
+  /** The snapshot this type was last reconciled with; changes since then are what may need sending. */
+  syncedTo: Snapshot | undefined;
+  /** Compare every resource on the next reconcile, not only those changed since `syncedTo`. */
+  fullScan = false;
+  /** Names to answer on the next reconcile even if the client seems to have them. */
+  readonly force = new Set<string>();
+  /** Respond on the next reconcile even if there is nothing to say (a first request). */
+  answer = false;
+  /** Delta: responses awaiting an ACK or NACK, by nonce, oldest first. */
+  readonly outstanding = new Map<string, { version: string; sentAt: number }>();
 
   constructor(readonly typeUrl: string) {}
 

@@ -1,0 +1,58 @@
+// meshbridge as the benchmark runs it: the daemon's real pipeline (batching,
+// merge, translation once per view, snapshot cache, ADS server) fed by an
+// in-memory registry that the runner drives over IPC. Started by run.mjs.
+import { Subject, of } from 'rxjs';
+import { pino } from 'pino';
+import { buildView, catalogUpdates } from '../dist/daemon/pipeline.js';
+import { EMPTY_POLICY } from '../dist/policy/policy-set.js';
+import { SnapshotCache } from '../dist/xds/cache/snapshot-cache.js';
+import { loadEnvoyApi } from '../dist/xds/protos.js';
+import { XdsServer } from '../dist/xds/server/ads-server.js';
+import { applyChange, registryState, services } from './fleet.mjs';
+
+const options = JSON.parse(process.argv[2]);
+const log = pino({ level: 'warn' });
+const api = loadEnvoyApi();
+const cache = new SnapshotCache();
+const server = new XdsServer(api, cache, log, {}, { pushConcurrency: options.pushConcurrency, pushSlotTimeoutMs: options.pushSlotTimeoutMs });
+const registry = new Subject();
+let list = services(options);
+const pack = (typeUrl, body) => api.pack(typeUrl, body);
+
+// As in the daemon: views are built when a client first needs them, then rebuilt on every change.
+const translateOptions = { sidecarBind: '127.0.0.1' };
+let latest;
+cache.setBuilder((view) => latest && buildView(view, latest.catalog, latest.policy, translateOptions, pack, undefined).snapshot);
+catalogUpdates([registry], of(EMPTY_POLICY), { debounceMs: options.debounceMs, maxDelayMs: options.maxDelayMs }).subscribe(({ catalog, policy }) => {
+  const started = performance.now();
+  latest = { catalog, policy };
+  for (const view of cache.views()) cache.set(buildView(view, catalog, policy, translateOptions, pack, cache.peek(view)).snapshot);
+  process.send?.({ kind: 'built', ms: performance.now() - started });
+});
+
+const port = await server.listen({ listen: '127.0.0.1:0' });
+registry.next(registryState(list));
+process.on('message', (message) => {
+  if (message.kind === 'change') {
+    list = [...list];
+    applyChange(list, message.k);
+    registry.next(registryState(list));
+  } else if (message.kind === 'stop') {
+    void server.shutdown(1_000).then(() => process.exit(0));
+  }
+});
+process.send?.({ kind: 'ready', port });
+if (process.env.BENCH_DEBUG) {
+  setInterval(() => {
+    const streams = server.connections();
+    const flows = streams.map((s) => s.flow());
+    console.error('daemon:', JSON.stringify({
+      streams: streams.length,
+      queue: server.pushQueue(),
+      pending: flows.filter((f) => f.pushPending).length,
+      writing: flows.filter((f) => f.writesInFlight > 0).length,
+      bytesInFlightMiB: (flows.reduce((a, f) => a + f.bytesInFlight, 0) / 2 ** 20).toFixed(1),
+      rssMiB: Math.round(process.memoryUsage().rss / 2 ** 20),
+    }));
+  }, 5_000).unref();
+}

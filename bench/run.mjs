@@ -1,0 +1,299 @@
+// meshbridge's fleet benchmark: N delta ADS clients (in worker processes, over
+// real gRPC) against meshbridge and against a go-control-plane server serving
+// the same resources, in the same run. See bench/README.md.
+//
+//   npm run bench                      # defaults below
+//   BENCH_CLIENTS=200 BENCH_SERVICES=100 BENCH_ENDPOINTS=1000 npm run bench
+import { execFileSync, fork, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { buildSnapshot } from '../dist/xds/cache/snapshot.js';
+import { encodeDiscoveryResponse } from '../dist/xds/cache/wire.js';
+import { loadEnvoyApi } from '../dist/xds/protos.js';
+import { translate } from '../dist/xds/translate/translate.js';
+import { TypeUrl } from '../dist/xds/type-urls.js';
+import { applyChange, catalog, changedService, clusterName, services } from './fleet.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const env = (name, fallback) => process.env[`BENCH_${name}`] ?? fallback;
+const { values: flags } = parseArgs({
+  options: {
+    clients: { type: 'string', default: env('CLIENTS', '2000') },
+    services: { type: 'string', default: env('SERVICES', '1000') },
+    endpoints: { type: 'string', default: env('ENDPOINTS', '10000') },
+    changes: { type: 'string', default: env('CHANGES', '25') },
+    workers: { type: 'string', default: env('WORKERS', '4') },
+    servers: { type: 'string', default: env('SERVERS', 'meshbridge,go-control-plane') },
+    'debounce-ms': { type: 'string', default: env('DEBOUNCE_MS', '10') },
+    'max-delay-ms': { type: 'string', default: env('MAX_DELAY_MS', '100') },
+    'push-concurrency': { type: 'string', default: env('PUSH_CONCURRENCY', '64') },
+    'storm-timeout-s': { type: 'string', default: env('STORM_TIMEOUT_S', '180') },
+    'change-timeout-s': { type: 'string', default: env('CHANGE_TIMEOUT_S', '15') },
+    out: { type: 'string', default: env('OUT', join(here, 'results')) },
+  },
+});
+const opts = {
+  clients: Number(flags.clients),
+  services: Number(flags.services),
+  endpoints: Number(flags.endpoints),
+  changes: Number(flags.changes),
+  workers: Number(flags.workers),
+  debounceMs: Number(flags['debounce-ms']),
+  maxDelayMs: Number(flags['max-delay-ms']),
+  pushConcurrency: Number(flags['push-concurrency']),
+  pushSlotTimeoutMs: 2_000,
+};
+const now = () => performance.timeOrigin + performance.now();
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const api = loadEnvoyApi();
+
+// --- the workload, translated once here for the yardstick and for the clients' expectations ---
+const initial = translate(catalog(services(opts)), 'sidecar', { sidecarBind: '127.0.0.1' });
+const expected = { cds: initial.clusters.length, eds: initial.endpoints.length, lds: initial.listeners.length, rds: initial.routes.length };
+const routeNames = initial.routes.map((r) => r.name);
+
+/** The sidecar view's resources as four encoded DiscoveryResponses, for go-control-plane to load. */
+function writeResources(dir) {
+  mkdirSync(dir, { recursive: true });
+  const snapshot = buildSnapshot('sidecar', initial, (t, b) => api.pack(t, b));
+  const files = { [TypeUrl.Cluster]: 'cds.pb', [TypeUrl.ClusterLoadAssignment]: 'eds.pb', [TypeUrl.Listener]: 'lds.pb', [TypeUrl.RouteConfiguration]: 'rds.pb' };
+  for (const [typeUrl, file] of Object.entries(files)) {
+    const entries = [...snapshot.resources.get(typeUrl).values()].map((r) => r.wire.sotw);
+    writeFileSync(join(dir, file), encodeDiscoveryResponse({ version: '1', typeUrl, nonce: '', entries }));
+  }
+}
+
+// --- process measurements, the same way for both servers ---
+const TICKS = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+function cpuSeconds(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / TICKS; // utime + stime
+}
+function peakRssMiB(pid) {
+  const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return match ? Number(match[1]) / 1024 : NaN;
+}
+
+// --- servers ---
+async function startMeshbridge() {
+  const child = fork(join(here, 'daemon.mjs'), [JSON.stringify(opts)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const port = await new Promise((resolve, reject) => {
+    child.on('message', (m) => m.kind === 'ready' && resolve(m.port));
+    child.on('exit', (code) => reject(new Error(`meshbridge bench daemon exited with ${code}`)));
+  });
+  let builds = [];
+  child.on('message', (m) => m.kind === 'built' && builds.push(m.ms));
+  return {
+    name: 'meshbridge',
+    pid: child.pid,
+    address: `127.0.0.1:${port}`,
+    change: async (k) => child.send({ kind: 'change', k }),
+    buildTimes: () => builds,
+    stop: async () => {
+      child.send({ kind: 'stop' });
+      await new Promise((r) => child.once('exit', r));
+    },
+  };
+}
+
+function goBinary() {
+  const source = join(here, 'go-control-plane');
+  const hash = createHash('sha256');
+  for (const f of ['main.go', 'go.mod', 'go.sum']) hash.update(readFileSync(join(source, f)));
+  const dir = join(homedir(), '.cache', 'meshbridge', 'bench');
+  const binary = join(dir, `go-control-plane-${hash.digest('hex').slice(0, 12)}`);
+  if (!existsSync(binary)) {
+    mkdirSync(dir, { recursive: true });
+    console.error(`building ${binary} (go build, modules from the Go module proxy)…`);
+    execFileSync('go', ['build', '-o', binary, '.'], { cwd: source, stdio: 'inherit' });
+  }
+  return binary;
+}
+
+async function startGo() {
+  const dir = join(tmpdir(), `meshbridge-bench-${process.pid}`);
+  writeResources(dir);
+  const child = spawn(goBinary(), ['-resources', dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const ports = await new Promise((resolve, reject) => {
+    let text = '';
+    child.stdout.on('data', (d) => {
+      text += d;
+      const xds = /xds (\S+)/.exec(text);
+      const control = /control (\S+)/.exec(text);
+      if (xds && control) resolve({ xds: xds[1], control: control[1] });
+    });
+    child.on('exit', (code) => reject(new Error(`go-control-plane exited with ${code}`)));
+  });
+  const list = services(opts);
+  return {
+    name: 'go-control-plane',
+    pid: child.pid,
+    address: ports.xds,
+    /** The changed ClusterLoadAssignment, translated by meshbridge's translator before the clock starts. */
+    prepare: (k) => {
+      const i = applyChange(list, k);
+      const cla = translate(catalog([list[i]]), 'sidecar', { sidecarBind: '127.0.0.1' }).endpoints[0];
+      return api.pack(TypeUrl.ClusterLoadAssignment, cla).value;
+    },
+    change: async (k, body) => {
+      const response = await fetch(`http://${ports.control}/cla`, { method: 'POST', body });
+      if (!response.ok) throw new Error(`go-control-plane: ${response.status} ${await response.text()}`);
+    },
+    buildTimes: () => [],
+    stop: async () => {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+    },
+  };
+}
+
+// --- one run against one server ---
+function startWorkers(address) {
+  const workers = [];
+  for (let w = 0; w < opts.workers; w++) {
+    const ids = [];
+    for (let c = w; c < opts.clients; c += opts.workers) ids.push(`vm-${c}`);
+    const child = fork(join(here, 'worker.mjs'), [JSON.stringify({ address, ids, routeNames, expected })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    workers.push(child);
+  }
+  let errors = 0;
+  for (const w of workers) w.on('message', (m) => m.kind === 'error' && (errors += 1));
+  return { workers, errors: () => errors };
+}
+
+function allReply(workers, kind, timeoutMs, filter = () => true) {
+  return Promise.all(
+    workers.map(
+      (w) =>
+        new Promise((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error(`no "${kind}" from a worker within ${timeoutMs} ms`)), timeoutMs);
+          const onMessage = (m) => {
+            if (m.kind === kind && filter(m)) {
+              clearTimeout(timer);
+              w.off('message', onMessage);
+              resolve(m);
+            }
+          };
+          w.on('message', onMessage);
+        }),
+    ),
+  );
+}
+
+function percentile(sorted, p) {
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+async function runAgainst(server) {
+  const { workers, errors } = startWorkers(server.address);
+  await allReply(workers, 'ready', 30_000);
+  const cpu0 = cpuSeconds(server.pid);
+  const t0 = now();
+  for (const w of workers) w.send({ kind: 'connect' });
+  const completes = await allReply(workers, 'complete', Number(flags['storm-timeout-s']) * 1000).catch(async (error) => {
+    const p = allReply(workers, 'stats', 10_000);
+    for (const w of workers) w.send({ kind: 'stats' });
+    const stats = await p;
+    for (const w of workers) w.kill();
+    throw new Error(`${error.message}: ${stats.reduce((s, m) => s + m.completed, 0)} of ${opts.clients} clients complete, ${errors()} stream errors`);
+  });
+  const stormS = (Math.max(...completes.map((m) => m.at)) - t0) / 1000;
+  const cpuStorm = cpuSeconds(server.pid) - cpu0;
+  const stormStats = await (async () => {
+    const p = allReply(workers, 'stats', 10_000);
+    for (const w of workers) w.send({ kind: 'stats' });
+    return p;
+  })();
+  const stormBytes = stormStats.reduce((s, m) => s + m.bytes, 0);
+  console.error(`${server.name}: ${opts.clients} clients have ACKed full config after ${stormS.toFixed(2)} s`);
+  await sleep(1_000);
+
+  const latencies = [];
+  const cpu1 = cpuSeconds(server.pid);
+  for (let k = 1; k <= opts.changes; k++) {
+    const name = clusterName(opts.services, changedService(opts.services, k));
+    const armed = allReply(workers, 'armed', 10_000, (m) => m.k === k);
+    for (const w of workers) w.send({ kind: 'arm', k, name });
+    await armed;
+    const body = server.prepare?.(k);
+    const changed = allReply(workers, 'changed', Number(flags['change-timeout-s']) * 1000, (m) => m.k === k);
+    const start = now();
+    await server.change(k, body);
+    const replies = await changed;
+    latencies.push(Math.max(...replies.map((m) => m.at)) - start);
+    await sleep(100);
+  }
+  const cpuChanges = cpuSeconds(server.pid) - cpu1;
+  const stats = await (async () => {
+    const p = allReply(workers, 'stats', 10_000);
+    for (const w of workers) w.send({ kind: 'stats' });
+    return p;
+  })();
+  const totalBytes = stats.reduce((s, m) => s + m.bytes, 0);
+  const rss = peakRssMiB(server.pid);
+  for (const w of workers) w.send({ kind: 'stop' });
+  await Promise.all(workers.map((w) => new Promise((r) => w.once('exit', r))));
+  const sorted = [...latencies].sort((a, b) => a - b);
+  const builds = server.buildTimes().slice(1);
+  return {
+    server: server.name,
+    connectStormS: stormS,
+    changeP50Ms: percentile(sorted, 50),
+    changeP99Ms: percentile(sorted, 99),
+    changeMaxMs: sorted.at(-1),
+    cpuStormS: cpuStorm,
+    cpuChangesS: cpuChanges,
+    cpuTotalS: cpuSeconds(server.pid) - cpu0,
+    peakRssMiB: rss,
+    stormMiB: stormBytes / 2 ** 20,
+    bytesPerChangeKiB: (totalBytes - stormBytes) / opts.changes / 1024,
+    clientErrors: errors(),
+    rebuildMsMedian: builds.length > 0 ? [...builds].sort((a, b) => a - b)[Math.floor(builds.length / 2)] : undefined,
+    latenciesMs: latencies,
+  };
+}
+
+// --- main ---
+const results = [];
+for (const name of flags.servers.split(',')) {
+  const server = name === 'meshbridge' ? await startMeshbridge() : await startGo();
+  try {
+    results.push(await runAgainst(server));
+  } catch (error) {
+    console.error(`${name}: ${error.message}`);
+    results.push({ server: name, error: error.message });
+  } finally {
+    await server.stop();
+  }
+  await sleep(1_000);
+}
+
+const rows = [
+  ['connect storm, all ACKed (s)', 'connectStormS', 2],
+  ['one endpoint change, p50 (ms)', 'changeP50Ms', 1],
+  ['one endpoint change, p99 (ms)', 'changeP99Ms', 1],
+  ['server CPU, storm (s)', 'cpuStormS', 2],
+  ['server CPU, changes (s)', 'cpuChangesS', 2],
+  ['server peak RSS (MiB)', 'peakRssMiB', 0],
+  ['bytes sent, storm (MiB)', 'stormMiB', 1],
+  ['bytes sent per change (KiB)', 'bytesPerChangeKiB', 1],
+  ['client stream errors', 'clientErrors', 0],
+];
+const [mb, go] = [results.find((r) => r.server === 'meshbridge'), results.find((r) => r.server === 'go-control-plane')];
+const fmt = (v, d) => (typeof v === 'number' ? v.toFixed(d) : '-');
+console.log(`\nfleet: ${opts.clients} delta ADS clients in ${opts.workers} worker processes, ${opts.services} services, ${opts.endpoints} endpoints, ${opts.changes} changes; meshbridge debounce ${opts.debounceMs} ms (max ${opts.maxDelayMs}), push concurrency ${opts.pushConcurrency}`);
+console.log(`${'metric'.padEnd(34)}${'meshbridge'.padStart(14)}${'go-control-plane'.padStart(18)}${'ratio mb/go'.padStart(13)}`);
+for (const [label, key, d] of rows) {
+  const ratio = typeof mb?.[key] === 'number' && typeof go?.[key] === 'number' && go[key] !== 0 ? (mb[key] / go[key]).toFixed(2) : '-';
+  console.log(`${label.padEnd(34)}${fmt(mb?.[key], d).padStart(14)}${fmt(go?.[key], d).padStart(18)}${ratio.padStart(13)}`);
+}
+for (const r of results) if (r.error) console.log(`${r.server}: FAILED: ${r.error}`);
+mkdirSync(flags.out, { recursive: true });
+const file = join(flags.out, `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+writeFileSync(file, JSON.stringify({ options: opts, expected, node: process.version, results }, null, 2));
+console.log(`\nwritten ${file}`);

@@ -1,0 +1,173 @@
+// One benchmark worker process: many simulated Envoys, each an incremental
+// (delta) ADS stream on its own connection. They behave as Envoy does: CDS and
+// LDS wildcard, EDS for every cluster received, RDS for the route names, and
+// an ACK for every response. Responses are scanned, not decoded, so the
+// clients cost little CPU beside the server under test.
+import * as grpc from '@grpc/grpc-js';
+
+const TYPE = {
+  cds: 'type.googleapis.com/envoy.config.cluster.v3.Cluster',
+  eds: 'type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment',
+  lds: 'type.googleapis.com/envoy.config.listener.v3.Listener',
+  rds: 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration',
+};
+const KIND = Object.fromEntries(Object.entries(TYPE).map(([k, v]) => [v, k]));
+const PATH = '/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources';
+const now = () => performance.timeOrigin + performance.now();
+
+// --- protobuf, by hand: the few fields a delta client needs ---
+function varint(n, out) {
+  while (n >= 0x80) {
+    out.push((n & 0x7f) | 0x80);
+    n = Math.floor(n / 128);
+  }
+  out.push(n);
+}
+function field(num, value, out) {
+  const bytes = typeof value === 'string' ? Buffer.from(value) : value;
+  varint((num << 3) | 2, out);
+  varint(bytes.length, out);
+  for (const b of bytes) out.push(b);
+}
+/** DeltaDiscoveryRequest: node=1 {id=1 cluster=2 user_agent_name=6}, type_url=2, subscribe=3, response_nonce=6. */
+function deltaRequest({ node, typeUrl, subscribe = [], nonce }) {
+  const out = [];
+  if (node) {
+    const n = [];
+    field(1, node, n);
+    field(2, 'bench', n);
+    field(6, 'envoy', n);
+    field(1, Buffer.from(n), out);
+  }
+  field(2, typeUrl, out);
+  for (const name of subscribe) field(3, name, out);
+  if (nonce) field(6, nonce, out);
+  return Buffer.from(out);
+}
+function readVarint(buf, pos) {
+  let result = 0;
+  let shift = 1;
+  for (;;) {
+    const b = buf[pos++];
+    result += (b & 0x7f) * shift;
+    if (b < 0x80) return [result, pos];
+    shift *= 128;
+  }
+}
+/** Calls fn(fieldNumber, start, end) for each length-delimited field; skips the others. */
+function scan(buf, start, end, fn) {
+  let pos = start;
+  while (pos < end) {
+    let key;
+    [key, pos] = readVarint(buf, pos);
+    const wire = key & 7;
+    if (wire === 2) {
+      let len;
+      [len, pos] = readVarint(buf, pos);
+      fn(key >>> 3, pos, pos + len);
+      pos += len;
+    } else if (wire === 0) [, pos] = readVarint(buf, pos);
+    else if (wire === 1) pos += 8;
+    else if (wire === 5) pos += 4;
+    else throw new Error(`wire type ${wire}`);
+  }
+}
+/** DeltaDiscoveryResponse: resources=2 (Resource: name=3), type_url=4, nonce=5, removed_resources=6. */
+function parseDelta(buf) {
+  const r = { names: [], removed: [], typeUrl: '', nonce: '' };
+  scan(buf, 0, buf.length, (num, s, e) => {
+    if (num === 2) scan(buf, s, e, (n, rs, re) => n === 3 && r.names.push(buf.toString('utf8', rs, re)));
+    else if (num === 4) r.typeUrl = buf.toString('utf8', s, e);
+    else if (num === 5) r.nonce = buf.toString('utf8', s, e);
+    else if (num === 6) r.removed.push(buf.toString('utf8', s, e));
+  });
+  return r;
+}
+
+// --- the simulated fleet ---
+const { address, ids, routeNames, expected } = JSON.parse(process.argv[2]);
+let bytes = 0;
+let responses = 0;
+let armed;
+const clients = [];
+
+class Client {
+  constructor(id) {
+    this.id = id;
+    this.have = { cds: new Set(), eds: new Set(), lds: new Set(), rds: new Set() };
+    this.edsSubscribed = new Set();
+    this.rdsSubscribed = false;
+    this.completeAt = undefined;
+    this.changedAt = undefined;
+  }
+
+  connect() {
+    this.channel = new grpc.Client(address, grpc.credentials.createInsecure(), {
+      'grpc.use_local_subchannel_pool': 1,
+      'grpc.max_receive_message_length': -1,
+    });
+    this.call = this.channel.makeBidiStreamRequest(PATH, (b) => b, (b) => b);
+    this.call.on('data', (buf) => this.onResponse(buf));
+    this.call.on('error', (error) => process.send({ kind: 'error', id: this.id, message: error.message }));
+    this.call.write(deltaRequest({ node: this.id, typeUrl: TYPE.cds }));
+    this.call.write(deltaRequest({ typeUrl: TYPE.lds }));
+  }
+
+  onResponse(buf) {
+    bytes += buf.length;
+    responses += 1;
+    const r = parseDelta(buf);
+    const kind = KIND[r.typeUrl];
+    this.call.write(deltaRequest({ typeUrl: r.typeUrl, nonce: r.nonce }));
+    const have = this.have[kind];
+    for (const name of r.names) have.add(name);
+    for (const name of r.removed) have.delete(name);
+    if (kind === 'cds') {
+      const fresh = r.names.filter((n) => !this.edsSubscribed.has(n));
+      for (const n of fresh) this.edsSubscribed.add(n);
+      if (fresh.length > 0) this.call.write(deltaRequest({ typeUrl: TYPE.eds, subscribe: fresh }));
+    } else if (kind === 'lds' && !this.rdsSubscribed) {
+      this.rdsSubscribed = true;
+      this.call.write(deltaRequest({ typeUrl: TYPE.rds, subscribe: routeNames }));
+    } else if (kind === 'eds' && armed !== undefined && this.changedAt === undefined && r.names.includes(armed.name)) {
+      this.changedAt = now();
+      armed.left -= 1;
+      armed.last = Math.max(armed.last, this.changedAt);
+      if (armed.left === 0) process.send({ kind: 'changed', k: armed.k, at: armed.last });
+    }
+    if (this.completeAt === undefined && Object.entries(expected).every(([k, n]) => this.have[k].size >= n)) {
+      this.completeAt = now();
+      completed += 1;
+      lastComplete = Math.max(lastComplete, this.completeAt);
+      if (completed === clients.length) process.send({ kind: 'complete', at: lastComplete });
+    }
+  }
+}
+
+let completed = 0;
+let lastComplete = 0;
+process.on('message', (message) => {
+  if (message.kind === 'connect') {
+    for (const id of ids) {
+      const client = new Client(id);
+      clients.push(client);
+      client.connect();
+    }
+  } else if (message.kind === 'arm') {
+    for (const client of clients) client.changedAt = undefined;
+    armed = { k: message.k, name: message.name, left: clients.length, last: 0 };
+    process.send({ kind: 'armed', k: message.k });
+  } else if (message.kind === 'stats') {
+    process.send({ kind: 'stats', bytes, responses, completed, waiting: armed?.left ?? 0 });
+  } else if (message.kind === 'stop') {
+    for (const client of clients) {
+      client.call.end();
+      client.channel.close();
+    }
+    setTimeout(() => process.exit(0), 200);
+  }
+});
+process.send({ kind: 'ready' });
+if (process.env.BENCH_DEBUG) {
+  setInterval(() => console.error(`worker ${process.pid}: ${completed}/${clients.length} complete, ${(bytes / 2 ** 20).toFixed(1)} MiB, ${responses} responses`), 5_000).unref();
+}

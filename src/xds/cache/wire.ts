@@ -1,0 +1,108 @@
+/**
+ * Hand-written protobuf encoding of the few xDS envelope messages the server
+ * sends. Resources are encoded once per snapshot (see `Resource.wire`), so a
+ * response to any number of clients is a concatenation of ready bytes rather
+ * than a re-encoding of every resource for every client.
+ *
+ * Field numbers (envoy/service/discovery/v3/discovery.proto):
+ *   DiscoveryResponse       version_info=1 resources=2 (Any) type_url=4 nonce=5
+ *   DeltaDiscoveryResponse  system_version_info=1 resources=2 (Resource) type_url=4 nonce=5 removed_resources=6
+ *   Resource                version=1 resource=2 (Any) name=3
+ *   google.protobuf.Any     type_url=1 value=2
+ */
+
+const WIRE_LEN = 2;
+
+function varintSize(n: number): number {
+  let size = 1;
+  while (n >= 0x80) {
+    n = Math.floor(n / 128);
+    size += 1;
+  }
+  return size;
+}
+
+function writeVarint(buffer: Buffer, offset: number, n: number): number {
+  while (n >= 0x80) {
+    buffer[offset++] = (n & 0x7f) | 0x80;
+    n = Math.floor(n / 128);
+  }
+  buffer[offset++] = n;
+  return offset;
+}
+
+/** Collects length-delimited fields, then writes them into one buffer. */
+export class MessageWriter {
+  private readonly parts: { field: number; bytes: Buffer }[] = [];
+  private size = 0;
+
+  /** A string or bytes field; empty values are left out, as proto3 does. */
+  bytes(field: number, value: string | Buffer): this {
+    const bytes = typeof value === 'string' ? Buffer.from(value, 'utf8') : value;
+    if (bytes.length === 0) return this;
+    this.parts.push({ field, bytes });
+    this.size += varintSize((field << 3) | WIRE_LEN) + varintSize(bytes.length) + bytes.length;
+    return this;
+  }
+
+  /** Bytes that are already one or more encoded fields (e.g. `Resource.wire.sotw`). */
+  encoded(fields: Buffer): this {
+    this.parts.push({ field: 0, bytes: fields });
+    this.size += fields.length;
+    return this;
+  }
+
+  finish(): Buffer {
+    const out = Buffer.allocUnsafe(this.size);
+    let offset = 0;
+    for (const { field, bytes } of this.parts) {
+      if (field !== 0) {
+        offset = writeVarint(out, offset, (field << 3) | WIRE_LEN);
+        offset = writeVarint(out, offset, bytes.length);
+      }
+      bytes.copy(out, offset);
+      offset += bytes.length;
+    }
+    return out;
+  }
+}
+
+/** One encoded field holding a message: tag, length, body. */
+function asField(field: number, body: Buffer): Buffer {
+  return new MessageWriter().bytes(field, body).finish();
+}
+
+/** `Any` for a resource. */
+export function encodeAny(typeUrl: string, value: Buffer): Buffer {
+  return new MessageWriter().bytes(1, typeUrl).bytes(2, value).finish();
+}
+
+/** A resource's entry in DiscoveryResponse.resources (field 2, an Any). */
+export function sotwEntry(any: Buffer): Buffer {
+  return asField(2, any);
+}
+
+/** A resource's entry in DeltaDiscoveryResponse.resources (field 2, a Resource). */
+export function deltaEntry(name: string, version: string, any: Buffer): Buffer {
+  return asField(2, new MessageWriter().bytes(1, version).bytes(2, any).bytes(3, name).finish());
+}
+
+export function encodeDiscoveryResponse(r: { version: string; typeUrl: string; nonce: string; entries: readonly Buffer[] }): Buffer {
+  const writer = new MessageWriter().bytes(1, r.version);
+  for (const entry of r.entries) writer.encoded(entry);
+  return writer.bytes(4, r.typeUrl).bytes(5, r.nonce).finish();
+}
+
+export function encodeDeltaDiscoveryResponse(r: {
+  systemVersion: string;
+  typeUrl: string;
+  nonce: string;
+  entries: readonly Buffer[];
+  removed: readonly string[];
+}): Buffer {
+  const writer = new MessageWriter().bytes(1, r.systemVersion);
+  for (const entry of r.entries) writer.encoded(entry);
+  writer.bytes(4, r.typeUrl).bytes(5, r.nonce);
+  for (const name of r.removed) writer.bytes(6, name);
+  return writer.finish();
+}

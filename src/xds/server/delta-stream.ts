@@ -1,0 +1,159 @@
+import type { DeltaDiscoveryRequest__Output } from '../../generated/envoy/service/discovery/v3/DeltaDiscoveryRequest.js';
+import { changedNames } from '../cache/snapshot.js';
+import type { Snapshot } from '../cache/snapshot.js';
+import { encodeDeltaDiscoveryResponse } from '../cache/wire.js';
+import { XDS_TYPES, isFullStateType, isXdsType, shortTypeName } from '../type-urls.js';
+import type { XdsTypeUrl } from '../type-urls.js';
+import { XdsStream } from './stream-base.js';
+import type { AdsCall } from './stream-base.js';
+import type { TypeState } from './stream-state.js';
+
+export type DeltaCall = AdsCall<DeltaDiscoveryRequest__Output>;
+
+/** Responses remembered per type for matching ACKs and NACKs; older ones are forgotten. */
+const MAX_OUTSTANDING = 32;
+
+/**
+ * One incremental (delta) ADS stream, per Envoy's incremental xDS protocol:
+ *
+ * - The subscription changes by `resource_names_subscribe` / `_unsubscribe`,
+ *   with `*` for wildcard; a first request naming nothing is the legacy
+ *   wildcard (CDS and LDS only). Subscription changes are honoured whatever
+ *   the nonce: a stale nonce only means the request is not an ACK of the latest.
+ * - Each response carries only resources whose version (the snapshot's
+ *   content hash) differs from what the client has, and `removed_resources`.
+ * - Every name in `resource_names_subscribe` is answered, with the resource,
+ *   or in `removed_resources` if it does not exist. The name stays subscribed,
+ *   so it is sent when it appears: Envoy reads such a removal as "does not
+ *   exist", not as the end of its interest.
+ * - `initial_resource_versions` on a stream's first request says what a
+ *   reconnecting client already has; those are not sent again.
+ * - ACK/NACK are matched by nonce. A NACKed version is not sent again; the
+ *   next version of the resource is.
+ */
+export class DeltaStream extends XdsStream<DeltaDiscoveryRequest__Output> {
+  readonly protocol = 'delta' as const;
+
+  protected isServedType(typeUrl: string): typeUrl is XdsTypeUrl {
+    return isXdsType(typeUrl);
+  }
+
+  protected handle(type: TypeState, request: DeltaDiscoveryRequest__Output): void {
+    if (request.response_nonce !== '') this.settle(type, request);
+
+    const subscribe = request.resource_names_subscribe;
+    const unsubscribe = request.resource_names_unsubscribe;
+    if (!type.requested) {
+      type.requested = true;
+      type.answer = true;
+      type.fullScan = true;
+      for (const [name, version] of Object.entries(request.initial_resource_versions ?? {})) type.sent.set(name, version);
+      if (subscribe.length === 0 && unsubscribe.length === 0 && isFullStateType(type.typeUrl)) type.wildcard = true;
+    }
+    const initial = request.initial_resource_versions ?? {};
+    for (const name of subscribe) {
+      if (name === '*') {
+        if (!type.wildcard) type.fullScan = true;
+        type.wildcard = true;
+        continue;
+      }
+      type.names.add(name);
+      // A reconnecting client listing the version it has need not get it again; anyone else asking is answered.
+      if (!Object.hasOwn(initial, name)) type.force.add(name);
+    }
+    for (const name of unsubscribe) {
+      if (name === '*') {
+        type.wildcard = false;
+        // What only the wildcard brought, the client drops itself.
+        for (const sent of type.sent.keys()) if (!type.names.has(sent)) type.sent.delete(sent);
+        continue;
+      }
+      if (!type.names.delete(name)) continue; // a phantom unsubscription
+      if (type.wildcard) {
+        // Still wanted through the wildcard, or not: the client cannot tell, so say which.
+        type.force.add(name);
+      } else {
+        type.sent.delete(name); // forgotten, so subscribing again sends it again
+        type.force.delete(name);
+      }
+    }
+  }
+
+  /** Records the ACK or NACK of the response with this nonce, if it is one this stream sent. */
+  private settle(type: TypeState, request: DeltaDiscoveryRequest__Output): void {
+    const nonce = request.response_nonce;
+    const sent = type.outstanding.get(nonce);
+    if (sent === undefined) {
+      this.log.debug({ type: shortTypeName(type.typeUrl), nonce }, 'unknown or stale nonce; subscription changes still apply');
+      return;
+    }
+    // This response and every older one are settled.
+    for (const key of [...type.outstanding.keys()]) {
+      type.outstanding.delete(key);
+      if (key === nonce) break;
+    }
+    if (request.error_detail != null) {
+      const message = request.error_detail.message || `code ${request.error_detail.code}`;
+      type.nack = { version: sent.version, message, at: new Date() };
+      this.log.warn({ type: shortTypeName(type.typeUrl), version: sent.version, nonce, error: message }, 'NACK');
+      this.callbacks.onNack?.(this, type.typeUrl, sent.version, message);
+    } else {
+      type.versionAcked = sent.version;
+      type.nack = undefined;
+      this.callbacks.onAck?.(this, type.typeUrl, sent.version, Date.now() - sent.sentAt);
+    }
+  }
+
+  protected reconcile(snapshot: Snapshot): void {
+    for (const typeUrl of XDS_TYPES) {
+      const type = this.state.get(typeUrl);
+      if (type !== undefined && type.requested) this.respond(type, snapshot);
+    }
+  }
+
+  private respond(type: TypeState, snapshot: Snapshot): void {
+    const typeUrl = type.typeUrl as XdsTypeUrl;
+    const available = snapshot.resources.get(typeUrl)!;
+    let candidates: Iterable<string>;
+    if (type.fullScan || type.syncedTo === undefined) {
+      candidates = new Set([...(type.wildcard ? available.keys() : []), ...type.names, ...type.sent.keys(), ...type.force]);
+    } else {
+      const changed = changedNames(type.syncedTo, snapshot).get(typeUrl)!;
+      candidates = type.force.size === 0 ? changed : new Set([...changed, ...type.force]);
+    }
+
+    const entries: Buffer[] = [];
+    const removed: string[] = [];
+    for (const name of candidates) {
+      const wanted = type.wildcard || type.names.has(name);
+      const resource = available.get(name);
+      if (resource !== undefined) {
+        if (wanted && (type.force.has(name) || type.sent.get(name) !== resource.version)) {
+          entries.push(resource.wire.delta);
+          type.sent.set(name, resource.version);
+        }
+      } else if (type.sent.delete(name) || (wanted && type.force.has(name))) {
+        // Gone, or asked for and not there (yet): either way the client learns it does not exist.
+        removed.push(name);
+      }
+    }
+    const answer = type.answer;
+    type.syncedTo = snapshot;
+    type.fullScan = false;
+    type.force.clear();
+    type.answer = false;
+    if (entries.length === 0 && removed.length === 0 && !answer) return;
+
+    const version = snapshot.typeVersions.get(typeUrl)!;
+    const nonce = this.nextNonce();
+    type.versionSent = version;
+    type.nonceSent = nonce;
+    type.sentAt = Date.now();
+    type.responses += 1;
+    type.outstanding.set(nonce, { version, sentAt: type.sentAt });
+    if (type.outstanding.size > MAX_OUTSTANDING) type.outstanding.delete(type.outstanding.keys().next().value!);
+    this.write(encodeDeltaDiscoveryResponse({ systemVersion: version, typeUrl, nonce, entries, removed }));
+    this.log.debug({ type: shortTypeName(typeUrl), version, nonce, resources: entries.length, removed: removed.length }, 'delta response sent');
+    this.callbacks.onResponse?.(this, typeUrl, version, entries.length);
+  }
+}

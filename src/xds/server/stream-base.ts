@@ -1,0 +1,181 @@
+import type * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import type { Node__Output } from '../../generated/envoy/config/core/v3/Node.js';
+import type { Snapshot } from '../cache/snapshot.js';
+import type { SnapshotSource } from '../cache/snapshot-cache.js';
+import { identifyNode } from '../node.js';
+import type { NodeIdentity } from '../node.js';
+import type { XdsTypeUrl } from '../type-urls.js';
+import type { PushQueue, Pushable } from './push-queue.js';
+import { TypeState } from './stream-state.js';
+import type { FlowStatus, ServerCallbacks, StreamInfo, TypeStatus } from './stream-state.js';
+
+/** A bidirectional ADS call whose responses are written as ready-encoded bytes. */
+export type AdsCall<Request> = grpc.ServerDuplexStream<Request, Buffer>;
+
+/**
+ * What state-of-the-world and delta streams share: the call's lifecycle, the
+ * node, per-type state, the cache watch, and flow control.
+ *
+ * Flow control: a stream writes one batch of responses (at most one per type)
+ * and writes nothing more until gRPC has taken all of it. Meanwhile requests
+ * and snapshot changes only update state and set `pushPending`; when the
+ * writes finish, the stream queues itself and computes what to send from the
+ * newest snapshot. A client that stops reading therefore costs one batch of
+ * buffered bytes and a flag, never a queue of versions.
+ */
+export abstract class XdsStream<Request extends { node: Node__Output | null; type_url: string }> implements StreamInfo, Pushable {
+  abstract readonly protocol: 'sotw' | 'delta';
+  readonly connectedAt = new Date();
+  readonly peer: string;
+  node: NodeIdentity = identifyNode(undefined);
+  protected readonly state = new Map<XdsTypeUrl, TypeState>();
+  protected closed = false;
+  private nonceCounter = 0;
+  private unwatch: (() => void) | undefined;
+  private writesInFlight = 0;
+  private bytesInFlight = 0;
+  private bytesSent = 0;
+  private pushPending = false;
+  private coalesced = 0;
+  private readonly flushed: (() => void)[] = [];
+
+  constructor(
+    readonly id: number,
+    protected readonly call: AdsCall<Request>,
+    protected readonly cache: SnapshotSource,
+    private readonly queue: PushQueue,
+    protected readonly callbacks: ServerCallbacks,
+    protected log: Logger,
+  ) {
+    this.peer = call.getPeer();
+  }
+
+  types(): TypeStatus[] {
+    return [...this.state.values()].map((s) => s.status());
+  }
+
+  flow(): FlowStatus {
+    return {
+      writesInFlight: this.writesInFlight,
+      bytesInFlight: this.bytesInFlight,
+      pushPending: this.pushPending,
+      coalesced: this.coalesced,
+      bytesSent: this.bytesSent,
+    };
+  }
+
+  start(onClose: () => void): void {
+    this.call.on('data', (request: Request) => {
+      try {
+        this.onRequest(request);
+      } catch (error) {
+        this.log.error({ err: error }, 'failed to answer a discovery request');
+      }
+    });
+    const finish = () => {
+      if (this.closed) return;
+      this.closed = true;
+      this.unwatch?.();
+      this.queue.remove(this);
+      for (const done of this.flushed.splice(0)) done();
+      this.callbacks.onStreamClose?.(this);
+      this.log.info('stream closed');
+      onClose();
+    };
+    this.call.on('end', () => {
+      finish();
+      this.call.end();
+    });
+    this.call.on('error', (error) => {
+      this.log.debug({ err: error }, 'stream error');
+      finish();
+    });
+    this.call.on('close', finish);
+    this.call.on('cancelled', finish);
+  }
+
+  /** Ends the stream from the server side, as a drain does; responses already written go out first. */
+  close(): void {
+    if (!this.closed) this.call.end();
+  }
+
+  /** Handles one request of a type this server serves: ACK/NACK and subscription changes. */
+  protected abstract handle(type: TypeState, request: Request): void;
+
+  /** Writes, type by type in ADS order, whatever the client should get from `snapshot`. */
+  protected abstract reconcile(snapshot: Snapshot): void;
+
+  protected abstract isServedType(typeUrl: string): typeUrl is XdsTypeUrl;
+
+  private onRequest(request: Request): void {
+    if (this.unwatch === undefined) {
+      // The first request carries the node; later ones may leave it out.
+      this.node = identifyNode(request.node);
+      this.log = this.log.child({ node: this.node.id, view: this.node.view });
+      this.unwatch = this.cache.watch((view) => {
+        if (view === this.node.view) this.schedule();
+      });
+      this.callbacks.onStreamOpen?.(this);
+      this.log.info({ peer: this.peer, userAgent: this.node.userAgent, protocol: this.protocol }, 'stream opened');
+    }
+    const typeUrl = request.type_url;
+    if (!this.isServedType(typeUrl)) {
+      this.log.debug({ typeUrl }, 'request for a type this server does not serve');
+      return;
+    }
+    let type = this.state.get(typeUrl);
+    if (type === undefined) {
+      type = new TypeState(typeUrl);
+      this.state.set(typeUrl, type);
+    }
+    this.handle(type, request);
+    this.schedule();
+  }
+
+  /** Something may need sending: queue a push, or fold it into the one already pending. */
+  protected schedule(): void {
+    if (this.closed) return;
+    if (this.pushPending) {
+      this.coalesced += 1;
+      return;
+    }
+    this.pushPending = true;
+    if (this.writesInFlight === 0) this.queue.enqueue(this);
+  }
+
+  flush(done: () => void): void {
+    if (this.closed || !this.pushPending || this.writesInFlight > 0) {
+      done(); // still busy: queued again when the writes finish
+      return;
+    }
+    const snapshot = this.cache.get(this.node.view);
+    if (snapshot === undefined) {
+      this.pushPending = false; // the first snapshot's watch schedules again
+      done();
+      return;
+    }
+    this.pushPending = false;
+    this.reconcile(snapshot);
+    if (this.writesInFlight === 0) done();
+    else this.flushed.push(done);
+  }
+
+  protected nextNonce(): string {
+    return String(++this.nonceCounter);
+  }
+
+  /** Writes one encoded response; the stream counts it in flight until gRPC has taken it. */
+  protected write(bytes: Buffer): void {
+    this.writesInFlight += 1;
+    this.bytesInFlight += bytes.length;
+    this.bytesSent += bytes.length;
+    this.call.write(bytes, () => {
+      this.writesInFlight -= 1;
+      this.bytesInFlight -= bytes.length;
+      if (this.writesInFlight > 0) return;
+      for (const done of this.flushed.splice(0)) done();
+      if (this.pushPending && !this.closed) this.queue.enqueue(this);
+    });
+  }
+}

@@ -1,0 +1,127 @@
+import * as http2 from 'node:http2';
+import * as grpc from '@grpc/grpc-js';
+import type { DeltaDiscoveryRequest } from '../../src/generated/envoy/service/discovery/v3/DeltaDiscoveryRequest.js';
+import type { DeltaDiscoveryResponse__Output } from '../../src/generated/envoy/service/discovery/v3/DeltaDiscoveryResponse.js';
+import { loadEnvoyApi } from '../../src/xds/protos.js';
+
+/**
+ * A bare incremental (delta) ADS client over real gRPC, the delta twin of
+ * RawAdsClient: it sends exactly the requests a test writes and queues every
+ * response.
+ */
+export class RawDeltaClient {
+  private readonly client: InstanceType<ReturnType<typeof loadEnvoyApi>['ads']['envoy']['service']['discovery']['v3']['AggregatedDiscoveryService']>;
+  private readonly stream: grpc.ClientDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse__Output>;
+  private readonly queue: DeltaDiscoveryResponse__Output[] = [];
+  private waiter: (() => void) | undefined;
+  ended = false;
+
+  constructor(
+    address: string,
+    readonly node: { id: string; user_agent_name?: string } = { id: 'raw-delta-client', user_agent_name: 'envoy' },
+  ) {
+    const { AggregatedDiscoveryService } = loadEnvoyApi().ads.envoy.service.discovery.v3;
+    // A channel of its own, so a stuck client does not share a connection with others.
+    this.client = new AggregatedDiscoveryService(address, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 });
+    this.stream = this.client.DeltaAggregatedResources();
+    this.stream.on('data', (response: DeltaDiscoveryResponse__Output) => {
+      this.queue.push(response);
+      this.waiter?.();
+    });
+    this.stream.on('error', () => undefined);
+    this.stream.on('end', () => {
+      this.ended = true;
+      this.waiter?.();
+    });
+  }
+
+  send(request: Omit<DeltaDiscoveryRequest, 'node'> & { type_url: string }): void {
+    this.stream.write({ node: this.node, ...request });
+  }
+
+  /** ACKs a response. */
+  ack(response: DeltaDiscoveryResponse__Output): void {
+    this.send({ type_url: response.type_url, response_nonce: response.nonce });
+  }
+
+  /** The next response, or an error after `timeoutMs`. */
+  async next(timeoutMs = 3_000): Promise<DeltaDiscoveryResponse__Output> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.queue.length === 0) {
+      const left = deadline - Date.now();
+      if (left <= 0 || this.ended) throw new Error(`no response within ${timeoutMs} ms`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.waiter = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+    return this.queue.shift()!;
+  }
+
+  /** Asserts that nothing arrives for `ms`. */
+  async expectSilence(ms = 300): Promise<void> {
+    await new Promise((resolve) => setTimeout(resolve, ms));
+    if (this.queue.length > 0) {
+      throw new Error(`expected no response, got ${this.queue.map((r) => `${r.type_url}#${r.nonce}`).join(', ')}`);
+    }
+  }
+
+  /** Names of the resources in a response, sorted. */
+  static names(response: DeltaDiscoveryResponse__Output): string[] {
+    return response.resources.map((r) => r.name).sort();
+  }
+
+  /** name -> version of the resources in a response. */
+  static versions(response: DeltaDiscoveryResponse__Output): Record<string, string> {
+    return Object.fromEntries(response.resources.map((r) => [r.name, r.version]));
+  }
+
+  /** Decoded body of the named resource in a response. */
+  static body(response: DeltaDiscoveryResponse__Output, name: string): Record<string, unknown> {
+    const resource = response.resources.find((r) => r.name === name)!;
+    return loadEnvoyApi().unpack(resource.resource as { type_url: string; value: Buffer });
+  }
+
+  close(): void {
+    this.stream.end();
+    this.client.close();
+  }
+}
+
+/**
+ * A delta client that subscribes and then never reads, at the HTTP/2 level,
+ * so its flow-control window fills and the server's writes stall. (A grpc-js
+ * client that is not read keeps buffering messages in memory instead, so it
+ * cannot play this part.)
+ */
+export class StuckDeltaClient {
+  private readonly session: http2.ClientHttp2Session;
+  private readonly request: http2.ClientHttp2Stream;
+
+  constructor(address: string, node: { id: string; user_agent_name?: string }, subscription: Omit<DeltaDiscoveryRequest, 'node'>) {
+    const method = loadEnvoyApi().ads.envoy.service.discovery.v3.AggregatedDiscoveryService.service.DeltaAggregatedResources;
+    this.session = http2.connect(`http://${address}`);
+    this.session.on('error', () => undefined);
+    this.request = this.session.request({
+      ':method': 'POST',
+      ':path': method.path,
+      'content-type': 'application/grpc',
+      te: 'trailers',
+    });
+    this.request.on('error', () => undefined);
+    this.request.pause();
+    const message = method.requestSerialize({ node, ...subscription });
+    const frame = Buffer.alloc(5 + message.length);
+    frame.writeUInt32BE(message.length, 1);
+    message.copy(frame, 5);
+    this.request.write(frame);
+  }
+
+  close(): void {
+    this.request.close();
+    this.session.destroy();
+  }
+}

@@ -1,0 +1,115 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Service } from '../../src/model/service.js';
+import { buildSnapshot } from '../../src/xds/cache/snapshot.js';
+import { SnapshotCache } from '../../src/xds/cache/snapshot-cache.js';
+import { loadEnvoyApi } from '../../src/xds/protos.js';
+import { XdsServer } from '../../src/xds/server/ads-server.js';
+import { PushQueue } from '../../src/xds/server/push-queue.js';
+import type { Pushable } from '../../src/xds/server/push-queue.js';
+import { BASE_VIEWS, translate } from '../../src/xds/translate/translate.js';
+import { TypeUrl } from '../../src/xds/type-urls.js';
+import { RawDeltaClient, StuckDeltaClient } from '../helpers/delta-client.js';
+import { eventually } from '../helpers/eventually.js';
+import { catalogOf, service, silentLogger } from '../helpers/fixtures.js';
+
+const api = loadEnvoyApi();
+
+describe('PushQueue', () => {
+  const pushable = (log: string[], name: string, finish: 'now' | 'later' | 'never', pending: (() => void)[] = []): Pushable => ({
+    flush(done) {
+      log.push(name);
+      if (finish === 'now') done();
+      else if (finish === 'later') pending.push(done);
+    },
+  });
+
+  it('runs at most `concurrency` pushes at once, in order, and queues a stream once however often it is enqueued', () => {
+    const queue = new PushQueue({ concurrency: 2, slotTimeoutMs: 60_000 });
+    const log: string[] = [];
+    const pending: (() => void)[] = [];
+    const [a, b, c] = ['a', 'b', 'c'].map((n) => pushable(log, n, 'later', pending));
+    queue.enqueue(a!);
+    queue.enqueue(b!);
+    queue.enqueue(c!);
+    queue.enqueue(c!);
+    expect(log).toEqual(['a', 'b']);
+    expect(queue.queued).toBe(1);
+    pending.shift()!();
+    expect(log).toEqual(['a', 'b', 'c']);
+    expect(queue.inFlight).toBe(2);
+  });
+
+  it('frees the slot of a push that never finishes after the slot timeout', async () => {
+    const queue = new PushQueue({ concurrency: 1, slotTimeoutMs: 50 });
+    const log: string[] = [];
+    queue.enqueue(pushable(log, 'stuck', 'never'));
+    queue.enqueue(pushable(log, 'healthy', 'now'));
+    expect(log).toEqual(['stuck']);
+    await eventually(() => expect(log).toEqual(['stuck', 'healthy']), 1_000);
+  });
+});
+
+/** Services with many endpoints, so that responses are large enough to fill a stuck client's flow-control window. */
+function fleet(round: number): Service[] {
+  return Array.from({ length: 40 }, (_, s) => {
+    let builder = service(`svc-${s}.mesh.local`).port(8000 + s);
+    for (let e = 0; e < 60; e++) builder = builder.endpoint(`10.${s}.${e}.${round % 250}`);
+    return builder.build();
+  });
+}
+
+describe('flow control: a client that stops reading', () => {
+  const cache = new SnapshotCache();
+  const server = new XdsServer(api, cache, silentLogger, {}, { pushConcurrency: 4, pushSlotTimeoutMs: 200 });
+  let address: string;
+
+  const publish = (round: number) => {
+    const catalog = catalogOf(...fleet(round));
+    for (const view of BASE_VIEWS) {
+      cache.set(buildSnapshot(view, translate(catalog, view, { sidecarBind: '127.0.0.1' }), api.pack, cache.get(view)));
+    }
+  };
+
+  beforeAll(async () => {
+    publish(0);
+    address = `127.0.0.1:${await server.listen({ listen: '127.0.0.1:0' })}`;
+  });
+  afterAll(() => server.shutdown(500));
+
+  it('holds back neither the healthy clients nor more than one batch of its own responses', async () => {
+    const names = fleet(0).map((s) => `outbound|${s.ports[0]!.number}||${s.hostname}`);
+    const stuck = new StuckDeltaClient(address, { id: 'stuck', user_agent_name: 'envoy' }, { type_url: TypeUrl.ClusterLoadAssignment, resource_names_subscribe: names });
+    const healthy = Array.from({ length: 6 }, (_, i) => new RawDeltaClient(address, { id: `healthy-${i}`, user_agent_name: 'envoy' }));
+    for (const client of healthy) {
+      client.send({ type_url: TypeUrl.ClusterLoadAssignment, resource_names_subscribe: names });
+      client.ack(await client.next());
+    }
+    const stuckStream = () => server.connections().find((s) => s.node.id === 'stuck')!;
+
+    const rounds = 20;
+    for (let round = 1; round <= rounds; round++) {
+      publish(round);
+      // Every healthy client gets every round promptly, whatever the stuck one does.
+      for (const client of healthy) {
+        const response = await client.next(2_000);
+        expect(response.resources.length).toBe(names.length);
+        expect(JSON.stringify(RawDeltaClient.body(response, names[0]!)).includes(`"address":"10.0.0.${round}"`)).toBe(true);
+        client.ack(response);
+      }
+    }
+
+    const flow = stuckStream().flow!();
+    // Blocked: its writes never finish, later changes fold into one pending push.
+    expect(flow.writesInFlight).toBeGreaterThan(0);
+    expect(flow.writesInFlight).toBeLessThanOrEqual(1);
+    expect(flow.pushPending).toBe(true);
+    expect(flow.coalesced).toBeGreaterThan(0);
+    expect(flow.bytesInFlight).toBeLessThan(1024 * 1024);
+    // Its bytes sent stopped growing once it stopped reading: far less than the healthy clients got.
+    const healthyBytes = server.connections().find((s) => s.node.id === 'healthy-0')!.flow!().bytesSent;
+    expect(flow.bytesSent).toBeLessThan(healthyBytes / 2);
+    expect(server.pushQueue().queued).toBe(0);
+
+    for (const client of [stuck, ...healthy]) client.close();
+  }, 60_000);
+});
