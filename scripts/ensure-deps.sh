@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v node >/dev/null || ! node -e 'process.exit(+process.versions.node.split(".")[0] < 20)'; then
+if ! command -v node >/dev/null || ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) < 20 ? 1 : 0)'; then
   echo "meshbridge needs Node.js 20 or newer (found: $(node --version 2>/dev/null || echo none))" >&2
   exit 1
 fi
@@ -14,7 +14,15 @@ stamp=node_modules/.meshbridge-lock
 want=$(sha256sum package-lock.json | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "installing dependencies (npm ci)…" >&2
-  npm ci --no-audit --no-fund --loglevel=error >&2
+  if ! npm ci --no-audit --no-fund --loglevel=error >&2; then
+    # npm 11 `ci` insists on lock entries for every platform's optional package
+    # (rollup's native builds); a registry that does not serve some of them makes
+    # it refuse a lock that `npm install` itself wrote. `install` honours the same
+    # lock (it writes nothing when the lock is in sync), so fall back to it.
+    echo "npm ci refused the lock file; installing the same locked versions with npm install…" >&2
+    npm install --no-audit --no-fund --loglevel=error >&2
+    git diff --quiet -- package-lock.json 2>/dev/null || echo "warning: npm install changed package-lock.json" >&2
+  fi
   echo "$want" >"$stamp"
 fi
 
