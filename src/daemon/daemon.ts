@@ -1,3 +1,4 @@
+import { isAbsolute, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { Subscription } from 'rxjs';
 import type { Config, RegistryConfig } from '../config/config.js';
@@ -5,6 +6,7 @@ import { formatDiagnostic } from '../errors.js';
 import { EMPTY_CATALOG } from '../model/catalog.js';
 import type { ServiceCatalog } from '../model/catalog.js';
 import type { RegistryState } from '../model/registry-state.js';
+import { ConsulRegistry } from '../registries/consul/consul-registry.js';
 import { FileRegistry } from '../registries/file/file-registry.js';
 import type { Registry } from '../registries/registry.js';
 import { checkConsistent } from '../xds/cache/snapshot.js';
@@ -113,5 +115,36 @@ function createRegistry(config: RegistryConfig, root: Config, log: Logger): Regi
   switch (config.kind) {
     case 'file':
       return new FileRegistry({ name: config.name, paths: config.paths, baseDir: root.baseDir }, log);
+    case 'consul':
+      return new ConsulRegistry(
+        {
+          name: config.name,
+          address: config.address,
+          caFile: config.caFile,
+          certFile: config.certFile,
+          keyFile: config.keyFile,
+          tokenFile: config.tokenFile,
+          tokenEnv: config.tokenEnv,
+          datacenters: config.datacenters,
+          localDatacenter: config.localDatacenter,
+          domain: config.domain,
+          services: config.services,
+          defaultProtocol: config.defaultProtocol,
+          warning: config.warning,
+          servicePort: config.servicePort,
+          taggedAddress: config.taggedAddress,
+          initialSyncTimeoutMs: config.initialSyncTimeoutMs,
+          requestTimeoutMs: config.requestTimeoutMs,
+          tuning: {
+            waitSeconds: config.waitSeconds,
+            concurrency: config.concurrency,
+            minIntervalMs: config.minIntervalMs,
+            sweepMinIntervalMs: config.sweepMinIntervalMs,
+            backoff: config.backoff,
+          },
+        },
+        log,
+        { resolvePath: (p) => (isAbsolute(p) ? p : resolve(root.baseDir, p)), env: process.env },
+      );
   }
 }
