@@ -80,7 +80,7 @@ const consulRegistry = z
     initialSyncTimeoutMs: z.number().int().min(0).default(10_000),
     requestTimeoutMs: positiveInt(600_000).default(10_000),
     backoff: z
-      .object({ initialMs: positiveInt(60_000).default(250), maxMs: positiveInt(600_000).default(30_000) })
+      .object({ initialMs: positiveInt(60_000).default(250), maxMs: positiveInt(600_000).default(10_000) })
       .prefault({}),
   })
   .refine((c) => !(c.tokenFile !== undefined && c.tokenEnv !== undefined), {
