@@ -219,6 +219,7 @@ describe('consul registry with ACLs enabled', () => {
     try {
       await fixture.until((s) => expect(s.synced).toBe(true));
       expect(fixture.latest!.services).toEqual([]);
+      expect(fixture.logs.some((l) => String(l['msg']).startsWith('consul lists no services and no token is configured'))).toBe(true);
     } finally {
       await fixture.stop();
     }

@@ -64,6 +64,7 @@ export class ConsulRegistry implements Registry {
   private localDatacenter: string | undefined;
   private lastPublished = '';
   private initialTimer: NodeJS.Timeout | undefined;
+  private warnedEmpty = false;
 
   constructor(
     private readonly config: ConsulRegistryConfig,
@@ -221,6 +222,11 @@ export class ConsulRegistry implements Registry {
     const key = JSON.stringify([synced, stale, services, diagnostics.length]);
     if (key === this.lastPublished && this.subject.value !== undefined) return;
     this.lastPublished = key;
+    if (synced && services.length === 0 && this.token === undefined && !this.warnedEmpty) {
+      // Consul always lists at least its own `consul` service to a reader allowed to see it.
+      this.warnedEmpty = true;
+      this.log.warn('consul lists no services and no token is configured; with ACLs on, anonymous reads see nothing (set tokenFile or tokenEnv)');
+    }
     this.subject.next({ registry: this.name, kind: this.kind, services, synced, stale, diagnostics });
   }
 }
