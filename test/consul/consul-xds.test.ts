@@ -29,6 +29,13 @@ describe('consul registry -> xDS, against a real Consul agent', () => {
 
   const health = (endpoints: readonly EdsEndpoint[], name: string) =>
     endpoints.find((e) => e.port === backends.get(name)!.port)?.health;
+  /** The service port is the lowest its instances register, so the cluster name follows the instances. */
+  const clusterOf = (...names: string[]) => {
+    const name = `outbound|${Math.min(...names.map((n) => backends.get(n)!.port))}||${HOST}`;
+    ads.subscribe(name);
+    return name;
+  };
+  const portsOf = (...names: string[]) => names.map((n) => backends.get(n)!.port).sort((x, y) => x - y);
 
   beforeAll(async () => {
     for (const name of ['a', 'b', 'c']) backends.set(name, await startEchoBackend(name));
@@ -55,14 +62,13 @@ registries:
     backoff: { initialMs: 200, maxMs: 2000 }
 `,
     );
-    daemon = new DaemonProcess(['run', '--config', join(dir.path, 'meshbridge.yaml')]);
+    daemon = new DaemonProcess(['run', '--config', join(dir.path, 'meshbridge.yaml'), '--log-level', 'debug']);
     const port = await daemon.xdsPort();
     const bootstrap = await meshbridge(['bootstrap', '--grpc', '--node-id', 'consul-e2e', '--xds', `127.0.0.1:${port}`]);
     expect(bootstrap.code).toBe(0);
     grpcClient = new XdsEchoClient(`xds:///${HOST}`, bootstrap.stdout);
     ads = new AdsEdsClient(`127.0.0.1:${port}`);
-    cluster = `outbound|${Math.min(backends.get('a')!.port, backends.get('b')!.port)}||${HOST}`;
-    ads.subscribe(cluster);
+    cluster = clusterOf('a', 'b');
   });
 
   afterAll(async () => {
@@ -126,7 +132,8 @@ registries:
 
   it('withdraws a deregistered instance', async () => {
     await deregisterService(agent, 'echo-b');
-    await ads.until(cluster, (endpoints) => expect(endpoints.map((e) => e.port)).toEqual([backends.get('a')!.port]));
+    cluster = clusterOf('a');
+    await ads.until(cluster, (endpoints) => expect(endpoints.map((e) => e.port)).toEqual(portsOf('a')));
     await eventually(async () => {
       const { byBackend, errors } = await grpcClient.callMany(10);
       expect(errors.size).toBe(0);
@@ -162,11 +169,8 @@ registries:
     expect(ads.latest(cluster)!.map((e) => e.port)).toEqual([backends.get('a')!.port]);
 
     await agent.start();
-    await ads.until(
-      cluster,
-      (endpoints) => expect(endpoints.map((e) => e.port).sort()).toEqual([backends.get('a')!.port, backends.get('c')!.port].sort()),
-      20_000,
-    );
+    cluster = clusterOf('a', 'c');
+    await ads.until(cluster, (endpoints) => expect(endpoints.map((e) => e.port)).toEqual(portsOf('a', 'c')), 20_000);
     await daemon.waitForLog((l) => String(l.msg).startsWith('consul reachable again'), 5_000, logsBefore);
     await setTtl(agent, 'echo-a-ttl', 'pass');
     await eventually(async () => {

@@ -134,7 +134,7 @@ export class ConsulRegistry implements Registry {
       {
         address: config.address,
         datacenters: config.datacenters ?? '(the agent’s own)',
-        token: this.token !== undefined || config.tokenFile !== undefined ? '[redacted]' : 'none',
+        tokenFrom: config.tokenFile !== undefined ? 'tokenFile' : config.tokenEnv !== undefined ? `env ${config.tokenEnv}` : 'none',
         maxConnections: this.maxConnections,
       },
       'watching consul',

@@ -222,6 +222,7 @@ export class DatacenterWatch {
       for (const [name, tags] of listed) {
         if (this.listed.get(name) !== tags || !this.entries.has(name)) this.markDirty(name);
       }
+      this.log.debug({ datacenter: this.datacenter, index: this.listIndex, services: listed.size, dirty: this.dirty.size }, 'consul service list moved');
       this.listed = listed;
       if (removed) this.onChange();
       this.requestSweep();
@@ -243,10 +244,14 @@ export class DatacenterWatch {
       if (step.reset) throw new ResyncNeeded();
       this.checksIndex = step.next;
       const [serviceChecks, nodeChecks] = fingerprintChecks(response.body);
-      for (const name of changedKeys(this.serviceChecks, serviceChecks)) {
+      const changed = changedKeys(this.serviceChecks, serviceChecks);
+      for (const name of changed) {
         if (this.filter.names === undefined || this.filter.names(name)) this.markDirty(name);
       }
       const nodes = new Set(changedKeys(this.nodeChecks, nodeChecks));
+      if (changed.length > 0 || nodes.size > 0) {
+        this.log.debug({ datacenter: this.datacenter, index: this.checksIndex, services: changed.slice(0, 20), nodes: [...nodes].slice(0, 20) }, 'consul checks moved');
+      }
       if (nodes.size > 0) {
         for (const [name, entry] of this.entries) if (entry.nodes.some((n) => nodes.has(n))) this.markDirty(name);
       }
@@ -278,7 +283,9 @@ export class DatacenterWatch {
       this.busy++;
       try {
         const entry = await this.read(name, mapping, signal);
-        if ((this.versions.get(name) ?? 0) === version) {
+        const applied = (this.versions.get(name) ?? 0) === version;
+        this.log.debug({ datacenter: this.datacenter, service: name, applied, endpoints: entry.service?.endpoints.length ?? 0 }, 'consul service read');
+        if (applied) {
           const current = this.entries.get(name);
           if (current?.fingerprint !== entry.fingerprint) {
             this.changedSincePublish = true;
