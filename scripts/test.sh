@@ -5,4 +5,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-deps.sh
 ./node_modules/.bin/tsc -p tsconfig.json --noEmit
+# The Consul tests run a real agent: build the pinned version once and cache it
+# outside the repository (a no-op when cached). No Consul means a failed run, never a skipped test.
+# MESHBRIDGE_CONSUL_BIN=/path/to/consul uses an existing binary instead.
+if [ -z "${MESHBRIDGE_CONSUL_BIN:-}" ]; then
+  if ! consul_bin="$(bash scripts/install-consul.sh | tail -n1)"; then
+    echo "scripts/test.sh: cannot install Consul (see the reason above); the Consul tests need it" >&2
+    exit 1
+  fi
+  export MESHBRIDGE_CONSUL_BIN="$consul_bin"
+fi
 exec ./node_modules/.bin/vitest run "$@"

@@ -5,6 +5,11 @@
 export type ErrorCode =
   | 'MB_CONFIG_INVALID'
   | 'MB_CONFIG_UNREADABLE'
+  | 'MB_CONSUL_ACL_DENIED'
+  | 'MB_CONSUL_NO_LEADER'
+  | 'MB_CONSUL_RATE_LIMITED'
+  | 'MB_CONSUL_REQUEST_FAILED'
+  | 'MB_CONSUL_SERVER_ERROR'
   | 'MB_DOCUMENT_INVALID'
   | 'MB_FILE_UNREADABLE'
   | 'MB_PROTO_LOAD'
@@ -53,6 +58,16 @@ export class DocumentError extends MeshbridgeError {
 export class ConfigError extends MeshbridgeError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('MB_CONFIG_INVALID', message, options);
+  }
+}
+
+/** A Consul request that failed; `status` is the HTTP status when there was an answer at all. */
+export class ConsulError extends MeshbridgeError {
+  readonly status: number | undefined;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; status?: number }) {
+    super(code, message, options);
+    this.status = options?.status;
   }
 }
 

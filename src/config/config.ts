@@ -20,10 +20,78 @@ const fileRegistry = z.object({
   paths: z.array(z.string(), { error: 'must be a list of files or globs' }).min(1, { error: 'must list at least one path' }),
 });
 
-const registry = z.discriminatedUnion('kind', [fileRegistry], {
+const positiveInt = (max: number) =>
+  z.number({ error: 'must be a number' }).int({ error: 'must be a whole number' }).min(1, { error: 'must be at least 1' }).max(max, {
+    error: `must be at most ${max}`,
+  });
+
+const consulRegistry = z
+  .object({
+    kind: z.literal('consul'),
+    name: registryName,
+    address: z
+      .string({ error: 'must be a URL' })
+      .regex(/^https?:\/\/(\[[0-9a-fA-F:.]+\]|[^\s/:]+)(:\d{1,5})?\/?$/, {
+        error: 'must be "http://host:port" or "https://host:port"',
+      })
+      .transform((a) => a.replace(/\/$/, ''))
+      .default('http://127.0.0.1:8500'),
+    /** PEM CA bundle for an https address; relative to the config file. */
+    caFile: z.string().optional(),
+    certFile: z.string().optional(),
+    keyFile: z.string().optional(),
+    /** The ACL token lives in a file or an environment variable, never in this file or on a command line. */
+    tokenFile: z.string().optional(),
+    tokenEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'must be an environment variable name' }).optional(),
+    token: z
+      .unknown()
+      .refine((value) => value === undefined, {
+        error: 'a token must not be written in the config; use tokenFile or tokenEnv',
+      })
+      .optional(),
+    datacenters: z.array(z.string().min(1)).min(1, { error: 'must list at least one datacenter' }).optional(),
+    localDatacenter: z.string().min(1).optional(),
+    domain: z
+      .string()
+      .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, { error: 'must be a DNS domain such as consul' })
+      .default('consul'),
+    services: z
+      .object({
+        /** Service names or globs to keep. */
+        names: z.array(z.string()).optional(),
+        /** Keep instances that carry every one of these tags. */
+        tags: z.array(z.string()).optional(),
+        /** A Consul filter expression over /v1/health/service entries, e.g. Service.Meta.team == "pay". */
+        filter: z.string().optional(),
+      })
+      .prefault({}),
+    /** Protocol of a service none of whose instances says (meta or tag `protocol`); TCP, like Consul's own default. */
+    defaultProtocol: z.enum(['HTTP', 'HTTP2', 'GRPC', 'HTTPS', 'TLS', 'TCP']).default('TCP'),
+    /** A check in warning: `weight` (HEALTHY at Weights.Warning, Consul's own reading) or `degraded`. */
+    warning: z.enum(['weight', 'degraded']).default('weight'),
+    /** The service port when instances register different ports. */
+    servicePort: z.enum(['lowest', 'most-common']).default('lowest'),
+    /** Dial instances on this tagged address (lan, wan, lan_ipv6, ...) when they have one. */
+    taggedAddress: z.string().optional(),
+    waitSeconds: positiveInt(600).default(60),
+    concurrency: positiveInt(64).default(8),
+    minIntervalMs: z.number().int().min(0).default(100),
+    sweepMinIntervalMs: z.number().int().min(0).default(1000),
+    initialSyncTimeoutMs: z.number().int().min(0).default(10_000),
+    requestTimeoutMs: positiveInt(600_000).default(10_000),
+    backoff: z
+      .object({ initialMs: positiveInt(60_000).default(250), maxMs: positiveInt(600_000).default(10_000) })
+      .prefault({}),
+  })
+  .refine((c) => !(c.tokenFile !== undefined && c.tokenEnv !== undefined), {
+    error: 'set tokenFile or tokenEnv, not both',
+    path: ['tokenEnv'],
+  });
+
+const registry = z.discriminatedUnion('kind', [fileRegistry, consulRegistry], {
   error: (issue) =>
     issue.code === 'invalid_union' && 'discriminator' in issue
-      ? 'kind must be file (consul and eureka registries are not available in this build yet)'
+      ? 'kind must be file or consul (eureka registries are not available in this build yet)'
       : undefined,
 });
 

@@ -1,3 +1,4 @@
+import { isAbsolute, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { of } from 'rxjs';
 import type { Subscription } from 'rxjs';
@@ -8,6 +9,7 @@ import type { ServiceCatalog } from '../model/catalog.js';
 import type { RegistryState } from '../model/registry-state.js';
 import { PolicySource } from '../policy/policy-source.js';
 import { EMPTY_POLICY } from '../policy/policy-set.js';
+import { ConsulRegistry } from '../registries/consul/consul-registry.js';
 import { FileRegistry } from '../registries/file/file-registry.js';
 import type { Registry } from '../registries/registry.js';
 import { checkConsistent } from '../xds/cache/snapshot.js';
@@ -84,6 +86,8 @@ export class Daemon {
       this.reportOnce('conflicts', catalog.conflicts.map((c) => `${c.hostname}: ${c.message}`));
       this.reportOnce('policy', policy.diagnostics.map(formatDiagnostic));
       this.latest = { catalog, policy };
+      const endpoints = catalog.services.reduce((sum, s) => sum + s.endpoints.length, 0);
+      this.log.info({ services: catalog.services.length, endpoints, conflicts: catalog.conflicts.length }, 'catalog updated');
       // Only views a client has asked for: a fleet of sidecars never pays for the proxyless view.
       const views = this.cache.views();
       const builds: ViewBuild[] = [];
@@ -147,5 +151,36 @@ function createRegistry(config: RegistryConfig, root: Config, log: Logger): Regi
   switch (config.kind) {
     case 'file':
       return new FileRegistry({ name: config.name, paths: config.paths, baseDir: root.baseDir }, log);
+    case 'consul':
+      return new ConsulRegistry(
+        {
+          name: config.name,
+          address: config.address,
+          caFile: config.caFile,
+          certFile: config.certFile,
+          keyFile: config.keyFile,
+          tokenFile: config.tokenFile,
+          tokenEnv: config.tokenEnv,
+          datacenters: config.datacenters,
+          localDatacenter: config.localDatacenter,
+          domain: config.domain,
+          services: config.services,
+          defaultProtocol: config.defaultProtocol,
+          warning: config.warning,
+          servicePort: config.servicePort,
+          taggedAddress: config.taggedAddress,
+          initialSyncTimeoutMs: config.initialSyncTimeoutMs,
+          requestTimeoutMs: config.requestTimeoutMs,
+          tuning: {
+            waitSeconds: config.waitSeconds,
+            concurrency: config.concurrency,
+            minIntervalMs: config.minIntervalMs,
+            sweepMinIntervalMs: config.sweepMinIntervalMs,
+            backoff: config.backoff,
+          },
+        },
+        log,
+        { resolvePath: (p) => (isAbsolute(p) ? p : resolve(root.baseDir, p)), env: process.env },
+      );
   }
 }
