@@ -1,46 +1,102 @@
 import type { Logger } from 'pino';
+import { Registry as MetricsRegistry } from 'prom-client';
+import { BehaviorSubject, filter } from 'rxjs';
 import type { Subscription } from 'rxjs';
+import { AdminServer } from '../admin/admin-server.js';
+import { csdsHandlers } from '../admin/csds.js';
+import { Metrics } from '../admin/metrics.js';
+import type { AdminSource, Readiness, RegistryStatus } from '../admin/source.js';
 import type { Config, RegistryConfig } from '../config/config.js';
 import { formatDiagnostic } from '../errors.js';
 import { EMPTY_CATALOG } from '../model/catalog.js';
 import type { ServiceCatalog } from '../model/catalog.js';
-import type { RegistryState } from '../model/registry-state.js';
+import type { RegistryError, RegistryState } from '../model/registry-state.js';
 import { FileRegistry } from '../registries/file/file-registry.js';
 import type { Registry } from '../registries/registry.js';
 import { checkConsistent } from '../xds/cache/snapshot.js';
+import type { Snapshot } from '../xds/cache/snapshot.js';
 import { SnapshotCache } from '../xds/cache/snapshot-cache.js';
 import { loadEnvoyApi } from '../xds/protos.js';
 import { XdsServer } from '../xds/server/ads-server.js';
-import type { ServerCallbacks } from '../xds/server/stream-state.js';
+import type { ServerCallbacks, StreamInfo } from '../xds/server/stream-state.js';
+import type { ProxyView } from '../xds/translate/translate.js';
+import { combineCallbacks } from './callbacks.js';
 import { buildViews, catalogUpdates } from './pipeline.js';
+import type { CatalogUpdate } from './pipeline.js';
 
 export interface DaemonOptions {
   readonly callbacks?: ServerCallbacks;
+  /** Where metrics are registered; a fresh registry per daemon when left out (never prom-client's global one). */
+  readonly metricsRegistry?: MetricsRegistry;
+  /** How often to say which registries have not synced yet. */
+  readonly waitingLogIntervalMs?: number;
+}
+
+export interface ReloadResult {
+  /** What the new config changed and is now in force, for the log. */
+  readonly applied: readonly string[];
+  /** What it changed that only a restart applies (listen addresses). */
+  readonly needsRestart: readonly string[];
+}
+
+/** One configured registry, with what the daemon remembers about it for operators. */
+interface RegistryHandle {
+  /** The registry's config as the daemon built it; an unchanged key on reload keeps the registry running. */
+  readonly key: string;
+  readonly registry: Registry;
+  /** Its latest state, replayed to a pipeline built after a reload. */
+  readonly latest: BehaviorSubject<RegistryState | undefined>;
+  readonly subscription: Subscription;
+  syncedOnce: boolean;
+  lastSyncAt: Date | undefined;
+  lastError: RegistryError | undefined;
 }
 
 /**
  * The composition root: builds every component from the config, wires
- * registries -> catalog -> snapshots -> xDS, and owns their lifecycle.
+ * registries -> catalog -> snapshots -> xDS, serves the admin API and CSDS,
+ * and owns their lifecycle, reloads included.
  */
-export class Daemon {
-  readonly registries: Registry[];
+export class Daemon implements AdminSource {
   readonly cache = new SnapshotCache();
   readonly xds: XdsServer;
+  readonly metrics: Metrics;
+  readonly admin: AdminServer;
+  private configValue: Config;
+  private handles: RegistryHandle[];
   private catalogValue: ServiceCatalog = EMPTY_CATALOG;
   private statesValue: readonly RegistryState[] = [];
   private subscription: Subscription | undefined;
   private readonly firstSnapshot: Promise<void>;
   private resolveFirstSnapshot!: () => void;
+  private firstSnapshotServed = false;
   private lastConflicts = '';
+  private draining = false;
+  private waitingTimer: NodeJS.Timeout | undefined;
+  private reloading: Promise<unknown> = Promise.resolve();
 
   constructor(
-    readonly config: Config,
+    config: Config,
     private readonly log: Logger,
-    options: DaemonOptions = {},
+    private readonly options: DaemonOptions = {},
   ) {
-    this.registries = config.registries.map((r) => createRegistry(r, config, log.child({ registry: r.name })));
-    this.xds = new XdsServer(loadEnvoyApi(), this.cache, log.child({ component: 'xds' }), options.callbacks);
+    this.configValue = config;
+    this.metrics = new Metrics(options.metricsRegistry ?? new MetricsRegistry(), this);
+    this.handles = config.registries.map((r) => this.createHandle(r, config));
+    const api = loadEnvoyApi();
+    this.xds = new XdsServer(api, this.cache, log.child({ component: 'xds' }), combineCallbacks(this.metrics.callbacks, options.callbacks));
+    this.xds.addService(api.csds.envoy.service.status.v3.ClientStatusDiscoveryService.service, csdsHandlers(this));
+    this.admin = new AdminServer(this, this.metrics.registry, log.child({ component: 'admin' }));
     this.firstSnapshot = new Promise((resolve) => (this.resolveFirstSnapshot = resolve));
+  }
+
+  /** The config in force: the one started with, or the latest one a reload applied. */
+  get config(): Config {
+    return this.configValue;
+  }
+
+  get registries(): Registry[] {
+    return this.handles.map((h) => h.registry);
   }
 
   get catalog(): ServiceCatalog {
@@ -56,49 +112,207 @@ export class Daemon {
     return this.firstSnapshot;
   }
 
-  async start(): Promise<{ xdsPort: number }> {
-    const api = loadEnvoyApi();
-    const pack = (typeUrl: string, body: object) => api.pack(typeUrl, body);
-    this.subscription = catalogUpdates(
-      this.registries.map((r) => r.states),
-      this.config.batching,
-    ).subscribe(({ states, catalog }) => {
-      this.statesValue = states;
-      this.catalogValue = catalog;
-      this.reportConflicts(catalog);
-      let views: ReturnType<typeof buildViews>;
-      try {
-        views = buildViews(catalog, { sidecarBind: this.config.xds.sidecarBind }, pack, (view) => this.cache.get(view));
-      } catch (error) {
-        this.log.error({ err: error }, 'cannot build xDS resources; the previous ones stay in force');
-        return;
-      }
-      for (const { snapshot, translation } of views) {
-        for (const d of translation.diagnostics) this.log.warn(formatDiagnostic(d));
-        const problems = checkConsistent(snapshot);
-        if (problems.length > 0) {
-          this.log.error({ view: snapshot.view, problems }, 'inconsistent snapshot not served; this is a meshbridge bug');
-          continue;
-        }
-        if (this.cache.set(snapshot)) {
-          this.log.info(
-            { view: snapshot.view, version: snapshot.version, services: catalog.services.length },
-            'snapshot updated',
-          );
-        }
-      }
-      this.resolveFirstSnapshot();
-    });
-    const xdsPort = await this.xds.listen({ listen: this.config.xds.listen });
-    await Promise.all(this.registries.map((r) => r.start()));
-    return { xdsPort };
+  registryStatus(): readonly RegistryStatus[] {
+    return this.handles.map((h) => ({
+      name: h.registry.name,
+      kind: h.registry.kind,
+      state: h.latest.value,
+      syncedOnce: h.syncedOnce,
+      lastSyncAt: h.lastSyncAt,
+      lastError: h.lastError,
+    }));
   }
 
-  /** Drains xDS streams first, so no client sees a half-stopped daemon, then stops the registries. */
-  async stop(): Promise<void> {
-    await this.xds.shutdown();
+  connections(): readonly StreamInfo[] {
+    return this.xds.connections();
+  }
+
+  snapshot(view: ProxyView): Snapshot | undefined {
+    return this.cache.get(view);
+  }
+
+  readiness(): Readiness {
+    if (this.draining) return { ready: false, reason: 'draining' };
+    const waiting = this.waitingFor();
+    if (waiting.length > 0) return { ready: false, reason: `waiting for: ${waiting.join(', ')}` };
+    if (!this.firstSnapshotServed) return { ready: false, reason: 'waiting for the first snapshot' };
+    return { ready: true, reason: '' };
+  }
+
+  async start(): Promise<{ xdsPort: number; adminPort: number }> {
+    this.startPipeline();
+    const xdsPort = await this.xds.listen({ listen: this.config.xds.listen });
+    const adminPort = await this.admin.listen(this.config.admin.listen);
+    this.log.info({ waitingFor: this.waitingFor() }, `waiting for: ${this.waitingFor().join(', ')}`);
+    this.waitingTimer = setInterval(() => this.logWaiting(), this.options.waitingLogIntervalMs ?? 5_000);
+    this.waitingTimer.unref();
+    await Promise.all(this.handles.map((h) => h.registry.start()));
+    return { xdsPort, adminPort };
+  }
+
+  /**
+   * Drains: readiness turns false, xDS streams are ended cleanly (forced after
+   * `graceMs`), then the pipeline and registries stop and the admin API closes.
+   * Nothing is written to disk, so nothing can be left half-written.
+   */
+  async stop(graceMs = 5_000): Promise<void> {
+    this.draining = true;
+    clearInterval(this.waitingTimer);
+    await this.xds.shutdown(graceMs);
     this.subscription?.unsubscribe();
-    await Promise.all(this.registries.map((r) => r.stop()));
+    await Promise.all(this.handles.map((h) => this.stopHandle(h)));
+    await this.admin.close();
+  }
+
+  /**
+   * Applies a new config while serving. Registries whose config is unchanged
+   * keep running; new or changed ones are started before the swap, so clients
+   * keep the current snapshot until the new set has reported. Listen addresses
+   * only change on restart. Throws, with the running config left as it was,
+   * if a new registry cannot start.
+   */
+  reload(next: Config): Promise<ReloadResult> {
+    const run = this.reloading.then(() => this.applyReload(next));
+    this.reloading = run.catch(() => undefined);
+    return run;
+  }
+
+  private async applyReload(next: Config): Promise<ReloadResult> {
+    const current = this.config;
+    const applied: string[] = [];
+    const needsRestart: string[] = [];
+    if (next.xds.listen !== current.xds.listen) needsRestart.push('xds.listen');
+    if (next.admin.listen !== current.admin.listen) needsRestart.push('admin.listen');
+    if (next.xds.sidecarBind !== current.xds.sidecarBind) applied.push('xds.sidecarBind');
+    if (JSON.stringify(next.batching) !== JSON.stringify(current.batching)) applied.push('batching');
+    if (JSON.stringify(next.policy) !== JSON.stringify(current.policy)) applied.push('policy');
+
+    const unused = new Map(this.handles.map((h) => [h.key, h]));
+    const added: RegistryHandle[] = [];
+    const nextHandles = next.registries.map((r) => {
+      const kept = unused.get(registryKey(r, next));
+      if (kept !== undefined) {
+        unused.delete(kept.key);
+        return kept;
+      }
+      const handle = this.createHandle(r, next);
+      added.push(handle);
+      applied.push(`registry ${r.name} ${current.registries.some((c) => c.name === r.name) ? 'changed' : 'added'}`);
+      return handle;
+    });
+    const removed = [...unused.values()];
+    for (const h of removed) {
+      if (!next.registries.some((r) => r.name === h.registry.name)) applied.push(`registry ${h.registry.name} removed`);
+    }
+
+    try {
+      await Promise.all(added.map((h) => h.registry.start()));
+    } catch (error) {
+      await Promise.all(added.map((h) => this.stopHandle(h).catch(() => undefined)));
+      throw error;
+    }
+    this.handles = nextHandles;
+    // Listen addresses stay as bound until a restart.
+    this.configValue = { ...next, xds: { ...next.xds, listen: current.xds.listen }, admin: current.admin };
+    this.startPipeline();
+    await Promise.all(removed.map((h) => this.stopHandle(h)));
+    this.logWaiting();
+    return { applied, needsRestart };
+  }
+
+  private createHandle(config: RegistryConfig, root: Config): RegistryHandle {
+    const registry = createRegistry(config, root, this.log.child({ registry: config.name }));
+    const latest = new BehaviorSubject<RegistryState | undefined>(undefined);
+    const handle: RegistryHandle = {
+      key: registryKey(config, root),
+      registry,
+      latest,
+      syncedOnce: false,
+      lastSyncAt: undefined,
+      lastError: undefined,
+      subscription: registry.states.subscribe({
+        next: (state) => this.onRegistryState(handle, state),
+        error: (error: unknown) => this.log.error({ err: error, registry: config.name }, 'registry failed; its last state stays in force'),
+      }),
+    };
+    return handle;
+  }
+
+  private async stopHandle(handle: RegistryHandle): Promise<void> {
+    await handle.registry.stop();
+    handle.subscription.unsubscribe();
+  }
+
+  /** Remembers what operators need about a registry (registries may leave lastSyncAt and lastError out), then passes the state on. */
+  private onRegistryState(handle: RegistryHandle, state: RegistryState): void {
+    const previous = handle.latest.value;
+    const now = new Date();
+    handle.lastSyncAt = state.lastSyncAt ?? (state.synced && !state.stale ? now : handle.lastSyncAt);
+    if (state.lastError !== undefined) {
+      handle.lastError = state.lastError;
+    } else if (state.stale && !previous?.stale) {
+      const reason = state.diagnostics.find((d) => d.severity === 'error');
+      handle.lastError = { message: reason ? formatDiagnostic(reason) : 'the source cannot be read', at: now };
+    }
+    this.metrics.observeRegistryState(state, handle.lastError);
+    if (state.synced && !handle.syncedOnce) {
+      handle.syncedOnce = true;
+      this.log.info(
+        { registry: state.registry, services: state.services.length, stale: state.stale },
+        `${state.registry}: ${state.services.length} services synced`,
+      );
+      if (this.waitingFor().length === 0 && this.waitingTimer !== undefined) this.log.info('all registries synced');
+    }
+    handle.latest.next(state);
+  }
+
+  private waitingFor(): string[] {
+    return this.handles.filter((h) => !h.syncedOnce).map((h) => h.registry.name);
+  }
+
+  private logWaiting(): void {
+    const waiting = this.waitingFor();
+    if (waiting.length > 0) this.log.warn({ waitingFor: waiting }, `still waiting for: ${waiting.join(', ')}`);
+  }
+
+  /** (Re)builds registries -> catalog -> snapshots over the current registries and batching. */
+  private startPipeline(): void {
+    this.subscription?.unsubscribe();
+    this.subscription = catalogUpdates(
+      this.handles.map((h) => h.latest.pipe(filter((s): s is RegistryState => s !== undefined))),
+      this.config.batching,
+    ).subscribe((update) => this.onCatalog(update));
+  }
+
+  private onCatalog({ states, catalog }: CatalogUpdate): void {
+    const api = loadEnvoyApi();
+    const pack = (typeUrl: string, body: object) => api.pack(typeUrl, body);
+    this.statesValue = states;
+    this.catalogValue = catalog;
+    this.reportConflicts(catalog);
+    let views: ReturnType<typeof buildViews>;
+    try {
+      views = buildViews(catalog, { sidecarBind: this.config.xds.sidecarBind }, pack, (view) => this.cache.get(view));
+    } catch (error) {
+      this.log.error({ err: error }, 'cannot build xDS resources; the previous ones stay in force');
+      return;
+    }
+    for (const { snapshot, translation } of views) {
+      for (const d of translation.diagnostics) this.log.warn(formatDiagnostic(d));
+      const problems = checkConsistent(snapshot);
+      if (problems.length > 0) {
+        this.log.error({ view: snapshot.view, problems }, 'inconsistent snapshot not served; this is a meshbridge bug');
+        continue;
+      }
+      if (this.cache.set(snapshot)) {
+        this.log.info(
+          { view: snapshot.view, version: snapshot.version, services: catalog.services.length },
+          'snapshot updated',
+        );
+      }
+    }
+    this.firstSnapshotServed = true;
+    this.resolveFirstSnapshot();
   }
 
   private reportConflicts(catalog: ServiceCatalog): void {
@@ -107,6 +321,10 @@ export class Daemon {
     this.lastConflicts = text;
     for (const conflict of catalog.conflicts) this.log.warn({ hostname: conflict.hostname, sources: conflict.sources }, conflict.message);
   }
+}
+
+function registryKey(config: RegistryConfig, root: Config): string {
+  return JSON.stringify([root.baseDir, config]);
 }
 
 function createRegistry(config: RegistryConfig, root: Config, log: Logger): Registry {

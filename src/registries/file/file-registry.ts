@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { BehaviorSubject, filter } from 'rxjs';
 import type { Observable } from 'rxjs';
 import { formatDiagnostic } from '../../errors.js';
-import type { RegistryState } from '../../model/registry-state.js';
+import type { RegistryError, RegistryState } from '../../model/registry-state.js';
 import { WatchedFiles } from '../../policy/files/watched-files.js';
 import { SERVICE_KIND_HANDLERS } from '../../policy/istio/service-entry.js';
 import type { Registry } from '../registry.js';
@@ -21,6 +21,9 @@ export class FileRegistry implements Registry {
   readonly name: string;
   private readonly subject = new BehaviorSubject<RegistryState | undefined>(undefined);
   private readonly files: WatchedFiles;
+  /** The latest rejected file, for operators; kept after the file is fixed. */
+  private lastError: RegistryError | undefined;
+  private errorsSeen = '';
 
   constructor(config: FileRegistryConfig, private readonly log: Logger) {
     this.name = config.name;
@@ -46,6 +49,10 @@ export class FileRegistry implements Registry {
   private publish(): void {
     const { services, diagnostics } = servicesFromFiles(this.files.accepted, this.name);
     for (const d of diagnostics) this.log.warn({ file: d.source, document: d.document, field: d.field }, formatDiagnostic(d));
+    const errors = this.files.diagnostics.filter((d) => d.severity === 'error').map(formatDiagnostic);
+    const fresh = errors.filter((e) => !this.errorsSeen.includes(`${e}\n`));
+    if (fresh.length > 0) this.lastError = { message: fresh[0]!, at: new Date() };
+    this.errorsSeen = errors.map((e) => `${e}\n`).join('');
     this.subject.next({
       registry: this.name,
       kind: this.kind,
@@ -53,6 +60,8 @@ export class FileRegistry implements Registry {
       synced: true,
       stale: false,
       diagnostics: [...this.files.diagnostics, ...diagnostics],
+      lastSyncAt: new Date(),
+      ...(this.lastError === undefined ? {} : { lastError: this.lastError }),
     });
   }
 }
