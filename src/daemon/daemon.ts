@@ -252,7 +252,7 @@ export class Daemon implements AdminSource {
       handle.lastError = state.lastError;
     } else if (state.stale && !previous?.stale) {
       const reason = state.diagnostics.find((d) => d.severity === 'error');
-      handle.lastError = { message: reason ? formatDiagnostic(reason) : 'the source cannot be read', at: now };
+      handle.lastError = { message: reason ? formatDiagnostic(reason) : 'the source cannot be read; the log has the reason', at: now };
     }
     this.metrics.observeRegistryState(state, handle.lastError);
     if (state.synced && !handle.syncedOnce) {

@@ -107,7 +107,7 @@ answered_by() { grep -q "answered by greeter-$1" "$work/client.log"; }
 wait_for 30 "calls answered by greeter-50061" answered_by 50061
 wait_for 30 "calls answered by greeter-50062" answered_by 50062
 wait_for 30 "calls answered by greeter-50063" answered_by 50063
-synced() { mb status --admin "127.0.0.1:$ADMIN" | grep -Eq '^demo-client +- +proxyless +SYNCED +SYNCED +SYNCED +SYNCED '; }
+synced() { mb status --admin "127.0.0.1:$ADMIN" | grep -Eq '^demo-client +demo-client +proxyless +SYNCED +SYNCED +SYNCED +SYNCED '; }
 wait_for 10 "demo-client SYNCED on every type in 'meshbridge status'" synced
 
 step "6a. health: stop greeter-50063"
