@@ -14,7 +14,7 @@ export const ADMIN_ENDPOINTS: Readonly<Record<string, string>> = {
   '/debug/syncz': 'per connected proxy: node, address, connected since, per type the version sent, ACKed and NACKed',
   '/debug/catalogz': 'the merged catalog, each endpoint with its source registry (?host=HOSTNAME for one service)',
   '/debug/registryz': 'per registry: synced/stale/waiting, last success, last error, findings',
-  '/debug/configz': 'the resources a node gets (?node=ID), or every resource of a view (?view=sidecar|proxyless)',
+  '/debug/configz': 'the resources a node gets (?node=ID), or every resource of a view (?view=VIEW)',
 };
 
 /** host:port, [v6]:port or :port into what `listen` takes. */

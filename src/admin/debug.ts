@@ -29,7 +29,10 @@ export interface SyncTypeView {
 export interface SyncProxyView {
   readonly node: string;
   readonly cluster: string;
+  /** The snapshot the proxy is served from: its kind, plus its locality when it has one. */
   readonly view: ProxyView;
+  readonly kind: string;
+  readonly locality: string;
   readonly userAgent: string;
   readonly protocol: 'sotw' | 'delta';
   readonly stream: number;
@@ -67,6 +70,8 @@ export function syncz(connections: readonly StreamInfo[]): SynczBody {
         node: stream.node.id,
         cluster: stream.node.cluster,
         view: stream.node.view,
+        kind: stream.node.kind,
+        locality: formatLocality(stream.node.locality),
         userAgent: stream.node.userAgent,
         protocol: stream.protocol,
         stream: stream.id,
@@ -186,12 +191,13 @@ export function configz(source: Pick<AdminSource, 'connections' | 'snapshot'>, q
       .sort((a, b) => b.id - a.id)[0];
     if (stream === undefined) throw new NotFound(`node "${query.node}" is not connected`);
     view = stream.node.view;
-  } else if (query.view === 'sidecar' || query.view === 'proxyless') {
+  } else if (query.view !== undefined && query.view !== '') {
     view = query.view;
   } else {
-    throw new RangeError('give ?node=ID (a connected node) or ?view=sidecar|proxyless');
+    throw new RangeError('give ?node=ID (a connected node) or ?view=VIEW (sidecar, proxyless, or one with a locality such as proxyless@eu/eu-1/)');
   }
   const snapshot: Snapshot | undefined = source.snapshot(view);
+  if (snapshot === undefined && stream === undefined) throw new NotFound(`no snapshot for view "${view}"`);
   const statuses = stream?.types() ?? [];
   const types = Object.fromEntries(
     XDS_TYPES.map((typeUrl) => {

@@ -73,15 +73,15 @@ export class Metrics {
 
     new Gauge({
       name: MetricName.connectedProxies,
-      help: 'xDS clients connected now, by protocol (sotw, delta) and view (sidecar, proxyless).',
-      labelNames: ['protocol', 'view'],
+      help: 'xDS clients connected now, by protocol (sotw, delta) and kind (sidecar, proxyless).',
+      labelNames: ['protocol', 'kind'],
       registers: [registry],
       collect() {
         this.reset();
         for (const protocol of ['sotw', 'delta'] as const) {
-          for (const view of ['sidecar', 'proxyless'] as const) this.set({ protocol, view }, 0);
+          for (const kind of ['sidecar', 'proxyless'] as const) this.set({ protocol, kind }, 0);
         }
-        for (const stream of source.connections()) this.inc({ protocol: stream.protocol, view: stream.node.view });
+        for (const stream of source.connections()) this.inc({ protocol: stream.protocol, kind: stream.node.kind });
       },
     });
 

@@ -3,8 +3,20 @@ import { parseDocument } from 'yaml';
 import { parseConfig } from '../config/config.js';
 import { formatDiagnostic } from '../errors.js';
 import type { Diagnostic } from '../errors.js';
-import { parseIstioText } from '../policy/istio/documents.js';
+import { mergeCatalog } from '../model/merge.js';
+import { hasErrors, parseIstioText } from '../policy/istio/documents.js';
+import type { ParsedFile } from '../policy/istio/documents.js';
 import { SERVICE_KIND_HANDLERS } from '../policy/istio/service-entry.js';
+import { POLICY_KIND_HANDLERS, checkSubsetReferences, policyFromFiles } from '../policy/policy-set.js';
+import { resolvePolicy } from '../policy/resolve.js';
+import { servicesFromFiles } from '../registries/file/service-entries.js';
+
+const ALL_KINDS = {
+  ServiceEntry: SERVICE_KIND_HANDLERS.ServiceEntry,
+  WorkloadEntry: SERVICE_KIND_HANDLERS.WorkloadEntry,
+  VirtualService: POLICY_KIND_HANDLERS.VirtualService!,
+  DestinationRule: POLICY_KIND_HANDLERS.DestinationRule!,
+};
 
 /** A daemon config, not Istio documents: one YAML document with a top-level `registries`. */
 export function looksLikeDaemonConfig(text: string): boolean {
@@ -12,12 +24,14 @@ export function looksLikeDaemonConfig(text: string): boolean {
 }
 
 /**
- * Checks files as the daemon would read them; returns every finding. Istio
- * files are read as the file registry reads them; a daemon config (given with
- * `--config`, or recognized by its top-level `registries`) as `run` reads it.
+ * Checks Istio files as the daemon would read them, all four kinds, and then
+ * together: subsets routes name, hosts rules name (against the services the
+ * same files declare). A daemon config (given with `--config`, or recognized
+ * by its top-level `registries`) is checked as `run` reads it. Returns every finding.
  */
 export async function validateFiles(files: readonly string[], configs: readonly string[] = []): Promise<Diagnostic[]> {
   const findings: Diagnostic[] = [];
+  const accepted = new Map<string, ParsedFile>();
   for (const file of [...configs, ...files]) {
     let text: string;
     try {
@@ -30,12 +44,20 @@ export async function validateFiles(files: readonly string[], configs: readonly 
       findings.push(...validateConfigText(file, text));
       continue;
     }
-    const parsed = parseIstioText(file, text, SERVICE_KIND_HANDLERS);
+    const parsed = parseIstioText(file, text, ALL_KINDS);
     if (parsed.documents.length === 0 && parsed.diagnostics.length === 0) {
       findings.push({ severity: 'warning', source: file, message: 'file holds no documents' });
     }
     findings.push(...parsed.diagnostics);
+    if (!hasErrors(parsed.diagnostics)) accepted.set(file, parsed);
   }
+  for (const [file, parsed] of accepted) {
+    findings.push(...checkSubsetReferences(parsed, new Map([...accepted].filter(([other]) => other !== file))));
+  }
+  const { services, diagnostics } = servicesFromFiles(accepted, 'files');
+  const policy = policyFromFiles(accepted);
+  const resolved = resolvePolicy(mergeCatalog([{ registry: 'files', kind: 'file', services, synced: true, stale: false, diagnostics: [] }]), policy);
+  findings.push(...diagnostics, ...policy.diagnostics, ...resolved.diagnostics);
   return findings;
 }
 

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { Registry as MetricsRegistry } from 'prom-client';
-import { BehaviorSubject, filter } from 'rxjs';
+import { BehaviorSubject, filter, of } from 'rxjs';
 import type { Subscription } from 'rxjs';
 import { AdminServer } from '../admin/admin-server.js';
 import { csdsHandlers } from '../admin/csds.js';
@@ -11,18 +11,22 @@ import { formatDiagnostic } from '../errors.js';
 import { EMPTY_CATALOG } from '../model/catalog.js';
 import type { ServiceCatalog } from '../model/catalog.js';
 import type { RegistryError, RegistryState } from '../model/registry-state.js';
+import { PolicySource } from '../policy/policy-source.js';
+import { EMPTY_POLICY } from '../policy/policy-set.js';
+import type { ResolvedPolicy } from '../policy/resolve.js';
 import { FileRegistry } from '../registries/file/file-registry.js';
 import type { Registry } from '../registries/registry.js';
 import { checkConsistent } from '../xds/cache/snapshot.js';
-import type { Snapshot } from '../xds/cache/snapshot.js';
+import type { Packer, Snapshot } from '../xds/cache/snapshot.js';
 import { SnapshotCache } from '../xds/cache/snapshot-cache.js';
 import { loadEnvoyApi } from '../xds/protos.js';
 import { XdsServer } from '../xds/server/ads-server.js';
 import type { ServerCallbacks, StreamInfo } from '../xds/server/stream-state.js';
+import { BASE_VIEWS } from '../xds/translate/translate.js';
 import type { ProxyView } from '../xds/translate/translate.js';
 import { combineCallbacks } from './callbacks.js';
-import { buildViews, catalogUpdates } from './pipeline.js';
-import type { CatalogUpdate } from './pipeline.js';
+import { buildView, catalogUpdates } from './pipeline.js';
+import type { CatalogUpdate, ViewBuild } from './pipeline.js';
 
 export interface DaemonOptions {
   readonly callbacks?: ServerCallbacks;
@@ -54,8 +58,8 @@ interface RegistryHandle {
 
 /**
  * The composition root: builds every component from the config, wires
- * registries -> catalog -> snapshots -> xDS, serves the admin API and CSDS,
- * and owns their lifecycle, reloads included.
+ * registries and policy -> catalog -> snapshots -> xDS, serves the admin API
+ * and CSDS, and owns their lifecycle, reloads included.
  */
 export class Daemon implements AdminSource {
   readonly cache = new SnapshotCache();
@@ -64,13 +68,15 @@ export class Daemon implements AdminSource {
   readonly admin: AdminServer;
   private configValue: Config;
   private handles: RegistryHandle[];
-  private catalogValue: ServiceCatalog = EMPTY_CATALOG;
+  private policySource: PolicySource | undefined;
   private statesValue: readonly RegistryState[] = [];
   private subscription: Subscription | undefined;
   private readonly firstSnapshot: Promise<void>;
   private resolveFirstSnapshot!: () => void;
   private firstSnapshotServed = false;
-  private lastConflicts = '';
+  private readonly reported = new Map<string, string>();
+  private latest: { catalog: ServiceCatalog; policy: ResolvedPolicy } | undefined;
+  private readonly pack: Packer;
   private draining = false;
   private waitingTimer: NodeJS.Timeout | undefined;
   private reloading: Promise<unknown> = Promise.resolve();
@@ -83,7 +89,9 @@ export class Daemon implements AdminSource {
     this.configValue = config;
     this.metrics = new Metrics(options.metricsRegistry ?? new MetricsRegistry(), this);
     this.handles = config.registries.map((r) => this.createHandle(r, config));
+    this.policySource = this.createPolicySource(config);
     const api = loadEnvoyApi();
+    this.pack = (typeUrl, body) => api.pack(typeUrl, body);
     this.xds = new XdsServer(api, this.cache, log.child({ component: 'xds' }), combineCallbacks(this.metrics.callbacks, options.callbacks));
     this.xds.addService(api.csds.envoy.service.status.v3.ClientStatusDiscoveryService.service, csdsHandlers(this));
     this.admin = new AdminServer(this, this.metrics.registry, log.child({ component: 'admin' }));
@@ -100,7 +108,7 @@ export class Daemon implements AdminSource {
   }
 
   get catalog(): ServiceCatalog {
-    return this.catalogValue;
+    return this.latest?.catalog ?? EMPTY_CATALOG;
   }
 
   get registryStates(): readonly RegistryState[] {
@@ -127,8 +135,9 @@ export class Daemon implements AdminSource {
     return this.xds.connections();
   }
 
+  /** A view's current snapshot, without building one (an admin request must not create views). */
   snapshot(view: ProxyView): Snapshot | undefined {
-    return this.cache.get(view);
+    return this.cache.peek(view);
   }
 
   readiness(): Readiness {
@@ -140,36 +149,37 @@ export class Daemon implements AdminSource {
   }
 
   async start(): Promise<{ xdsPort: number; adminPort: number }> {
+    this.cache.setBuilder((view) => this.build(view)?.snapshot);
     this.startPipeline();
     const xdsPort = await this.xds.listen({ listen: this.config.xds.listen });
     const adminPort = await this.admin.listen(this.config.admin.listen);
     this.log.info({ waitingFor: this.waitingFor() }, `waiting for: ${this.waitingFor().join(', ')}`);
     this.waitingTimer = setInterval(() => this.logWaiting(), this.options.waitingLogIntervalMs ?? 5_000);
     this.waitingTimer.unref();
-    await Promise.all(this.handles.map((h) => h.registry.start()));
+    await Promise.all([...this.handles.map((h) => h.registry.start()), this.policySource?.start()]);
     return { xdsPort, adminPort };
   }
 
   /**
    * Drains: readiness turns false, xDS streams are ended cleanly (forced after
-   * `graceMs`), then the pipeline and registries stop and the admin API closes.
-   * Nothing is written to disk, so nothing can be left half-written.
+   * `graceMs`), then the pipeline, registries and policy stop and the admin API
+   * closes. Nothing is written to disk, so nothing can be left half-written.
    */
   async stop(graceMs = 5_000): Promise<void> {
     this.draining = true;
     clearInterval(this.waitingTimer);
     await this.xds.shutdown(graceMs);
     this.subscription?.unsubscribe();
-    await Promise.all(this.handles.map((h) => this.stopHandle(h)));
+    await Promise.all([...this.handles.map((h) => this.stopHandle(h)), this.policySource?.stop()]);
     await this.admin.close();
   }
 
   /**
-   * Applies a new config while serving. Registries whose config is unchanged
-   * keep running; new or changed ones are started before the swap, so clients
-   * keep the current snapshot until the new set has reported. Listen addresses
-   * only change on restart. Throws, with the running config left as it was,
-   * if a new registry cannot start.
+   * Applies a new config while serving. Registries (and the policy reader)
+   * whose config is unchanged keep running; new or changed ones are started
+   * before the swap, so clients keep the current snapshot until the new set
+   * has reported. Listen addresses only change on restart. Throws, with the
+   * running config left as it was, if something new cannot start.
    */
   reload(next: Config): Promise<ReloadResult> {
     const run = this.reloading.then(() => this.applyReload(next));
@@ -185,7 +195,6 @@ export class Daemon implements AdminSource {
     if (next.admin.listen !== current.admin.listen) needsRestart.push('admin.listen');
     if (next.xds.sidecarBind !== current.xds.sidecarBind) applied.push('xds.sidecarBind');
     if (JSON.stringify(next.batching) !== JSON.stringify(current.batching)) applied.push('batching');
-    if (JSON.stringify(next.policy) !== JSON.stringify(current.policy)) applied.push('policy');
 
     const unused = new Map(this.handles.map((h) => [h.key, h]));
     const added: RegistryHandle[] = [];
@@ -204,20 +213,30 @@ export class Daemon implements AdminSource {
     for (const h of removed) {
       if (!next.registries.some((r) => r.name === h.registry.name)) applied.push(`registry ${h.registry.name} removed`);
     }
+    const policyChanged = policyKey(next) !== policyKey(current);
+    const nextPolicy = policyChanged ? this.createPolicySource(next) : this.policySource;
+    if (policyChanged) applied.push('policy');
 
     try {
-      await Promise.all(added.map((h) => h.registry.start()));
+      await Promise.all([...added.map((h) => h.registry.start()), policyChanged ? nextPolicy?.start() : undefined]);
     } catch (error) {
-      await Promise.all(added.map((h) => this.stopHandle(h).catch(() => undefined)));
+      await Promise.all([...added.map((h) => this.stopHandle(h).catch(() => undefined)), policyChanged ? nextPolicy?.stop() : undefined]);
       throw error;
     }
+    const oldPolicy = policyChanged ? this.policySource : undefined;
     this.handles = nextHandles;
+    this.policySource = nextPolicy;
     // Listen addresses stay as bound until a restart.
     this.configValue = { ...next, xds: { ...next.xds, listen: current.xds.listen }, admin: current.admin };
     this.startPipeline();
-    await Promise.all(removed.map((h) => this.stopHandle(h)));
+    await Promise.all([...removed.map((h) => this.stopHandle(h)), oldPolicy?.stop()]);
     this.logWaiting();
     return { applied, needsRestart };
+  }
+
+  private createPolicySource(config: Config): PolicySource | undefined {
+    if (config.policy.paths.length === 0) return undefined;
+    return new PolicySource({ paths: config.policy.paths, baseDir: config.baseDir }, this.log.child({ component: 'policy' }));
   }
 
   private createHandle(config: RegistryConfig, root: Config): RegistryHandle {
@@ -275,56 +294,74 @@ export class Daemon implements AdminSource {
     if (waiting.length > 0) this.log.warn({ waitingFor: waiting }, `still waiting for: ${waiting.join(', ')}`);
   }
 
-  /** (Re)builds registries -> catalog -> snapshots over the current registries and batching. */
+  /** (Re)builds registries and policy -> catalog -> snapshots over the current sources and batching. */
   private startPipeline(): void {
     this.subscription?.unsubscribe();
     this.subscription = catalogUpdates(
       this.handles.map((h) => h.latest.pipe(filter((s): s is RegistryState => s !== undefined))),
+      this.policySource?.policies ?? of(EMPTY_POLICY),
       this.config.batching,
-    ).subscribe((update) => this.onCatalog(update));
+    ).subscribe((update) => this.onUpdate(update));
   }
 
-  private onCatalog({ states, catalog }: CatalogUpdate): void {
-    const api = loadEnvoyApi();
-    const pack = (typeUrl: string, body: object) => api.pack(typeUrl, body);
+  private onUpdate({ states, catalog, policy }: CatalogUpdate): void {
     this.statesValue = states;
-    this.catalogValue = catalog;
-    this.reportConflicts(catalog);
-    let views: ReturnType<typeof buildViews>;
-    try {
-      views = buildViews(catalog, { sidecarBind: this.config.xds.sidecarBind }, pack, (view) => this.cache.get(view));
-    } catch (error) {
-      this.log.error({ err: error }, 'cannot build xDS resources; the previous ones stay in force');
-      return;
+    this.reportOnce('conflicts', catalog.conflicts.map((c) => `${c.hostname}: ${c.message}`));
+    this.reportOnce('policy', policy.diagnostics.map(formatDiagnostic));
+    this.latest = { catalog, policy };
+    const views = [...new Set([...BASE_VIEWS, ...this.cache.views()])];
+    const builds: ViewBuild[] = [];
+    for (const view of views) {
+      const build = this.build(view);
+      if (build !== undefined) builds.push(build);
     }
-    for (const { snapshot, translation } of views) {
-      for (const d of translation.diagnostics) this.log.warn(formatDiagnostic(d));
-      const problems = checkConsistent(snapshot);
-      if (problems.length > 0) {
-        this.log.error({ view: snapshot.view, problems }, 'inconsistent snapshot not served; this is a meshbridge bug');
-        continue;
-      }
+    this.reportOnce('translation', [...new Set(builds.flatMap((b) => b.translation.diagnostics.map(formatDiagnostic)))]);
+    for (const { snapshot } of builds) {
       if (this.cache.set(snapshot)) {
-        this.log.info(
-          { view: snapshot.view, version: snapshot.version, services: catalog.services.length },
-          'snapshot updated',
-        );
+        this.log.info({ view: snapshot.view, version: snapshot.version, services: catalog.services.length }, 'snapshot updated');
       }
     }
     this.firstSnapshotServed = true;
     this.resolveFirstSnapshot();
   }
 
-  private reportConflicts(catalog: ServiceCatalog): void {
-    const text = catalog.conflicts.map((c) => `${c.hostname}: ${c.message}`).join('\n');
-    if (text === this.lastConflicts) return;
-    this.lastConflicts = text;
-    for (const conflict of catalog.conflicts) this.log.warn({ hostname: conflict.hostname, sources: conflict.sources }, conflict.message);
+  /**
+   * Translates the latest catalog for one view. A failure keeps the view's
+   * previous snapshot in force: it is logged, never half-served.
+   */
+  private build(view: ProxyView): ViewBuild | undefined {
+    if (this.latest === undefined) return undefined;
+    const { catalog, policy } = this.latest;
+    let build: ViewBuild;
+    try {
+      build = buildView(view, catalog, policy, { sidecarBind: this.config.xds.sidecarBind }, this.pack, this.cache.peek(view));
+    } catch (error) {
+      this.log.error({ err: error, view }, 'cannot build xDS resources; the previous ones stay in force');
+      return undefined;
+    }
+    const problems = checkConsistent(build.snapshot);
+    if (problems.length > 0) {
+      this.log.error({ view, problems }, 'inconsistent snapshot not served; this is a meshbridge bug');
+      return undefined;
+    }
+    return build;
+  }
+
+  /** Logs findings when they change, not on every rebuild. */
+  private reportOnce(topic: string, messages: readonly string[]): void {
+    const text = messages.join('\n');
+    if (this.reported.get(topic) === text) return;
+    this.reported.set(topic, text);
+    for (const message of messages) this.log.warn({ topic }, message);
   }
 }
 
 function registryKey(config: RegistryConfig, root: Config): string {
   return JSON.stringify([root.baseDir, config]);
+}
+
+function policyKey(config: Config): string {
+  return JSON.stringify([config.baseDir, config.policy]);
 }
 
 function createRegistry(config: RegistryConfig, root: Config, log: Logger): Registry {

@@ -3,10 +3,13 @@ import type { Observable } from 'rxjs';
 import type { ServiceCatalog } from '../model/catalog.js';
 import { mergeCatalog } from '../model/merge.js';
 import type { RegistryState } from '../model/registry-state.js';
+import type { PolicySet } from '../policy/policy-set.js';
+import { resolvePolicy } from '../policy/resolve.js';
+import type { ResolvedPolicy } from '../policy/resolve.js';
 import { buildSnapshot } from '../xds/cache/snapshot.js';
 import type { Packer, Snapshot } from '../xds/cache/snapshot.js';
-import { PROXY_VIEWS, translate } from '../xds/translate/translate.js';
-import type { TranslateOptions, Translation } from '../xds/translate/translate.js';
+import { translate } from '../xds/translate/translate.js';
+import type { ProxyView, TranslateOptions, Translation } from '../xds/translate/translate.js';
 import { debounceWithMaxWait } from './batching.js';
 
 export interface Batching {
@@ -17,17 +20,26 @@ export interface Batching {
 export interface CatalogUpdate {
   readonly states: readonly RegistryState[];
   readonly catalog: ServiceCatalog;
+  readonly policySet: PolicySet;
+  readonly policy: ResolvedPolicy;
 }
 
 /**
- * Registry states in, merged catalogs out. The one place churn is batched:
- * nothing is emitted until every registry has reported once, then at most one
- * catalog per debounce window.
+ * Registry states and policy in, merged catalogs with bound policy out. The one
+ * place churn is batched: nothing is emitted until every source has reported
+ * once, then at most one update per debounce window.
  */
-export function catalogUpdates(registries: readonly Observable<RegistryState>[], batching: Batching): Observable<CatalogUpdate> {
-  return combineLatest(registries).pipe(
+export function catalogUpdates(
+  registries: readonly Observable<RegistryState>[],
+  policies: Observable<PolicySet>,
+  batching: Batching,
+): Observable<CatalogUpdate> {
+  return combineLatest([combineLatest(registries), policies]).pipe(
     debounceWithMaxWait(batching.debounceMs, batching.maxDelayMs),
-    map((states) => ({ states, catalog: mergeCatalog(states) })),
+    map(([states, policySet]) => {
+      const catalog = mergeCatalog(states);
+      return { states, catalog, policySet, policy: resolvePolicy(catalog, policySet) };
+    }),
   );
 }
 
@@ -36,15 +48,15 @@ export interface ViewBuild {
   readonly translation: Translation;
 }
 
-/** Translates a catalog once per proxy view, reusing unchanged resources of the previous snapshots. */
-export function buildViews(
+/** Translates a catalog for one view, reusing the unchanged resources of its previous snapshot. */
+export function buildView(
+  view: ProxyView,
   catalog: ServiceCatalog,
+  policy: ResolvedPolicy,
   options: TranslateOptions,
   pack: Packer,
-  previous: (view: Snapshot['view']) => Snapshot | undefined,
-): ViewBuild[] {
-  return PROXY_VIEWS.map((view) => {
-    const translation = translate(catalog, view, options);
-    return { translation, snapshot: buildSnapshot(view, translation, pack, previous(view)) };
-  });
+  previous: Snapshot | undefined,
+): ViewBuild {
+  const translation = translate(catalog, view, options, policy);
+  return { translation, snapshot: buildSnapshot(view, translation, pack, previous) };
 }

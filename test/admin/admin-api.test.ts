@@ -129,7 +129,7 @@ registries:
       expect(line, `${series} in\n${text}`).toBeDefined();
       return Number(line!.slice(series.length + 1));
     };
-    expect(value('meshbridge_xds_connected_proxies{protocol="sotw",view="sidecar"}')).toBe(2);
+    expect(value('meshbridge_xds_connected_proxies{protocol="sotw",kind="sidecar"}')).toBe(2);
     expect(value('meshbridge_xds_nacks_total{type="CDS"}')).toBe(1);
     expect(value('meshbridge_xds_nacks_total{type="LDS"}')).toBe(0);
     expect(value('meshbridge_xds_pushes_total{type="CDS"}')).toBe(2);
@@ -152,7 +152,7 @@ registries:
     const { proxies } = await getJson<SynczBody>('/debug/syncz');
     expect(proxies.map((p) => p.node)).toEqual(['vm-bad', 'vm-good']);
     const [badProxy, goodProxy] = proxies as [SynczBody['proxies'][number], SynczBody['proxies'][number]];
-    expect(goodProxy).toMatchObject({ cluster: 'web', view: 'sidecar', userAgent: 'envoy', protocol: 'sotw' });
+    expect(goodProxy).toMatchObject({ cluster: 'web', view: 'sidecar', kind: 'sidecar', locality: '', userAgent: 'envoy', protocol: 'sotw' });
     expect(goodProxy.address).toMatch(/^(ipv4:)?127\.0\.0\.1:\d+$/);
     expect(Date.now() - Date.parse(goodProxy.connectedSince)).toBeLessThan(60_000);
     expect(goodProxy.types.CDS).toMatchObject({ status: 'SYNCED', versionSent: goodCdsVersion, versionAcked: goodCdsVersion, nack: null, wildcard: true });
@@ -200,6 +200,7 @@ registries:
     expect(unknown.status).toBe(404);
     expect(JSON.parse(unknown.text).error).toContain('"nobody" is not connected');
     expect((await get('/debug/configz')).status).toBe(400);
+    expect((await get('/debug/configz?view=sidecar@nowhere//')).status).toBe(404);
     const view = await getJson<ConfigzBody>('/debug/configz?view=proxyless');
     expect(view.types.LDS.resources.map((r) => r.name)).toContain('greeter.mesh.local:50051');
   });

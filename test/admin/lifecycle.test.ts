@@ -101,6 +101,35 @@ describe('daemon lifecycle: startup logs, SIGHUP reload, SIGTERM drain', () => {
     await daemon.waitForLog((l) => l.msg === 'config reloaded: nothing changed', 10_000, from);
   });
 
+  it('SIGHUP starts a policy reader for new policy paths, keeping the registries running', async () => {
+    const from = daemon.logs.length;
+    dir.write(
+      'reviews.policy.yaml',
+      `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: a }
+spec:
+  host: a.mesh.local
+  trafficPolicy: { loadBalancer: { simple: RANDOM } }
+`,
+    );
+    dir.write(
+      'meshbridge.yaml',
+      config("'./a.mesh.yaml', './b.mesh.yaml'", "log: { level: debug }\npolicy: { paths: ['./*.policy.yaml'] }\n").replace(
+        'xds: { listen: 127.0.0.1:0 }',
+        'xds: { listen: 127.0.0.1:15999 }',
+      ),
+    );
+    daemon.signal('SIGHUP');
+    const reloaded = await daemon.waitForLog((l) => l.msg.startsWith('config reloaded'), 10_000, from);
+    expect(reloaded.applied).toEqual(['policy']);
+    type Clusters = { types: { CDS: { resources: { name: string; body: { lb_policy?: string } }[] } } };
+    await eventually(async () => {
+      const body = (await (await fetch(`http://${admin}/debug/configz?view=sidecar`)).json()) as Clusters;
+      expect(body.types.CDS.resources.find((r) => r.name === 'outbound|80||a.mesh.local')?.body.lb_policy).toBe('RANDOM');
+    });
+  });
+
   it('SIGTERM drains connected streams and exits 0 within 10 s', async () => {
     const xds = `127.0.0.1:${await daemon.xdsPort()}`;
     const client = new RawAdsClient(xds, { id: 'draining-vm', user_agent_name: 'envoy' });

@@ -72,6 +72,32 @@ describe('meshbridge validate', () => {
   });
 });
 
+describe('meshbridge validate with traffic policy', () => {
+  it('checks routes against the subsets and hosts of every file given', async () => {
+    const dir = tempDir();
+    const services = dir.write(
+      'services.yaml',
+      'apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: { name: a }\nspec: { hosts: [a.mesh], ports: [{ number: 80, name: http }] }\n',
+    );
+    const rules = dir.write(
+      'rules.yaml',
+      'apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: { name: a }\nspec:\n  hosts: [a, b.mesh]\n  http: [{ route: [{ destination: { host: a, subset: v9 } }] }]\n',
+    );
+    const result = await meshbridge(['validate', services, rules]);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toContain(`error: ${rules}: document 0: spec.http[0].route[0].destination.subset: subset "v9" of a is not declared by any DestinationRule`);
+    dir.remove();
+  });
+
+  it('passes the quickstart example', async () => {
+    const { readdirSync } = await import('node:fs');
+    const mesh = `${import.meta.dirname}/../../examples/quickstart/mesh`;
+    const result = await meshbridge(['validate', ...readdirSync(mesh).map((f) => `${mesh}/${f}`)]);
+    expect(result.stdout).toContain('0 error(s), 0 warning(s)');
+    expect(result.code).toBe(0);
+  });
+});
+
 describe('meshbridge run', () => {
   it('exits non-zero naming the field when the config is invalid', async () => {
     const dir = tempDir();

@@ -5,10 +5,15 @@ import { describe, expect, it } from 'vitest';
 import { mergeCatalog } from '../../src/model/merge.js';
 import type { RegistryState } from '../../src/model/registry-state.js';
 import { hasErrors, parseIstioText } from '../../src/policy/istio/documents.js';
-import type { ParsedFile } from '../../src/policy/istio/documents.js';
+import type { KindHandlers, ParsedFile } from '../../src/policy/istio/documents.js';
+import { POLICY_KIND_HANDLERS, policyFromFiles } from '../../src/policy/policy-set.js';
+import type { PolicySet } from '../../src/policy/policy-set.js';
+import { resolvePolicy } from '../../src/policy/resolve.js';
 import { SERVICE_KIND_HANDLERS } from '../../src/policy/istio/service-entry.js';
 import { servicesFromFiles } from '../../src/registries/file/service-entries.js';
 import { translate } from '../../src/xds/translate/translate.js';
+import { TypeUrl } from '../../src/xds/type-urls.js';
+import { protoProblems } from '../helpers/proto-check.js';
 
 /**
  * Golden files for the pure stages: each `in/<case>.yaml` (one registry) or
@@ -20,38 +25,66 @@ const IN = join(import.meta.dirname, 'in');
 const OUT = join(import.meta.dirname, 'out');
 const UPDATE = process.env.MESHBRIDGE_UPDATE_GOLDEN === '1';
 
-function registryState(name: string, file: string): RegistryState {
-  const parsed: ParsedFile = parseIstioText(basename(file), readFileSync(file, 'utf8'), SERVICE_KIND_HANDLERS);
+interface GoldenCase {
+  readonly name: string;
+  readonly states: RegistryState[];
+  readonly policy: PolicySet;
+}
+
+function parse(file: string, handlers: KindHandlers): ParsedFile {
+  const parsed = parseIstioText(basename(file), readFileSync(file, 'utf8'), handlers);
   if (hasErrors(parsed.diagnostics)) throw new Error(`golden input ${file} is invalid: ${JSON.stringify(parsed.diagnostics)}`);
+  return parsed;
+}
+
+function registryState(name: string, file: string): RegistryState {
+  const parsed = parse(file, SERVICE_KIND_HANDLERS);
   const { services, diagnostics } = servicesFromFiles(new Map([[basename(file), parsed]]), name);
   return { registry: name, kind: 'file', services, synced: true, stale: false, diagnostics: [...parsed.diagnostics, ...diagnostics] };
 }
 
-function casesIn(dir: string): { name: string; states: RegistryState[] }[] {
+function policyOf(files: string[]): PolicySet {
+  const parsed = new Map(files.map((f) => [basename(f), parse(f, POLICY_KIND_HANDLERS)]));
+  const set = policyFromFiles(parsed);
+  return { ...set, diagnostics: [...[...parsed.values()].flatMap((p) => p.diagnostics), ...set.diagnostics] };
+}
+
+function casesIn(dir: string): GoldenCase[] {
   return readdirSync(dir)
     .sort()
     .map((entry) => {
       const path = join(dir, entry);
       if (statSync(path).isDirectory()) {
         const files = readdirSync(path).filter((f) => f.endsWith('.yaml')).sort();
-        return { name: entry, states: files.map((f) => registryState(basename(f, '.yaml'), join(path, f))) };
+        const paths = files.map((f) => join(path, f));
+        return { name: entry, states: files.map((f, i) => registryState(basename(f, '.yaml'), paths[i]!)), policy: policyOf(paths) };
       }
-      return { name: basename(entry, '.yaml'), states: [registryState('file', path)] };
+      return { name: basename(entry, '.yaml'), states: [registryState('file', path)], policy: policyOf([path]) };
     });
 }
 
-function outputsFor(states: RegistryState[]): Record<string, unknown> {
+function outputsFor({ name: goldenCaseName, states, policy: policySet }: GoldenCase): Record<string, unknown> {
   const catalog = mergeCatalog(states);
-  const sidecar = translate(catalog, 'sidecar', { sidecarBind: '127.0.0.1' });
-  const proxyless = translate(catalog, 'proxyless', { sidecarBind: '127.0.0.1' });
+  const policy = resolvePolicy(catalog, policySet);
+  const sidecar = translate(catalog, 'sidecar', { sidecarBind: '127.0.0.1' }, policy);
+  const proxyless = translate(catalog, 'proxyless', { sidecarBind: '127.0.0.1' }, policy);
   return {
     catalog: { ...catalog, diagnostics: states.flatMap((s) => s.diagnostics) },
+    policy: {
+      virtualServices: Object.fromEntries([...policy.virtualServices].map(([host, vs]) => [host, vs.name])),
+      destinationRules: Object.fromEntries([...policy.destinationRules].map(([host, dr]) => [host, dr.name])),
+      diagnostics: [...policySet.diagnostics, ...policy.diagnostics, ...proxyless.diagnostics],
+    },
     clusters: sidecar.clusters,
     endpoints: sidecar.endpoints,
     listeners: { resources: sidecar.listeners, diagnostics: sidecar.diagnostics },
     routes: sidecar.routes,
     'proxyless.listeners': proxyless.listeners,
     'proxyless.routes': proxyless.routes,
+    // Locality load balancing weighs endpoints from where the client stands.
+    ...(goldenCaseName.startsWith('locality-')
+      ? { 'endpoints-from-us-east-1a': translate(catalog, 'sidecar@us-east/us-east-1a/rack-1', { sidecarBind: '127.0.0.1' }, policy).endpoints }
+      : {}),
   };
 }
 
@@ -61,8 +94,9 @@ describe('translation golden files', () => {
   if (UPDATE) {
     mkdirSync(OUT, { recursive: true });
     const expected = new Set<string>();
-    for (const { name, states } of cases) {
-      for (const [kind, value] of Object.entries(outputsFor(states))) {
+    for (const goldenCase of cases) {
+      const { name } = goldenCase;
+      for (const [kind, value] of Object.entries(outputsFor(goldenCase))) {
         const file = `${name}.${kind}.yaml`;
         expected.add(file);
         writeFileSync(join(OUT, file), stringify(value, { aliasDuplicateObjects: false }));
@@ -73,9 +107,10 @@ describe('translation golden files', () => {
 
   it('has cases', () => expect(cases.length).toBeGreaterThan(0));
 
-  for (const { name, states } of cases) {
+  for (const goldenCase of cases) {
+    const { name } = goldenCase;
     it(name, () => {
-      for (const [kind, value] of Object.entries(outputsFor(states))) {
+      for (const [kind, value] of Object.entries(outputsFor(goldenCase))) {
         const file = join(OUT, `${name}.${kind}.yaml`);
         expect(existsSync(file), `${file} is missing; run npm run golden:update`).toBe(true);
         expect(stringify(value, { aliasDuplicateObjects: false }), `${name}.${kind}`).toBe(readFileSync(file, 'utf8'));
@@ -83,11 +118,41 @@ describe('translation golden files', () => {
     });
   }
 
+  it('catches misspelled fields, wrong enum names and bad nested Anys (the check below is not vacuous)', () => {
+    expect(
+      protoProblems(TypeUrl.Cluster, {
+        name: 'x',
+        lb_polcy: 'ROUND_ROBIN',
+        type: 'EDSS',
+        typed_extension_protocol_options: { a: { '@type': TypeUrl.HttpProtocolOptions, explicit_http_config: { http3: {} } } },
+      }),
+    ).toEqual([
+      'Cluster.lb_polcy: no such field in .envoy.config.cluster.v3.Cluster',
+      'Cluster.type: EDSS is not a value of .envoy.config.cluster.v3.Cluster.DiscoveryType',
+      'Cluster.typed_extension_protocol_options<HttpProtocolOptions>.explicit_http_config.http3: no such field in .envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig',
+    ]);
+  });
+
+  it('writes only fields and enum values that exist in Envoy\'s API', () => {
+    for (const goldenCase of cases) {
+      const outputs = outputsFor(goldenCase);
+      const problems = [
+        ...(outputs.clusters as object[]).flatMap((c) => protoProblems(TypeUrl.Cluster, c)),
+        ...(outputs.endpoints as object[]).flatMap((e) => protoProblems(TypeUrl.ClusterLoadAssignment, e)),
+        ...(outputs.listeners as { resources: object[] }).resources.flatMap((l) => protoProblems(TypeUrl.Listener, l)),
+        ...(outputs.routes as object[]).flatMap((r) => protoProblems(TypeUrl.RouteConfiguration, r)),
+        ...(outputs['proxyless.listeners'] as object[]).flatMap((l) => protoProblems(TypeUrl.Listener, l)),
+        ...(outputs['proxyless.routes'] as object[]).flatMap((r) => protoProblems(TypeUrl.RouteConfiguration, r)),
+      ];
+      expect(problems, goldenCase.name).toEqual([]);
+    }
+  });
+
   it('is deterministic: the same input gives byte-identical output', () => {
-    for (const { states } of cases) {
-      const shuffled = states.map((s) => ({ ...s, services: [...s.services].reverse() }));
-      const a = outputsFor(states);
-      const b = outputsFor(shuffled);
+    for (const goldenCase of cases) {
+      const shuffled = goldenCase.states.map((s) => ({ ...s, services: [...s.services].reverse() }));
+      const a = outputsFor(goldenCase);
+      const b = outputsFor({ ...goldenCase, states: shuffled });
       expect(stringify(b.clusters)).toBe(stringify(a.clusters));
       expect(stringify(b.endpoints)).toBe(stringify(a.endpoints));
       expect(stringify(b.routes)).toBe(stringify(a.routes));

@@ -4,7 +4,7 @@ import { buildSnapshot } from '../../src/xds/cache/snapshot.js';
 import { SnapshotCache } from '../../src/xds/cache/snapshot-cache.js';
 import { loadEnvoyApi } from '../../src/xds/protos.js';
 import { XdsServer } from '../../src/xds/server/ads-server.js';
-import { PROXY_VIEWS, translate } from '../../src/xds/translate/translate.js';
+import { BASE_VIEWS, translate } from '../../src/xds/translate/translate.js';
 import { TypeUrl } from '../../src/xds/type-urls.js';
 import { RawAdsClient } from '../helpers/ads-client.js';
 import { eventually } from '../helpers/eventually.js';
@@ -29,7 +29,7 @@ describe('state-of-the-world ADS over real gRPC', () => {
   let client: RawAdsClient;
 
   const publish = (catalog: ServiceCatalog) => {
-    for (const view of PROXY_VIEWS) {
+    for (const view of BASE_VIEWS) {
       cache.set(buildSnapshot(view, translate(catalog, view, { sidecarBind: '127.0.0.1' }), api.pack, cache.get(view)));
     }
   };
@@ -51,6 +51,21 @@ describe('state-of-the-world ADS over real gRPC', () => {
     expect(response.version_info).not.toBe('');
     expect(response.nonce).not.toBe('');
     expect(RawAdsClient.names(response).sort()).toEqual([REVIEWS_CLUSTER, RATINGS_CLUSTER].sort());
+  });
+
+  it('answers a first wildcard request with an empty set when there is nothing, even if it came before the first snapshot', async () => {
+    const emptyCache = new SnapshotCache();
+    const emptyServer = new XdsServer(api, emptyCache, silentLogger);
+    const port = await emptyServer.listen({ listen: '127.0.0.1:0' });
+    const early = new RawAdsClient(`127.0.0.1:${port}`);
+    early.send({ type_url: CDS });
+    await early.expectSilence(100);
+    for (const view of BASE_VIEWS) emptyCache.set(buildSnapshot(view, translate(catalogOf(), view, { sidecarBind: '127.0.0.1' }), api.pack));
+    const response = await early.next();
+    expect(response.type_url).toBe(CDS);
+    expect(response.resources).toEqual([]);
+    early.close();
+    await emptyServer.shutdown(1_000);
   });
 
   it('answers a named CDS request, as gRPC clients send, with only that cluster', async () => {

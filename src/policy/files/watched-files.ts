@@ -4,6 +4,8 @@ import { watch } from 'chokidar';
 import type { FSWatcher } from 'chokidar';
 import picomatch from 'picomatch';
 import type { Logger } from 'pino';
+import { BehaviorSubject, filter } from 'rxjs';
+import type { Observable } from 'rxjs';
 import { formatDiagnostic } from '../../errors.js';
 import type { Diagnostic } from '../../errors.js';
 import { hasErrors, parseIstioText } from '../istio/documents.js';
@@ -14,8 +16,20 @@ export interface WatchedFilesOptions {
   readonly paths: readonly string[];
   readonly baseDir: string;
   readonly handlers: KindHandlers;
-  /** Called after the first scan and after every accepted, rejected or removed file. */
-  readonly onChange: () => void;
+  /**
+   * Checks that hold across files (a route naming a subset declared elsewhere):
+   * given a file that passed its own checks and what the others hold, the
+   * errors that should still reject it.
+   */
+  readonly crossCheck?: (path: string, candidate: ParsedFile, others: ReadonlyMap<string, ParsedFile>) => Diagnostic[];
+}
+
+/** What the watched files hold at one moment. */
+export interface FileContents {
+  /** The accepted content of every file, by path. */
+  readonly accepted: ReadonlyMap<string, ParsedFile>;
+  /** Errors of rejected files, warnings of accepted ones. */
+  readonly diagnostics: readonly Diagnostic[];
 }
 
 /**
@@ -30,6 +44,7 @@ export class WatchedFiles {
   private readonly roots: string[];
   private watcher: FSWatcher | undefined;
   private scanned = false;
+  private readonly subject = new BehaviorSubject<FileContents | undefined>(undefined);
   /** Serializes reads so a slow read of an older version can never overwrite a newer one. */
   private queue: Promise<void> = Promise.resolve();
 
@@ -42,14 +57,9 @@ export class WatchedFiles {
     this.roots = [...new Set(patterns.map((p) => picomatch.scan(p).base || p))];
   }
 
-  /** The accepted content of every file, by path. */
-  get accepted(): ReadonlyMap<string, ParsedFile> {
-    return this.acceptedFiles;
-  }
-
-  /** Current findings: errors of rejected files, warnings of accepted ones. */
-  get diagnostics(): Diagnostic[] {
-    return [...this.fileDiagnostics.values()].flat();
+  /** The files' contents after the first scan and after every accepted, rejected or removed file. */
+  get contents(): Observable<FileContents> {
+    return this.subject.pipe(filter((c): c is FileContents => c !== undefined));
   }
 
   /** Watches and reads every matching file; resolves after the first scan. */
@@ -69,12 +79,17 @@ export class WatchedFiles {
     await this.queue;
     this.scanned = true;
     if (this.acceptedFiles.size === 0) this.log.warn({ paths: this.options.paths }, 'no files match the configured paths yet');
-    this.options.onChange();
+    this.publish();
   }
 
   async stop(): Promise<void> {
     await this.watcher?.close();
     await this.queue;
+    this.subject.complete();
+  }
+
+  private publish(): void {
+    this.subject.next({ accepted: new Map(this.acceptedFiles), diagnostics: [...this.fileDiagnostics.values()].flat() });
   }
 
   private matches(path: string): boolean {
@@ -84,7 +99,7 @@ export class WatchedFiles {
   private enqueue(task: () => Promise<void>): void {
     this.queue = this.queue.then(task).then(
       () => {
-        if (this.scanned) this.options.onChange();
+        if (this.scanned) this.publish();
       },
       (error: unknown) => this.log.error({ err: error }, 'file update failed'),
     );
@@ -107,6 +122,12 @@ export class WatchedFiles {
     const parsed = parseIstioText(path, text, this.options.handlers);
     if (hasErrors(parsed.diagnostics)) {
       this.reject(path, parsed.diagnostics);
+      return;
+    }
+    const others = new Map([...this.acceptedFiles].filter(([other]) => other !== path));
+    const crossErrors = this.options.crossCheck?.(path, parsed, others) ?? [];
+    if (hasErrors(crossErrors)) {
+      this.reject(path, [...crossErrors, ...parsed.diagnostics.filter((d) => d.severity === 'warning')]);
       return;
     }
     for (const d of parsed.diagnostics) this.log.warn({ file: path, document: d.document, field: d.field }, formatDiagnostic(d));

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { BehaviorSubject, filter } from 'rxjs';
+import { map, shareReplay } from 'rxjs';
 import type { Observable } from 'rxjs';
 import { formatDiagnostic } from '../../errors.js';
 import type { RegistryError, RegistryState } from '../../model/registry-state.js';
@@ -19,49 +19,43 @@ export interface FileRegistryConfig {
 export class FileRegistry implements Registry {
   readonly kind = 'file' as const;
   readonly name: string;
-  private readonly subject = new BehaviorSubject<RegistryState | undefined>(undefined);
+  readonly states: Observable<RegistryState>;
   private readonly files: WatchedFiles;
-  /** The latest rejected file, for operators; kept after the file is fixed. */
-  private lastError: RegistryError | undefined;
-  private errorsSeen = '';
 
-  constructor(config: FileRegistryConfig, private readonly log: Logger) {
+  constructor(config: FileRegistryConfig, log: Logger) {
     this.name = config.name;
-    this.files = new WatchedFiles(
-      { paths: config.paths, baseDir: config.baseDir, handlers: SERVICE_KIND_HANDLERS, onChange: () => this.publish() },
-      log,
+    this.files = new WatchedFiles({ paths: config.paths, baseDir: config.baseDir, handlers: SERVICE_KIND_HANDLERS }, log);
+    // For operators: the latest rejected file, kept after it is fixed, and when the files were last read.
+    let lastError: RegistryError | undefined;
+    let errorsSeen = new Set<string>();
+    this.states = this.files.contents.pipe(
+      map(({ accepted, diagnostics: fileDiagnostics }): RegistryState => {
+        const { services, diagnostics } = servicesFromFiles(accepted, this.name);
+        for (const d of diagnostics) log.warn({ file: d.source, document: d.document, field: d.field }, formatDiagnostic(d));
+        const errors = fileDiagnostics.filter((d) => d.severity === 'error').map(formatDiagnostic);
+        const fresh = errors.find((e) => !errorsSeen.has(e));
+        if (fresh !== undefined) lastError = { message: fresh, at: new Date() };
+        errorsSeen = new Set(errors);
+        return {
+          registry: this.name,
+          kind: this.kind,
+          services,
+          synced: true,
+          stale: false,
+          diagnostics: [...fileDiagnostics, ...diagnostics],
+          lastSyncAt: new Date(),
+          ...(lastError === undefined ? {} : { lastError }),
+        };
+      }),
+      shareReplay({ bufferSize: 1, refCount: false }),
     );
-  }
-
-  get states(): Observable<RegistryState> {
-    return this.subject.pipe(filter((s): s is RegistryState => s !== undefined));
   }
 
   start(): Promise<void> {
     return this.files.start();
   }
 
-  async stop(): Promise<void> {
-    await this.files.stop();
-    this.subject.complete();
-  }
-
-  private publish(): void {
-    const { services, diagnostics } = servicesFromFiles(this.files.accepted, this.name);
-    for (const d of diagnostics) this.log.warn({ file: d.source, document: d.document, field: d.field }, formatDiagnostic(d));
-    const errors = this.files.diagnostics.filter((d) => d.severity === 'error').map(formatDiagnostic);
-    const fresh = errors.filter((e) => !this.errorsSeen.includes(`${e}\n`));
-    if (fresh.length > 0) this.lastError = { message: fresh[0]!, at: new Date() };
-    this.errorsSeen = errors.map((e) => `${e}\n`).join('');
-    this.subject.next({
-      registry: this.name,
-      kind: this.kind,
-      services,
-      synced: true,
-      stale: false,
-      diagnostics: [...this.files.diagnostics, ...diagnostics],
-      lastSyncAt: new Date(),
-      ...(this.lastError === undefined ? {} : { lastError: this.lastError }),
-    });
+  stop(): Promise<void> {
+    return this.files.stop();
   }
 }

@@ -1,5 +1,6 @@
 import type { Diagnostic } from '../../errors.js';
 import { compareStrings, endpointKey } from '../../model/catalog.js';
+import { matchesLabels } from '../../model/labels.js';
 import type { Endpoint, Service, ServicePort } from '../../model/service.js';
 import type { IstioDocument, ParsedFile } from '../../policy/istio/documents.js';
 import { parseLocality, protocolFromPortName } from '../../policy/istio/fields.js';
@@ -92,10 +93,6 @@ function toEndpoint(workload: WorkloadEntrySpec, entry: ServiceEntrySpec, regist
     health: 'HEALTHY',
     registry,
   };
-}
-
-export function matchesLabels(labels: Readonly<Record<string, string>>, selector: Readonly<Record<string, string>>): boolean {
-  return Object.entries(selector).every(([key, value]) => labels[key] === value);
 }
 
 function samePorts(a: readonly ServicePort[], b: readonly ServicePort[]): boolean {

@@ -8,12 +8,39 @@ export interface SnapshotSource {
   watch(listener: (view: ProxyView) => void): () => void;
 }
 
+/** Builds the snapshot of a view nobody asked for before (a node from a new locality). */
+export type ViewBuilder = (view: ProxyView) => Snapshot | undefined;
+
 export class SnapshotCache implements SnapshotSource {
   private readonly snapshots = new Map<ProxyView, Snapshot>();
   private readonly listeners = new Set<(view: ProxyView) => void>();
+  private builder: ViewBuilder | undefined;
+  /** Views asked for, whether or not they could be built yet, so the next rebuild includes them. */
+  private readonly wanted = new Set<ProxyView>();
 
   get(view: ProxyView): Snapshot | undefined {
+    let snapshot = this.snapshots.get(view);
+    if (snapshot === undefined) {
+      this.wanted.add(view);
+      snapshot = this.builder?.(view);
+      if (snapshot !== undefined) this.snapshots.set(view, snapshot);
+    }
+    return snapshot;
+  }
+
+  /** The current snapshot of a view, without building it. */
+  peek(view: ProxyView): Snapshot | undefined {
     return this.snapshots.get(view);
+  }
+
+  /** Lets the cache build views on first use; set by whoever builds the others. */
+  setBuilder(builder: ViewBuilder): void {
+    this.builder = builder;
+  }
+
+  /** Every view served or asked for: the ones to rebuild when the catalog changes. */
+  views(): ProxyView[] {
+    return [...new Set([...this.snapshots.keys(), ...this.wanted])];
   }
 
   /** Stores the snapshot; returns false, and notifies nobody, when nothing in it changed. */

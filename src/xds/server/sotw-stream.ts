@@ -180,7 +180,9 @@ export class SotwStream implements StreamInfo {
     const changed = subscribed.filter((r) => force.has(r.name) || force.has('*') || type.sent.get(r.name) !== r.version);
     const fullState = isFullStateType(type.typeUrl);
     const removed = fullState ? [...type.sent.keys()].filter((name) => !selected.has(name)) : [];
-    if (!always && changed.length === 0 && removed.length === 0) return;
+    // A client's first CDS or LDS request is answered even when there is nothing: the empty set is the answer.
+    const unanswered = fullState && type.nonceSent === undefined;
+    if (!always && !unanswered && changed.length === 0 && removed.length === 0) return;
     if (!fullState && changed.length === 0) return; // nothing to say about names that do not exist yet
 
     const toSend = fullState ? subscribed : changed;

@@ -1,14 +1,17 @@
 import type { Cluster } from '../../generated/envoy/config/cluster/v3/Cluster.js';
 import type { Service, ServicePort } from '../../model/service.js';
+import { effectivePolicy } from '../../policy/resolve.js';
+import type { ResolvedPolicy } from '../../policy/resolve.js';
 import { TypeUrl } from '../type-urls.js';
 import { clusterName } from './names.js';
+import { applyTrafficPolicy } from './traffic-policy.js';
 import { ADS_CONFIG_SOURCE, duration, typed } from './typed.js';
 
 /** Istio's default; long enough for a VM across a WAN, short enough to fail over. */
 const CONNECT_TIMEOUT_MS = 10_000;
 
-export function buildCluster(service: Service, port: ServicePort): Cluster {
-  const name = clusterName(port.number, service.hostname);
+export function buildCluster(service: Service, port: ServicePort, policy: ResolvedPolicy, subset?: string): Cluster {
+  const name = clusterName(port.number, service.hostname, subset);
   const cluster: Cluster = {
     name,
     type: 'EDS',
@@ -24,9 +27,17 @@ export function buildCluster(service: Service, port: ServicePort): Cluster {
       }),
     };
   }
+  applyTrafficPolicy(cluster, effectivePolicy(policy.destinationRules.get(service.hostname), port.number, subset), port.protocol);
   return cluster;
 }
 
-export function buildClusters(services: readonly Service[]): Cluster[] {
-  return services.flatMap((service) => service.ports.map((port) => buildCluster(service, port)));
+/** The default cluster of every service port, and one per DestinationRule subset. */
+export function buildClusters(services: readonly Service[], policy: ResolvedPolicy): Cluster[] {
+  return services.flatMap((service) => {
+    const subsets = policy.destinationRules.get(service.hostname)?.spec.subsets ?? [];
+    return service.ports.flatMap((port) => [
+      buildCluster(service, port, policy),
+      ...subsets.map((subset) => buildCluster(service, port, policy, subset.name)),
+    ]);
+  });
 }

@@ -2,7 +2,12 @@ import type { ClusterLoadAssignment } from '../../generated/envoy/config/endpoin
 import type { LocalityLbEndpoints } from '../../generated/envoy/config/endpoint/v3/LocalityLbEndpoints.js';
 import { compareStrings } from '../../model/catalog.js';
 import { endpointPort } from '../../model/service.js';
-import type { Endpoint, Service, ServicePort } from '../../model/service.js';
+import type { Endpoint, Locality, Service, ServicePort } from '../../model/service.js';
+import { effectivePolicy } from '../../policy/resolve.js';
+import type { ResolvedPolicy } from '../../policy/resolve.js';
+import { localityPlan } from './locality.js';
+import type { LocalityPlan } from './locality.js';
+import { matchesLabels } from '../../model/labels.js';
 import { clusterName } from './names.js';
 
 export function buildLoadAssignment(
@@ -10,6 +15,7 @@ export function buildLoadAssignment(
   port: ServicePort,
   endpoints: readonly Endpoint[] = service.endpoints,
   name = clusterName(port.number, service.hostname),
+  plan?: LocalityPlan,
 ): ClusterLoadAssignment {
   const byLocality = new Map<string, Endpoint[]>();
   for (const endpoint of endpoints) {
@@ -19,10 +25,13 @@ export function buildLoadAssignment(
     if (group === undefined) byLocality.set(key, [endpoint]);
     else group.push(endpoint);
   }
-  const localities = [...byLocality.keys()].sort(compareStrings).map((key): LocalityLbEndpoints => {
+  const localities = [...byLocality.keys()].sort(compareStrings).flatMap((key): LocalityLbEndpoints[] => {
     const group = byLocality.get(key)!;
     const { region, zone, subzone } = group[0]!.locality;
-    return {
+    const share = plan?.weights?.(group[0]!.locality);
+    // A locality a distribute rule gives no share is left out: Envoy and gRPC then send it nothing.
+    if (share === 0) return [];
+    return [{
       locality: { region, zone, sub_zone: subzone },
       lb_endpoints: group.map((endpoint) => ({
         endpoint: {
@@ -32,13 +41,41 @@ export function buildLoadAssignment(
         load_balancing_weight: { value: endpoint.weight },
       })),
       // gRPC ignores a locality without a weight; the sum keeps endpoint weights meaningful across localities.
-      load_balancing_weight: { value: group.reduce((sum, e) => sum + e.weight, 0) },
-      priority: 0,
-    };
+      load_balancing_weight: { value: share ?? group.reduce((sum, e) => sum + e.weight, 0) },
+      priority: plan?.priority(group[0]!.locality) ?? 0,
+    }];
   });
   return { cluster_name: name, endpoints: localities };
 }
 
-export function buildLoadAssignments(services: readonly Service[]): ClusterLoadAssignment[] {
-  return services.flatMap((service) => service.ports.map((port) => buildLoadAssignment(service, port)));
+/**
+ * Endpoints of every cluster: all of a service's for its default cluster,
+ * those matching the labels for a subset; weighed for the client's locality
+ * where the DestinationRule asks for locality load balancing.
+ */
+export function buildLoadAssignments(
+  services: readonly Service[],
+  policy: ResolvedPolicy,
+  clientLocality?: Locality,
+): ClusterLoadAssignment[] {
+  return services.flatMap((service) => {
+    const rule = policy.destinationRules.get(service.hostname);
+    const planFor = (port: ServicePort, endpoints: readonly Endpoint[], subset?: string) => {
+      const { loadBalancer, outlierDetection } = effectivePolicy(rule, port.number, subset);
+      return localityPlan(clientLocality, loadBalancer?.localityLbSetting, outlierDetection !== undefined, endpoints.map((e) => e.locality));
+    };
+    return service.ports.flatMap((port) => [
+      buildLoadAssignment(service, port, service.endpoints, clusterName(port.number, service.hostname), planFor(port, service.endpoints)),
+      ...(rule?.spec.subsets ?? []).map((subset) => {
+        const endpoints = service.endpoints.filter((e) => matchesLabels(e.labels, subset.labels ?? {}));
+        return buildLoadAssignment(
+          service,
+          port,
+          endpoints,
+          clusterName(port.number, service.hostname, subset.name),
+          planFor(port, endpoints, subset.name),
+        );
+      }),
+    ]);
+  });
 }

@@ -10,15 +10,23 @@ import {
   sidecarListenerName,
   sidecarRouteName,
 } from './names.js';
+import { FAULT_FILTER } from './http-route.js';
 import { ADS_CONFIG_SOURCE, typed } from './typed.js';
 
-const ROUTER_FILTER = { name: 'envoy.filters.http.router', typed_config: typed(TypeUrl.Router, {}) };
+/**
+ * The fault filter is always present and inert until a route's
+ * typed_per_filter_config turns it on, so VirtualService faults never need a listener change.
+ */
+const HTTP_FILTERS = [
+  { name: FAULT_FILTER, typed_config: typed(TypeUrl.HttpFault, {}) },
+  { name: 'envoy.filters.http.router', typed_config: typed(TypeUrl.Router, {}) },
+];
 
 function httpConnectionManager(statPrefix: string, routeName: string): object {
   return typed(TypeUrl.HttpConnectionManager, {
     stat_prefix: statPrefix,
     rds: { route_config_name: routeName, config_source: ADS_CONFIG_SOURCE },
-    http_filters: [ROUTER_FILTER],
+    http_filters: HTTP_FILTERS,
   });
 }
 

@@ -4,6 +4,9 @@ import type { Listener } from '../../generated/envoy/config/listener/v3/Listener
 import type { RouteConfiguration } from '../../generated/envoy/config/route/v3/RouteConfiguration.js';
 import type { Diagnostic } from '../../errors.js';
 import type { ServiceCatalog } from '../../model/catalog.js';
+import type { Locality } from '../../model/service.js';
+import { NO_POLICY } from '../../policy/resolve.js';
+import type { ResolvedPolicy } from '../../policy/resolve.js';
 import { buildClusters } from './cluster.js';
 import { buildLoadAssignments } from './endpoint.js';
 import { buildProxylessListeners, buildSidecarListeners } from './listener.js';
@@ -11,11 +14,31 @@ import { buildProxylessRoutes, buildSidecarRoutes } from './route.js';
 
 /**
  * What kind of client a node is. Envoy sidecars get socket listeners; proxyless
- * gRPC clients get api_listeners, which Envoy would reject over LDS. Every node
- * of one view gets the same resources, so translation runs once per view, not per node.
+ * gRPC clients get api_listeners, which Envoy would reject over LDS.
  */
-export type ProxyView = 'sidecar' | 'proxyless';
-export const PROXY_VIEWS: readonly ProxyView[] = ['sidecar', 'proxyless'];
+export type ProxyKind = 'sidecar' | 'proxyless';
+
+/**
+ * A group of nodes that get identical resources: a proxy kind, plus the
+ * node's locality when it has one, since locality load balancing weighs
+ * endpoints from where the client stands. Translation runs once per view, not per node.
+ */
+export type ProxyView = string;
+
+/** The views nodes without a locality share; always built. */
+export const BASE_VIEWS: readonly ProxyView[] = ['sidecar', 'proxyless'];
+
+export function viewKey(kind: ProxyKind, locality?: Locality): ProxyView {
+  if (locality === undefined || (locality.region === '' && locality.zone === '' && locality.subzone === '')) return kind;
+  return `${kind}@${locality.region}/${locality.zone}/${locality.subzone}`;
+}
+
+export function parseView(view: ProxyView): { kind: ProxyKind; locality?: Locality } {
+  const [kind, where] = view.split('@') as [ProxyKind, string | undefined];
+  if (where === undefined) return { kind };
+  const [region = '', zone = '', subzone = ''] = where.split('/');
+  return { kind, locality: { region, zone, subzone } };
+}
 
 export interface TranslateOptions {
   /** Address sidecar listeners bind to. */
@@ -30,15 +53,22 @@ export interface Translation {
   readonly diagnostics: Diagnostic[];
 }
 
-/** Pure: the same catalog, view and options always give the same resources, in the same order. */
-export function translate(catalog: ServiceCatalog, view: ProxyView, options: TranslateOptions): Translation {
+/** Pure: the same catalog, policy, view and options always give the same resources, in the same order. */
+export function translate(
+  catalog: ServiceCatalog,
+  view: ProxyView,
+  options: TranslateOptions,
+  policy: ResolvedPolicy = NO_POLICY,
+): Translation {
   const diagnostics: Diagnostic[] = [];
   const { services } = catalog;
-  const clusters = buildClusters(services);
-  const endpoints = buildLoadAssignments(services);
+  const { kind, locality } = parseView(view);
+  const context = { catalog, policy, diagnostics };
+  const clusters = buildClusters(services, policy);
+  const endpoints = buildLoadAssignments(services, policy, locality);
   const listeners =
-    view === 'sidecar' ? buildSidecarListeners(services, options.sidecarBind, diagnostics) : buildProxylessListeners(services);
-  const routes = view === 'sidecar' ? buildSidecarRoutes(services) : buildProxylessRoutes(services);
+    kind === 'sidecar' ? buildSidecarListeners(services, options.sidecarBind, diagnostics) : buildProxylessListeners(services);
+  const routes = kind === 'sidecar' ? buildSidecarRoutes(services, context) : buildProxylessRoutes(services, context);
   const byName = <T extends { name?: string }>(a: T, b: T) => ((a.name ?? '') < (b.name ?? '') ? -1 : 1);
   return {
     clusters: clusters.sort(byName),

@@ -1,0 +1,148 @@
+import type { Diagnostic } from '../errors.js';
+import { compareStrings } from '../model/catalog.js';
+import type { IstioDocument, KindHandlers, ParsedFile } from './istio/documents.js';
+import { IGNORED_DESTINATION_RULE_FIELDS, destinationRuleSpec } from './istio/destination-rule.js';
+import type { DestinationRuleSpec } from './istio/destination-rule.js';
+import { formatPath } from './istio/schema-report.js';
+import { virtualServiceSpec } from './istio/virtual-service.js';
+import type { VirtualServiceSpec } from './istio/virtual-service.js';
+
+export type VirtualServiceDocument = IstioDocument<VirtualServiceSpec>;
+export type DestinationRuleDocument = IstioDocument<DestinationRuleSpec>;
+
+/** Every accepted traffic-policy document, in file then document order (the order that decides conflicts). */
+export interface PolicySet {
+  readonly virtualServices: readonly VirtualServiceDocument[];
+  readonly destinationRules: readonly DestinationRuleDocument[];
+  readonly diagnostics: readonly Diagnostic[];
+}
+
+export const EMPTY_POLICY: PolicySet = Object.freeze({ virtualServices: [], destinationRules: [], diagnostics: [] });
+
+export const POLICY_KIND_HANDLERS: KindHandlers = {
+  VirtualService: virtualServiceSpec,
+  DestinationRule: destinationRuleSpec,
+  // Services live in the same files; the file registry reads them.
+  ServiceEntry: 'skip',
+  WorkloadEntry: 'skip',
+};
+
+export function policyFromFiles(files: ReadonlyMap<string, ParsedFile>): PolicySet {
+  const documents = [...files.keys()].sort(compareStrings).flatMap((path) => files.get(path)!.documents);
+  const virtualServices = documents.filter((d): d is VirtualServiceDocument => d.kind === 'VirtualService');
+  const destinationRules = documents.filter((d): d is DestinationRuleDocument => d.kind === 'DestinationRule');
+  const diagnostics = [
+    ...virtualServices.flatMap((vs) => ignoredVirtualServiceFields(vs)),
+    ...destinationRules.flatMap((dr) => ignoredFields(dr, IGNORED_DESTINATION_RULE_FIELDS)),
+  ];
+  return { virtualServices, destinationRules, diagnostics };
+}
+
+/**
+ * Subsets named by a file's routes must be declared by a DestinationRule, in
+ * that file or an accepted one; otherwise the file is rejected and its last
+ * good content stays in force, as for any other error.
+ */
+export function checkSubsetReferences(candidate: ParsedFile, others: ReadonlyMap<string, ParsedFile>): Diagnostic[] {
+  const rules = [...candidate.documents, ...[...others.values()].flatMap((f) => f.documents)].filter(
+    (d): d is DestinationRuleDocument => d.kind === 'DestinationRule',
+  );
+  const declared = (host: string, subset: string) =>
+    rules.some((r) => sameHost(r.spec.host, host) && r.spec.subsets?.some((s) => s.name === subset));
+  const diagnostics: Diagnostic[] = [];
+  for (const document of candidate.documents) {
+    if (document.kind !== 'VirtualService') continue;
+    const spec = document.spec as VirtualServiceSpec;
+    spec.http?.forEach((route, r) => {
+      const targets = [
+        ...(route.route ?? []).map((d, i) => ({ destination: d.destination, path: `spec.http[${r}].route[${i}].destination.subset` })),
+        ...(route.mirror ? [{ destination: route.mirror, path: `spec.http[${r}].mirror.subset` }] : []),
+      ];
+      for (const { destination, path } of targets) {
+        if (destination.subset !== undefined && !declared(destination.host, destination.subset)) {
+          diagnostics.push({
+            severity: 'error',
+            source: document.location.source,
+            document: document.location.document,
+            field: path,
+            message: `subset "${destination.subset}" of ${destination.host} is not declared by any DestinationRule`,
+          });
+        }
+      }
+    });
+  }
+  return diagnostics;
+}
+
+/** `reviews` and `reviews.shop.mesh` name the same service when one is the other's first label. */
+export function sameHost(a: string, b: string): boolean {
+  return a === b || a.split('.')[0] === b || b.split('.')[0] === a;
+}
+
+const IGNORED_VIRTUAL_SERVICE_FIELDS = [
+  'tcp',
+  'tls',
+  'exportTo',
+  'http[].match[].sourceLabels',
+  'http[].match[].gateways',
+  'http[].match[].sourceNamespace',
+  'http[].match[].statPrefix',
+  'http[].retries.retryRemoteLocalities',
+  'http[].corsPolicy',
+  'http[].delegate',
+  'http[].mirrors',
+  'http[].rewrite.uriRegexRewrite',
+  'http[].fault.delay.percent',
+];
+
+function ignoredVirtualServiceFields(document: VirtualServiceDocument): Diagnostic[] {
+  const diagnostics = ignoredFields(document, IGNORED_VIRTUAL_SERVICE_FIELDS);
+  const gateways = document.spec.gateways?.filter((g) => g !== 'mesh') ?? [];
+  if (gateways.length > 0) {
+    diagnostics.push({
+      severity: 'warning',
+      source: document.location.source,
+      document: document.location.document,
+      field: 'spec.gateways',
+      message: `gateways ${gateways.join(', ')} are not served by meshbridge; the rules apply to sidecars and proxyless clients only`,
+    });
+  }
+  return diagnostics;
+}
+
+/**
+ * Fields Istio honours and meshbridge does not: accepted, so documents written
+ * for Istio load, and reported, so nobody believes they took effect.
+ */
+function ignoredFields(document: IstioDocument, patterns: readonly string[]): Diagnostic[] {
+  const diagnostics: Diagnostic[] = [];
+  walk(document.spec, [], (path) => {
+    const normalized = formatPath(path).replace(/\[\d+\]/g, '[]');
+    // Traffic policies nest (rule, subset, port); compare from the innermost trafficPolicy or port setting.
+    const relative = normalized.replace(/^.*(trafficPolicy\.|portLevelSettings\[\]\.)/, 'trafficPolicy.');
+    if (patterns.includes(normalized) || patterns.includes(relative)) {
+      diagnostics.push({
+        severity: 'warning',
+        source: document.location.source,
+        document: document.location.document,
+        field: `spec.${formatPath(path)}`,
+        message: 'not implemented by meshbridge, ignored',
+      });
+      return false;
+    }
+    return true;
+  });
+  return diagnostics;
+}
+
+function walk(value: unknown, path: (string | number)[], visit: (path: (string | number)[]) => boolean): void {
+  if (Array.isArray(value)) {
+    value.forEach((item, index) => walk(item, [...path, index], visit));
+  } else if (value !== null && typeof value === 'object') {
+    for (const [key, item] of Object.entries(value)) {
+      if (item === undefined) continue;
+      const next = [...path, key];
+      if (visit(next)) walk(item, next, visit);
+    }
+  }
+}

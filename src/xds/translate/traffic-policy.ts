@@ -1,0 +1,95 @@
+import type { Cluster } from '../../generated/envoy/config/cluster/v3/Cluster.js';
+import type { PortTrafficPolicy } from '../../policy/istio/destination-rule.js';
+import type { Protocol } from '../../model/service.js';
+import { TypeUrl } from '../type-urls.js';
+import { duration, typed } from './typed.js';
+
+type PolicyFields = Omit<PortTrafficPolicy, 'port'>;
+
+const LB_POLICIES: Record<string, Cluster['lb_policy']> = {
+  ROUND_ROBIN: 'ROUND_ROBIN',
+  UNSPECIFIED: 'ROUND_ROBIN',
+  LEAST_REQUEST: 'LEAST_REQUEST',
+  LEAST_CONN: 'LEAST_REQUEST',
+  RANDOM: 'RANDOM',
+};
+
+/** Istio's DestinationRule traffic policy as Envoy cluster settings, for Envoy and gRPC alike. */
+export function applyTrafficPolicy(cluster: Cluster, policy: PolicyFields, protocol: Protocol): void {
+  const { loadBalancer, connectionPool, outlierDetection, tls } = policy;
+
+  if (loadBalancer?.consistentHash !== undefined) {
+    // The hash key itself is a route setting (hash_policy); see http-route.ts.
+    const minimum = loadBalancer.consistentHash.ringHash?.minimumRingSize ?? loadBalancer.consistentHash.minimumRingSize;
+    cluster.lb_policy = 'RING_HASH';
+    if (minimum !== undefined) cluster.ring_hash_lb_config = { minimum_ring_size: { value: String(minimum) } };
+  } else if (loadBalancer?.simple !== undefined) {
+    cluster.lb_policy = LB_POLICIES[loadBalancer.simple] ?? 'ROUND_ROBIN';
+  }
+
+  const tcp = connectionPool?.tcp;
+  const http = connectionPool?.http;
+  if (tcp?.connectTimeout !== undefined) cluster.connect_timeout = duration(tcp.connectTimeout);
+  const thresholds: Record<string, { value: number }> = {};
+  if (tcp?.maxConnections !== undefined) thresholds.max_connections = { value: tcp.maxConnections };
+  if (http?.http1MaxPendingRequests !== undefined) thresholds.max_pending_requests = { value: http.http1MaxPendingRequests };
+  if (http?.http2MaxRequests !== undefined) thresholds.max_requests = { value: http.http2MaxRequests };
+  if (http?.maxRetries !== undefined) thresholds.max_retries = { value: http.maxRetries };
+  if (Object.keys(thresholds).length > 0) cluster.circuit_breakers = { thresholds: [{ priority: 'DEFAULT', ...thresholds }] };
+
+  const common: Record<string, unknown> = {};
+  if (http?.maxRequestsPerConnection !== undefined) common.max_requests_per_connection = { value: http.maxRequestsPerConnection };
+  if (http?.idleTimeout !== undefined) common.idle_timeout = duration(http.idleTimeout);
+  if (Object.keys(common).length > 0) {
+    cluster.typed_extension_protocol_options = {
+      'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': typed(TypeUrl.HttpProtocolOptions, {
+        common_http_protocol_options: common,
+        explicit_http_config: protocol === 'GRPC' || protocol === 'HTTP2' ? { http2_protocol_options: {} } : { http_protocol_options: {} },
+      }),
+    };
+  }
+
+  if (outlierDetection !== undefined) {
+    const o = outlierDetection;
+    const consecutive5xx = o.consecutive5xxErrors ?? o.consecutiveErrors;
+    const detection: Record<string, unknown> = {};
+    if (consecutive5xx !== undefined) {
+      // Istio's 0 means "off"; Envoy's off switch is the enforcing percentage.
+      detection.consecutive_5xx = { value: consecutive5xx === 0 ? 5 : consecutive5xx };
+      detection.enforcing_consecutive_5xx = { value: consecutive5xx === 0 ? 0 : 100 };
+    }
+    if (o.consecutiveGatewayErrors !== undefined) {
+      detection.consecutive_gateway_failure = { value: o.consecutiveGatewayErrors };
+      detection.enforcing_consecutive_gateway_failure = { value: o.consecutiveGatewayErrors === 0 ? 0 : 100 };
+    }
+    if (o.interval !== undefined) detection.interval = duration(o.interval);
+    if (o.baseEjectionTime !== undefined) detection.base_ejection_time = duration(o.baseEjectionTime);
+    if (o.maxEjectionPercent !== undefined) detection.max_ejection_percent = { value: o.maxEjectionPercent };
+    detection.enforcing_success_rate = { value: 0 };
+    cluster.outlier_detection = detection;
+    if (o.minHealthPercent !== undefined) cluster.common_lb_config = { healthy_panic_threshold: { value: o.minHealthPercent } };
+  }
+  if (loadBalancer?.localityLbSetting?.distribute !== undefined && loadBalancer.localityLbSetting.enabled !== false) {
+    // Envoy weighs localities only when asked to; gRPC always does.
+    cluster.common_lb_config = { ...cluster.common_lb_config, locality_weighted_lb_config: {} };
+  }
+
+  if (tls !== undefined && (tls.mode === 'SIMPLE' || tls.mode === 'MUTUAL')) {
+    const common: Record<string, unknown> = {};
+    if (tls.mode === 'MUTUAL') {
+      common.tls_certificates = [{ certificate_chain: { filename: tls.clientCertificate }, private_key: { filename: tls.privateKey } }];
+    }
+    if (!tls.insecureSkipVerify && (tls.caCertificates !== undefined || tls.subjectAltNames !== undefined)) {
+      const validation: Record<string, unknown> = {};
+      if (tls.caCertificates !== undefined) validation.trusted_ca = { filename: tls.caCertificates };
+      if (tls.subjectAltNames !== undefined) {
+        validation.match_typed_subject_alt_names = tls.subjectAltNames.map((san) => ({ san_type: 'DNS', matcher: { exact: san } }));
+      }
+      common.validation_context = validation;
+    }
+    cluster.transport_socket = {
+      name: 'envoy.transport_sockets.tls',
+      typed_config: typed(TypeUrl.UpstreamTlsContext, { common_tls_context: common, ...(tls.sni ? { sni: tls.sni } : {}) }),
+    };
+  }
+}
