@@ -15,7 +15,8 @@ export type ErrorCode =
   | 'MB_PROTO_LOAD'
   | 'MB_RESOURCE_ENCODE'
   | 'MB_REGISTRY_UNAVAILABLE'
-  | 'MB_USAGE';
+  | 'MB_USAGE'
+  | 'MB_ADMIN_UNREACHABLE';
 
 export class MeshbridgeError extends Error {
   readonly code: ErrorCode;

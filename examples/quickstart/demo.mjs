@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The quickstart's two halves:
 //   node demo.mjs backends  starts the three greeter instances that mesh/greeter.yaml lists
+//                           (or, with ports after it, instances on those ports only)
 //   node demo.mjs client    calls xds:///greeter.mesh.local:50051 through meshbridge and
 //                           prints which instance answered each call
 import { execFileSync } from 'node:child_process';
@@ -17,7 +18,8 @@ const { Echo } = grpc.loadPackageDefinition(definition).meshbridge.example;
 const [command = 'client', target = 'xds:///greeter.mesh.local:50051'] = process.argv.slice(2);
 
 if (command === 'backends') {
-  for (const port of [50061, 50062, 50063]) {
+  const ports = process.argv.length > 3 ? process.argv.slice(3).map(Number) : [50061, 50062, 50063];
+  for (const port of ports) {
     const server = new grpc.Server();
     server.addService(Echo.service, {
       Echo: (call, callback) => callback(null, { message: call.request.message, backend: `greeter-${port}` }),

@@ -2,23 +2,40 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { loadConfig } from '../config/config.js';
+import type { CatalogzBody, SynczBody } from '../admin/debug.js';
+import { DEFAULT_ADMIN_LISTEN, loadConfig } from '../config/config.js';
 import { Daemon } from '../daemon/daemon.js';
 import { MeshbridgeError, UsageError, formatDiagnostic } from '../errors.js';
 import { createLogger } from '../log.js';
+import { fetchAdmin } from './admin-client.js';
 import { envoyBootstrap, grpcBootstrap } from './bootstrap.js';
+import { formatCatalog } from './catalog.js';
+import { formatNodeStatus, formatStatus } from './status.js';
 import { printFindings, validateFiles } from './validate.js';
 
 const USAGE = `usage: meshbridge <command> [options]
 
 commands:
   run [--config FILE] [--log-level LEVEL]
-        serve xDS; with no --config, serves the quickstart example
+        serve xDS and the admin API; with no --config, serves the quickstart example.
+        SIGTERM/SIGINT drain and exit 0; SIGHUP reloads the config (a bad one is logged and ignored)
   bootstrap (--envoy [--delta] | --grpc) --node-id ID [--cluster NAME] [--xds HOST:PORT] [--locality R/Z/S] [--admin-port N]
         print a bootstrap that points a client at meshbridge (--delta: Envoy uses incremental xDS)
-  validate FILE...
-        check Istio YAML files (ServiceEntry, WorkloadEntry); exits 1 on errors
+  validate [--config FILE]... [FILE...]
+        check Istio YAML files (all four kinds, across the files given) and daemon configs
+        (--config, or any file with a top-level registries:); exits 1 on errors
+  status [NODE] [--admin HOST:PORT] [--json]
+        connected proxies and, per type, SYNCED / NACKED / STALE / NOT SENT (like istioctl proxy-status)
+  catalog [HOST] [--admin HOST:PORT] [--json]
+        services and endpoints of the merged catalog, with health and source registry
+
+  --admin defaults to $MESHBRIDGE_ADMIN or ${DEFAULT_ADMIN_LISTEN}.
 `;
+
+/** How long a drain may take before the process gives up on it. */
+const DRAIN_TIMEOUT_MS = 10_000;
+/** Of which xDS streams get this long to end before they are cut. */
+const XDS_GRACE_MS = 5_000;
 
 /** Where the package is installed; the quickstart example ships inside it. */
 function packageRoot(): string {
@@ -39,26 +56,83 @@ async function run(args: string[]): Promise<number> {
   });
   const file = values.config ?? quickstartConfigPath();
   const { config, diagnostics } = await loadConfig(file);
-  const log = createLogger(values['log-level'] ?? process.env.MESHBRIDGE_LOG_LEVEL ?? config.log.level);
+  const fixedLevel = values['log-level'] ?? process.env.MESHBRIDGE_LOG_LEVEL;
+  const log = createLogger(fixedLevel ?? config.log.level);
   for (const d of diagnostics) log.warn(formatDiagnostic(d));
   if (values.config === undefined) log.info({ config: file }, 'no --config given: serving the quickstart example');
 
+  // Whatever still holds the event loop once run() is done must not keep a stopped daemon alive.
+  const exitSoon = () => setTimeout(() => process.exit(), 2_000).unref();
   const daemon = new Daemon(config, log);
-  const { xdsPort } = await daemon.start();
-  log.info({ xds: `${config.xds.listen.replace(/:\d+$/, '')}:${xdsPort}`, config: file }, 'meshbridge started');
+  let ports: { xdsPort: number; adminPort: number };
+  try {
+    ports = await daemon.start();
+  } catch (error) {
+    log.error({ err: error }, 'cannot start');
+    await daemon.stop(1_000).catch(() => undefined);
+    log.flush();
+    exitSoon();
+    throw error;
+  }
+  const host = (listen: string) => listen.replace(/:\d+$/, '');
+  log.info(
+    { xds: `${host(config.xds.listen)}:${ports.xdsPort}`, admin: `${host(config.admin.listen)}:${ports.adminPort}`, config: file },
+    'meshbridge started',
+  );
 
-  await new Promise<void>((resolve) => {
-    const stop = (signal: NodeJS.Signals) => {
-      log.info({ signal }, 'draining');
-      process.off('SIGTERM', stop);
-      process.off('SIGINT', stop);
-      resolve();
-    };
-    process.on('SIGTERM', stop);
-    process.on('SIGINT', stop);
+  const reload = async (): Promise<void> => {
+    log.info({ config: file }, 'SIGHUP: reloading the config');
+    try {
+      const next = await loadConfig(file);
+      for (const d of next.diagnostics) log.warn(formatDiagnostic(d));
+      const { applied, needsRestart } = await daemon.reload(next.config);
+      const changes = [...applied];
+      if (fixedLevel === undefined && next.config.log.level !== log.level) {
+        log.level = next.config.log.level;
+        changes.push('log.level');
+      }
+      if (needsRestart.length > 0) {
+        log.warn({ needsRestart }, `changed in the config but applied only by a restart: ${needsRestart.join(', ')}`);
+      }
+      daemon.metrics.reloaded('success');
+      log.info({ config: file, applied: changes }, changes.length > 0 ? `config reloaded: ${changes.join(', ')}` : 'config reloaded: nothing changed');
+    } catch (error) {
+      daemon.metrics.reloaded('failure');
+      log.error({ config: file, err: error }, `config reload failed; the running config stays in force: ${(error as Error).message}`);
+    }
+  };
+  const onHangup = () => void reload();
+  process.on('SIGHUP', onHangup);
+
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', resolve);
+    process.once('SIGINT', resolve);
   });
-  await daemon.stop();
-  log.info('stopped');
+  process.off('SIGHUP', onHangup);
+  process.removeAllListeners('SIGTERM').removeAllListeners('SIGINT');
+  const force = (second: NodeJS.Signals) => {
+    log.warn({ signal: second }, 'second signal while draining: exiting now');
+    log.flush();
+    process.exit(1);
+  };
+  process.once('SIGTERM', force);
+  process.once('SIGINT', force);
+
+  log.info({ signal, timeoutMs: DRAIN_TIMEOUT_MS }, 'draining');
+  const started = Date.now();
+  let timer: NodeJS.Timeout | undefined;
+  const drained = await Promise.race([
+    daemon.stop(XDS_GRACE_MS).then(() => true),
+    new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), DRAIN_TIMEOUT_MS))),
+  ]);
+  clearTimeout(timer);
+  exitSoon();
+  if (!drained) {
+    log.error({ timeoutMs: DRAIN_TIMEOUT_MS }, 'drain did not finish in time; exiting anyway');
+    log.flush();
+    return 1;
+  }
+  log.info({ ms: Date.now() - started }, 'stopped');
   log.flush();
   return 0;
 }
@@ -94,13 +168,65 @@ function bootstrap(args: string[]): number {
 }
 
 async function validate(args: string[]): Promise<number> {
-  const { positionals } = parseArgs({ args, allowPositionals: true, strict: true });
-  if (positionals.length === 0) throw new UsageError('validate needs at least one file');
-  const findings = await validateFiles(positionals);
+  const { values, positionals } = parseArgs({
+    args,
+    options: { config: { type: 'string', multiple: true } },
+    allowPositionals: true,
+    strict: true,
+  });
+  const configs = values.config ?? [];
+  if (positionals.length + configs.length === 0) throw new UsageError('validate needs at least one file');
+  const findings = await validateFiles(positionals, configs);
   printFindings(findings, process.stdout);
   const errors = findings.filter((f) => f.severity === 'error').length;
-  process.stdout.write(`${positionals.length} file(s), ${errors} error(s), ${findings.length - errors} warning(s)\n`);
+  process.stdout.write(`${positionals.length + configs.length} file(s), ${errors} error(s), ${findings.length - errors} warning(s)\n`);
   return errors > 0 ? 1 : 0;
+}
+
+const ADMIN_OPTIONS = {
+  admin: { type: 'string' },
+  json: { type: 'boolean', default: false },
+} as const;
+
+function adminAddress(value: string | undefined): string {
+  return value ?? process.env.MESHBRIDGE_ADMIN ?? DEFAULT_ADMIN_LISTEN;
+}
+
+async function status(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, options: ADMIN_OPTIONS, allowPositionals: true, strict: true });
+  if (positionals.length > 1) throw new UsageError('status takes at most one node id');
+  const body = await fetchAdmin<SynczBody>(adminAddress(values.admin), '/debug/syncz');
+  const node = positionals[0];
+  if (values.json) {
+    const proxies = node === undefined ? body.proxies : body.proxies.filter((p) => p.node === node);
+    process.stdout.write(`${JSON.stringify({ proxies }, null, 2)}\n`);
+    return node !== undefined && proxies.length === 0 ? 1 : 0;
+  }
+  if (node === undefined) {
+    process.stdout.write(formatStatus(body));
+    return 0;
+  }
+  const detail = formatNodeStatus(body, node);
+  if (detail === undefined) {
+    process.stderr.write(`meshbridge: node "${node}" is not connected\n`);
+    return 1;
+  }
+  process.stdout.write(detail);
+  return 0;
+}
+
+async function catalog(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, options: ADMIN_OPTIONS, allowPositionals: true, strict: true });
+  if (positionals.length > 1) throw new UsageError('catalog takes at most one hostname');
+  const host = positionals[0];
+  const query = host === undefined ? '' : `?host=${encodeURIComponent(host.toLowerCase())}`;
+  const body = await fetchAdmin<CatalogzBody>(adminAddress(values.admin), `/debug/catalogz${query}`);
+  if (host !== undefined && body.services.length === 0) {
+    process.stderr.write(`meshbridge: no service "${host}" in the catalog\n`);
+    return 1;
+  }
+  process.stdout.write(values.json ? `${JSON.stringify(body, null, 2)}\n` : formatCatalog(body));
+  return 0;
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -113,6 +239,10 @@ export async function main(argv: string[]): Promise<number> {
         return bootstrap(rest);
       case 'validate':
         return await validate(rest);
+      case 'status':
+        return await status(rest);
+      case 'catalog':
+        return await catalog(rest);
       case undefined:
       case 'help':
       case '--help':

@@ -1,4 +1,6 @@
 import { readFile } from 'node:fs/promises';
+import { parseDocument } from 'yaml';
+import { parseConfig } from '../config/config.js';
 import { formatDiagnostic } from '../errors.js';
 import type { Diagnostic } from '../errors.js';
 import { mergeCatalog } from '../model/merge.js';
@@ -16,20 +18,30 @@ const ALL_KINDS = {
   DestinationRule: POLICY_KIND_HANDLERS.DestinationRule!,
 };
 
+/** A daemon config, not Istio documents: one YAML document with a top-level `registries`. */
+export function looksLikeDaemonConfig(text: string): boolean {
+  return /^registries\s*:/m.test(text) && !/^kind\s*:/m.test(text);
+}
+
 /**
  * Checks Istio files as the daemon would read them, all four kinds, and then
  * together: subsets routes name, hosts rules name (against the services the
- * same files declare). Returns every finding.
+ * same files declare). A daemon config (given with `--config`, or recognized
+ * by its top-level `registries`) is checked as `run` reads it. Returns every finding.
  */
-export async function validateFiles(files: readonly string[]): Promise<Diagnostic[]> {
+export async function validateFiles(files: readonly string[], configs: readonly string[] = []): Promise<Diagnostic[]> {
   const findings: Diagnostic[] = [];
   const accepted = new Map<string, ParsedFile>();
-  for (const file of files) {
+  for (const file of [...configs, ...files]) {
     let text: string;
     try {
       text = await readFile(file, 'utf8');
     } catch (error) {
       findings.push({ severity: 'error', source: file, message: `cannot read file: ${(error as Error).message}` });
+      continue;
+    }
+    if (configs.includes(file) || looksLikeDaemonConfig(text)) {
+      findings.push(...validateConfigText(file, text));
       continue;
     }
     const parsed = parseIstioText(file, text, ALL_KINDS);
@@ -47,6 +59,19 @@ export async function validateFiles(files: readonly string[]): Promise<Diagnosti
   const resolved = resolvePolicy(mergeCatalog([{ registry: 'files', kind: 'file', services, synced: true, stale: false, diagnostics: [] }]), policy);
   findings.push(...diagnostics, ...policy.diagnostics, ...resolved.diagnostics);
   return findings;
+}
+
+/** The findings `meshbridge run --config FILE` would stop on (errors) or log (warnings). */
+export function validateConfigText(file: string, text: string): Diagnostic[] {
+  const document = parseDocument(text, { prettyErrors: false });
+  if (document.errors.length > 0) {
+    return document.errors.map((e) => ({
+      severity: 'error',
+      source: file,
+      message: `YAML syntax: ${e.message.split('\n')[0]}${e.linePos?.[0] ? ` (line ${e.linePos[0].line})` : ''}`,
+    }));
+  }
+  return parseConfig(document.toJS(), file).diagnostics;
 }
 
 export function printFindings(findings: readonly Diagnostic[], out: NodeJS.WritableStream): void {

@@ -10,6 +10,10 @@ const hostPort = z
   .string({ error: 'must be "host:port"' })
   .regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, { error: 'must be "host:port", e.g. 127.0.0.1:15010' });
 
+/** Where `meshbridge run` serves, unless the config says otherwise; `status` and `catalog` look there by default. */
+export const DEFAULT_XDS_LISTEN = '127.0.0.1:15010';
+export const DEFAULT_ADMIN_LISTEN = '127.0.0.1:15014';
+
 const registryName = z
   .string({ error: 'must be a name' })
   .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, { error: 'must be lower-case letters, digits and dashes' });
@@ -98,7 +102,7 @@ const registry = z.discriminatedUnion('kind', [fileRegistry, consulRegistry], {
 export const configSchema = z.object({
   xds: z
     .object({
-      listen: hostPort.default('127.0.0.1:15010'),
+      listen: hostPort.default(DEFAULT_XDS_LISTEN),
       /** Address sidecar listeners bind to on each VM; there is no iptables capture there. */
       sidecarBind: z.string().default('127.0.0.1'),
       /** Streams that may have a push being written at once; the rest wait, their changes coalesced. */
@@ -107,7 +111,7 @@ export const configSchema = z.object({
       pushSlotTimeoutMs: z.number().int().min(1).default(2_000),
     })
     .prefault({}),
-  admin: z.object({ listen: hostPort.default('127.0.0.1:15014') }).prefault({}),
+  admin: z.object({ listen: hostPort.default(DEFAULT_ADMIN_LISTEN) }).prefault({}),
   log: z
     .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
     .prefault({}),

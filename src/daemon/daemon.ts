@@ -1,65 +1,114 @@
 import { isAbsolute, resolve } from 'node:path';
 import type { Logger } from 'pino';
-import { of } from 'rxjs';
+import { Registry as MetricsRegistry } from 'prom-client';
+import { BehaviorSubject, filter, of } from 'rxjs';
 import type { Subscription } from 'rxjs';
+import { AdminServer } from '../admin/admin-server.js';
+import { csdsHandlers } from '../admin/csds.js';
+import { Metrics } from '../admin/metrics.js';
+import type { AdminSource, Readiness, RegistryStatus } from '../admin/source.js';
 import type { Config, RegistryConfig } from '../config/config.js';
 import { formatDiagnostic } from '../errors.js';
 import { EMPTY_CATALOG } from '../model/catalog.js';
 import type { ServiceCatalog } from '../model/catalog.js';
-import type { RegistryState } from '../model/registry-state.js';
+import type { RegistryError, RegistryState } from '../model/registry-state.js';
 import { PolicySource } from '../policy/policy-source.js';
 import { EMPTY_POLICY } from '../policy/policy-set.js';
+import type { ResolvedPolicy } from '../policy/resolve.js';
 import { ConsulRegistry } from '../registries/consul/consul-registry.js';
 import { FileRegistry } from '../registries/file/file-registry.js';
 import type { Registry } from '../registries/registry.js';
 import { checkConsistent } from '../xds/cache/snapshot.js';
-import type { Packer } from '../xds/cache/snapshot.js';
-import type { ProxyView } from '../xds/translate/translate.js';
-import type { ResolvedPolicy } from '../policy/resolve.js';
+import type { Packer, Snapshot } from '../xds/cache/snapshot.js';
 import { SnapshotCache } from '../xds/cache/snapshot-cache.js';
 import { loadEnvoyApi } from '../xds/protos.js';
 import { XdsServer } from '../xds/server/ads-server.js';
-import type { ServerCallbacks } from '../xds/server/stream-state.js';
+import type { ServerCallbacks, StreamInfo } from '../xds/server/stream-state.js';
+import type { ProxyView } from '../xds/translate/translate.js';
+import { combineCallbacks } from './callbacks.js';
 import { buildView, catalogUpdates } from './pipeline.js';
-import type { ViewBuild } from './pipeline.js';
+import type { CatalogUpdate, ViewBuild } from './pipeline.js';
 
 export interface DaemonOptions {
   readonly callbacks?: ServerCallbacks;
+  /** Where metrics are registered; a fresh registry per daemon when left out (never prom-client's global one). */
+  readonly metricsRegistry?: MetricsRegistry;
+  /** How often to say which registries have not synced yet. */
+  readonly waitingLogIntervalMs?: number;
+}
+
+export interface ReloadResult {
+  /** What the new config changed and is now in force, for the log. */
+  readonly applied: readonly string[];
+  /** What it changed that only a restart applies (listen addresses). */
+  readonly needsRestart: readonly string[];
+}
+
+/** One configured registry, with what the daemon remembers about it for operators. */
+interface RegistryHandle {
+  /** The registry's config as the daemon built it; an unchanged key on reload keeps the registry running. */
+  readonly key: string;
+  readonly registry: Registry;
+  /** Its latest state, replayed to a pipeline built after a reload. */
+  readonly latest: BehaviorSubject<RegistryState | undefined>;
+  readonly subscription: Subscription;
+  syncedOnce: boolean;
+  lastSyncAt: Date | undefined;
+  lastError: RegistryError | undefined;
 }
 
 /**
  * The composition root: builds every component from the config, wires
- * registries -> catalog -> snapshots -> xDS, and owns their lifecycle.
+ * registries and policy -> catalog -> snapshots -> xDS, serves the admin API
+ * and CSDS, and owns their lifecycle, reloads included.
  */
-export class Daemon {
-  readonly registries: Registry[];
+export class Daemon implements AdminSource {
   readonly cache = new SnapshotCache();
   readonly xds: XdsServer;
+  readonly metrics: Metrics;
+  readonly admin: AdminServer;
+  private configValue: Config;
+  private handles: RegistryHandle[];
+  private policySource: PolicySource | undefined;
   private statesValue: readonly RegistryState[] = [];
   private subscription: Subscription | undefined;
   private readonly firstSnapshot: Promise<void>;
   private resolveFirstSnapshot!: () => void;
+  private firstSnapshotServed = false;
   private readonly reported = new Map<string, string>();
-  private readonly policySource: PolicySource | undefined;
   private latest: { catalog: ServiceCatalog; policy: ResolvedPolicy } | undefined;
   private readonly pack: Packer;
+  private draining = false;
+  private waitingTimer: NodeJS.Timeout | undefined;
+  private reloading: Promise<unknown> = Promise.resolve();
 
   constructor(
-    readonly config: Config,
+    config: Config,
     private readonly log: Logger,
-    options: DaemonOptions = {},
+    private readonly options: DaemonOptions = {},
   ) {
-    this.registries = config.registries.map((r) => createRegistry(r, config, log.child({ registry: r.name })));
+    this.configValue = config;
+    this.metrics = new Metrics(options.metricsRegistry ?? new MetricsRegistry(), this);
+    this.handles = config.registries.map((r) => this.createHandle(r, config));
+    this.policySource = this.createPolicySource(config);
     const api = loadEnvoyApi();
     this.pack = (typeUrl, body) => api.pack(typeUrl, body);
-    this.xds = new XdsServer(api, this.cache, log.child({ component: 'xds' }), options.callbacks, {
+    this.xds = new XdsServer(api, this.cache, log.child({ component: 'xds' }), combineCallbacks(this.metrics.callbacks, options.callbacks), {
       pushConcurrency: config.xds.pushConcurrency,
       pushSlotTimeoutMs: config.xds.pushSlotTimeoutMs,
     });
-    if (config.policy.paths.length > 0) {
-      this.policySource = new PolicySource({ paths: config.policy.paths, baseDir: config.baseDir }, log.child({ component: 'policy' }));
-    }
+    this.xds.addService(api.csds.envoy.service.status.v3.ClientStatusDiscoveryService.service, csdsHandlers(this));
+    this.admin = new AdminServer(this, this.metrics.registry, log.child({ component: 'admin' }));
     this.firstSnapshot = new Promise((resolve) => (this.resolveFirstSnapshot = resolve));
+  }
+
+  /** The config in force: the one started with, or the latest one a reload applied. */
+  get config(): Config {
+    return this.configValue;
+  }
+
+  get registries(): Registry[] {
+    return this.handles.map((h) => h.registry);
   }
 
   get catalog(): ServiceCatalog {
@@ -75,44 +124,215 @@ export class Daemon {
     return this.firstSnapshot;
   }
 
-  async start(): Promise<{ xdsPort: number }> {
-    this.cache.setBuilder((view) => this.build(view)?.snapshot);
-    this.subscription = catalogUpdates(
-      this.registries.map((r) => r.states),
-      this.policySource?.policies ?? of(EMPTY_POLICY),
-      this.config.batching,
-    ).subscribe(({ states, catalog, policy }) => {
-      this.statesValue = states;
-      this.reportOnce('conflicts', catalog.conflicts.map((c) => `${c.hostname}: ${c.message}`));
-      this.reportOnce('policy', policy.diagnostics.map(formatDiagnostic));
-      this.latest = { catalog, policy };
-      const endpoints = catalog.services.reduce((sum, s) => sum + s.endpoints.length, 0);
-      this.log.info({ services: catalog.services.length, endpoints, conflicts: catalog.conflicts.length }, 'catalog updated');
-      // Only views a client has asked for: a fleet of sidecars never pays for the proxyless view.
-      const views = this.cache.views();
-      const builds: ViewBuild[] = [];
-      for (const view of views) {
-        const build = this.build(view);
-        if (build !== undefined) builds.push(build);
-      }
-      this.reportOnce('translation', [...new Set(builds.flatMap((b) => b.translation.diagnostics.map(formatDiagnostic)))]);
-      for (const { snapshot } of builds) {
-        if (this.cache.set(snapshot)) {
-          this.log.info({ view: snapshot.view, version: snapshot.version, services: catalog.services.length }, 'snapshot updated');
-        }
-      }
-      this.resolveFirstSnapshot();
-    });
-    const xdsPort = await this.xds.listen({ listen: this.config.xds.listen });
-    await Promise.all([...this.registries.map((r) => r.start()), this.policySource?.start()]);
-    return { xdsPort };
+  registryStatus(): readonly RegistryStatus[] {
+    return this.handles.map((h) => ({
+      name: h.registry.name,
+      kind: h.registry.kind,
+      state: h.latest.value,
+      syncedOnce: h.syncedOnce,
+      lastSyncAt: h.lastSyncAt,
+      lastError: h.lastError,
+    }));
   }
 
-  /** Drains xDS streams first, so no client sees a half-stopped daemon, then stops the registries. */
-  async stop(): Promise<void> {
-    await this.xds.shutdown();
+  connections(): readonly StreamInfo[] {
+    return this.xds.connections();
+  }
+
+  /**
+   * A view's current snapshot; for a view no client uses, what it would be,
+   * translated for the asker and not kept, so an admin request never adds a view to serve.
+   */
+  snapshot(view: ProxyView): Snapshot | undefined {
+    return this.cache.peek(view) ?? this.build(view)?.snapshot;
+  }
+
+  readiness(): Readiness {
+    if (this.draining) return { ready: false, reason: 'draining' };
+    const waiting = this.waitingFor();
+    if (waiting.length > 0) return { ready: false, reason: `waiting for: ${waiting.join(', ')}` };
+    if (!this.firstSnapshotServed) return { ready: false, reason: 'waiting for the first snapshot' };
+    return { ready: true, reason: '' };
+  }
+
+  async start(): Promise<{ xdsPort: number; adminPort: number }> {
+    this.cache.setBuilder((view) => this.build(view)?.snapshot);
+    this.startPipeline();
+    const xdsPort = await this.xds.listen({ listen: this.config.xds.listen });
+    const adminPort = await this.admin.listen(this.config.admin.listen);
+    this.log.info({ waitingFor: this.waitingFor() }, `waiting for: ${this.waitingFor().join(', ')}`);
+    this.waitingTimer = setInterval(() => this.logWaiting(), this.options.waitingLogIntervalMs ?? 5_000);
+    this.waitingTimer.unref();
+    await Promise.all([...this.handles.map((h) => h.registry.start()), this.policySource?.start()]);
+    return { xdsPort, adminPort };
+  }
+
+  /**
+   * Drains: readiness turns false, xDS streams are ended cleanly (forced after
+   * `graceMs`), then the pipeline, registries and policy stop and the admin API
+   * closes. Nothing is written to disk, so nothing can be left half-written.
+   */
+  async stop(graceMs = 5_000): Promise<void> {
+    this.draining = true;
+    clearInterval(this.waitingTimer);
+    await this.xds.shutdown(graceMs);
     this.subscription?.unsubscribe();
-    await Promise.all([...this.registries.map((r) => r.stop()), this.policySource?.stop()]);
+    await Promise.all([...this.handles.map((h) => this.stopHandle(h)), this.policySource?.stop()]);
+    await this.admin.close();
+  }
+
+  /**
+   * Applies a new config while serving. Registries (and the policy reader)
+   * whose config is unchanged keep running; new or changed ones are started
+   * before the swap, so clients keep the current snapshot until the new set
+   * has reported. Listen addresses only change on restart. Throws, with the
+   * running config left as it was, if something new cannot start.
+   */
+  reload(next: Config): Promise<ReloadResult> {
+    const run = this.reloading.then(() => this.applyReload(next));
+    this.reloading = run.catch(() => undefined);
+    return run;
+  }
+
+  private async applyReload(next: Config): Promise<ReloadResult> {
+    const current = this.config;
+    const applied: string[] = [];
+    const needsRestart: string[] = [];
+    if (next.xds.listen !== current.xds.listen) needsRestart.push('xds.listen');
+    if (next.admin.listen !== current.admin.listen) needsRestart.push('admin.listen');
+    if (next.xds.sidecarBind !== current.xds.sidecarBind) applied.push('xds.sidecarBind');
+    if (JSON.stringify(next.batching) !== JSON.stringify(current.batching)) applied.push('batching');
+
+    const unused = new Map(this.handles.map((h) => [h.key, h]));
+    const added: RegistryHandle[] = [];
+    const nextHandles = next.registries.map((r) => {
+      const kept = unused.get(registryKey(r, next));
+      if (kept !== undefined) {
+        unused.delete(kept.key);
+        return kept;
+      }
+      const handle = this.createHandle(r, next);
+      added.push(handle);
+      applied.push(`registry ${r.name} ${current.registries.some((c) => c.name === r.name) ? 'changed' : 'added'}`);
+      return handle;
+    });
+    const removed = [...unused.values()];
+    for (const h of removed) {
+      if (!next.registries.some((r) => r.name === h.registry.name)) applied.push(`registry ${h.registry.name} removed`);
+    }
+    const policyChanged = policyKey(next) !== policyKey(current);
+    const nextPolicy = policyChanged ? this.createPolicySource(next) : this.policySource;
+    if (policyChanged) applied.push('policy');
+
+    try {
+      await Promise.all([...added.map((h) => h.registry.start()), policyChanged ? nextPolicy?.start() : undefined]);
+    } catch (error) {
+      await Promise.all([...added.map((h) => this.stopHandle(h).catch(() => undefined)), policyChanged ? nextPolicy?.stop() : undefined]);
+      throw error;
+    }
+    const oldPolicy = policyChanged ? this.policySource : undefined;
+    this.handles = nextHandles;
+    this.policySource = nextPolicy;
+    // Listen addresses stay as bound until a restart.
+    this.configValue = { ...next, xds: { ...next.xds, listen: current.xds.listen }, admin: current.admin };
+    this.startPipeline();
+    await Promise.all([...removed.map((h) => this.stopHandle(h)), oldPolicy?.stop()]);
+    this.logWaiting();
+    return { applied, needsRestart };
+  }
+
+  private createPolicySource(config: Config): PolicySource | undefined {
+    if (config.policy.paths.length === 0) return undefined;
+    return new PolicySource({ paths: config.policy.paths, baseDir: config.baseDir }, this.log.child({ component: 'policy' }));
+  }
+
+  private createHandle(config: RegistryConfig, root: Config): RegistryHandle {
+    const registry = createRegistry(config, root, this.log.child({ registry: config.name }));
+    const latest = new BehaviorSubject<RegistryState | undefined>(undefined);
+    const handle: RegistryHandle = {
+      key: registryKey(config, root),
+      registry,
+      latest,
+      syncedOnce: false,
+      lastSyncAt: undefined,
+      lastError: undefined,
+      subscription: registry.states.subscribe({
+        next: (state) => this.onRegistryState(handle, state),
+        error: (error: unknown) => this.log.error({ err: error, registry: config.name }, 'registry failed; its last state stays in force'),
+      }),
+    };
+    return handle;
+  }
+
+  private async stopHandle(handle: RegistryHandle): Promise<void> {
+    await handle.registry.stop();
+    handle.subscription.unsubscribe();
+  }
+
+  /** Remembers what operators need about a registry (registries may leave lastSyncAt and lastError out), then passes the state on. */
+  private onRegistryState(handle: RegistryHandle, state: RegistryState): void {
+    const previous = handle.latest.value;
+    const now = new Date();
+    handle.lastSyncAt = state.lastSyncAt ?? (state.synced && !state.stale ? now : handle.lastSyncAt);
+    if (state.lastError !== undefined) {
+      handle.lastError = state.lastError;
+    } else if (state.stale && !previous?.stale) {
+      const reason = state.diagnostics.find((d) => d.severity === 'error');
+      handle.lastError = { message: reason ? formatDiagnostic(reason) : 'the source cannot be read; the log has the reason', at: now };
+    }
+    this.metrics.observeRegistryState(state, handle.lastError);
+    if (state.synced && !handle.syncedOnce) {
+      handle.syncedOnce = true;
+      this.log.info(
+        { registry: state.registry, services: state.services.length, stale: state.stale },
+        `${state.registry}: ${state.services.length} services synced`,
+      );
+      if (this.waitingFor().length === 0 && this.waitingTimer !== undefined) this.log.info('all registries synced');
+    }
+    handle.latest.next(state);
+  }
+
+  private waitingFor(): string[] {
+    return this.handles.filter((h) => !h.syncedOnce).map((h) => h.registry.name);
+  }
+
+  private logWaiting(): void {
+    const waiting = this.waitingFor();
+    if (waiting.length > 0) this.log.warn({ waitingFor: waiting }, `still waiting for: ${waiting.join(', ')}`);
+  }
+
+  /** (Re)builds registries and policy -> catalog -> snapshots over the current sources and batching. */
+  private startPipeline(): void {
+    this.subscription?.unsubscribe();
+    this.subscription = catalogUpdates(
+      this.handles.map((h) => h.latest.pipe(filter((s): s is RegistryState => s !== undefined))),
+      this.policySource?.policies ?? of(EMPTY_POLICY),
+      this.config.batching,
+    ).subscribe((update) => this.onUpdate(update));
+  }
+
+  private onUpdate({ states, catalog, policy }: CatalogUpdate): void {
+    this.statesValue = states;
+    this.reportOnce('conflicts', catalog.conflicts.map((c) => `${c.hostname}: ${c.message}`));
+    this.reportOnce('policy', policy.diagnostics.map(formatDiagnostic));
+    this.latest = { catalog, policy };
+    const endpoints = catalog.services.reduce((sum, s) => sum + s.endpoints.length, 0);
+    this.log.info({ services: catalog.services.length, endpoints, conflicts: catalog.conflicts.length }, 'catalog updated');
+    // Only views a client has asked for: a fleet of sidecars never pays for the proxyless view.
+    const views = this.cache.views();
+    const builds: ViewBuild[] = [];
+    for (const view of views) {
+      const build = this.build(view);
+      if (build !== undefined) builds.push(build);
+    }
+    this.reportOnce('translation', [...new Set(builds.flatMap((b) => b.translation.diagnostics.map(formatDiagnostic)))]);
+    for (const { snapshot } of builds) {
+      if (this.cache.set(snapshot)) {
+        this.log.info({ view: snapshot.view, version: snapshot.version, services: catalog.services.length }, 'snapshot updated');
+      }
+    }
+    this.firstSnapshotServed = true;
+    this.resolveFirstSnapshot();
   }
 
   /**
@@ -144,7 +364,14 @@ export class Daemon {
     this.reported.set(topic, text);
     for (const message of messages) this.log.warn({ topic }, message);
   }
+}
 
+function registryKey(config: RegistryConfig, root: Config): string {
+  return JSON.stringify([root.baseDir, config]);
+}
+
+function policyKey(config: Config): string {
+  return JSON.stringify([config.baseDir, config.policy]);
 }
 
 function createRegistry(config: RegistryConfig, root: Config, log: Logger): Registry {

@@ -17,4 +17,17 @@ export interface RegistryState {
   readonly stale: boolean;
   /** Findings about the source's own input, such as rejected documents or instances. */
   readonly diagnostics: readonly Diagnostic[];
+  /**
+   * Optional, for operators (/debug/registryz, metrics): when the source was
+   * last read successfully. A registry that leaves it out gets the time the
+   * daemon received its latest synced, non-stale state.
+   */
+  readonly lastSyncAt?: Date;
+  /** Optional: the latest failure to read the source, kept after recovery so operators can see it. */
+  readonly lastError?: RegistryError;
+}
+
+export interface RegistryError {
+  readonly message: string;
+  readonly at: Date;
 }

@@ -62,6 +62,21 @@ export class DaemonProcess {
     return line.port as number;
   }
 
+  async adminPort(): Promise<number> {
+    const line = await this.waitForLog((l) => l.msg === 'admin server listening');
+    return line.port as number;
+  }
+
+  /** Sends a signal without waiting for anything (SIGHUP to reload). */
+  signal(signal: NodeJS.Signals): void {
+    this.child.kill(signal);
+  }
+
+  /** Resolves with the exit code once the process has exited. */
+  exit(): Promise<number | null> {
+    return this.exited;
+  }
+
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
     if (this.child.exitCode === null) this.child.kill(signal);
     return this.exited;

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { map, shareReplay } from 'rxjs';
 import type { Observable } from 'rxjs';
 import { formatDiagnostic } from '../../errors.js';
-import type { RegistryState } from '../../model/registry-state.js';
+import type { RegistryError, RegistryState } from '../../model/registry-state.js';
 import { WatchedFiles } from '../../policy/files/watched-files.js';
 import { SERVICE_KIND_HANDLERS } from '../../policy/istio/service-entry.js';
 import type { Registry } from '../registry.js';
@@ -25,11 +25,27 @@ export class FileRegistry implements Registry {
   constructor(config: FileRegistryConfig, log: Logger) {
     this.name = config.name;
     this.files = new WatchedFiles({ paths: config.paths, baseDir: config.baseDir, handlers: SERVICE_KIND_HANDLERS }, log);
+    // For operators: the latest rejected file, kept after it is fixed, and when the files were last read.
+    let lastError: RegistryError | undefined;
+    let errorsSeen = new Set<string>();
     this.states = this.files.contents.pipe(
       map(({ accepted, diagnostics: fileDiagnostics }): RegistryState => {
         const { services, diagnostics } = servicesFromFiles(accepted, this.name);
         for (const d of diagnostics) log.warn({ file: d.source, document: d.document, field: d.field }, formatDiagnostic(d));
-        return { registry: this.name, kind: this.kind, services, synced: true, stale: false, diagnostics: [...fileDiagnostics, ...diagnostics] };
+        const errors = fileDiagnostics.filter((d) => d.severity === 'error').map(formatDiagnostic);
+        const fresh = errors.find((e) => !errorsSeen.has(e));
+        if (fresh !== undefined) lastError = { message: fresh, at: new Date() };
+        errorsSeen = new Set(errors);
+        return {
+          registry: this.name,
+          kind: this.kind,
+          services,
+          synced: true,
+          stale: false,
+          diagnostics: [...fileDiagnostics, ...diagnostics],
+          lastSyncAt: new Date(),
+          ...(lastError === undefined ? {} : { lastError }),
+        };
       }),
       shareReplay({ bufferSize: 1, refCount: false }),
     );

@@ -83,6 +83,14 @@ export class XdsServer {
     return { queued: this.queue.queued, inFlight: this.queue.inFlight };
   }
 
+  /**
+   * Serves another gRPC service on the xDS port, such as CSDS, so tools that
+   * reach the control plane reach it too. Call before `listen`.
+   */
+  addService(service: grpc.ServiceDefinition, implementation: grpc.UntypedServiceImplementation): void {
+    this.server.addService(service, implementation);
+  }
+
   /** Binds and serves; resolves with the bound port. */
   async listen(options: XdsServerOptions): Promise<number> {
     const port = await new Promise<number>((resolve, reject) => {

@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Runs README.md beside this file start to finish, unattended, and checks what
+# each step should show. Exits 0 when the demo works, 1 (with the logs) when not.
+#
+# Depends on the Consul registry (src/registries/consul) and on
+# scripts/install-consul.sh, which prints the Consul binary's path on its last
+# line. Differences from the README, all to run beside other tests: every
+# Consul, meshbridge and greeter port is a free one (copies of meshbridge.yaml
+# and the greeter definitions are rewritten to match the README's 50061-50063).
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+DEMO=examples/vm/consul-demo
+work=$(mktemp -d)
+pids=()
+
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+fail() {
+  echo "consul-demo smoke: FAILED: $*" >&2
+  for log in "$work"/*.log; do
+    [ -f "$log" ] && { echo "----- $(basename "$log") (last 40 lines)"; tail -n 40 "$log"; } >&2
+  done
+  exit 1
+}
+step() { echo "consul-demo smoke: $*"; }
+
+# wait_for SECONDS WHAT COMMAND... : retries COMMAND until it succeeds.
+wait_for() {
+  local deadline=$((SECONDS + $1)) what=$2
+  shift 2
+  until "$@" >"$work/last-check.out" 2>&1; do
+    ((SECONDS < deadline)) || fail "timed out waiting for $what; last output: $(cat "$work/last-check.out")"
+    sleep 0.5
+  done
+}
+free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
+mb() { node bin/meshbridge.js "$@"; }
+
+[ -f src/registries/consul/consul-registry.ts ] || fail "this build has no Consul registry (src/registries/consul)"
+command -v curl >/dev/null || fail "curl is needed"
+
+step "1. build and start Consul"
+bash scripts/ensure-deps.sh
+CONSUL=$(bash scripts/install-consul.sh | tail -n 1)
+[ -x "$CONSUL" ] || fail "scripts/install-consul.sh did not print an executable path (got: $CONSUL)"
+HTTP=$(free_port)
+cat >"$work/ports.json" <<EOF
+{ "ports": { "http": $HTTP, "dns": -1, "grpc": -1, "grpc_tls": -1, "server": $(free_port), "serf_lan": $(free_port), "serf_wan": $(free_port) },
+  "disable_update_check": true }
+EOF
+"$CONSUL" agent -dev -bind 127.0.0.1 -client 127.0.0.1 -config-file "$work/ports.json" >"$work/consul.log" 2>&1 &
+pids+=($!)
+CONSUL_ADDR="http://127.0.0.1:$HTTP"
+leader() { curl -sf "$CONSUL_ADDR/v1/status/leader" | grep -q ':'; }
+wait_for 60 "a Consul leader" leader
+
+step "2. start the greeters"
+G1=$(free_port) G2=$(free_port) G3=$(free_port)
+LOWEST=$(printf '%s\n' "$G1" "$G2" "$G3" | sort -n | head -n1)
+node examples/quickstart/demo.mjs backends "$G1" "$G2" >"$work/greeters-1-2.log" 2>&1 &
+pids+=($!)
+node examples/quickstart/demo.mjs backends "$G3" >"$work/greeter-3.log" 2>&1 &
+greeter3=$!
+pids+=($greeter3)
+wait_for 20 "greeters $G1 and $G2" grep -q "listening on 127.0.0.1:$G2" "$work/greeters-1-2.log"
+wait_for 20 "greeter $G3" grep -q "listening on 127.0.0.1:$G3" "$work/greeter-3.log"
+
+step "3. register them in Consul"
+for f in "$DEMO"/greeter-*.json; do
+  sed -e "s/50061/$G1/g" -e "s/50062/$G2/g" -e "s/50063/$G3/g" "$f" >"$work/$(basename "$f")"
+  curl -sf -X PUT --data @"$work/$(basename "$f")" "$CONSUL_ADDR/v1/agent/service/register" || fail "cannot register $f"
+done
+
+step "4. start meshbridge"
+XDS=$(free_port)
+ADMIN=$(free_port)
+sed -e "s|listen: 127.0.0.1:15010|listen: 127.0.0.1:$XDS|" \
+  -e "s|listen: 127.0.0.1:15014|listen: 127.0.0.1:$ADMIN|" \
+  -e "s|address: http://127.0.0.1:8500|address: $CONSUL_ADDR|" \
+  "$DEMO/meshbridge.yaml" >"$work/meshbridge.yaml"
+grep -q "127.0.0.1:$XDS" "$work/meshbridge.yaml" && grep -q "$CONSUL_ADDR" "$work/meshbridge.yaml" ||
+  fail "could not point the config copy at the test ports"
+mb validate --config "$work/meshbridge.yaml" >"$work/validate.log" || fail "the demo config does not validate: $(cat "$work/validate.log")"
+node bin/meshbridge.js run --config "$work/meshbridge.yaml" >"$work/meshbridge.log" 2>&1 &
+pids+=($!)
+wait_for 30 "'waiting for: dc1' in the log" grep -q '"msg":"waiting for: dc1"' "$work/meshbridge.log"
+wait_for 30 "'dc1: N services synced' in the log" grep -Eq '"msg":"dc1: [0-9]+ services synced"' "$work/meshbridge.log"
+three_healthy() {
+  local out
+  out=$(mb catalog greeter.service.consul --admin "127.0.0.1:$ADMIN")
+  echo "$out"
+  for port in "$G1" "$G2" "$G3"; do
+    echo "$out" | grep -Eq "^greeter\.service\.consul +$LOWEST/GRPC +127\.0\.0\.1:$port +HEALTHY .* dc1$" || return 1
+  done
+}
+wait_for 30 "three HEALTHY greeter endpoints from dc1 in 'meshbridge catalog'" three_healthy
+
+step "5. call it through xDS"
+mb bootstrap --grpc --node-id demo-client --xds "127.0.0.1:$XDS" >"$work/bootstrap.json"
+GRPC_XDS_BOOTSTRAP="$work/bootstrap.json" node examples/quickstart/demo.mjs client xds:///greeter.service.consul >"$work/client.log" 2>&1 &
+client=$!
+pids+=($client)
+answered_by() { grep -q "answered by greeter-$1" "$work/client.log"; }
+wait_for 30 "calls answered by greeter-$G1" answered_by "$G1"
+wait_for 30 "calls answered by greeter-$G2" answered_by "$G2"
+wait_for 30 "calls answered by greeter-$G3" answered_by "$G3"
+synced() { mb status --admin "127.0.0.1:$ADMIN" | grep -Eq '^demo-client +demo-client +proxyless +SYNCED +SYNCED +SYNCED +SYNCED '; }
+wait_for 10 "demo-client SYNCED on every type in 'meshbridge status'" synced
+
+step "6a. health: stop greeter-3"
+kill "$greeter3"
+unhealthy() { mb catalog greeter.service.consul --admin "127.0.0.1:$ADMIN" | grep -Eq "127\.0\.0\.1:$G3 +UNHEALTHY"; }
+wait_for 15 "127.0.0.1:$G3 UNHEALTHY in 'meshbridge catalog'" unhealthy
+: >"$work/client.log"
+sleep 4
+grep -q 'answered by' "$work/client.log" || fail "the client stopped getting answers"
+! answered_by "$G3" || fail "the client still calls the stopped greeter-3"
+
+step "6b. deregistration: greeter-2"
+curl -sf -X PUT "$CONSUL_ADDR/v1/agent/service/deregister/greeter-2" || fail "cannot deregister greeter-2"
+gone() { ! mb catalog greeter.service.consul --admin "127.0.0.1:$ADMIN" | grep -q "127\.0\.0\.1:$G2"; }
+wait_for 15 "$G2 gone from 'meshbridge catalog'" gone
+sleep 1
+: >"$work/client.log"
+sleep 4
+answered_by "$G1" || fail "the client no longer reaches greeter-1"
+! answered_by "$G2" || fail "the client still calls the deregistered greeter-2"
+
+step "6c. outage: stop Consul"
+kill "${pids[0]}"
+stale() { curl -sf "127.0.0.1:$ADMIN/debug/registryz" | grep -q '"state": "stale"'; }
+wait_for 60 "registry dc1 stale in /debug/registryz" stale
+: >"$work/client.log"
+sleep 3
+answered_by "$G1" || fail "calls stopped while Consul was down"
+
+step "PASSED"

@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Runs README.md beside this file start to finish, unattended, and checks what
+# each step should show. Exits 0 when the demo works, 1 (with the logs) when not.
+#
+# Depends on the Eureka registry (src/registries/eureka) and on
+# scripts/install-eureka.sh, which prints the Eureka server jar's path on its
+# last line. Differences from the README, all to run beside other tests: the
+# Eureka and meshbridge ports are free ones (a copy of meshbridge.yaml is
+# rewritten to match); the greeters keep 50061-50063.
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+DEMO=examples/vm/eureka-demo
+work=$(mktemp -d)
+pids=()
+
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+fail() {
+  echo "eureka-demo smoke: FAILED: $*" >&2
+  for log in "$work"/*.log; do
+    [ -f "$log" ] && { echo "----- $(basename "$log") (last 40 lines)"; tail -n 40 "$log"; } >&2
+  done
+  exit 1
+}
+step() { echo "eureka-demo smoke: $*"; }
+
+# wait_for SECONDS WHAT COMMAND... : retries COMMAND until it succeeds.
+wait_for() {
+  local deadline=$((SECONDS + $1)) what=$2
+  shift 2
+  until "$@" >"$work/last-check.out" 2>&1; do
+    ((SECONDS < deadline)) || fail "timed out waiting for $what; last output: $(cat "$work/last-check.out")"
+    sleep 0.5
+  done
+}
+free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
+mb() { node bin/meshbridge.js "$@"; }
+
+[ -d src/registries/eureka ] || fail "this build has no Eureka registry (src/registries/eureka)"
+command -v curl >/dev/null || fail "curl is needed"
+command -v java >/dev/null || fail "java (17+) is needed"
+
+step "1. build and start Eureka"
+bash scripts/ensure-deps.sh
+EUREKA_JAR=$(bash scripts/install-eureka.sh | tail -n 1)
+[ -f "$EUREKA_JAR" ] || fail "scripts/install-eureka.sh did not print a jar path (got: $EUREKA_JAR)"
+EUREKA_PORT=$(free_port)
+java -jar "$EUREKA_JAR" --server.port="$EUREKA_PORT" --server.address=127.0.0.1 \
+  --eureka.client.register-with-eureka=false --eureka.client.fetch-registry=false \
+  --eureka.server.use-read-only-response-cache=false --eureka.server.eviction-interval-timer-in-ms=1000 \
+  >"$work/eureka.log" 2>&1 &
+pids+=($!)
+EUREKA="http://127.0.0.1:$EUREKA_PORT/eureka"
+wait_for 120 "the Eureka server" curl -sf -H 'accept: application/json' "$EUREKA/apps"
+
+step "2. start the greeters"
+node examples/quickstart/demo.mjs backends 50061 50062 50063 >"$work/greeters.log" 2>&1 &
+pids+=($!)
+wait_for 20 "the greeters" grep -q 'listening on 127.0.0.1:50063' "$work/greeters.log"
+
+step "3. register them in Eureka"
+node "$DEMO/register.mjs" "$EUREKA" greeter 50061 50062 50063 >"$work/register.log" 2>&1 &
+register=$!
+pids+=($register)
+wait_for 20 "three registrations" bash -c "[ \$(grep -c '^registered ' '$work/register.log') = 3 ]"
+
+step "4. start meshbridge"
+XDS=$(free_port)
+ADMIN=$(free_port)
+sed -e "s|listen: 127.0.0.1:15010|listen: 127.0.0.1:$XDS|" \
+  -e "s|listen: 127.0.0.1:15014|listen: 127.0.0.1:$ADMIN|" \
+  -e "s|http://127.0.0.1:8761/eureka|$EUREKA|" \
+  "$DEMO/meshbridge.yaml" >"$work/meshbridge.yaml"
+grep -q "127.0.0.1:$XDS" "$work/meshbridge.yaml" && grep -q "$EUREKA" "$work/meshbridge.yaml" ||
+  fail "could not point the config copy at the test ports"
+mb validate --config "$work/meshbridge.yaml" >"$work/validate.log" || fail "the demo config does not validate: $(cat "$work/validate.log")"
+node bin/meshbridge.js run --config "$work/meshbridge.yaml" >"$work/meshbridge.log" 2>&1 &
+pids+=($!)
+wait_for 30 "'waiting for: spring' in the log" grep -q '"msg":"waiting for: spring"' "$work/meshbridge.log"
+wait_for 60 "'spring: N services synced' in the log" grep -Eq '"msg":"spring: [0-9]+ services synced"' "$work/meshbridge.log"
+three_healthy() {
+  local out
+  out=$(mb catalog greeter --admin "127.0.0.1:$ADMIN")
+  echo "$out"
+  for port in 50061 50062 50063; do
+    echo "$out" | grep -Eq "^greeter +50061/GRPC +127\.0\.0\.1:$port +HEALTHY .* spring$" || return 1
+  done
+}
+wait_for 60 "three HEALTHY greeter endpoints from spring in 'meshbridge catalog'" three_healthy
+
+step "5. call it through xDS"
+mb bootstrap --grpc --node-id demo-client --xds "127.0.0.1:$XDS" >"$work/bootstrap.json"
+GRPC_XDS_BOOTSTRAP="$work/bootstrap.json" node examples/quickstart/demo.mjs client xds:///greeter >"$work/client.log" 2>&1 &
+pids+=($!)
+answered_by() { grep -q "answered by greeter-$1" "$work/client.log"; }
+wait_for 30 "calls answered by greeter-50061" answered_by 50061
+wait_for 30 "calls answered by greeter-50062" answered_by 50062
+wait_for 30 "calls answered by greeter-50063" answered_by 50063
+synced() { mb status --admin "127.0.0.1:$ADMIN" | grep -Eq '^demo-client +demo-client +proxyless +SYNCED +SYNCED +SYNCED +SYNCED '; }
+wait_for 10 "demo-client SYNCED on every type in 'meshbridge status'" synced
+
+step "6a. out of service: greeter-50063"
+curl -sf -X PUT "$EUREKA/apps/GREETER/127.0.0.1:greeter:50063/status?value=OUT_OF_SERVICE" || fail "cannot take 50063 out of service"
+draining() { mb catalog greeter --admin "127.0.0.1:$ADMIN" | grep -Eq '127\.0\.0\.1:50063 +DRAINING'; }
+wait_for 60 "127.0.0.1:50063 DRAINING in 'meshbridge catalog'" draining
+sleep 1
+: >"$work/client.log"
+sleep 4
+grep -q 'answered by' "$work/client.log" || fail "the client stopped getting answers"
+! answered_by 50063 || fail "the client still calls the out-of-service greeter-50063"
+curl -sf -X PUT "$EUREKA/apps/GREETER/127.0.0.1:greeter:50063/status?value=UP" || fail "cannot put 50063 back"
+back() { mb catalog greeter --admin "127.0.0.1:$ADMIN" | grep -Eq '127\.0\.0\.1:50063 +HEALTHY'; }
+wait_for 60 "127.0.0.1:50063 HEALTHY again" back
+
+step "6b. deregistration: stop register.mjs"
+kill -INT "$register"
+gone() { ! mb catalog greeter --admin "127.0.0.1:$ADMIN" >/dev/null 2>&1; }
+wait_for 60 "greeter gone from 'meshbridge catalog'" gone
+
+step "6c. outage: register again, then stop Eureka"
+node "$DEMO/register.mjs" "$EUREKA" greeter 50061 50062 50063 >"$work/register-2.log" 2>&1 &
+pids+=($!)
+wait_for 60 "three HEALTHY greeter endpoints again" three_healthy
+kill "${pids[0]}"
+stale() { curl -sf "127.0.0.1:$ADMIN/debug/registryz" | grep -q '"state": "stale"'; }
+wait_for 90 "registry spring stale in /debug/registryz" stale
+: >"$work/client.log"
+sleep 3
+answered_by 50061 || answered_by 50062 || answered_by 50063 || fail "calls stopped while Eureka was down"
+
+step "PASSED"
