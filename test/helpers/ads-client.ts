@@ -2,6 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { DiscoveryRequest } from '../../src/generated/envoy/service/discovery/v3/DiscoveryRequest.js';
 import type { DiscoveryResponse__Output } from '../../src/generated/envoy/service/discovery/v3/DiscoveryResponse.js';
 import { loadEnvoyApi } from '../../src/xds/protos.js';
+import { ResponseQueue } from './response-queue.js';
 import { TypeUrl } from '../../src/xds/type-urls.js';
 import { eventually } from './eventually.js';
 
@@ -13,9 +14,7 @@ import { eventually } from './eventually.js';
 export class RawAdsClient {
   private readonly client: InstanceType<ReturnType<typeof loadEnvoyApi>['ads']['envoy']['service']['discovery']['v3']['AggregatedDiscoveryService']>;
   private readonly stream: grpc.ClientDuplexStream<DiscoveryRequest, DiscoveryResponse__Output>;
-  private readonly queue: DiscoveryResponse__Output[] = [];
-  private waiter: (() => void) | undefined;
-  ended = false;
+  private readonly responses: ResponseQueue<DiscoveryResponse__Output>;
 
   constructor(
     address: string,
@@ -24,44 +23,26 @@ export class RawAdsClient {
     const { AggregatedDiscoveryService } = loadEnvoyApi().ads.envoy.service.discovery.v3;
     this.client = new AggregatedDiscoveryService(address, grpc.credentials.createInsecure());
     this.stream = this.client.StreamAggregatedResources();
-    this.stream.on('data', (response: DiscoveryResponse__Output) => {
-      this.queue.push(response);
-      this.waiter?.();
-    });
-    this.stream.on('error', () => undefined);
-    this.stream.on('end', () => {
-      this.ended = true;
-      this.waiter?.();
-    });
+    this.responses = new ResponseQueue(this.stream);
   }
 
   send(request: Omit<DiscoveryRequest, 'node'> & { type_url: string }): void {
     this.stream.write({ node: this.node, ...request });
   }
 
+  /** True once the server has ended the stream. */
+  get ended(): boolean {
+    return this.responses.ended;
+  }
+
   /** The next response, or an error after `timeoutMs`. */
-  async next(timeoutMs = 3_000): Promise<DiscoveryResponse__Output> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.queue.length === 0) {
-      const left = deadline - Date.now();
-      if (left <= 0 || this.ended) throw new Error(`no response within ${timeoutMs} ms`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.waiter = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-    }
-    return this.queue.shift()!;
+  next(timeoutMs = 3_000): Promise<DiscoveryResponse__Output> {
+    return this.responses.next(timeoutMs);
   }
 
   /** Asserts that nothing arrives for `ms`. */
-  async expectSilence(ms = 300): Promise<void> {
-    await new Promise((resolve) => setTimeout(resolve, ms));
-    if (this.queue.length > 0) {
-      throw new Error(`expected no response, got ${this.queue.map((r) => `${r.type_url}#${r.nonce}`).join(', ')}`);
-    }
+  expectSilence(ms = 300): Promise<void> {
+    return this.responses.expectSilence(ms);
   }
 
   /** Names of the resources in a response. */

@@ -3,6 +3,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { DeltaDiscoveryRequest } from '../../src/generated/envoy/service/discovery/v3/DeltaDiscoveryRequest.js';
 import type { DeltaDiscoveryResponse__Output } from '../../src/generated/envoy/service/discovery/v3/DeltaDiscoveryResponse.js';
 import { loadEnvoyApi } from '../../src/xds/protos.js';
+import { ResponseQueue } from './response-queue.js';
 
 /**
  * A bare incremental (delta) ADS client over real gRPC, the delta twin of
@@ -12,9 +13,7 @@ import { loadEnvoyApi } from '../../src/xds/protos.js';
 export class RawDeltaClient {
   private readonly client: InstanceType<ReturnType<typeof loadEnvoyApi>['ads']['envoy']['service']['discovery']['v3']['AggregatedDiscoveryService']>;
   private readonly stream: grpc.ClientDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse__Output>;
-  private readonly queue: DeltaDiscoveryResponse__Output[] = [];
-  private waiter: (() => void) | undefined;
-  ended = false;
+  private readonly responses: ResponseQueue<DeltaDiscoveryResponse__Output>;
 
   constructor(
     address: string,
@@ -24,15 +23,7 @@ export class RawDeltaClient {
     // A channel of its own, so a stuck client does not share a connection with others.
     this.client = new AggregatedDiscoveryService(address, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 });
     this.stream = this.client.DeltaAggregatedResources();
-    this.stream.on('data', (response: DeltaDiscoveryResponse__Output) => {
-      this.queue.push(response);
-      this.waiter?.();
-    });
-    this.stream.on('error', () => undefined);
-    this.stream.on('end', () => {
-      this.ended = true;
-      this.waiter?.();
-    });
+    this.responses = new ResponseQueue(this.stream);
   }
 
   send(request: Omit<DeltaDiscoveryRequest, 'node'> & { type_url: string }): void {
@@ -44,29 +35,19 @@ export class RawDeltaClient {
     this.send({ type_url: response.type_url, response_nonce: response.nonce });
   }
 
+  /** True once the server has ended the stream. */
+  get ended(): boolean {
+    return this.responses.ended;
+  }
+
   /** The next response, or an error after `timeoutMs`. */
-  async next(timeoutMs = 3_000): Promise<DeltaDiscoveryResponse__Output> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.queue.length === 0) {
-      const left = deadline - Date.now();
-      if (left <= 0 || this.ended) throw new Error(`no response within ${timeoutMs} ms`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.waiter = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-    }
-    return this.queue.shift()!;
+  next(timeoutMs = 3_000): Promise<DeltaDiscoveryResponse__Output> {
+    return this.responses.next(timeoutMs);
   }
 
   /** Asserts that nothing arrives for `ms`. */
-  async expectSilence(ms = 300): Promise<void> {
-    await new Promise((resolve) => setTimeout(resolve, ms));
-    if (this.queue.length > 0) {
-      throw new Error(`expected no response, got ${this.queue.map((r) => `${r.type_url}#${r.nonce}`).join(', ')}`);
-    }
+  expectSilence(ms = 300): Promise<void> {
+    return this.responses.expectSilence(ms);
   }
 
   /** Names of the resources in a response, sorted. */

@@ -2,7 +2,7 @@ import type { DeltaDiscoveryRequest__Output } from '../../generated/envoy/servic
 import { changedNames } from '../cache/snapshot.js';
 import type { Snapshot } from '../cache/snapshot.js';
 import { encodeDeltaDiscoveryResponse } from '../cache/wire.js';
-import { XDS_TYPES, isFullStateType, isXdsType, shortTypeName } from '../type-urls.js';
+import { isFullStateType, isXdsType, shortTypeName } from '../type-urls.js';
 import type { XdsTypeUrl } from '../type-urls.js';
 import { XdsStream } from './stream-base.js';
 import type { AdsCall } from './stream-base.js';
@@ -104,14 +104,7 @@ export class DeltaStream extends XdsStream<DeltaDiscoveryRequest__Output> {
     }
   }
 
-  protected reconcile(snapshot: Snapshot): void {
-    for (const typeUrl of XDS_TYPES) {
-      const type = this.state.get(typeUrl);
-      if (type !== undefined && type.requested) this.respond(type, snapshot);
-    }
-  }
-
-  private respond(type: TypeState, snapshot: Snapshot): void {
+  protected respond(type: TypeState, snapshot: Snapshot): void {
     const typeUrl = type.typeUrl as XdsTypeUrl;
     const available = snapshot.resources.get(typeUrl)!;
     let candidates: Iterable<string>;

@@ -2,7 +2,7 @@ import type { DiscoveryRequest__Output } from '../../generated/envoy/service/dis
 import { changedNames } from '../cache/snapshot.js';
 import type { Resource, Snapshot } from '../cache/snapshot.js';
 import { encodeDiscoveryResponse } from '../cache/wire.js';
-import { TypeUrl, XDS_TYPES, isFullStateType, isXdsType, shortTypeName } from '../type-urls.js';
+import { TypeUrl, isFullStateType, isXdsType, shortTypeName } from '../type-urls.js';
 import type { XdsTypeUrl } from '../type-urls.js';
 import { XdsStream } from './stream-base.js';
 import type { AdsCall } from './stream-base.js';
@@ -82,15 +82,8 @@ export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
     return added;
   }
 
-  protected reconcile(snapshot: Snapshot): void {
-    for (const typeUrl of XDS_TYPES) {
-      const type = this.state.get(typeUrl);
-      if (type !== undefined && type.requested) this.respond(type, snapshot);
-    }
-  }
-
   /** Sends the type's subscribed resources if any changed since last sent, or the request must be answered. */
-  private respond(type: TypeState, snapshot: Snapshot): void {
+  protected respond(type: TypeState, snapshot: Snapshot): void {
     const typeUrl = type.typeUrl as XdsTypeUrl;
     const available = snapshot.resources.get(typeUrl)!;
     const fullState = isFullStateType(typeUrl);

@@ -5,6 +5,7 @@ import type { Snapshot } from '../cache/snapshot.js';
 import type { SnapshotSource } from '../cache/snapshot-cache.js';
 import { identifyNode } from '../node.js';
 import type { NodeIdentity } from '../node.js';
+import { XDS_TYPES } from '../type-urls.js';
 import type { XdsTypeUrl } from '../type-urls.js';
 import type { PushQueue, Pushable } from './push-queue.js';
 import { TypeState } from './stream-state.js';
@@ -103,8 +104,16 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
   /** Handles one request of a type this server serves: ACK/NACK and subscription changes. */
   protected abstract handle(type: TypeState, request: Request): void;
 
-  /** Writes, type by type in ADS order, whatever the client should get from `snapshot`. */
-  protected abstract reconcile(snapshot: Snapshot): void;
+  /** Writes, type by type in ADS order (clusters before their endpoints), whatever the client should get from `snapshot`. */
+  protected reconcile(snapshot: Snapshot): void {
+    for (const typeUrl of XDS_TYPES) {
+      const type = this.state.get(typeUrl);
+      if (type !== undefined && type.requested) this.respond(type, snapshot);
+    }
+  }
+
+  /** Writes what one type's client should get from `snapshot`, if anything. */
+  protected abstract respond(type: TypeState, snapshot: Snapshot): void;
 
   protected abstract isServedType(typeUrl: string): typeUrl is XdsTypeUrl;
 
