@@ -120,6 +120,7 @@ policy: { paths: ['*.yaml'] }
     const { byBackend, errors } = await client.callMany(1_000);
     expect(errors.size).toBe(0);
     const share = (byBackend.get('v1') ?? 0) / 1_000;
+    console.log(`[policy] 80/20 split over 1,000 RPCs: v1 ${(share * 100).toFixed(1)}%`);
     expect(share).toBeGreaterThanOrEqual(0.75);
     expect(share).toBeLessThanOrEqual(0.85);
   });
@@ -136,6 +137,7 @@ policy: { paths: ['*.yaml'] }
     const client = clientFor('faulty.e2e.internal');
     const { byBackend, errors } = await client.callMany(400);
     const failed = errors.get('UNAVAILABLE') ?? 0;
+    console.log(`[policy] 50% abort fault over 400 RPCs: ${failed} UNAVAILABLE (${((failed / 400) * 100).toFixed(1)}%)`);
     expect([...errors.keys()].filter((k) => k !== 'UNAVAILABLE')).toEqual([]);
     expect(failed + [...byBackend.values()].reduce((a, b) => a + b, 0)).toBe(400);
     expect(failed / 400).toBeGreaterThan(0.38);
@@ -154,12 +156,14 @@ policy: { paths: ['*.yaml'] }
   it('shifts traffic within 2 s when the weights change live', async () => {
     const client = clientFor('split.e2e.internal');
     await client.callMany(20);
+    const changed = Date.now();
     dir.write('split.yaml', splitRule(0));
     await eventually(async () => {
       const { byBackend } = await client.callMany(50);
       expect(byBackend.get('v1') ?? 0).toBe(0);
       expect(byBackend.get('v2')).toBe(50);
     }, 2_000, 0);
+    console.log(`[policy] weights changed on disk -> every call on the new split after ${Date.now() - changed} ms`);
   });
 
   it('keeps the last good policy when a rule names an undeclared subset', async () => {
