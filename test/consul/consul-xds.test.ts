@@ -147,6 +147,18 @@ registries:
     await agent.stop();
     const stale = await daemon.waitForLog((l) => String(l.msg).startsWith('consul registry stale'), 10_000, logsBefore);
     expect(stale.code).toBe('MB_REGISTRY_UNAVAILABLE');
+    const registryz = async () => {
+      const body = (await (await fetch(`http://127.0.0.1:${await daemon.adminPort()}/debug/registryz`)).json()) as {
+        registries: { name: string; state: string; lastError: { message: string } | null; lastSyncAt: string | null }[];
+      };
+      return body.registries.find((r) => r.name === 'dc1')!;
+    };
+    await eventually(async () => {
+      const status = await registryz();
+      expect(status.state).toBe('stale');
+      expect(status.lastError?.message).toMatch(/unreachable/i);
+      expect(status.lastSyncAt).not.toBeNull();
+    }, 5_000);
 
     // While Consul is down, a new instance is declared in the agent's config dir.
     const configDir = join(dirname(agent.dataDir), 'config');

@@ -209,6 +209,7 @@ spec:
     dir.write(
       'meshbridge.yaml',
       `xds: { listen: 127.0.0.1:0 }
+admin: { listen: 127.0.0.1:0 }
 batching: { debounceMs: 50, maxDelayMs: 200 }
 registries: [{ kind: file, name: local, paths: [orders.yaml] }]
 policy: { paths: [orders.yaml] }

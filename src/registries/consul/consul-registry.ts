@@ -227,6 +227,10 @@ export class ConsulRegistry implements Registry {
       this.warnedEmpty = true;
       this.log.warn('consul lists no services and no token is configured; with ACLs on, anonymous reads see nothing (set tokenFile or tokenEnv)');
     }
-    this.subject.next({ registry: this.name, kind: this.kind, services, synced, stale, diagnostics });
+    const failures = this.watches.flatMap((w) => (w.lastFailure ? [w.lastFailure] : [])).sort((a, b) => b.at.getTime() - a.at.getTime());
+    const syncTimes = this.watches.map((w) => w.lastSyncAt?.getTime());
+    // The registry is as fresh as its stalest datacenter.
+    const lastSyncAt = syncTimes.every((t) => t !== undefined) && syncTimes.length > 0 ? new Date(Math.min(...(syncTimes as number[]))) : undefined;
+    this.subject.next({ registry: this.name, kind: this.kind, services, synced, stale, diagnostics, lastSyncAt, lastError: failures[0] });
   }
 }

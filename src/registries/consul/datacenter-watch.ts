@@ -73,6 +73,9 @@ export class DatacenterWatch {
   synced = false;
   stale = false;
   lastError: ConsulError | undefined;
+  /** For operators: the latest failure, kept after recovery, and the latest complete read. */
+  lastFailure: { message: string; at: Date } | undefined;
+  lastSyncAt: Date | undefined;
   /** Full reads done, the first one included; tests and logs read it. */
   fullSyncs = 0;
 
@@ -110,6 +113,7 @@ export class DatacenterWatch {
         attempt = 0;
         this.stale = false;
         this.lastError = undefined;
+        this.lastSyncAt = new Date();
         this.onChange();
         firstAttempt();
         await this.watch(signal);
@@ -125,6 +129,7 @@ export class DatacenterWatch {
         const becameStale = !this.stale;
         this.stale = true;
         this.lastError = err;
+        this.lastFailure = { message: this.datacenter === undefined ? err.message : `${this.datacenter}: ${err.message}`, at: new Date() };
         const fields = { datacenter: this.datacenter, code: err.code, status: err.status, retryInMs: delay, attempt };
         if (becameStale) {
           this.log.error(fields, `consul registry stale, keeping the last good state: ${err.message}`);
