@@ -6,6 +6,10 @@ export type ErrorCode =
   | 'MB_CONFIG_INVALID'
   | 'MB_CONFIG_UNREADABLE'
   | 'MB_DOCUMENT_INVALID'
+  | 'MB_EUREKA_FORBIDDEN'
+  | 'MB_EUREKA_REQUEST_FAILED'
+  | 'MB_EUREKA_RESPONSE_INVALID'
+  | 'MB_EUREKA_SERVER_ERROR'
   | 'MB_FILE_UNREADABLE'
   | 'MB_PROTO_LOAD'
   | 'MB_RESOURCE_ENCODE'
@@ -53,6 +57,16 @@ export class DocumentError extends MeshbridgeError {
 export class ConfigError extends MeshbridgeError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('MB_CONFIG_INVALID', message, options);
+  }
+}
+
+/** A Eureka request that failed on every service URL; `status` is the last HTTP status when there was an answer. */
+export class EurekaError extends MeshbridgeError {
+  readonly status: number | undefined;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; status?: number }) {
+    super(code, message, options);
+    this.status = options?.status;
   }
 }
 

@@ -20,10 +20,48 @@ const fileRegistry = z.object({
   paths: z.array(z.string(), { error: 'must be a list of files or globs' }).min(1, { error: 'must list at least one path' }),
 });
 
-const registry = z.discriminatedUnion('kind', [fileRegistry], {
+const eurekaRegistry = z
+  .object({
+    kind: z.literal('eureka'),
+    name: registryName,
+    /** Spring Cloud's `http://host:8761/eureka`, Netflix's `http://host:8080/eureka/v2`; tried in order, with failover. */
+    serviceUrls: z
+      .array(
+        z
+          .string({ error: 'must be a URL' })
+          .regex(/^https?:\/\/[^\s/]+(\/\S*)?$/, { error: 'must be an http:// or https:// URL such as http://127.0.0.1:8761/eureka' }),
+        { error: 'must be a list of Eureka service URLs' },
+      )
+      .min(1, { error: 'must list at least one Eureka service URL' }),
+    /** Appended to every hostname: `greeter` -> `greeter.<domain>`. */
+    domain: z
+      .string()
+      .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, { error: 'must be a DNS domain such as eureka.local' })
+      .optional(),
+    /** Locality region of every endpoint (an instance's metadata `region` overrides). */
+    region: z.string().default(''),
+    /** Protocol of instances whose metadata has no `protocol`; Spring Boot apps speak HTTP. */
+    defaultProtocol: z.enum(['HTTP', 'HTTP2', 'GRPC', 'HTTPS', 'TLS', 'TCP']).default('HTTP'),
+    /** The service port when instances register different ports. */
+    servicePort: z.enum(['lowest', 'most-common']).default('lowest'),
+    refreshIntervalMs: z.number().int().min(50).default(30_000),
+    requestTimeoutMs: z.number().int().min(50).default(8_000),
+    initialSyncTimeoutMs: z.number().int().min(0).default(10_000),
+    /** The server's delta retention (its retention-time-in-m-s-in-delta-queue). */
+    deltaRetentionMs: z.number().int().min(1).default(180_000),
+    backoff: z
+      .object({ initialMs: z.number().int().min(1).default(1_000), maxMs: z.number().int().min(1).default(30_000) })
+      .prefault({}),
+    /** A read removing more than this share of the instances at once is held back until it persists. */
+    maxDropFraction: z.number().min(0).max(1).default(0.5),
+    dropGuardMinInstances: z.number().int().min(1).default(10),
+    dropGuardHoldMs: z.number().int().min(0).default(120_000),
+  });
+
+const registry = z.discriminatedUnion('kind', [fileRegistry, eurekaRegistry], {
   error: (issue) =>
     issue.code === 'invalid_union' && 'discriminator' in issue
-      ? 'kind must be file (consul and eureka registries are not available in this build yet)'
+      ? 'kind must be file or eureka (consul registries are not available in this build yet)'
       : undefined,
 });
 

@@ -8,6 +8,7 @@ import type { ServiceCatalog } from '../model/catalog.js';
 import type { RegistryState } from '../model/registry-state.js';
 import { PolicySource } from '../policy/policy-source.js';
 import { EMPTY_POLICY } from '../policy/policy-set.js';
+import { EurekaRegistry } from '../registries/eureka/eureka-registry.js';
 import { FileRegistry } from '../registries/file/file-registry.js';
 import type { Registry } from '../registries/registry.js';
 import { checkConsistent } from '../xds/cache/snapshot.js';
@@ -144,5 +145,14 @@ function createRegistry(config: RegistryConfig, root: Config, log: Logger): Regi
   switch (config.kind) {
     case 'file':
       return new FileRegistry({ name: config.name, paths: config.paths, baseDir: root.baseDir }, log);
+    case 'eureka':
+      return new EurekaRegistry(
+        {
+          ...config,
+          backoff: config.backoff,
+          dropGuard: { maxDropFraction: config.maxDropFraction, minInstances: config.dropGuardMinInstances, holdMs: config.dropGuardHoldMs },
+        },
+        log,
+      );
   }
 }
