@@ -35,8 +35,8 @@ export class StubEureka {
   private readonly server = createServer((req, res) => this.answer(req, res));
   private readonly hanging = new Set<ServerResponse>();
 
-  async listen(): Promise<string> {
-    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
+  async listen(port = 0): Promise<string> {
+    await new Promise<void>((resolve) => this.server.listen(port, '127.0.0.1', resolve));
     return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
   }
 
