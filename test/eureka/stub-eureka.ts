@@ -31,6 +31,8 @@ export interface SeenRequest {
  */
 export class StubEureka {
   readonly seen: SeenRequest[] = [];
+  /** Responses sent gzip-encoded. */
+  gzipped = 0;
   handler: (path: string) => StubReply = () => ({ status: 404 });
   private readonly server = createServer((req, res) => this.answer(req, res));
   private readonly hanging = new Set<ServerResponse>();
@@ -61,6 +63,7 @@ export class StubEureka {
     const text = reply.body === undefined ? '' : typeof reply.body === 'string' ? reply.body : JSON.stringify(reply.body);
     const gzip = /\bgzip\b/.test(String(req.headers['accept-encoding'] ?? '')) && text !== '';
     const payload = gzip ? gzipSync(text) : Buffer.from(text);
+    if (gzip) this.gzipped++;
     res.writeHead(reply.status ?? 200, {
       'content-type': 'application/json',
       'content-length': payload.length,

@@ -23,9 +23,10 @@ export interface EurekaClientStats {
   fullFetches: number;
   deltaFetches: number;
   failures: number;
-  /** Response bytes as they came over the wire (compressed when the server gzipped). */
-  wireBytes: number;
-  /** Response bytes after decompression. */
+  /**
+   * Response body bytes after gzip decoding. (fetch decodes transparently and
+   * Eureka sends large bodies chunked, so the compressed size is not known here.)
+   */
   bodyBytes: number;
 }
 
@@ -54,7 +55,7 @@ class Attempt extends Error {
  * for JSON with gzip.
  */
 export class EurekaClient {
-  readonly stats: EurekaClientStats = { requests: 0, fullFetches: 0, deltaFetches: 0, failures: 0, wireBytes: 0, bodyBytes: 0 };
+  readonly stats: EurekaClientStats = { requests: 0, fullFetches: 0, deltaFetches: 0, failures: 0, bodyBytes: 0 };
   private readonly targets: readonly Target[];
   private current = 0;
   private readonly fetch: typeof fetch;
@@ -143,9 +144,7 @@ export class EurekaClient {
       const why = timeout.aborted ? `no answer within ${this.options.requestTimeoutMs} ms` : describeFetchError(error);
       throw new Attempt('MB_EUREKA_REQUEST_FAILED', why, undefined, { cause: error });
     }
-    const length = Number(response.headers.get('content-length'));
     this.stats.bodyBytes += Buffer.byteLength(body);
-    this.stats.wireBytes += Number.isFinite(length) && length > 0 ? length : Buffer.byteLength(body);
     if (declined(response.status)) return undefined;
     if (response.status === 403) {
       throw new Attempt('MB_EUREKA_FORBIDDEN', 'HTTP 403 (a server that has just started refuses reads until it has synced)', 403);
