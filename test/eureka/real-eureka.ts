@@ -73,6 +73,7 @@ export interface LbEndpointView {
   readonly address: string;
   readonly port: number;
   readonly health: string;
+  readonly zone: string;
 }
 
 /**
@@ -114,7 +115,7 @@ export class EdsWatch {
       for (const any of response.resources) {
         const cla = api.unpack(any as { type_url: string; value: Buffer }) as {
           cluster_name: string;
-          endpoints?: { lb_endpoints?: { endpoint: { address: { socket_address: { address: string; port_value: number } } }; health_status?: string }[] }[];
+          endpoints?: { locality?: { zone?: string }; lb_endpoints?: { endpoint: { address: { socket_address: { address: string; port_value: number } } }; health_status?: string }[] }[];
         };
         if (cla.cluster_name !== this.cluster) continue;
         const endpoints = (cla.endpoints ?? []).flatMap((l) =>
@@ -122,6 +123,7 @@ export class EdsWatch {
             address: e.endpoint.address.socket_address.address,
             port: e.endpoint.address.socket_address.port_value,
             health: e.health_status ?? 'UNKNOWN',
+            zone: l.locality?.zone ?? '',
           })),
         );
         this.history.push({ at, endpoints });
