@@ -148,7 +148,16 @@ function createRegistry(config: RegistryConfig, root: Config, log: Logger): Regi
     case 'eureka':
       return new EurekaRegistry(
         {
-          ...config,
+          name: config.name,
+          serviceUrls: config.serviceUrls,
+          domain: config.domain,
+          region: config.region,
+          defaultProtocol: config.defaultProtocol,
+          servicePort: config.servicePort,
+          refreshIntervalMs: config.refreshIntervalMs,
+          requestTimeoutMs: config.requestTimeoutMs,
+          initialSyncTimeoutMs: config.initialSyncTimeoutMs,
+          deltaRetentionMs: config.deltaRetentionMs,
           backoff: config.backoff,
           dropGuard: { maxDropFraction: config.maxDropFraction, minInstances: config.dropGuardMinInstances, holdMs: config.dropGuardHoldMs },
         },
