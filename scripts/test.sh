@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-deps.sh
+# The real Eureka server the Eureka tests run against: built once, cached; fails the run if it cannot be built.
+bash scripts/install-eureka.sh >/dev/null
 ./node_modules/.bin/tsc -p tsconfig.json --noEmit
 # The Consul tests run a real agent: build the pinned version once and cache it
 # outside the repository (a no-op when cached). No Consul means a failed run, never a skipped test.

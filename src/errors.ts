@@ -11,6 +11,10 @@ export type ErrorCode =
   | 'MB_CONSUL_REQUEST_FAILED'
   | 'MB_CONSUL_SERVER_ERROR'
   | 'MB_DOCUMENT_INVALID'
+  | 'MB_EUREKA_FORBIDDEN'
+  | 'MB_EUREKA_REQUEST_FAILED'
+  | 'MB_EUREKA_RESPONSE_INVALID'
+  | 'MB_EUREKA_SERVER_ERROR'
   | 'MB_FILE_UNREADABLE'
   | 'MB_PROTO_LOAD'
   | 'MB_RESOURCE_ENCODE'
@@ -62,8 +66,8 @@ export class ConfigError extends MeshbridgeError {
   }
 }
 
-/** A Consul request that failed; `status` is the HTTP status when there was an answer at all. */
-export class ConsulError extends MeshbridgeError {
+/** A request to a registry's server that failed; `status` is the HTTP status when there was an answer at all. */
+export class RegistryRequestError extends MeshbridgeError {
   readonly status: number | undefined;
 
   constructor(code: ErrorCode, message: string, options?: { cause?: unknown; status?: number }) {
@@ -71,6 +75,12 @@ export class ConsulError extends MeshbridgeError {
     this.status = options?.status;
   }
 }
+
+/** A Consul request that failed. */
+export class ConsulError extends RegistryRequestError {}
+
+/** A Eureka request that failed on every service URL; `status` is the last one's. */
+export class EurekaError extends RegistryRequestError {}
 
 export class UsageError extends MeshbridgeError {
   constructor(message: string) {

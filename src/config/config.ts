@@ -92,10 +92,49 @@ const consulRegistry = z
     path: ['tokenEnv'],
   });
 
-const registry = z.discriminatedUnion('kind', [fileRegistry, consulRegistry], {
+
+const eurekaRegistry = z
+  .object({
+    kind: z.literal('eureka'),
+    name: registryName,
+    /** Spring Cloud's `http://host:8761/eureka`, Netflix's `http://host:8080/eureka/v2`; tried in order, with failover. */
+    serviceUrls: z
+      .array(
+        z
+          .string({ error: 'must be a URL' })
+          .regex(/^https?:\/\/[^\s/]+(\/\S*)?$/, { error: 'must be an http:// or https:// URL such as http://127.0.0.1:8761/eureka' }),
+        { error: 'must be a list of Eureka service URLs' },
+      )
+      .min(1, { error: 'must list at least one Eureka service URL' }),
+    /** Appended to every hostname: `greeter` -> `greeter.<domain>`. */
+    domain: z
+      .string()
+      .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, { error: 'must be a DNS domain such as eureka.local' })
+      .optional(),
+    /** Locality region of every endpoint (an instance's metadata `region` overrides). */
+    region: z.string().default(''),
+    /** Protocol of instances whose metadata has no `protocol`; Spring Boot apps speak HTTP. */
+    defaultProtocol: z.enum(['HTTP', 'HTTP2', 'GRPC', 'HTTPS', 'TLS', 'TCP']).default('HTTP'),
+    /** The service port when instances register different ports. */
+    servicePort: z.enum(['lowest', 'most-common']).default('lowest'),
+    refreshIntervalMs: z.number().int().min(50).default(30_000),
+    requestTimeoutMs: z.number().int().min(50).default(8_000),
+    initialSyncTimeoutMs: z.number().int().min(0).default(10_000),
+    /** The server's delta retention (its retention-time-in-m-s-in-delta-queue). */
+    deltaRetentionMs: z.number().int().min(1).default(180_000),
+    backoff: z
+      .object({ initialMs: z.number().int().min(1).default(1_000), maxMs: z.number().int().min(1).default(30_000) })
+      .prefault({}),
+    /** A read removing more than this share of the instances at once is held back until it persists. */
+    maxDropFraction: z.number().min(0).max(1).default(0.5),
+    dropGuardMinInstances: z.number().int().min(1).default(10),
+    dropGuardHoldMs: z.number().int().min(0).default(120_000),
+  });
+
+const registry = z.discriminatedUnion('kind', [fileRegistry, consulRegistry, eurekaRegistry], {
   error: (issue) =>
     issue.code === 'invalid_union' && 'discriminator' in issue
-      ? 'kind must be file or consul (eureka registries are not available in this build yet)'
+      ? 'kind must be file, consul or eureka'
       : undefined,
 });
 
@@ -105,6 +144,11 @@ export const configSchema = z.object({
       listen: hostPort.default(DEFAULT_XDS_LISTEN),
       /** Address sidecar listeners bind to on each VM; there is no iptables capture there. */
       sidecarBind: z.string().default('127.0.0.1'),
+      /**
+       * How long a service that left the catalog is still offered, without
+       * endpoints, to proxyless gRPC clients (see src/daemon/vanished-services.ts).
+       */
+      proxylessRetentionMs: z.number().int().min(0).default(600_000),
       /** Streams that may have a push being written at once; the rest wait, their changes coalesced. */
       pushConcurrency: z.number().int().min(1).default(64),
       /** How long a push to a client that does not read may hold its slot. */

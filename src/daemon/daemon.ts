@@ -16,6 +16,7 @@ import { PolicySource } from '../policy/policy-source.js';
 import { EMPTY_POLICY } from '../policy/policy-set.js';
 import type { ResolvedPolicy } from '../policy/resolve.js';
 import { ConsulRegistry } from '../registries/consul/consul-registry.js';
+import { EurekaRegistry } from '../registries/eureka/eureka-registry.js';
 import { FileRegistry } from '../registries/file/file-registry.js';
 import type { Registry } from '../registries/registry.js';
 import { checkConsistent } from '../xds/cache/snapshot.js';
@@ -24,8 +25,11 @@ import { SnapshotCache } from '../xds/cache/snapshot-cache.js';
 import { loadEnvoyApi } from '../xds/protos.js';
 import { XdsServer } from '../xds/server/ads-server.js';
 import type { ServerCallbacks, StreamInfo } from '../xds/server/stream-state.js';
+import { parseView } from '../xds/translate/translate.js';
 import type { ProxyView } from '../xds/translate/translate.js';
 import { combineCallbacks } from './callbacks.js';
+import { retainVanished } from './vanished-services.js';
+import type { SeenServices } from './vanished-services.js';
 import { buildView, catalogUpdates } from './pipeline.js';
 import type { CatalogUpdate, ViewBuild } from './pipeline.js';
 
@@ -76,7 +80,8 @@ export class Daemon implements AdminSource {
   private resolveFirstSnapshot!: () => void;
   private firstSnapshotServed = false;
   private readonly reported = new Map<string, string>();
-  private latest: { catalog: ServiceCatalog; policy: ResolvedPolicy } | undefined;
+  private latest: { catalog: ServiceCatalog; policy: ResolvedPolicy; proxylessCatalog: ServiceCatalog } | undefined;
+  private seenServices: SeenServices = new Map();
   private readonly pack: Packer;
   private draining = false;
   private waitingTimer: NodeJS.Timeout | undefined;
@@ -315,7 +320,9 @@ export class Daemon implements AdminSource {
     this.statesValue = states;
     this.reportOnce('conflicts', catalog.conflicts.map((c) => `${c.hostname}: ${c.message}`));
     this.reportOnce('policy', policy.diagnostics.map(formatDiagnostic));
-    this.latest = { catalog, policy };
+    const retained = retainVanished(catalog, this.seenServices, Date.now(), this.config.xds.proxylessRetentionMs);
+    this.seenServices = retained.seen;
+    this.latest = { catalog, policy, proxylessCatalog: retained.catalog };
     const endpoints = catalog.services.reduce((sum, s) => sum + s.endpoints.length, 0);
     this.log.info({ services: catalog.services.length, endpoints, conflicts: catalog.conflicts.length }, 'catalog updated');
     // Only views a client has asked for: a fleet of sidecars never pays for the proxyless view.
@@ -341,7 +348,8 @@ export class Daemon implements AdminSource {
    */
   private build(view: ProxyView): ViewBuild | undefined {
     if (this.latest === undefined) return undefined;
-    const { catalog, policy } = this.latest;
+    const { policy } = this.latest;
+    const catalog = parseView(view).kind === 'proxyless' ? this.latest.proxylessCatalog : this.latest.catalog;
     let build: ViewBuild;
     try {
       build = buildView(view, catalog, policy, { sidecarBind: this.config.xds.sidecarBind }, this.pack, this.cache.peek(view));
@@ -408,6 +416,24 @@ function createRegistry(config: RegistryConfig, root: Config, log: Logger): Regi
         },
         log,
         { resolvePath: (p) => (isAbsolute(p) ? p : resolve(root.baseDir, p)), env: process.env },
+      );
+    case 'eureka':
+      return new EurekaRegistry(
+        {
+          name: config.name,
+          serviceUrls: config.serviceUrls,
+          domain: config.domain,
+          region: config.region,
+          defaultProtocol: config.defaultProtocol,
+          servicePort: config.servicePort,
+          refreshIntervalMs: config.refreshIntervalMs,
+          requestTimeoutMs: config.requestTimeoutMs,
+          initialSyncTimeoutMs: config.initialSyncTimeoutMs,
+          deltaRetentionMs: config.deltaRetentionMs,
+          backoff: config.backoff,
+          dropGuard: { maxDropFraction: config.maxDropFraction, minInstances: config.dropGuardMinInstances, holdMs: config.dropGuardHoldMs },
+        },
+        log,
       );
   }
 }

@@ -20,9 +20,11 @@ function runSmoke(demo: string, timeoutMs: number): Promise<{ code: number | nul
 }
 
 describe('demo READMEs, run start to finish so they cannot rot', () => {
-  it('consul-demo', async () => {
-    const { code, output } = await runSmoke('consul-demo', 170_000);
-    expect(output).toContain('consul-demo smoke: PASSED');
-    expect(code, output).toBe(0);
-  }, 180_000);
+  for (const demo of ['consul-demo', 'eureka-demo']) {
+    it(demo, async () => {
+      const { code, output } = await runSmoke(demo, 170_000);
+      expect(output).toContain(`${demo} smoke: PASSED`);
+      expect(code, output).toBe(0);
+    }, 180_000);
+  }
 });

@@ -146,7 +146,8 @@ registries:
     const pushesBefore = ads.pushes.length;
     await agent.stop();
     const stale = await daemon.waitForLog((l) => String(l.msg).startsWith('consul registry stale'), 10_000, logsBefore);
-    expect(stale.code).toBe('MB_REGISTRY_UNAVAILABLE');
+    // A request in flight as the agent shuts down may get its 5xx or no-leader answer before connections are refused.
+    expect(['MB_REGISTRY_UNAVAILABLE', 'MB_CONSUL_SERVER_ERROR', 'MB_CONSUL_NO_LEADER']).toContain(stale.code);
     const registryz = async () => {
       const body = (await (await fetch(`http://127.0.0.1:${await daemon.adminPort()}/debug/registryz`)).json()) as {
         registries: { name: string; state: string; lastError: { message: string } | null; lastSyncAt: string | null }[];

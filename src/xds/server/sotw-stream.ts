@@ -26,6 +26,10 @@ export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
 
   protected handle(type: TypeState, request: DiscoveryRequest__Output): void {
     const typeUrl = type.typeUrl;
+    this.log.debug(
+      { type: shortTypeName(typeUrl), names: request.resource_names, nonce: request.response_nonce, version: request.version_info, nack: request.error_detail != null },
+      'request',
+    );
     // Only a request answering the latest response counts; the nonce of a new stream starts empty.
     if (request.response_nonce !== '' && type.nonceSent !== undefined && request.response_nonce !== type.nonceSent) {
       this.log.debug({ type: shortTypeName(typeUrl), nonce: request.response_nonce }, 'stale nonce ignored');
