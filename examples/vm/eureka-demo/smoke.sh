@@ -7,40 +7,9 @@
 # last line. Differences from the README, all to run beside other tests: the
 # Eureka, meshbridge and greeter ports are free ones (a copy of meshbridge.yaml
 # is rewritten to match, and the README's 50061-50063 become G1-G3).
-set -euo pipefail
-cd "$(dirname "$0")/../../.."
-DEMO=examples/vm/eureka-demo
-work=$(mktemp -d)
-pids=()
-
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-fail() {
-  echo "eureka-demo smoke: FAILED: $*" >&2
-  for log in "$work"/*.log; do
-    [ -f "$log" ] && { echo "----- $(basename "$log") (last 40 lines)"; tail -n 40 "$log"; } >&2
-  done
-  exit 1
-}
-step() { echo "eureka-demo smoke: $*"; }
-
-# wait_for SECONDS WHAT COMMAND... : retries COMMAND until it succeeds.
-wait_for() {
-  local deadline=$((SECONDS + $1)) what=$2
-  shift 2
-  until "$@" >"$work/last-check.out" 2>&1; do
-    ((SECONDS < deadline)) || fail "timed out waiting for $what; last output: $(cat "$work/last-check.out")"
-    sleep 0.5
-  done
-}
-free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
-mb() { node bin/meshbridge.js "$@"; }
-
+DEMO_NAME=eureka-demo
+# shellcheck source=../smoke-lib.sh
+source "$(dirname "$0")/../smoke-lib.sh"
 [ -d src/registries/eureka ] || fail "this build has no Eureka registry (src/registries/eureka)"
 command -v curl >/dev/null || fail "curl is needed"
 command -v java >/dev/null || fail "java (17+) is needed"

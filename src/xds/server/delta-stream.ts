@@ -130,11 +130,7 @@ export class DeltaStream extends XdsStream<DeltaDiscoveryRequest__Output> {
         removed.push(name);
       }
     }
-    const answer = type.answer;
-    type.syncedTo = snapshot;
-    type.fullScan = false;
-    type.force.clear();
-    type.answer = false;
+    const answer = type.settle(snapshot);
     if (entries.length === 0 && removed.length === 0 && !answer) return;
 
     const version = snapshot.typeVersions.get(typeUrl)!;

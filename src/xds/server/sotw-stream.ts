@@ -111,11 +111,7 @@ export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
         changed.push(resource);
       }
     }
-    const answer = type.answer;
-    type.syncedTo = snapshot;
-    type.fullScan = false;
-    type.force.clear();
-    type.answer = false;
+    const answer = type.settle(snapshot);
     if (!answer && changed.length === 0 && !(fullState && removedAny)) return;
     if (!fullState && changed.length === 0 && !answer) return; // nothing to say about names that do not exist yet
 

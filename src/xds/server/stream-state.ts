@@ -81,6 +81,16 @@ export class TypeState implements TypeStatus {
     return [...this.names].sort();
   }
 
+  /** Marks `snapshot` reconciled and clears what was pending for it; returns whether a response was owed regardless. */
+  settle(snapshot: Snapshot): boolean {
+    const answer = this.answer;
+    this.syncedTo = snapshot;
+    this.fullScan = false;
+    this.force.clear();
+    this.answer = false;
+    return answer;
+  }
+
   status(): TypeStatus {
     return {
       typeUrl: this.typeUrl,
