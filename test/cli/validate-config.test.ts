@@ -29,6 +29,19 @@ describe('meshbridge validate on daemon configs', () => {
     dir.remove();
   });
 
+  it('warns about an unknown field inside a registry entry, per kind', async () => {
+    const dir = tempDir();
+    const config = dir.write(
+      'meshbridge.yaml',
+      'registries:\n  - { kind: consul, name: dc1, adress: http://127.0.0.1:8500 }\n  - { kind: eureka, name: spring, serviceUrls: [http://127.0.0.1:8761/eureka], refreshInterval: 5 }\n',
+    );
+    const result = await meshbridge(['validate', '--config', config]);
+    expect(result.stdout).toContain(`warning: ${config}: registries[0].adress: unknown field, ignored`);
+    expect(result.stdout).toContain(`warning: ${config}: registries[1].refreshInterval: unknown field, ignored`);
+    expect(result.code).toBe(0);
+    dir.remove();
+  });
+
   it('checks a file given with --config as a daemon config whatever it holds, YAML syntax included', async () => {
     const dir = tempDir();
     const broken = dir.write('broken.yaml', 'xds: [\n');

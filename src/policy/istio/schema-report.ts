@@ -55,6 +55,11 @@ export function unknownFields(schema: z.ZodType, value: unknown, path: FieldPath
     case 'record':
       if (!isPlainObject(value) || def.valueType === undefined) return [];
       return Object.entries(value).flatMap(([key, item]) => unknownFields(def.valueType!, item, [...path, key]));
+    case 'union': {
+      // The option the value is (for a discriminated union, the one its discriminator names).
+      const option = def.options?.find((o) => o.safeParse(value).success);
+      return option === undefined ? [] : unknownFields(option, value, path);
+    }
     case 'object': {
       if (!isPlainObject(value) || def.shape === undefined) return [];
       const shape = def.shape;
@@ -74,6 +79,7 @@ interface SchemaDef {
   element?: z.ZodType;
   valueType?: z.ZodType;
   shape?: Record<string, z.ZodType>;
+  options?: z.ZodType[];
 }
 
 export function isPlainObject(value: unknown): value is Record<string, unknown> {
