@@ -170,6 +170,9 @@ export class EurekaRegistry implements Registry {
   }
 
   private async read(): Promise<void> {
+    // What a read returns is as fresh as when it was asked for: a read that
+    // straddles a long pause must not make the next delta look safe.
+    const startedAt = this.now();
     try {
       await this.fetchRegistry();
     } catch (error) {
@@ -184,7 +187,7 @@ export class EurekaRegistry implements Registry {
     this.failures = 0;
     this.outageSince = undefined;
     this.lastError = undefined;
-    this.lastSuccessAt = this.now();
+    this.lastSuccessAt = startedAt;
     this.publishFromMirror();
   }
 
