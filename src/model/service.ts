@@ -57,6 +57,12 @@ export function endpointPort(endpoint: Endpoint, port: ServicePort): number {
   return endpoint.ports[port.name] ?? port.number;
 }
 
+/**
+ * An endpoint that speaks TLS on its port (a Eureka instance's secure port)
+ * carries this label as "true"; clients then open TLS to it alone.
+ */
+export const TLS_LABEL = 'meshbridge.io/tls';
+
 /** Short name used as an extra virtual-host domain: the hostname's first label. */
 export function shortName(hostname: string): string {
   const dot = hostname.indexOf('.');

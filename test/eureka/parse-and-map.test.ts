@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { parseApplications, parseInstance, parsePort, parseStatus } from '../../src/registries/eureka/eureka-json.js';
 import type { EurekaInstance } from '../../src/registries/eureka/eureka-json.js';
 import { InstanceMirror, reconcileHashCode } from '../../src/registries/eureka/instance-mirror.js';
-import { choosePort, eurekaHealth, mapInstances, TLS_LABEL } from '../../src/registries/eureka/mapping.js';
+import { TLS_LABEL } from '../../src/model/service.js';
+import { choosePort, eurekaHealth, mapInstances } from '../../src/registries/eureka/mapping.js';
 import type { EurekaMappingOptions } from '../../src/registries/eureka/mapping.js';
 import { fixture } from './stub-eureka.js';
 

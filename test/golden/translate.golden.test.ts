@@ -12,6 +12,7 @@ import { resolvePolicy } from '../../src/policy/resolve.js';
 import { SERVICE_KIND_HANDLERS } from '../../src/policy/istio/service-entry.js';
 import { servicesFromFiles } from '../../src/registries/file/service-entries.js';
 import { translate } from '../../src/xds/translate/translate.js';
+import { loadEnvoyApi } from '../../src/xds/protos.js';
 import { TypeUrl } from '../../src/xds/type-urls.js';
 import { protoProblems } from '../helpers/proto-check.js';
 
@@ -145,6 +146,11 @@ describe('translation golden files', () => {
         ...(outputs['proxyless.routes'] as object[]).flatMap((r) => protoProblems(TypeUrl.RouteConfiguration, r)),
       ];
       expect(problems, goldenCase.name).toEqual([]);
+      // And protobufjs can encode each one.
+      const api = loadEnvoyApi();
+      for (const cluster of outputs.clusters as object[]) api.pack(TypeUrl.Cluster, cluster);
+      for (const endpoints of outputs.endpoints as object[]) api.pack(TypeUrl.ClusterLoadAssignment, endpoints);
+      for (const route of outputs.routes as object[]) api.pack(TypeUrl.RouteConfiguration, route);
     }
   });
 

@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import type { Diagnostic } from '../../errors.js';
+import { TLS_LABEL } from '../../model/service.js';
 import { compareEndpoints, compareStrings, endpointKey } from '../../model/catalog.js';
 import type { Endpoint, HealthStatus, Protocol, Service } from '../../model/service.js';
 import type { EurekaInstance, EurekaStatus } from './eureka-json.js';
@@ -28,7 +29,6 @@ export interface MappedServices {
 }
 
 /** Label marking an endpoint dialled on its Eureka `securePort`: the endpoint itself speaks TLS. */
-export const TLS_LABEL = 'meshbridge.io/tls';
 
 /** Metadata keys that name an instance's protocol: `protocol` (as for Consul) and `mesh.protocol`. */
 const PROTOCOL_KEYS = ['protocol', 'mesh.protocol'] as const;

@@ -4,6 +4,7 @@ import { effectivePolicy } from '../../policy/resolve.js';
 import type { ResolvedPolicy } from '../../policy/resolve.js';
 import { TypeUrl } from '../type-urls.js';
 import { clusterName } from './names.js';
+import { addTlsEndpointMatch } from './tls-endpoints.js';
 import { applyTrafficPolicy } from './traffic-policy.js';
 import { ADS_CONFIG_SOURCE, duration, typed } from './typed.js';
 
@@ -28,6 +29,7 @@ export function buildCluster(service: Service, port: ServicePort, policy: Resolv
     };
   }
   applyTrafficPolicy(cluster, effectivePolicy(policy.destinationRules.get(service.hostname), port.number, subset), port.protocol);
+  addTlsEndpointMatch(cluster, service);
   return cluster;
 }
 
