@@ -1,14 +1,12 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ServiceCatalog } from '../../src/model/catalog.js';
-import { buildSnapshot } from '../../src/xds/cache/snapshot.js';
 import { SnapshotCache } from '../../src/xds/cache/snapshot-cache.js';
 import { loadEnvoyApi } from '../../src/xds/protos.js';
 import { XdsServer } from '../../src/xds/server/ads-server.js';
-import { BASE_VIEWS, translate } from '../../src/xds/translate/translate.js';
 import { TypeUrl } from '../../src/xds/type-urls.js';
 import { RawAdsClient } from '../helpers/ads-client.js';
 import { eventually } from '../helpers/eventually.js';
-import { catalogOf, service, silentLogger } from '../helpers/fixtures.js';
+import { catalogOf, service, silentLogger, publish as publishTo } from '../helpers/fixtures.js';
 
 const api = loadEnvoyApi();
 const CDS = TypeUrl.Cluster;
@@ -28,11 +26,7 @@ describe('state-of-the-world ADS over real gRPC', () => {
   let address: string;
   let client: RawAdsClient;
 
-  const publish = (catalog: ServiceCatalog) => {
-    for (const view of BASE_VIEWS) {
-      cache.set(buildSnapshot(view, translate(catalog, view, { sidecarBind: '127.0.0.1' }), api.pack, cache.get(view)));
-    }
-  };
+  const publish = (catalog: ServiceCatalog) => publishTo(cache, catalog);
 
   beforeAll(async () => {
     address = `127.0.0.1:${await server.listen({ listen: '127.0.0.1:0' })}`;
@@ -60,7 +54,7 @@ describe('state-of-the-world ADS over real gRPC', () => {
     const early = new RawAdsClient(`127.0.0.1:${port}`);
     early.send({ type_url: CDS });
     await early.expectSilence(100);
-    for (const view of BASE_VIEWS) emptyCache.set(buildSnapshot(view, translate(catalogOf(), view, { sidecarBind: '127.0.0.1' }), api.pack));
+    publishTo(emptyCache, catalogOf());
     const response = await early.next();
     expect(response.type_url).toBe(CDS);
     expect(response.resources).toEqual([]);

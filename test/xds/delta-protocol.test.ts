@@ -1,15 +1,13 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ServiceCatalog } from '../../src/model/catalog.js';
-import { buildSnapshot } from '../../src/xds/cache/snapshot.js';
 import { SnapshotCache } from '../../src/xds/cache/snapshot-cache.js';
 import { loadEnvoyApi } from '../../src/xds/protos.js';
 import { XdsServer } from '../../src/xds/server/ads-server.js';
-import { BASE_VIEWS, translate } from '../../src/xds/translate/translate.js';
 import { TypeUrl } from '../../src/xds/type-urls.js';
 import { RawAdsClient } from '../helpers/ads-client.js';
 import { RawDeltaClient } from '../helpers/delta-client.js';
 import { eventually } from '../helpers/eventually.js';
-import { catalogOf, service, silentLogger } from '../helpers/fixtures.js';
+import { catalogOf, service, silentLogger, publish as publishTo } from '../helpers/fixtures.js';
 
 const api = loadEnvoyApi();
 const CDS = TypeUrl.Cluster;
@@ -31,11 +29,7 @@ describe('incremental (delta) ADS over real gRPC', () => {
   let address: string;
   let client: RawDeltaClient;
 
-  const publish = (catalog: ServiceCatalog) => {
-    for (const view of BASE_VIEWS) {
-      cache.set(buildSnapshot(view, translate(catalog, view, { sidecarBind: '127.0.0.1' }), api.pack, cache.get(view)));
-    }
-  };
+  const publish = (catalog: ServiceCatalog) => publishTo(cache, catalog);
   const status = (typeUrl: string, index = 0) => server.connections()[index]!.types().find((t) => t.typeUrl === typeUrl)!;
 
   beforeAll(async () => {
@@ -245,9 +239,7 @@ describe('incremental (delta) ADS over real gRPC', () => {
     const early = new RawDeltaClient(`127.0.0.1:${port}`);
     early.send({ type_url: CDS });
     await early.expectSilence();
-    for (const view of BASE_VIEWS) {
-      empty.set(buildSnapshot(view, translate(catalogOf(reviews('10.0.0.1')), view, { sidecarBind: '127.0.0.1' }), api.pack));
-    }
+    publishTo(empty, catalogOf(reviews('10.0.0.1')));
     expect(RawDeltaClient.names(await early.next())).toEqual([REVIEWS]);
     early.close();
     await lateServer.shutdown(500);

@@ -1,16 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Service } from '../../src/model/service.js';
-import { buildSnapshot } from '../../src/xds/cache/snapshot.js';
 import { SnapshotCache } from '../../src/xds/cache/snapshot-cache.js';
 import { loadEnvoyApi } from '../../src/xds/protos.js';
 import { XdsServer } from '../../src/xds/server/ads-server.js';
 import { PushQueue } from '../../src/xds/server/push-queue.js';
 import type { Pushable } from '../../src/xds/server/push-queue.js';
-import { BASE_VIEWS, translate } from '../../src/xds/translate/translate.js';
 import { TypeUrl } from '../../src/xds/type-urls.js';
 import { RawDeltaClient, StuckDeltaClient } from '../helpers/delta-client.js';
 import { eventually } from '../helpers/eventually.js';
-import { catalogOf, service, silentLogger } from '../helpers/fixtures.js';
+import { catalogOf, service, silentLogger, publish as publishTo } from '../helpers/fixtures.js';
 
 const api = loadEnvoyApi();
 
@@ -63,12 +61,7 @@ describe('flow control: a client that stops reading', () => {
   const server = new XdsServer(api, cache, silentLogger, {}, { pushConcurrency: 4, pushSlotTimeoutMs: 200 });
   let address: string;
 
-  const publish = (round: number) => {
-    const catalog = catalogOf(...fleet(round));
-    for (const view of BASE_VIEWS) {
-      cache.set(buildSnapshot(view, translate(catalog, view, { sidecarBind: '127.0.0.1' }), api.pack, cache.get(view)));
-    }
-  };
+  const publish = (round: number) => publishTo(cache, catalogOf(...fleet(round)));
 
   beforeAll(async () => {
     publish(0);
