@@ -35,3 +35,24 @@ free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1
 mb() { node bin/meshbridge.js "$@"; }
 
 [ -f src/registries/consul/consul-registry.ts ] || fail "this build has no Consul registry (src/registries/consul)"
+
+# start_meshbridge REGISTRY SYNC_SECONDS SED_EXPR ADDRESS: copies the demo's
+# meshbridge.yaml with free xDS/admin ports (XDS, ADMIN) and SED_EXPR pointing
+# it at the registry's test ADDRESS, validates it, runs the daemon and waits
+# for REGISTRY's first sync.
+start_meshbridge() {
+  local registry=$1 sync_seconds=$2 registry_sed=$3 address=$4
+  XDS=$(free_port)
+  ADMIN=$(free_port)
+  sed -e "s|listen: 127.0.0.1:15010|listen: 127.0.0.1:$XDS|" \
+    -e "s|listen: 127.0.0.1:15014|listen: 127.0.0.1:$ADMIN|" \
+    -e "$registry_sed" \
+    "$DEMO/meshbridge.yaml" >"$work/meshbridge.yaml"
+  grep -q "127.0.0.1:$XDS" "$work/meshbridge.yaml" && grep -q "$address" "$work/meshbridge.yaml" ||
+    fail "could not point the config copy at the test ports"
+  mb validate --config "$work/meshbridge.yaml" >"$work/validate.log" || fail "the demo config does not validate: $(cat "$work/validate.log")"
+  node bin/meshbridge.js run --config "$work/meshbridge.yaml" >"$work/meshbridge.log" 2>&1 &
+  pids+=($!)
+  wait_for 30 "'waiting for: $registry' in the log" grep -q "\"msg\":\"waiting for: $registry\"" "$work/meshbridge.log"
+  wait_for "$sync_seconds" "'$registry: N services synced' in the log" grep -Eq "\"msg\":\"$registry: [0-9]+ services synced\"" "$work/meshbridge.log"
+}

@@ -46,19 +46,7 @@ for f in "$DEMO"/greeter-*.json; do
 done
 
 step "4. start meshbridge"
-XDS=$(free_port)
-ADMIN=$(free_port)
-sed -e "s|listen: 127.0.0.1:15010|listen: 127.0.0.1:$XDS|" \
-  -e "s|listen: 127.0.0.1:15014|listen: 127.0.0.1:$ADMIN|" \
-  -e "s|address: http://127.0.0.1:8500|address: $CONSUL_ADDR|" \
-  "$DEMO/meshbridge.yaml" >"$work/meshbridge.yaml"
-grep -q "127.0.0.1:$XDS" "$work/meshbridge.yaml" && grep -q "$CONSUL_ADDR" "$work/meshbridge.yaml" ||
-  fail "could not point the config copy at the test ports"
-mb validate --config "$work/meshbridge.yaml" >"$work/validate.log" || fail "the demo config does not validate: $(cat "$work/validate.log")"
-node bin/meshbridge.js run --config "$work/meshbridge.yaml" >"$work/meshbridge.log" 2>&1 &
-pids+=($!)
-wait_for 30 "'waiting for: dc1' in the log" grep -q '"msg":"waiting for: dc1"' "$work/meshbridge.log"
-wait_for 30 "'dc1: N services synced' in the log" grep -Eq '"msg":"dc1: [0-9]+ services synced"' "$work/meshbridge.log"
+start_meshbridge dc1 30 "s|address: http://127.0.0.1:8500|address: $CONSUL_ADDR|" "$CONSUL_ADDR"
 three_healthy() {
   local out
   out=$(mb catalog greeter.service.consul --admin "127.0.0.1:$ADMIN")

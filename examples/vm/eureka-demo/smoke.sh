@@ -41,19 +41,7 @@ pids+=($register)
 wait_for 20 "three registrations" bash -c "[ \$(grep -c '^registered ' '$work/register.log') = 3 ]"
 
 step "4. start meshbridge"
-XDS=$(free_port)
-ADMIN=$(free_port)
-sed -e "s|listen: 127.0.0.1:15010|listen: 127.0.0.1:$XDS|" \
-  -e "s|listen: 127.0.0.1:15014|listen: 127.0.0.1:$ADMIN|" \
-  -e "s|http://127.0.0.1:8761/eureka|$EUREKA|" \
-  "$DEMO/meshbridge.yaml" >"$work/meshbridge.yaml"
-grep -q "127.0.0.1:$XDS" "$work/meshbridge.yaml" && grep -q "$EUREKA" "$work/meshbridge.yaml" ||
-  fail "could not point the config copy at the test ports"
-mb validate --config "$work/meshbridge.yaml" >"$work/validate.log" || fail "the demo config does not validate: $(cat "$work/validate.log")"
-node bin/meshbridge.js run --config "$work/meshbridge.yaml" >"$work/meshbridge.log" 2>&1 &
-pids+=($!)
-wait_for 30 "'waiting for: spring' in the log" grep -q '"msg":"waiting for: spring"' "$work/meshbridge.log"
-wait_for 60 "'spring: N services synced' in the log" grep -Eq '"msg":"spring: [0-9]+ services synced"' "$work/meshbridge.log"
+start_meshbridge spring 60 "s|http://127.0.0.1:8761/eureka|$EUREKA|" "$EUREKA"
 three_healthy() {
   local out
   out=$(mb catalog greeter --admin "127.0.0.1:$ADMIN")
