@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # Build a real HashiCorp Consul agent from the Go module proxy and cache it.
 #
+# Which Consul: v1.14.8, released under the MPL-2.0. Later releases moved to
+# the Business Source License, and their build pulls in
+# github.com/hashicorp/consul/envoyextensions and .../troubleshoot, which this
+# project must not use at any version; the build below refuses them.
+#
 # Why not `go install github.com/hashicorp/consul@VERSION`?
 #   Consul's go.mod has `replace github.com/hashicorp/consul/api => ./api` (and the
 #   same for sdk, proto-public, envoyextensions, troubleshoot). `go install m@v`
@@ -11,7 +16,8 @@
 #        the read-only module cache into a temp work dir;
 #     2. drop every `=> ./local/dir` replace directive and pin each of those
 #        submodules to the version the same go.mod `require`s (those are the
-#        published tags cut for this release, e.g. api v1.33.2 for 1.22.3);
+#        published tags cut for this release), except where PUBLISHED_PIN names
+#        a later patch: v1.14.8's tree needs api v1.18.1, not the v1.18.0 it requires;
 #     3. `go build` with -mod=mod so go.sum gets the (sumdb-verified) hashes of
 #        the published submodules.
 #
@@ -23,7 +29,7 @@
 # untested versions may not build), MESHBRIDGE_KEEP_WORKDIR=1 (keep build dir).
 set -euo pipefail
 
-CONSUL_VERSION="${CONSUL_VERSION:-v1.22.3}"
+CONSUL_VERSION="${CONSUL_VERSION:-v1.14.8}"
 CONSUL_MODULE="github.com/hashicorp/consul"
 
 CACHE_ROOT="${MESHBRIDGE_CACHE:-$HOME/.cache/meshbridge}"
@@ -111,10 +117,16 @@ go mod edit -fmt || die "go mod edit -fmt failed on Consul's go.mod"
 mapfile -t LOCAL_REPLACES < <(
   sed -n -E 's/^[[:space:]]*(replace[[:space:]]+)?([^[:space:]]+)([[:space:]]+v[^[:space:]]+)?[[:space:]]+=>[[:space:]]+(\.\.?\/[^[:space:]]*)[[:space:]]*$/\2/p' go.mod
 )
+declare -A PUBLISHED_PIN=(["v1.14.8:github.com/hashicorp/consul/api"]="v1.18.1")
 get_args=()
 for mod in "${LOCAL_REPLACES[@]}"; do
   ver="$(awk -v m="$mod" '$1 == m && $2 ~ /^v[0-9]/ { print $2; exit }' go.mod)"
   [[ -n "$ver" ]] || die "go.mod replaces $mod with a local dir but has no 'require $mod vX' line to fall back to"
+  case "$mod" in
+    */envoyextensions | */troubleshoot) die "$mod is under the Business Source License and must not be used; pick an MPL-2.0 Consul (v1.14.x)" ;;
+  esac
+  pinned="${PUBLISHED_PIN[$CONSUL_VERSION:$mod]:-}"
+  [[ -z "$pinned" ]] || ver="$pinned"
   log "replace $mod => local dir  ==>  published $mod@$ver"
   go mod edit -dropreplace="$mod" || die "go mod edit -dropreplace=$mod failed"
   get_args+=("$mod@$ver")
@@ -127,6 +139,10 @@ fi
 if ((${#get_args[@]})); then
   log "go get ${get_args[*]}"
   go get "${get_args[@]}" >&2 || die "go get of the published Consul submodules failed (${get_args[*]})"
+fi
+
+if grep -Eq 'github.com/hashicorp/consul/(envoyextensions|troubleshoot)' go.mod; then
+  die "the build would use Consul's envoyextensions or troubleshoot module (Business Source License); refusing"
 fi
 
 log "building (CGO_ENABLED=0, this takes several minutes on a cold Go build cache)"

