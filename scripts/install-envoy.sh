@@ -30,7 +30,9 @@ fi
 CACHE_ROOT="${MESHBRIDGE_CACHE:-$HOME/.cache/meshbridge}"
 DEST_DIR="$CACHE_ROOT/envoy/$ENVOY_VERSION"
 DEST="$DEST_DIR/envoy"
-cached_ok() { [[ -x "$DEST" ]] && "$DEST" --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"; }
+# Read the whole output before matching: with pipefail, `grep -q` closing the pipe
+# early makes Envoy die of SIGPIPE and the check fail on a good binary.
+cached_ok() { [[ -x "$DEST" ]] && [[ "$("$DEST" --version 2>/dev/null)" == *"/$ENVOY_VERSION/"* ]]; }
 
 if cached_ok; then
   echo "$DEST"
