@@ -22,6 +22,9 @@ export const MetricName = {
   catalogEndpoints: 'meshbridge_catalog_endpoints',
   catalogConflicts: 'meshbridge_catalog_conflicts',
   configReloads: 'meshbridge_config_reloads_total',
+  limitHits: 'meshbridge_limit_hits_total',
+  streamsRefused: 'meshbridge_xds_streams_refused_total',
+  savedStates: 'meshbridge_registry_saved_state_total',
 } as const;
 
 /**
@@ -35,6 +38,9 @@ export class Metrics {
   readonly callbacks: ServerCallbacks;
   private readonly registryErrors: Counter<'registry'>;
   private readonly reloads: Counter<'result'>;
+  private readonly limitHits: Counter<'limit'>;
+  private readonly refused: Counter<'reason'>;
+  private readonly savedStates: Counter<'registry' | 'event'>;
   private readonly lastErrorSeen = new Map<string, number | undefined>();
 
   constructor(
@@ -147,6 +153,26 @@ export class Metrics {
       labelNames: ['result'],
       registers: [registry],
     });
+    this.limitHits = new Counter({
+      name: MetricName.limitHits,
+      help: 'Inputs refused or cut because they passed a configured limit, by limit (config key).',
+      labelNames: ['limit'],
+      registers: [registry],
+    });
+    this.limitHits.inc({ limit: 'limits.registryResponseBytes' }, 0);
+    this.refused = new Counter({
+      name: MetricName.streamsRefused,
+      help: 'ADS streams refused with UNAVAILABLE, by reason (not-ready: registries neither synced nor restored yet).',
+      labelNames: ['reason'],
+      registers: [registry],
+    });
+    this.refused.inc({ reason: 'not-ready' }, 0);
+    this.savedStates = new Counter({
+      name: MetricName.savedStates,
+      help: 'Saved registry states loaded at startup, written, rejected as invalid, or failed to write, by registry.',
+      labelNames: ['registry', 'event'],
+      registers: [registry],
+    });
   }
 
   /** Counts each new error a registry reports (a state carrying a `lastError` not seen before). */
@@ -160,6 +186,19 @@ export class Metrics {
     if (this.lastErrorSeen.get(state.registry) === at) return;
     this.lastErrorSeen.set(state.registry, at);
     this.registryErrors.inc({ registry: state.registry });
+  }
+
+  /** Something from outside hit a configured limit (the `limits.*` key, or another config key, named as label). */
+  limitHit(limit: string): void {
+    this.limitHits.inc({ limit });
+  }
+
+  streamRefused(reason: 'not-ready'): void {
+    this.refused.inc({ reason });
+  }
+
+  savedState(registry: string, event: 'loaded' | 'written' | 'rejected' | 'write-failed'): void {
+    this.savedStates.inc({ registry, event });
   }
 
   reloaded(result: 'success' | 'failure'): void {

@@ -154,6 +154,12 @@ export const configSchema = z.object({
       pushConcurrency: z.number().int().min(1).default(64),
       /** How long a push to a client that does not read may hold its slot. */
       pushSlotTimeoutMs: z.number().int().min(1).default(2_000),
+      /**
+       * At startup, ADS streams are refused (UNAVAILABLE "not ready", so
+       * proxies keep the config they have) until every registry has synced or
+       * its saved state is loaded; after this long they are served anyway.
+       */
+      readyTimeoutMs: z.number().int().min(0).default(30_000),
     })
     .prefault({}),
   admin: z.object({ listen: hostPort.default(DEFAULT_ADMIN_LISTEN) }).prefault({}),
@@ -169,6 +175,14 @@ export const configSchema = z.object({
     })
     .prefault({})
     .refine((b) => b.maxDelayMs >= b.debounceMs, { error: 'maxDelayMs must be at least debounceMs' }),
+  limits: z
+    .object({
+      /** Largest Consul or Eureka response body read; a larger one is a failed read (last good state kept). */
+      registryResponseBytes: z.number().int().min(1024).default(64 * 1024 * 1024),
+      /** Largest saved registry state loaded at startup (see src/registries/saved-state.ts). */
+      savedStateBytes: z.number().int().min(1024).default(256 * 1024 * 1024),
+    })
+    .prefault({}),
   registries: z.array(registry, { error: 'must be a list of registries' }).min(1, { error: 'must list at least one registry' }),
   policy: z.object({ paths: z.array(z.string()).default([]) }).prefault({}),
   /**

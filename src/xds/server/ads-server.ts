@@ -22,6 +22,8 @@ export interface XdsServerTuning {
   readonly pushConcurrency?: number;
   /** How long one push may hold its slot while its client does not read. */
   readonly pushSlotTimeoutMs?: number;
+  /** Asked at every stream open: a reason to refuse it with UNAVAILABLE (the daemon not ready), or undefined. */
+  readonly admission?: () => string | undefined;
 }
 
 export const DEFAULT_TUNING = { pushConcurrency: 64, pushSlotTimeoutMs: 2_000 } as const;
@@ -55,6 +57,7 @@ export class XdsServer {
   private readonly queue: PushQueue;
   private nextStreamId = 1;
   private boundPort: number | undefined;
+  private readonly admission: () => string | undefined;
 
   constructor(
     api: EnvoyApi,
@@ -68,9 +71,10 @@ export class XdsServer {
       slotTimeoutMs: tuning.pushSlotTimeoutMs ?? DEFAULT_TUNING.pushSlotTimeoutMs,
     };
     this.queue = new PushQueue(options);
+    this.admission = tuning.admission ?? (() => undefined);
     const handlers: AggregatedDiscoveryServiceHandlers = {
-      StreamAggregatedResources: (call) => this.open((id, log) => new SotwStream(id, call as unknown as SotwCall, cache, this.queue, callbacks, log)),
-      DeltaAggregatedResources: (call) => this.open((id, log) => new DeltaStream(id, call as unknown as DeltaCall, cache, this.queue, callbacks, log)),
+      StreamAggregatedResources: (call) => this.open(call, (id, log) => new SotwStream(id, call as unknown as SotwCall, cache, this.queue, callbacks, log)),
+      DeltaAggregatedResources: (call) => this.open(call, (id, log) => new DeltaStream(id, call as unknown as DeltaCall, cache, this.queue, callbacks, log)),
     };
     this.server.addService(
       withEncodedResponses(api.ads.envoy.service.discovery.v3.AggregatedDiscoveryService.service),
@@ -132,7 +136,13 @@ export class XdsServer {
     this.streams.clear();
   }
 
-  private open(create: (id: number, log: Logger) => SotwStream | DeltaStream): void {
+  private open(call: { emit(event: 'error', error: Partial<grpc.StatusObject>): boolean }, create: (id: number, log: Logger) => SotwStream | DeltaStream): void {
+    const refusal = this.admission();
+    if (refusal !== undefined) {
+      // Ends the stream with this status before anything is read or sent.
+      call.emit('error', { code: grpc.status.UNAVAILABLE, details: refusal });
+      return;
+    }
     const id = this.nextStreamId++;
     const stream = create(id, this.log.child({ stream: id }));
     this.streams.set(id, stream);
