@@ -164,7 +164,13 @@ export const configSchema = z.object({
     .prefault({}),
   admin: z.object({ listen: hostPort.default(DEFAULT_ADMIN_LISTEN) }).prefault({}),
   log: z
-    .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
+    .object({
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+      /** Longest string a log line carries whole (node ids, NACK messages and names come from clients). */
+      maxFieldChars: z.number().int().min(16).default(1024),
+      /** Longest list a log line carries whole. */
+      maxListItems: z.number().int().min(1).default(20),
+    })
     .prefault({}),
   batching: z
     .object({
