@@ -10,6 +10,7 @@ import { DaemonProcess } from '../helpers/daemon-process.js';
 import { eventually, sleep } from '../helpers/eventually.js';
 import { tempDir } from '../helpers/tmp.js';
 import { ReconnectingFollower } from './follower.js';
+import { ToggleProxy } from './toggle-proxy.js';
 
 const API = 'outbound|8080||api.service.consul';
 const LOCAL = 'outbound|9090||local.mesh.local';
@@ -122,7 +123,48 @@ spec:
     }
     expect(sotw.answers.flatMap((a) => a.removed).concat(delta.answers.flatMap((a) => a.removed))).not.toContain(API);
     await second.stop('SIGKILL');
-  });
+  }, 90_000);
+
+  it('kill -9, Consul up but stuck (answers nothing), restart: the saved state is served, then Consul is followed again', async () => {
+    const proxy = await ToggleProxy.start(agent.httpPort);
+    const port = await freePort();
+    const slowConfig = writeConfig('slow.yaml', `http://127.0.0.1:${proxy.port}`, '', port);
+    try {
+      const first = run(slowConfig);
+      await first.waitForLog((l) => l.msg === 'all registries synced', 20_000);
+      const sotw = new ReconnectingFollower(`127.0.0.1:${port}`, 'sotw', 'vm-slow-sotw');
+      const delta = new ReconnectingFollower(`127.0.0.1:${port}`, 'delta', 'vm-slow-delta');
+      followers.push(sotw, delta);
+      for (const f of [sotw, delta]) await eventually(() => expect(f.latest?.clusters).toEqual(expect.arrayContaining([LOCAL, API])), 15_000);
+      await sleep(1_500); // past the saved state's write interval
+
+      const before = { sotw: sotw.connectionCount, delta: delta.connectionCount };
+      await first.stop('SIGKILL');
+      proxy.mode = 'hang';
+      proxy.cutAll();
+      const second = run(slowConfig);
+      await second.waitForLog((l) => l.msg === 'xDS server listening', 20_000);
+      for (const f of [sotw, delta]) await eventually(() => expect(f.connectionCount).toBeGreaterThan(before[f.protocol]), 15_000);
+      await sleep(5_000);
+      for (const f of [sotw, delta]) {
+        const afterRestart = f.answers.filter((a) => a.connection >= before[f.protocol]);
+        expect(afterRestart.length, `${f.protocol} got no answer after the restart`).toBeGreaterThan(0);
+        for (const answer of afterRestart) expect(answer.clusters).toContain(API);
+        expect(f.answers.flatMap((a) => a.removed)).not.toContain(API);
+      }
+
+      proxy.mode = 'pass';
+      proxy.cutAll();
+      await registerService(agent, { ID: 'slow-1', Name: 'slow', Address: '127.0.0.1', Port: 8082 });
+      // Requests time out after requestTimeoutMs (10 s by default) before the retry that gets through.
+      for (const f of [sotw, delta]) {
+        await eventually(() => expect(f.latest?.clusters).toEqual(expect.arrayContaining([API, 'outbound|8082||slow.service.consul'])), 40_000);
+      }
+      expect(sotw.answers.flatMap((a) => a.removed).concat(delta.answers.flatMap((a) => a.removed))).not.toContain(API);
+    } finally {
+      await proxy.close();
+    }
+  }, 90_000);
 
   it('with no saved state and Consul down, streams are refused UNAVAILABLE "not ready" until xds.readyTimeoutMs, then served', async () => {
     const unreachable = `http://127.0.0.1:${await freePort()}`;
