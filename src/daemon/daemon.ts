@@ -295,6 +295,7 @@ export class Daemon implements AdminSource {
               store: new SavedStateStore(resolveStateDir(root), root.limits.savedStateBytes),
               hash: configHash(registryKey(config, root)),
               onEvent: (event) => this.metrics.savedState(config.name, event),
+              onLimit: (limit) => this.metrics.limitHit(limit),
             },
             log,
           );

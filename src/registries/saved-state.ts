@@ -52,7 +52,15 @@ export interface SavedState {
   readonly file: string;
 }
 
-export class SavedStateError extends MeshbridgeError {}
+export class SavedStateError extends MeshbridgeError {
+  /** The config key of the limit the file passed, when that is why it was refused. */
+  readonly limit: string | undefined;
+
+  constructor(code: 'MB_SAVED_STATE_INVALID' | 'MB_SAVED_STATE_UNWRITABLE', message: string, options?: { cause?: unknown; limit?: string }) {
+    super(code, message, options);
+    this.limit = options?.limit;
+  }
+}
 
 /** A short, stable name for one registry config: what the saved file is keyed by. */
 export function configHash(configKey: string): string {
@@ -89,7 +97,9 @@ export class SavedStateStore {
       throw new SavedStateError('MB_SAVED_STATE_INVALID', `${file}: cannot read: ${(error as Error).message}`, { cause: error });
     }
     if (size > this.maxBytes) {
-      throw new SavedStateError('MB_SAVED_STATE_INVALID', `${file}: ${size} bytes, over the ${this.maxBytes}-byte limit (limits.savedStateBytes)`);
+      throw new SavedStateError('MB_SAVED_STATE_INVALID', `${file}: ${size} bytes, over the ${this.maxBytes}-byte limit (limits.savedStateBytes)`, {
+        limit: 'limits.savedStateBytes',
+      });
     }
     const handle = await open(file, 'r');
     let text: string;
@@ -159,6 +169,8 @@ export interface SavedStateOptions {
   /** Least time between two writes; changes in between are folded into the next one. */
   readonly minWriteIntervalMs?: number;
   readonly onEvent?: (event: 'loaded' | 'written' | 'rejected' | 'write-failed') => void;
+  /** Told when a saved file passed a configured limit (its config key), for the metric. */
+  readonly onLimit?: (limit: string) => void;
 }
 
 /**
@@ -180,6 +192,8 @@ export class SavedStateRegistry implements Registry {
   private writing: Promise<void> | undefined;
   private writeTimer: NodeJS.Timeout | undefined;
   private stopping = false;
+  /** A write failing again and again (a read-only disk) is logged once, then again when it recovers. */
+  private writeFailing = false;
 
   constructor(
     private readonly inner: Registry,
@@ -200,6 +214,7 @@ export class SavedStateRegistry implements Registry {
       this.restored = await store.load(this.name, this.kind, hash);
     } catch (error) {
       this.options.onEvent?.('rejected');
+      if (error instanceof SavedStateError && error.limit !== undefined) this.options.onLimit?.(error.limit);
       this.log.error({ code: (error as MeshbridgeError).code, err: (error as Error).message }, 'saved registry state ignored');
     }
     if (this.restored !== undefined) {
@@ -285,10 +300,15 @@ export class SavedStateRegistry implements Registry {
       await this.options.store.save(this.name, this.kind, this.options.hash, services);
       this.lastWritten = text;
       this.options.onEvent?.('written');
+      if (this.writeFailing) this.log.info('registry state saved again');
+      this.writeFailing = false;
       this.log.debug({ services: services.length }, 'registry state saved');
     } catch (error) {
       this.options.onEvent?.('write-failed');
-      this.log.error({ code: (error as MeshbridgeError).code, err: (error as Error).message }, 'cannot save the registry state; a restart while it is down would start without it');
+      const fields = { code: (error as MeshbridgeError).code, err: (error as Error).message };
+      if (this.writeFailing) this.log.debug(fields, 'cannot save the registry state');
+      else this.log.error(fields, 'cannot save the registry state; a restart while it is down would start without it');
+      this.writeFailing = true;
     }
   }
 }
