@@ -57,7 +57,11 @@ async function run(args: string[]): Promise<number> {
   const file = values.config ?? quickstartConfigPath();
   const { config, diagnostics } = await loadConfig(file);
   const fixedLevel = values['log-level'] ?? process.env.MESHBRIDGE_LOG_LEVEL;
-  const log = createLogger(fixedLevel ?? config.log.level, undefined, { maxFieldChars: config.log.maxFieldChars, maxListItems: config.log.maxListItems });
+  const log = createLogger(fixedLevel ?? config.log.level, undefined, {
+    maxFieldChars: config.log.maxFieldChars,
+    maxListItems: config.log.maxListItems,
+    repeatedWarningsPerMinute: config.log.repeatedWarningsPerMinute,
+  });
   for (const d of diagnostics) log.warn(formatDiagnostic(d));
   if (values.config === undefined) log.info({ config: file }, 'no --config given: serving the quickstart example');
 

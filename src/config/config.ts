@@ -170,6 +170,8 @@ export const configSchema = z.object({
       maxFieldChars: z.number().int().min(16).default(1024),
       /** Longest list a log line carries whole. */
       maxListItems: z.number().int().min(1).default(20),
+      /** Same warning from the same stream or registry logged at most this often per minute (0: no limit). */
+      repeatedWarningsPerMinute: z.number().int().min(0).default(20),
     })
     .prefault({}),
   batching: z

@@ -16,7 +16,7 @@ function capture(): { lines: string[]; sink: Writable } {
 describe('log lines are bounded whatever clients send', () => {
   it('a 1 MB node id in a child binding, a 256 KB NACK message and a million names cost about a kilobyte each', () => {
     const { lines, sink } = capture();
-    const log = createLogger('debug', sink, { maxFieldChars: 1024, maxListItems: 20 });
+    const log = createLogger('debug', sink, { maxFieldChars: 1024, maxListItems: 20, repeatedWarningsPerMinute: 20 });
     const nodeId = 'n'.repeat(1024 * 1024);
     const stream = log.child({ stream: 1, node: nodeId });
     stream.warn({ type: 'CDS', error: 'e'.repeat(256 * 1024) }, 'NACK');
@@ -38,5 +38,23 @@ describe('log lines are bounded whatever clients send', () => {
     createLogger('info', sink).info({ token: 'secret-token', names: ['a', 'b'], nested: { id: 'vm-1' } }, 'hello');
     const line = JSON.parse(lines[0]!) as Record<string, unknown>;
     expect(line).toMatchObject({ token: '[redacted]', names: ['a', 'b'], nested: { id: 'vm-1' }, msg: 'hello' });
+  });
+
+  it('repeated warnings are rate-limited per logger (one per stream): the rest counted, other streams unaffected', () => {
+    const { lines, sink } = capture();
+    const log = createLogger('info', sink, { maxFieldChars: 1024, maxListItems: 20, repeatedWarningsPerMinute: 5 });
+    const noisy = log.child({ stream: 1 });
+    const quiet = log.child({ stream: 2 });
+    for (let i = 0; i < 1_000; i++) noisy.warn({ type: 'CDS', error: `bad ${i}` }, 'NACK');
+    quiet.warn({ type: 'CDS' }, 'NACK');
+    noisy.warn('something else');
+    noisy.info('info lines are not limited');
+    const parsed = lines.map((l) => JSON.parse(l) as { stream: number; msg: string });
+    expect(parsed.filter((l) => l.stream === 1 && l.msg === 'NACK')).toHaveLength(5);
+    expect(parsed.filter((l) => l.stream === 1 && l.msg.startsWith('NACK (more than 5 times in a minute'))).toHaveLength(1);
+    expect(parsed.filter((l) => l.stream === 2 && l.msg === 'NACK')).toHaveLength(1);
+    expect(parsed.some((l) => l.msg === 'something else')).toBe(true);
+    expect(parsed.some((l) => l.msg === 'info lines are not limited')).toBe(true);
+    expect(lines.length).toBe(5 + 1 + 1 + 1 + 1);
   });
 });
