@@ -63,7 +63,7 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-describe('Consul answering 200 with a body that is not what its API promises', () => {
+describe('a Consul that answers badly, or not at all', () => {
   for (const c of [
     { name: 'text/html (a captive portal or proxy error page)', code: 'MB_CONSUL_RESPONSE_INVALID', bad: ((_q, r) => json(r, '<html><body>Service Unavailable</body></html>', 'text/html')) as Bad },
     { name: '{} where the checks list is promised', code: 'MB_CONSUL_RESPONSE_INVALID', bad: ((_q, r, p) => p === '/v1/health/state/any' && json(r, '{}')) as Bad },
@@ -143,5 +143,43 @@ describe('Consul answering 200 with a body that is not what its API promises', (
     expect(fixture.latest!.lastError?.message).toContain('[redacted]');
     expect(fixture.latest!.lastError?.message).not.toContain(TOKEN);
     expect(fixture.logText.join('\n')).not.toContain(TOKEN);
+  });
+
+  it('a failed first request does not end the initialSyncTimeoutMs hold: nothing is published before it, then unsynced and stale', async () => {
+    const consul = await hostileConsul();
+    cleanups.push(() => consul.close());
+    consul.setBad((_q, r) => {
+      r.writeHead(500, { 'Content-Type': 'text/plain' });
+      r.end('No cluster leader');
+      return true;
+    });
+    const fixture = new RegistryFixture(consul.url, { localDatacenter: 'dc1', initialSyncTimeoutMs: 2_000 });
+    cleanups.push(() => fixture.stop());
+    const started = Date.now();
+    const starting = fixture.start();
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    // Several attempts have failed by now (backoff starts at 100 ms), and still nothing was published.
+    expect(fixture.logs.filter((l) => l['code'] === 'MB_CONSUL_SERVER_ERROR').length).toBeGreaterThan(1);
+    expect(fixture.states).toEqual([]);
+    await starting;
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1_900);
+    expect(fixture.states[0]).toMatchObject({ synced: false, stale: true, services: [] });
+  });
+
+  it('Consul answering within the hold is waited for: the first state published is the synced one', async () => {
+    const consul = await hostileConsul();
+    cleanups.push(() => consul.close());
+    let failures = 3;
+    consul.setBad((_q, r) => {
+      if (failures-- <= 0) return false;
+      r.writeHead(500, { 'Content-Type': 'text/plain' });
+      r.end('No cluster leader');
+      return true;
+    });
+    const fixture = new RegistryFixture(consul.url, { localDatacenter: 'dc1', initialSyncTimeoutMs: 10_000 });
+    cleanups.push(() => fixture.stop());
+    await fixture.start();
+    expect(fixture.states[0]).toMatchObject({ synced: true, stale: false });
+    expect(fixture.states[0]!.services.map((s) => s.hostname)).toEqual(['api.service.consul']);
   });
 });
