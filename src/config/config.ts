@@ -160,6 +160,11 @@ export const configSchema = z.object({
        * its saved state is loaded; after this long they are served anyway.
        */
       readyTimeoutMs: z.number().int().min(0).default(30_000),
+      /** Concurrent ADS/CSDS streams one client connection may hold; Envoy uses one, a gRPC client a few. */
+      maxStreamsPerConnection: z.number().int().min(1).default(100),
+      /** Keepalive ping interval and timeout: how soon a vanished peer's streams are closed. */
+      keepaliveTimeMs: z.number().int().min(1_000).default(30_000),
+      keepaliveTimeoutMs: z.number().int().min(100).default(10_000),
     })
     .prefault({}),
   admin: z.object({ listen: hostPort.default(DEFAULT_ADMIN_LISTEN) }).prefault({}),

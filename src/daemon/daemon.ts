@@ -108,6 +108,9 @@ export class Daemon implements AdminSource {
       pushConcurrency: config.xds.pushConcurrency,
       pushSlotTimeoutMs: config.xds.pushSlotTimeoutMs,
       admission: () => this.admission(),
+      maxStreamsPerConnection: config.xds.maxStreamsPerConnection,
+      keepaliveTimeMs: config.xds.keepaliveTimeMs,
+      keepaliveTimeoutMs: config.xds.keepaliveTimeoutMs,
     });
     this.xds.addService(api.csds.envoy.service.status.v3.ClientStatusDiscoveryService.service, csdsHandlers(this));
     this.admin = new AdminServer(this, this.metrics.registry, log.child({ component: 'admin' }));

@@ -22,11 +22,22 @@ export interface XdsServerTuning {
   readonly pushConcurrency?: number;
   /** How long one push may hold its slot while its client does not read. */
   readonly pushSlotTimeoutMs?: number;
+  /** Concurrent streams one client connection may hold (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS). */
+  readonly maxStreamsPerConnection?: number;
+  /** Keepalive pings to each client connection: how often, and how long an unanswered one may take before it is closed. */
+  readonly keepaliveTimeMs?: number;
+  readonly keepaliveTimeoutMs?: number;
   /** Asked at every stream open: a reason to refuse it with UNAVAILABLE (the daemon not ready), or undefined. */
   readonly admission?: () => string | undefined;
 }
 
-export const DEFAULT_TUNING = { pushConcurrency: 64, pushSlotTimeoutMs: 2_000 } as const;
+export const DEFAULT_TUNING = {
+  pushConcurrency: 64,
+  pushSlotTimeoutMs: 2_000,
+  maxStreamsPerConnection: 100,
+  keepaliveTimeMs: 30_000,
+  keepaliveTimeoutMs: 10_000,
+} as const;
 
 /**
  * The ADS service with responses written as bytes: streams encode them from
@@ -45,14 +56,7 @@ function withEncodedResponses(service: grpc.ServiceDefinition): grpc.ServiceDefi
 
 /** The gRPC server for ADS. It owns the streams; the cache owns the resources. */
 export class XdsServer {
-  private readonly server = new grpc.Server({
-    // Envoy and gRPC keep ADS streams open for hours; let idle ones live, but notice dead peers.
-    'grpc.keepalive_time_ms': 30_000,
-    'grpc.keepalive_timeout_ms': 10_000,
-    'grpc.keepalive_permit_without_calls': 1,
-    'grpc.http2.min_ping_interval_without_data_ms': 10_000,
-    'grpc.max_send_message_length': 64 * 1024 * 1024,
-  });
+  private readonly server: grpc.Server;
   private readonly streams = new Map<number, SotwStream | DeltaStream>();
   private readonly queue: PushQueue;
   private nextStreamId = 1;
@@ -66,6 +70,16 @@ export class XdsServer {
     private readonly callbacks: ServerCallbacks = {},
     tuning: XdsServerTuning = {},
   ) {
+    this.server = new grpc.Server({
+      // Envoy and gRPC keep ADS streams open for hours; let idle ones live, but notice dead peers.
+      'grpc.keepalive_time_ms': tuning.keepaliveTimeMs ?? DEFAULT_TUNING.keepaliveTimeMs,
+      'grpc.keepalive_timeout_ms': tuning.keepaliveTimeoutMs ?? DEFAULT_TUNING.keepaliveTimeoutMs,
+      'grpc.keepalive_permit_without_calls': 1,
+      'grpc.http2.min_ping_interval_without_data_ms': 10_000,
+      'grpc.max_send_message_length': 64 * 1024 * 1024,
+      // HTTP/2's own bound: a client's streams past it wait in the client, costing the server nothing.
+      'grpc.max_concurrent_streams': tuning.maxStreamsPerConnection ?? DEFAULT_TUNING.maxStreamsPerConnection,
+    });
     const options: PushQueueOptions = {
       concurrency: tuning.pushConcurrency ?? DEFAULT_TUNING.pushConcurrency,
       slotTimeoutMs: tuning.pushSlotTimeoutMs ?? DEFAULT_TUNING.pushSlotTimeoutMs,
