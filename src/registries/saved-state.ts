@@ -6,6 +6,7 @@ import { BehaviorSubject, filter } from 'rxjs';
 import type { Observable, Subscription } from 'rxjs';
 import { z } from 'zod';
 import { MeshbridgeError } from '../errors.js';
+import { compareStrings } from '../model/catalog.js';
 import type { RegistryKind, RegistryState } from '../model/registry-state.js';
 import { PROTOCOLS } from '../model/service.js';
 import type { Service } from '../model/service.js';
@@ -255,13 +256,20 @@ export class SavedStateRegistry implements Registry {
     if (state.synced && !state.stale) this.scheduleWrite(state.services);
   }
 
-  /** The saved services in place of a source that has not answered yet; its own diagnostics and error kept. */
+  /**
+   * The saved services in place of a source that has not answered yet; its
+   * own diagnostics and error kept. A source that has read part of itself
+   * (one Consul datacenter of two) contributes what it read: those services
+   * are fresh, the saved ones stand in for the rest.
+   */
   private restoredState(live: RegistryState | undefined): RegistryState {
     const saved = this.restored!;
+    const fresh = new Set((live?.services ?? []).map((s) => s.hostname));
+    const services = [...(live?.services ?? []), ...saved.services.filter((s) => !fresh.has(s.hostname))].sort((a, b) => compareStrings(a.hostname, b.hostname));
     return {
       registry: this.name,
       kind: this.kind,
-      services: saved.services,
+      services,
       synced: false,
       stale: true,
       restoredAt: saved.savedAt,

@@ -144,4 +144,14 @@ describe('SavedStateRegistry', () => {
     expect(seen.at(-1)).toMatchObject({ synced: false, stale: true, services: [] });
     await registry.stop();
   });
+
+  it('a source that read part of itself (one datacenter of two) serves that part fresh, the saved state for the rest', async () => {
+    const { store: s } = store();
+    await s.save('dc1', 'consul', hash, [service('api.service.consul'), service('api.service.dc2.consul')]);
+    const { inner, registry, seen } = await wrapped(s);
+    inner.emit([service('api.service.consul', '10.0.0.9')], false, true);
+    expect(seen.at(-1)!.services).toEqual([service('api.service.consul', '10.0.0.9'), service('api.service.dc2.consul')]);
+    expect(seen.at(-1)).toMatchObject({ synced: false, stale: true });
+    await registry.stop();
+  });
 });
