@@ -112,6 +112,10 @@ spec:
     }
     expect(second.logs.some((l) => l['code'] === 'MB_REGISTRY_UNAVAILABLE')).toBe(true);
     expect(second.logs.some((l) => l.msg === 'serving the saved state of this registry, marked stale, until it answers')).toBe(true);
+    const registryz = (await (await fetch(`http://127.0.0.1:${await second.adminPort()}/debug/registryz`)).json()) as {
+      registries: { name: string; state: string; restoredFrom: string | null }[];
+    };
+    expect(registryz.registries.find((r) => r.name === 'dc1')).toMatchObject({ state: 'stale', restoredFrom: expect.any(String) });
     expect(existsSync(join(dir.path, 'state', 'registries'))).toBe(true);
     expect(readdirSync(join(dir.path, 'state', 'registries')).filter((n) => n.endsWith('.tmp'))).toEqual([]);
 
