@@ -23,6 +23,7 @@ export const MetricName = {
   catalogConflicts: 'meshbridge_catalog_conflicts',
   configReloads: 'meshbridge_config_reloads_total',
   limitHits: 'meshbridge_limit_hits_total',
+  views: 'meshbridge_xds_views',
   streamsRefused: 'meshbridge_xds_streams_refused_total',
   savedStates: 'meshbridge_registry_saved_state_total',
 } as const;
@@ -88,6 +89,15 @@ export class Metrics {
           for (const kind of ['sidecar', 'proxyless'] as const) this.set({ protocol, kind }, 0);
         }
         for (const stream of source.connections()) this.inc({ protocol: stream.protocol, kind: stream.node.kind });
+      },
+    });
+
+    new Gauge({
+      name: MetricName.views,
+      help: 'Views (proxy kind and locality) whose snapshots are kept and rebuilt on every change; follows the views connected clients use.',
+      registers: [registry],
+      collect() {
+        this.set(source.viewCount?.() ?? 0);
       },
     });
 

@@ -154,6 +154,10 @@ export class Daemon implements AdminSource {
     return this.xds.connections();
   }
 
+  viewCount(): number {
+    return this.cache.views().length;
+  }
+
   /**
    * A view's current snapshot; for a view no client uses, what it would be,
    * translated for the asker and not kept, so an admin request never adds a view to serve.
@@ -376,7 +380,10 @@ export class Daemon implements AdminSource {
     this.latest = { catalog, policy, proxylessCatalog: retained.catalog };
     const endpoints = catalog.services.reduce((sum, s) => sum + s.endpoints.length, 0);
     this.log.info({ services: catalog.services.length, endpoints, conflicts: catalog.conflicts.length }, 'catalog updated');
-    // Only views a client has asked for: a fleet of sidecars never pays for the proxyless view.
+    // Only views a connected client uses: a fleet of sidecars never pays for the proxyless view, and
+    // a locality whose clients all left (each VM may report its own subzone) is forgotten, not rebuilt forever.
+    const dropped = this.cache.retain(new Set(this.xds.connections().map((s) => s.node.view)));
+    if (dropped.length > 0) this.log.debug({ views: dropped.length }, 'views without clients forgotten');
     const views = this.cache.views();
     const builds: ViewBuild[] = [];
     for (const view of views) {
