@@ -169,7 +169,7 @@ export class Metrics {
       labelNames: ['limit'],
       registers: [registry],
     });
-    this.limitHits.inc({ limit: 'limits.registryResponseBytes' }, 0);
+    for (const limit of ['limits.registryResponseBytes', 'limits.savedStateBytes']) this.limitHits.inc({ limit }, 0);
     this.refused = new Counter({
       name: MetricName.streamsRefused,
       help: 'ADS streams refused with UNAVAILABLE, by reason (not-ready: registries neither synced nor restored yet).',
