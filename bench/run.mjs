@@ -30,6 +30,7 @@ const { values: flags } = parseArgs({
     workers: { type: 'string', default: env('WORKERS', '4') },
     servers: { type: 'string', default: env('SERVERS', 'meshbridge,go-snapshot,go-linear') },
     protocols: { type: 'string', default: env('PROTOCOLS', 'delta,sotw') },
+    scenarios: { type: 'string', default: env('SCENARIOS', 'fleet,failover') },
     'debounce-ms': { type: 'string', default: env('DEBOUNCE_MS', '10') },
     'max-delay-ms': { type: 'string', default: env('MAX_DELAY_MS', '100') },
     'push-concurrency': { type: 'string', default: env('PUSH_CONCURRENCY', '64') },
@@ -86,7 +87,7 @@ function peakRssMiB(pid) {
 }
 
 // --- servers ---
-async function startMeshbridge() {
+async function startMeshbridge(name = 'meshbridge') {
   const child = fork(join(here, 'daemon.mjs'), [JSON.stringify(opts)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const port = await new Promise((resolve, reject) => {
     child.on('message', (m) => m.kind === 'ready' && resolve(m.port));
@@ -95,12 +96,14 @@ async function startMeshbridge() {
   let builds = [];
   child.on('message', (m) => m.kind === 'built' && builds.push(m.ms));
   return {
-    name: 'meshbridge',
+    name,
     pid: child.pid,
     address: `127.0.0.1:${port}`,
+    kill: () => child.kill('SIGKILL'),
     change: async (k) => child.send({ kind: 'change', k }),
     buildTimes: () => builds,
     stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
       child.send({ kind: 'stop' });
       await new Promise((r) => child.once('exit', r));
     },
@@ -160,12 +163,12 @@ async function startGo(cacheKind) {
 }
 
 // --- one run against one server ---
-function startWorkers(address, protocol) {
+function startWorkers(addresses, protocol, failover = false) {
   const workers = [];
   for (let w = 0; w < opts.workers; w++) {
     const ids = [];
     for (let c = w; c < opts.clients; c += opts.workers) ids.push(`vm-${c}`);
-    const child = fork(join(here, 'worker.mjs'), [JSON.stringify({ address, ids, routeNames, expected, protocol })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const child = fork(join(here, 'worker.mjs'), [JSON.stringify({ addresses, ids, routeNames, expected, protocol, failover })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     workers.push(child);
   }
   let errors = 0;
@@ -197,7 +200,7 @@ function percentile(sorted, p) {
 }
 
 async function runAgainst(server, protocol) {
-  const { workers, errors } = startWorkers(server.address, protocol);
+  const { workers, errors } = startWorkers([server.address], protocol);
   await allReply(workers, 'ready', 30_000);
   const rssIdle = currentRssMiB(server.pid);
   const cpu0 = cpuSeconds(server.pid);
@@ -270,6 +273,63 @@ async function runAgainst(server, protocol) {
   };
 }
 
+function askStats(workers) {
+  const p = allReply(workers, 'stats', 10_000);
+  for (const w of workers) w.send({ kind: 'stats' });
+  return p;
+}
+
+/**
+ * Two meshbridge replicas fed the same inputs, half the clients on each. One is
+ * killed (SIGKILL) as a change arrives at the other: how long until every
+ * client, those that moved included, has that change, and how many bytes the
+ * moved clients were sent again. Replicas share nothing but their inputs, so a
+ * delta client that lists what it has (initial_resource_versions) should get
+ * only what changed.
+ */
+async function runFailover(protocol) {
+  const replicas = [await startMeshbridge('replica-a'), await startMeshbridge('replica-b')];
+  const [victim, survivor] = replicas;
+  try {
+    const { workers, errors } = startWorkers(replicas.map((r) => r.address), protocol, true);
+    await allReply(workers, 'ready', 30_000);
+    for (const w of workers) w.send({ kind: 'connect' });
+    await allReply(workers, 'complete', Number(flags['storm-timeout-s']) * 1000);
+    await sleep(1_000);
+    const before = await askStats(workers);
+    const k = 1;
+    const name = clusterName(opts.services, changedService(opts.services, k));
+    const armed = allReply(workers, 'armed', 10_000, (m) => m.k === k);
+    for (const w of workers) w.send({ kind: 'arm', k, name });
+    await armed;
+    const changed = allReply(workers, 'changed', Number(flags['storm-timeout-s']) * 1000, (m) => m.k === k);
+    const start = now();
+    victim.kill();
+    await survivor.change(k);
+    const replies = await changed;
+    const inSyncS = (Math.max(...replies.map((m) => m.at)) - start) / 1000;
+    const after = await askStats(workers);
+    const sum = (list, key) => list.reduce((s, m) => s + m[key], 0);
+    const moved = sum(after, 'reconnects') - sum(before, 'reconnects');
+    const resentBytes = sum(after, 'bytes') - sum(before, 'bytes');
+    for (const w of workers) w.send({ kind: 'stop' });
+    await Promise.all(workers.map((w) => new Promise((r) => w.once('exit', r))));
+    console.error(`failover (${protocol}): ${moved} clients moved, all in sync after ${inSyncS.toFixed(2)} s`);
+    return {
+      server: 'meshbridge replicas',
+      scenario: 'failover',
+      protocol,
+      failoverInSyncS: inSyncS,
+      clientsMoved: moved,
+      failoverMiB: resentBytes / 2 ** 20,
+      failoverKiBPerMovedClient: moved > 0 ? resentBytes / moved / 1024 : undefined,
+      clientErrors: errors(),
+    };
+  } finally {
+    for (const r of replicas) await r.stop();
+  }
+}
+
 // --- main ---
 async function startServer(name) {
   if (name === 'meshbridge') return startMeshbridge();
@@ -279,10 +339,22 @@ async function startServer(name) {
 
 const serverNames = flags.servers.split(',');
 const protocols = flags.protocols.split(',');
+const scenarios = flags.scenarios.split(',');
 for (const p of protocols) if (p !== 'delta' && p !== 'sotw') throw new Error(`--protocols: unknown protocol ${p} (delta, sotw)`);
+for (const s of scenarios) if (s !== 'fleet' && s !== 'failover') throw new Error(`--scenarios: unknown scenario ${s} (fleet, failover)`);
 const results = [];
 // A fresh server per protocol, so memory and CPU figures are the run's own.
 for (const protocol of protocols) {
+  if (scenarios.includes('failover')) {
+    try {
+      results.push(await runFailover(protocol));
+    } catch (error) {
+      console.error(`failover (${protocol}): ${error.message}`);
+      results.push({ server: 'meshbridge replicas', scenario: 'failover', protocol, error: error.message });
+    }
+    await sleep(1_000);
+  }
+  if (!scenarios.includes('fleet')) continue;
   for (const name of serverNames) {
     const server = await startServer(name);
     try {
@@ -314,12 +386,16 @@ const rows = [
 const fmt = (v, d) => (typeof v === 'number' ? v.toFixed(d) : '-');
 console.log(`\nfleet: ${opts.clients} ADS clients in ${opts.workers} worker processes, ${opts.services} services, ${opts.endpoints} endpoints, ${opts.changes} changes; meshbridge debounce ${opts.debounceMs} ms (max ${opts.maxDelayMs}), push concurrency ${opts.pushConcurrency}`);
 for (const protocol of protocols) {
-  const columns = serverNames.map((name) => results.find((r) => r.server === name && r.protocol === protocol));
+  const failover = results.find((r) => r.scenario === 'failover' && r.protocol === protocol && !r.error);
+  const columns = serverNames.map((name) => results.find((r) => r.server === name && r.protocol === protocol && r.scenario === undefined));
   console.log(`\n${protocol === 'sotw' ? 'state of the world' : 'delta (incremental)'} clients`);
   console.log(`${'metric'.padEnd(44)}${serverNames.map((n) => n.padStart(14)).join('')}`);
   for (const [label, key, d] of rows) {
     if (columns.every((r) => typeof r?.[key] !== 'number')) continue;
     console.log(`${label.padEnd(44)}${columns.map((r) => fmt(r?.[key], d).padStart(14)).join('')}`);
+  }
+  if (failover) {
+    console.log(`replica failover: ${failover.clientsMoved} clients moved; every client in sync after ${fmt(failover.failoverInSyncS, 2)} s; resent ${fmt(failover.failoverMiB, 1)} MiB (${fmt(failover.failoverKiBPerMovedClient, 1)} KiB per moved client)`);
   }
 }
 for (const r of results) if (r.error) console.log(`${r.server} (${r.protocol}): FAILED: ${r.error}`);

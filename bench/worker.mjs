@@ -39,12 +39,18 @@ function nodeField(num, id, out) {
   field(6, 'envoy', n);
   field(num, Buffer.from(n), out);
 }
-/** DeltaDiscoveryRequest: node=1, type_url=2, subscribe=3, response_nonce=6. */
-function deltaRequest({ node, typeUrl, subscribe = [], nonce }) {
+/** DeltaDiscoveryRequest: node=1, type_url=2, subscribe=3, initial_resource_versions=5 (key=1, value=2), response_nonce=6. */
+function deltaRequest({ node, typeUrl, subscribe = [], initial, nonce }) {
   const out = [];
   if (node) nodeField(1, node, out);
   field(2, typeUrl, out);
   for (const name of subscribe) field(3, name, out);
+  for (const [name, version] of initial ?? []) {
+    const entry = [];
+    field(1, name, entry);
+    field(2, version, entry);
+    field(5, Buffer.from(entry), out);
+  }
   if (nonce) field(6, nonce, out);
   return Buffer.from(out);
 }
@@ -86,11 +92,15 @@ function scan(buf, start, end, fn) {
     else throw new Error(`wire type ${wire}`);
   }
 }
-/** DeltaDiscoveryResponse: resources=2 (Resource: name=3), type_url=4, nonce=5, removed_resources=6. */
+/** DeltaDiscoveryResponse: resources=2 (Resource: version=1, name=3), type_url=4, nonce=5, removed_resources=6. */
 function parseDelta(buf) {
-  const r = { names: [], removed: [], typeUrl: '', nonce: '' };
+  const r = { names: [], versions: [], removed: [], typeUrl: '', nonce: '' };
   scan(buf, 0, buf.length, (num, s, e) => {
-    if (num === 2) scan(buf, s, e, (n, rs, re) => n === 3 && r.names.push(buf.toString('utf8', rs, re)));
+    if (num === 2)
+      scan(buf, s, e, (n, rs, re) => {
+        if (n === 3) r.names.push(buf.toString('utf8', rs, re));
+        else if (n === 1) r.versions.push(buf.toString('utf8', rs, re));
+      });
     else if (num === 4) r.typeUrl = buf.toString('utf8', s, e);
     else if (num === 5) r.nonce = buf.toString('utf8', s, e);
     else if (num === 6) r.removed.push(buf.toString('utf8', s, e));
@@ -121,16 +131,23 @@ function parseSotw(buf) {
 }
 
 // --- the simulated fleet ---
-const { address, ids, routeNames, expected, protocol } = JSON.parse(process.argv[2]);
+// failover: a client whose stream breaks reconnects to the next address, as
+// Envoy does with several control-plane hosts, telling it what it already has.
+const { addresses, ids, routeNames, expected, protocol, failover } = JSON.parse(process.argv[2]);
 let bytes = 0;
 let responses = 0;
 let armed;
 const clients = [];
 
 class Client {
-  constructor(id) {
+  constructor(id, addressIndex) {
     this.id = id;
+    this.addressIndex = addressIndex;
     this.have = { cds: new Set(), eds: new Set(), lds: new Set(), rds: new Set() };
+    /** Delta: the version of every resource held; SotW: the last version_info per type. Kept only for failover. */
+    this.versions = { cds: new Map(), eds: new Map(), lds: new Map(), rds: new Map() };
+    this.sotwVersion = {};
+    this.stopping = false;
     this.edsSubscribed = new Set();
     this.rdsSubscribed = false;
     this.completeAt = undefined;
@@ -138,19 +155,39 @@ class Client {
   }
 
   connect() {
-    this.channel = new grpc.Client(address, grpc.credentials.createInsecure(), {
+    this.channel = new grpc.Client(addresses[this.addressIndex], grpc.credentials.createInsecure(), {
       'grpc.use_local_subchannel_pool': 1,
       'grpc.max_receive_message_length': -1,
     });
-    this.call = this.channel.makeBidiStreamRequest(PATH[protocol], (b) => b, (b) => b);
-    this.call.on('data', (buf) => (protocol === 'sotw' ? this.onSotw(buf) : this.onDelta(buf)));
-    this.call.on('error', (error) => process.send({ kind: 'error', id: this.id, message: error.message }));
+    const call = this.channel.makeBidiStreamRequest(PATH[protocol], (b) => b, (b) => b);
+    this.call = call;
+    call.on('data', (buf) => (protocol === 'sotw' ? this.onSotw(buf) : this.onDelta(buf)));
+    call.on('error', (error) => {
+      if (this.stopping || call !== this.call) return;
+      if (!failover) {
+        process.send({ kind: 'error', id: this.id, message: error.message });
+        return;
+      }
+      reconnects += 1;
+      this.channel.close();
+      this.addressIndex = (this.addressIndex + 1) % addresses.length;
+      this.connect();
+    });
+    const resuming = this.have.cds.size > 0;
     if (protocol === 'sotw') {
-      this.call.write(sotwRequest({ node: this.id, typeUrl: TYPE.cds }));
-      this.call.write(sotwRequest({ typeUrl: TYPE.lds }));
+      this.call.write(sotwRequest({ node: this.id, typeUrl: TYPE.cds, version: this.sotwVersion.cds }));
+      this.call.write(sotwRequest({ typeUrl: TYPE.lds, version: this.sotwVersion.lds }));
+      if (resuming) {
+        this.call.write(sotwRequest({ typeUrl: TYPE.eds, names: [...this.edsSubscribed], version: this.sotwVersion.eds }));
+        this.call.write(sotwRequest({ typeUrl: TYPE.rds, names: routeNames, version: this.sotwVersion.rds }));
+      }
     } else {
-      this.call.write(deltaRequest({ node: this.id, typeUrl: TYPE.cds }));
-      this.call.write(deltaRequest({ typeUrl: TYPE.lds }));
+      this.call.write(deltaRequest({ node: this.id, typeUrl: TYPE.cds, initial: this.versions.cds }));
+      this.call.write(deltaRequest({ typeUrl: TYPE.lds, initial: this.versions.lds }));
+      if (resuming) {
+        this.call.write(deltaRequest({ typeUrl: TYPE.eds, subscribe: [...this.edsSubscribed], initial: this.versions.eds }));
+        this.call.write(deltaRequest({ typeUrl: TYPE.rds, subscribe: routeNames, initial: this.versions.rds }));
+      }
     }
   }
 
@@ -161,6 +198,11 @@ class Client {
     const have = this.have[kind];
     for (const name of r.names) have.add(name);
     for (const name of r.removed) have.delete(name);
+    if (failover) {
+      const versions = this.versions[kind];
+      r.names.forEach((name, i) => versions.set(name, r.versions[i] ?? ''));
+      for (const name of r.removed) versions.delete(name);
+    }
     if (kind === 'cds') {
       const fresh = r.names.filter((n) => !this.edsSubscribed.has(n));
       for (const n of fresh) this.edsSubscribed.add(n);
@@ -177,6 +219,7 @@ class Client {
     const r = parseSotw(buf);
     const kind = KIND[r.typeUrl];
     this.have[kind] = new Set(r.names);
+    this.sotwVersion[kind] = r.version;
     if (kind === 'cds') {
       const wanted = [...this.have.cds].sort();
       const changed = wanted.length !== this.edsSubscribed.size || wanted.some((n) => !this.edsSubscribed.has(n));
@@ -222,10 +265,11 @@ class Client {
 
 let completed = 0;
 let lastComplete = 0;
+let reconnects = 0;
 process.on('message', (message) => {
   if (message.kind === 'connect') {
     for (const id of ids) {
-      const client = new Client(id);
+      const client = new Client(id, Number(id.slice(id.lastIndexOf('-') + 1)) % addresses.length);
       clients.push(client);
       client.connect();
     }
@@ -234,9 +278,10 @@ process.on('message', (message) => {
     armed = { k: message.k, name: message.name, left: clients.length, last: 0 };
     process.send({ kind: 'armed', k: message.k });
   } else if (message.kind === 'stats') {
-    process.send({ kind: 'stats', bytes, responses, completed, waiting: armed?.left ?? 0 });
+    process.send({ kind: 'stats', bytes, responses, completed, reconnects, waiting: armed?.left ?? 0 });
   } else if (message.kind === 'stop') {
     for (const client of clients) {
+      client.stopping = true;
       client.call.end();
       client.channel.close();
     }
