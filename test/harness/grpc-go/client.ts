@@ -86,8 +86,15 @@ export class GrpcGoXdsClient {
       buffered += chunk;
       let newline: number;
       while ((newline = buffered.indexOf('\n')) !== -1) {
-        const answer = JSON.parse(buffered.slice(0, newline)) as Answer;
+        const line = buffered.slice(0, newline);
         buffered = buffered.slice(newline + 1);
+        let answer: Answer;
+        try {
+          answer = JSON.parse(line) as Answer;
+        } catch {
+          this.stderr += `unparsable stdout line: ${line.slice(0, 200)}\n`;
+          continue;
+        }
         if (answer.id === 0) signalReady();
         this.waiting.get(answer.id)?.resolve(answer);
         this.waiting.delete(answer.id);
