@@ -16,7 +16,9 @@ import { proxylessClient } from '../harness/grpc-go/proxyless-clients.js';
  * response that leaves out a resource the client has never received proves
  * nothing to grpc-go or grpc-js-xds, which wait for their own 15 s
  * does-not-exist timer. grpc-go then fails its calls with the reason;
- * grpc-js-xds 1.14 keeps them queued until their deadline. The figures go to the
+ * grpc-js-xds 1.14 keeps them queued until their deadline (its resolver reports
+ * the missing Listener as an empty resolution with a note, not as an error, so
+ * queued calls never get a config to fail with). The figures go to the
  * log; a service that exists without endpoints is measured alongside, as what a
  * served placeholder would give.
  */
