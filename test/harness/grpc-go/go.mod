@@ -1,6 +1,6 @@
 module meshbridge.test/grpc-go-xds-client
 
-go 1.26.8
+go 1.26.0
 
 require (
 	github.com/envoyproxy/go-control-plane/envoy v1.39.1-0.20260819172001-e6e3fd93e4be
