@@ -384,7 +384,7 @@ policy: { paths: [policy.yaml, presence.yaml] }
       await eventually(async () => expect(tally(await client.call(target('breaker'), { count: 1, deadlineMs: 15_000 })).byBackend).toEqual({ slow: 1 }), 15_000, 0);
       // One call holds the only slot for the backend's 1 s; the others start while it is in flight.
       const holder = client.call(target('breaker'), { count: 1, deadlineMs: 15_000 });
-      await sleep(200);
+      await sleep(300);
       const refused = await client.call(target('breaker'), { count: 9, parallel: 9, deadlineMs: 15_000 });
       expect(tally(await holder)).toEqual({ byBackend: { slow: 1 }, errors: {} });
       expect(tally(refused)).toEqual({ byBackend: {}, errors: { UNAVAILABLE: 9 } });
