@@ -4,7 +4,7 @@
 import { Subject, of } from 'rxjs';
 import { pino } from 'pino';
 import { buildView, catalogUpdates } from '../dist/daemon/pipeline.js';
-import { EMPTY_POLICY } from '../dist/policy/policy-set.js';
+import { EMPTY_POLICY } from '../dist/istio/policy-set.js';
 import { SnapshotCache } from '../dist/xds/cache/snapshot-cache.js';
 import { loadEnvoyApi } from '../dist/xds/protos.js';
 import { XdsServer } from '../dist/xds/server/ads-server.js';

@@ -12,9 +12,10 @@ import { formatDiagnostic } from '../errors.js';
 import { EMPTY_CATALOG } from '../model/catalog.js';
 import type { ServiceCatalog } from '../model/catalog.js';
 import type { RegistryError, RegistryState } from '../model/registry-state.js';
-import { PolicySource } from '../policy/policy-source.js';
-import { EMPTY_POLICY } from '../policy/policy-set.js';
-import type { ResolvedPolicy } from '../policy/resolve.js';
+import { IstioFileStores, absolutePattern } from '../istio/file-store.js';
+import { PolicySource } from '../istio/policy-source.js';
+import { EMPTY_POLICY } from '../istio/policy-set.js';
+import type { ResolvedPolicy } from '../model/routing/resolve.js';
 import { ConsulRegistry } from '../registries/consul/consul-registry.js';
 import { EurekaRegistry } from '../registries/eureka/eureka-registry.js';
 import { FileRegistry } from '../registries/file/file-registry.js';
@@ -74,6 +75,8 @@ export class Daemon implements AdminSource {
   private configValue: Config;
   private handles: RegistryHandle[];
   private policySource: PolicySource | undefined;
+  /** Istio files, read and parsed once however many readers list them. */
+  private readonly fileStores: IstioFileStores;
   private statesValue: readonly RegistryState[] = [];
   private subscription: Subscription | undefined;
   private readonly firstSnapshot: Promise<void>;
@@ -93,6 +96,7 @@ export class Daemon implements AdminSource {
     private readonly options: DaemonOptions = {},
   ) {
     this.configValue = config;
+    this.fileStores = new IstioFileStores({ fileBytes: config.limits.fileBytes }, log.child({ component: 'files' }));
     this.metrics = new Metrics(options.metricsRegistry ?? new MetricsRegistry(), this);
     this.handles = config.registries.map((r) => this.createHandle(r, config));
     this.policySource = this.createPolicySource(config);
@@ -205,6 +209,7 @@ export class Daemon implements AdminSource {
     const needsRestart: string[] = [];
     if (next.xds.listen !== current.xds.listen) needsRestart.push('xds.listen');
     if (next.admin.listen !== current.admin.listen) needsRestart.push('admin.listen');
+    if (next.limits.fileBytes !== current.limits.fileBytes) needsRestart.push('limits.fileBytes');
     if (next.xds.sidecarBind !== current.xds.sidecarBind) applied.push('xds.sidecarBind');
     if (JSON.stringify(next.batching) !== JSON.stringify(current.batching)) applied.push('batching');
 
@@ -248,11 +253,15 @@ export class Daemon implements AdminSource {
 
   private createPolicySource(config: Config): PolicySource | undefined {
     if (config.policy.paths.length === 0) return undefined;
-    return new PolicySource({ paths: config.policy.paths, baseDir: config.baseDir }, this.log.child({ component: 'policy' }));
+    return new PolicySource(
+      { paths: config.policy.paths, baseDir: config.baseDir, registryPatterns: fileRegistryPatterns(config) },
+      this.log.child({ component: 'policy' }),
+      this.fileStores,
+    );
   }
 
   private createHandle(config: RegistryConfig, root: Config): RegistryHandle {
-    const registry = createRegistry(config, root, this.log.child({ registry: config.name }));
+    const registry = createRegistry(config, root, this.log.child({ registry: config.name }), this.fileStores);
     const latest = new BehaviorSubject<RegistryState | undefined>(undefined);
     const handle: RegistryHandle = {
       key: registryKey(config, root),
@@ -375,17 +384,31 @@ export class Daemon implements AdminSource {
 }
 
 function registryKey(config: RegistryConfig, root: Config): string {
-  return JSON.stringify([root.baseDir, config]);
+  // A file registry reports policy documents the policy reader does not read, so it depends on policy.paths too.
+  return JSON.stringify([root.baseDir, config, config.kind === 'file' ? root.policy : undefined]);
 }
 
 function policyKey(config: Config): string {
-  return JSON.stringify([config.baseDir, config.policy]);
+  return JSON.stringify([config.baseDir, config.policy, fileRegistryPatterns(config)]);
 }
 
-function createRegistry(config: RegistryConfig, root: Config, log: Logger): Registry {
+function fileRegistryPatterns(config: Config): string[] {
+  return config.registries.flatMap((r) => (r.kind === 'file' ? r.paths.map((p) => absolutePattern(p, config.baseDir)) : []));
+}
+
+function createRegistry(config: RegistryConfig, root: Config, log: Logger, fileStores: IstioFileStores): Registry {
   switch (config.kind) {
     case 'file':
-      return new FileRegistry({ name: config.name, paths: config.paths, baseDir: root.baseDir }, log);
+      return new FileRegistry(
+        {
+          name: config.name,
+          paths: config.paths,
+          baseDir: root.baseDir,
+          policyPatterns: root.policy.paths.map((p) => absolutePattern(p, root.baseDir)),
+        },
+        log,
+        fileStores,
+      );
     case 'consul':
       return new ConsulRegistry(
         {

@@ -2,10 +2,10 @@ import type { Diagnostic } from '../../errors.js';
 import { compareStrings, endpointKey } from '../../model/catalog.js';
 import { matchesLabels } from '../../model/labels.js';
 import type { Endpoint, Service, ServicePort } from '../../model/service.js';
-import type { IstioDocument, ParsedFile } from '../../policy/istio/documents.js';
-import { parseLocality, protocolFromPortName } from '../../policy/istio/fields.js';
-import { IGNORED_SERVICE_ENTRY_FIELDS, IGNORED_WORKLOAD_FIELDS } from '../../policy/istio/service-entry.js';
-import type { ServiceEntrySpec, WorkloadEntrySpec } from '../../policy/istio/service-entry.js';
+import type { IstioDocument, ParsedFile } from '../../istio/documents.js';
+import { parseLocality, protocolFromPortName } from '../../istio/fields.js';
+import { IGNORED_SERVICE_ENTRY_FIELDS, IGNORED_WORKLOAD_FIELDS } from '../../istio/service-entry.js';
+import type { ServiceEntrySpec, WorkloadEntrySpec } from '../../istio/service-entry.js';
 
 export interface FileServices {
   readonly services: Service[];

@@ -1,7 +1,7 @@
 import type { Cluster } from '../../generated/envoy/config/cluster/v3/Cluster.js';
 import type { Service, ServicePort } from '../../model/service.js';
-import { effectivePolicy } from '../../policy/resolve.js';
-import type { ResolvedPolicy } from '../../policy/resolve.js';
+import { effectivePolicy } from '../../model/routing/resolve.js';
+import type { ResolvedPolicy } from '../../model/routing/resolve.js';
 import { TypeUrl } from '../type-urls.js';
 import { clusterName } from './names.js';
 import { addTlsEndpointMatch } from './tls-endpoints.js';

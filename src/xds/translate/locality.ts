@@ -1,5 +1,5 @@
 import type { Locality } from '../../model/service.js';
-import type { DestinationRuleSpec } from '../../policy/istio/destination-rule.js';
+import type { DestinationRuleSpec } from '../../istio/destination-rule.js';
 
 type LocalityLbSetting = NonNullable<NonNullable<NonNullable<DestinationRuleSpec['trafficPolicy']>['loadBalancer']>['localityLbSetting']>;
 

@@ -1,5 +1,5 @@
 import type { Cluster } from '../../generated/envoy/config/cluster/v3/Cluster.js';
-import type { PortTrafficPolicy } from '../../policy/istio/destination-rule.js';
+import type { PortTrafficPolicy } from '../../istio/destination-rule.js';
 import type { Protocol } from '../../model/service.js';
 import { TypeUrl } from '../type-urls.js';
 import { duration, typed } from './typed.js';

@@ -5,8 +5,8 @@ import type { RouteConfiguration } from '../../generated/envoy/config/route/v3/R
 import type { Diagnostic } from '../../errors.js';
 import type { ServiceCatalog } from '../../model/catalog.js';
 import type { Locality } from '../../model/service.js';
-import { NO_POLICY } from '../../policy/resolve.js';
-import type { ResolvedPolicy } from '../../policy/resolve.js';
+import { NO_POLICY } from '../../model/routing/resolve.js';
+import type { ResolvedPolicy } from '../../model/routing/resolve.js';
 import { buildClusters } from './cluster.js';
 import { buildLoadAssignments } from './endpoint.js';
 import { buildProxylessListeners, buildSidecarListeners } from './listener.js';

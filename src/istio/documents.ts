@@ -1,6 +1,6 @@
 import { LineCounter, parseAllDocuments } from 'yaml';
 import { z } from 'zod';
-import type { Diagnostic } from '../../errors.js';
+import type { Diagnostic } from '../errors.js';
 import { metadata } from './fields.js';
 import { formatPath, isPlainObject, issuesToDiagnostics, unknownFields } from './schema-report.js';
 import type { DocumentLocation } from './schema-report.js';

@@ -1,9 +1,9 @@
-import type { Diagnostic } from '../errors.js';
-import { findService } from '../model/catalog.js';
-import type { ServiceCatalog } from '../model/catalog.js';
-import { shortName } from '../model/service.js';
-import type { PortTrafficPolicy, TrafficPolicy } from './istio/destination-rule.js';
-import type { DestinationRuleDocument, PolicySet, VirtualServiceDocument } from './policy-set.js';
+import type { Diagnostic } from '../../errors.js';
+import { findService } from '../catalog.js';
+import type { ServiceCatalog } from '../catalog.js';
+import { shortName } from '../service.js';
+import type { PortTrafficPolicy, TrafficPolicy } from '../../istio/destination-rule.js';
+import type { DestinationRuleDocument, PolicySet, VirtualServiceDocument } from '../../istio/policy-set.js';
 
 /** Policy bound to the services that exist now: what translation applies. */
 export interface ResolvedPolicy {
@@ -66,7 +66,7 @@ export function resolvePolicy(catalog: ServiceCatalog, policy: PolicySet): Resol
   }
 
   for (const vs of policy.virtualServices) {
-    const problems = destinationProblems(catalog, vs);
+    const problems = destinationProblems(catalog, vs, destinationRules);
     vs.spec.hosts.forEach((name, index) => {
       const { hostname, problem } = resolveHost(catalog, name);
       if (hostname === undefined) {
@@ -90,7 +90,11 @@ export function resolvePolicy(catalog: ServiceCatalog, policy: PolicySet): Resol
   return { virtualServices, destinationRules, diagnostics };
 }
 
-function destinationProblems(catalog: ServiceCatalog, vs: VirtualServiceDocument): { field: string; message: string }[] {
+function destinationProblems(
+  catalog: ServiceCatalog,
+  vs: VirtualServiceDocument,
+  destinationRules: ReadonlyMap<string, DestinationRuleDocument>,
+): { field: string; message: string }[] {
   const problems: { field: string; message: string }[] = [];
   vs.spec.http?.forEach((route, r) => {
     const destinations = [
@@ -109,6 +113,20 @@ function destinationProblems(catalog: ServiceCatalog, vs: VirtualServiceDocument
           field: `${field}.port.number`,
           message: `${hostname} has no port ${destination.port.number} (ports: ${service.ports.map((p) => p.number).join(', ')})`,
         });
+      }
+      const subset = destination.subset;
+      if (subset !== undefined) {
+        // Only the rule bound to the host counts: a subset of a rule that lost to another for the host builds no cluster.
+        const bound = destinationRules.get(hostname);
+        if (bound?.spec.subsets?.some((s) => s.name === subset) !== true) {
+          problems.push({
+            field: `${field}.subset`,
+            message:
+              bound === undefined
+                ? `subset "${subset}" of ${hostname} is not declared: no DestinationRule applies to ${hostname}`
+                : `subset "${subset}" of ${hostname} is not declared by DestinationRule ${bound.name} (${bound.location.source} document ${bound.location.document}), the rule applied to ${hostname}`,
+          });
+        }
       }
     }
   });
