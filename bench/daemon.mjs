@@ -22,11 +22,11 @@ const pack = (typeUrl, body) => api.pack(typeUrl, body);
 // As in the daemon: views are built when a client first needs them, then rebuilt on every change.
 const translateOptions = { sidecarBind: '127.0.0.1' };
 let latest;
-cache.setBuilder((view) => latest && buildView(view, latest.catalog, latest.policy, translateOptions, pack, undefined).snapshot);
-catalogUpdates([registry], of(EMPTY_POLICY), { debounceMs: options.debounceMs, maxDelayMs: options.maxDelayMs }).subscribe(({ catalog, policy }) => {
+cache.setBuilder((view) => latest && buildView(view, latest.catalog, latest.routing, translateOptions, pack, undefined).snapshot);
+catalogUpdates([registry], of(EMPTY_POLICY), { debounceMs: options.debounceMs, maxDelayMs: options.maxDelayMs }).subscribe(({ catalog, routing }) => {
   const started = performance.now();
-  latest = { catalog, policy };
-  for (const view of cache.views()) cache.set(buildView(view, catalog, policy, translateOptions, pack, cache.peek(view)).snapshot);
+  latest = { catalog, routing };
+  for (const view of cache.views()) cache.set(buildView(view, catalog, routing, translateOptions, pack, cache.peek(view)).snapshot);
   process.send?.({ kind: 'built', ms: performance.now() - started });
 });
 

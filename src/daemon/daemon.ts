@@ -15,7 +15,7 @@ import type { RegistryError, RegistryState } from '../model/registry-state.js';
 import { IstioFileStores, absolutePattern } from '../istio/file-store.js';
 import { PolicySource } from '../istio/policy-source.js';
 import { EMPTY_POLICY } from '../istio/policy-set.js';
-import type { ResolvedPolicy } from '../model/routing/resolve.js';
+import type { RoutingModel } from '../model/routing/types.js';
 import { ConsulRegistry } from '../registries/consul/consul-registry.js';
 import { EurekaRegistry } from '../registries/eureka/eureka-registry.js';
 import { FileRegistry } from '../registries/file/file-registry.js';
@@ -83,7 +83,7 @@ export class Daemon implements AdminSource {
   private resolveFirstSnapshot!: () => void;
   private firstSnapshotServed = false;
   private readonly reported = new Map<string, string>();
-  private latest: { catalog: ServiceCatalog; policy: ResolvedPolicy; proxylessCatalog: ServiceCatalog } | undefined;
+  private latest: { catalog: ServiceCatalog; routing: RoutingModel; proxylessCatalog: ServiceCatalog } | undefined;
   private seenServices: SeenServices = new Map();
   private readonly pack: Packer;
   private draining = false;
@@ -325,13 +325,13 @@ export class Daemon implements AdminSource {
     ).subscribe((update) => this.onUpdate(update));
   }
 
-  private onUpdate({ states, catalog, policy }: CatalogUpdate): void {
+  private onUpdate({ states, catalog, routing }: CatalogUpdate): void {
     this.statesValue = states;
     this.reportOnce('conflicts', catalog.conflicts.map((c) => `${c.hostname}: ${c.message}`));
-    this.reportOnce('policy', policy.diagnostics.map(formatDiagnostic));
+    this.reportOnce('policy', routing.diagnostics.map(formatDiagnostic));
     const retained = retainVanished(catalog, this.seenServices, Date.now(), this.config.xds.proxylessRetentionMs);
     this.seenServices = retained.seen;
-    this.latest = { catalog, policy, proxylessCatalog: retained.catalog };
+    this.latest = { catalog, routing, proxylessCatalog: retained.catalog };
     const endpoints = catalog.services.reduce((sum, s) => sum + s.endpoints.length, 0);
     this.log.info({ services: catalog.services.length, endpoints, conflicts: catalog.conflicts.length }, 'catalog updated');
     // Only views a client has asked for: a fleet of sidecars never pays for the proxyless view.
@@ -357,11 +357,11 @@ export class Daemon implements AdminSource {
    */
   private build(view: ProxyView): ViewBuild | undefined {
     if (this.latest === undefined) return undefined;
-    const { policy } = this.latest;
+    const { routing } = this.latest;
     const catalog = parseView(view).kind === 'proxyless' ? this.latest.proxylessCatalog : this.latest.catalog;
     let build: ViewBuild;
     try {
-      build = buildView(view, catalog, policy, { sidecarBind: this.config.xds.sidecarBind }, this.pack, this.cache.peek(view));
+      build = buildView(view, catalog, routing, { sidecarBind: this.config.xds.sidecarBind }, this.pack, this.cache.peek(view));
     } catch (error) {
       this.log.error({ err: error, view }, 'cannot build xDS resources; the previous ones stay in force');
       return undefined;

@@ -1,11 +1,11 @@
-import { combineLatest, map } from 'rxjs';
+import { combineLatest, filter, scan } from 'rxjs';
 import type { Observable } from 'rxjs';
 import type { ServiceCatalog } from '../model/catalog.js';
 import { mergeCatalog } from '../model/merge.js';
 import type { RegistryState } from '../model/registry-state.js';
 import type { PolicySet } from '../istio/policy-set.js';
-import { resolvePolicy } from '../model/routing/resolve.js';
-import type { ResolvedPolicy } from '../model/routing/resolve.js';
+import { buildRoutingModel } from '../model/routing/build.js';
+import type { RoutingModel } from '../model/routing/types.js';
 import { buildSnapshot } from '../xds/cache/snapshot.js';
 import type { Packer, Snapshot } from '../xds/cache/snapshot.js';
 import { translate } from '../xds/translate/translate.js';
@@ -21,13 +21,16 @@ export interface CatalogUpdate {
   readonly states: readonly RegistryState[];
   readonly catalog: ServiceCatalog;
   readonly policySet: PolicySet;
-  readonly policy: ResolvedPolicy;
+  /** Policy resolved against the catalog and checked as a whole. */
+  readonly routing: RoutingModel;
 }
 
 /**
- * Registry states and policy in, merged catalogs with bound policy out. The one
- * place churn is batched: nothing is emitted until every source has reported
- * once, then at most one update per debounce window.
+ * Registry states and policy in, merged catalogs with their routing model out.
+ * The one place churn is batched: nothing is emitted until every source has
+ * reported once, then at most one update per debounce window. Each routing
+ * model is built with the previous one, whose routes stay in force for a port
+ * whose new rule fails validation.
  */
 export function catalogUpdates(
   registries: readonly Observable<RegistryState>[],
@@ -36,10 +39,11 @@ export function catalogUpdates(
 ): Observable<CatalogUpdate> {
   return combineLatest([combineLatest(registries), policies]).pipe(
     debounceWithMaxWait(batching.debounceMs, batching.maxDelayMs),
-    map(([states, policySet]) => {
+    scan((previous: CatalogUpdate | undefined, [states, policySet]): CatalogUpdate => {
       const catalog = mergeCatalog(states);
-      return { states, catalog, policySet, policy: resolvePolicy(catalog, policySet) };
-    }),
+      return { states, catalog, policySet, routing: buildRoutingModel(catalog, policySet, previous?.routing) };
+    }, undefined),
+    filter((update): update is CatalogUpdate => update !== undefined),
   );
 }
 
@@ -52,11 +56,11 @@ export interface ViewBuild {
 export function buildView(
   view: ProxyView,
   catalog: ServiceCatalog,
-  policy: ResolvedPolicy,
+  routing: RoutingModel,
   options: TranslateOptions,
   pack: Packer,
   previous: Snapshot | undefined,
 ): ViewBuild {
-  const translation = translate(catalog, view, options, policy);
+  const translation = translate(catalog, view, options, routing);
   return { translation, snapshot: buildSnapshot(view, translation, pack, previous) };
 }

@@ -8,7 +8,7 @@ import { hasErrors, parseIstioText } from '../../src/istio/documents.js';
 import type { KindHandlers, ParsedFile } from '../../src/istio/documents.js';
 import { policyFromFiles } from '../../src/istio/policy-set.js';
 import type { PolicySet } from '../../src/istio/policy-set.js';
-import { resolvePolicy } from '../../src/model/routing/resolve.js';
+import { buildRoutingModel } from '../../src/model/routing/build.js';
 import { ISTIO_KIND_HANDLERS } from '../../src/istio/kinds.js';
 import { servicesFromFiles } from '../../src/registries/file/service-entries.js';
 import { translate } from '../../src/xds/translate/translate.js';
@@ -70,7 +70,7 @@ function casesIn(dir: string): GoldenCase[] {
 
 function outputsFor({ name: goldenCaseName, states, policy: policySet }: GoldenCase): Record<string, unknown> {
   const catalog = mergeCatalog(states);
-  const policy = resolvePolicy(catalog, policySet);
+  const policy = buildRoutingModel(catalog, policySet);
   const sidecar = translate(catalog, 'sidecar', { sidecarBind: '127.0.0.1' }, policy);
   const proxyless = translate(catalog, 'proxyless', { sidecarBind: '127.0.0.1' }, policy);
   return {

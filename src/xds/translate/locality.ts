@@ -1,7 +1,5 @@
 import type { Locality } from '../../model/service.js';
-import type { DestinationRuleSpec } from '../../istio/destination-rule.js';
-
-type LocalityLbSetting = NonNullable<NonNullable<NonNullable<DestinationRuleSpec['trafficPolicy']>['loadBalancer']>['localityLbSetting']>;
+import type { LocalityLbPolicy } from '../../model/routing/types.js';
 
 /** How one cluster's localities are weighed for a client in one locality. */
 export interface LocalityPlan {
@@ -31,7 +29,7 @@ function key(locality: Locality): string {
  */
 export function localityPlan(
   client: Locality | undefined,
-  setting: LocalityLbSetting | undefined,
+  setting: LocalityLbPolicy | undefined,
   outlierDetection: boolean,
   endpointLocalities: readonly Locality[],
 ): LocalityPlan | undefined {

@@ -5,8 +5,8 @@ import type { RouteConfiguration } from '../../generated/envoy/config/route/v3/R
 import type { Diagnostic } from '../../errors.js';
 import type { ServiceCatalog } from '../../model/catalog.js';
 import type { Locality } from '../../model/service.js';
-import { NO_POLICY } from '../../model/routing/resolve.js';
-import type { ResolvedPolicy } from '../../model/routing/resolve.js';
+import { EMPTY_ROUTING } from '../../model/routing/build.js';
+import type { RoutingModel } from '../../model/routing/types.js';
 import { buildClusters } from './cluster.js';
 import { buildLoadAssignments } from './endpoint.js';
 import { buildProxylessListeners, buildSidecarListeners } from './listener.js';
@@ -53,22 +53,25 @@ export interface Translation {
   readonly diagnostics: Diagnostic[];
 }
 
-/** Pure: the same catalog, policy, view and options always give the same resources, in the same order. */
+/**
+ * Pure: the same catalog, routing model, view and options always give the same
+ * resources, in the same order. Without a routing model every service port
+ * gets its default cluster and route.
+ */
 export function translate(
   catalog: ServiceCatalog,
   view: ProxyView,
   options: TranslateOptions,
-  policy: ResolvedPolicy = NO_POLICY,
+  routing: RoutingModel = EMPTY_ROUTING,
 ): Translation {
   const diagnostics: Diagnostic[] = [];
   const { services } = catalog;
   const { kind, locality } = parseView(view);
-  const context = { catalog, policy, diagnostics };
-  const clusters = buildClusters(services, policy);
-  const endpoints = buildLoadAssignments(services, policy, locality);
+  const clusters = buildClusters(services, routing);
+  const endpoints = buildLoadAssignments(services, routing, locality);
   const listeners =
     kind === 'sidecar' ? buildSidecarListeners(services, options.sidecarBind, diagnostics) : buildProxylessListeners(services);
-  const routes = kind === 'sidecar' ? buildSidecarRoutes(services, context) : buildProxylessRoutes(services, context);
+  const routes = kind === 'sidecar' ? buildSidecarRoutes(services, routing) : buildProxylessRoutes(services, routing);
   const byName = <T extends { name?: string }>(a: T, b: T) => ((a.name ?? '') < (b.name ?? '') ? -1 : 1);
   return {
     clusters: clusters.sort(byName),
