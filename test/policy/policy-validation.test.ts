@@ -106,14 +106,17 @@ describe('policy validation: every field with a wrong type or value names file, 
     }
   });
 
-  it('applies the first of two VirtualServices for one host and reports the second (Istio\'s sidecar behaviour: no merge)', () => {
-    const text = `${vs('    - route: [{ destination: { host: a.mesh } }]\n')}---\n${VS_HEAD.replace('name: vs', 'name: second')}  hosts: [a]\n  http:\n    - route: [{ destination: { host: a.mesh } }]\n`;
-    const policy = policyFromFiles(new Map([['rules.yaml', parseIstioText('rules.yaml', text, POLICY_KIND_HANDLERS)]]));
-    const resolved = resolvePolicy(catalogOf(service('a.mesh').port(80).build()), policy);
-    expect(resolved.virtualServices.get('a.mesh')?.name).toBe('vs');
-    expect(resolved.diagnostics.map(formatDiagnostic)).toEqual([
-      'warning: rules.yaml: document 1: spec.hosts[0]: a.mesh is already routed by VirtualService vs (rules.yaml document 0); this rule is ignored for it (one VirtualService per host, as Istio does for sidecars)',
-    ]);
+  it('applies the first of two VirtualServices for one host by name, whatever their order, and reports the other (Istio\'s sidecar behaviour: no merge)', () => {
+    const first = `${vs('    - route: [{ destination: { host: a.mesh } }]\n')}`;
+    const second = `${VS_HEAD.replace('name: vs', 'name: zz-later')}  hosts: [a]\n  http:\n    - route: [{ destination: { host: a.mesh } }]\n`;
+    for (const [text, loser] of [[`${first}---\n${second}`, 1], [`${second}---\n${first}`, 0]] as const) {
+      const policy = policyFromFiles(new Map([['rules.yaml', parseIstioText('rules.yaml', text, POLICY_KIND_HANDLERS)]]));
+      const resolved = resolvePolicy(catalogOf(service('a.mesh').port(80).build()), policy);
+      expect(resolved.virtualServices.get('a.mesh')?.name).toBe('vs');
+      expect(resolved.diagnostics.map(formatDiagnostic)).toEqual([
+        `warning: rules.yaml: document ${loser}: spec.hosts[0]: a.mesh is already routed by VirtualService vs (rules.yaml document ${1 - loser}); this rule is ignored for it (one VirtualService per host, as Istio does for sidecars)`,
+      ]);
+    }
   });
 
   it('does not let rules form a cycle: delegation, the one way Istio rules chain, is reported and not followed', () => {

@@ -3,7 +3,7 @@ import type { DestinationRuleDocument, PolicySet, VirtualServiceDocument } from 
 import type { StringMatch as IstioStringMatch } from '../../istio/traffic-fields.js';
 import { GRPC_STATUS_CODES } from '../../istio/virtual-service.js';
 import type { HttpRoute, MatchRequest } from '../../istio/virtual-service.js';
-import { findService } from '../catalog.js';
+import { compareStrings, findService } from '../catalog.js';
 import type { ServiceCatalog } from '../catalog.js';
 import type { Service, ServicePort } from '../service.js';
 import { clusterName } from './names.js';
@@ -101,7 +101,11 @@ export function buildRoutingModel(catalog: ServiceCatalog, policy: PolicySet, pr
 }
 
 function origins(bound: ReadonlyMap<string, VirtualServiceDocument | DestinationRuleDocument>): Map<string, RuleOrigin> {
-  return new Map([...bound].map(([host, d]) => [host, { name: d.name, source: d.location.source, document: d.location.document }]));
+  return new Map(
+    [...bound]
+      .sort(([a], [b]) => compareStrings(a, b))
+      .map(([host, d]) => [host, { name: d.name, source: d.location.source, document: d.location.document }]),
+  );
 }
 
 /**

@@ -1,5 +1,6 @@
 import type { Diagnostic } from '../../errors.js';
 import { findService } from '../catalog.js';
+import { byPrecedence } from '../../istio/documents.js';
 import type { ServiceCatalog } from '../catalog.js';
 import { shortName } from '../service.js';
 import type { PortTrafficPolicy, TrafficPolicy } from '../../istio/destination-rule.js';
@@ -33,9 +34,11 @@ export function resolveHost(catalog: ServiceCatalog, name: string): { hostname?:
 
 /**
  * Binds rules to catalog services. As in Istio for sidecars, one
- * VirtualService and one DestinationRule apply per host: the first in file
- * order wins and later ones are reported, not merged. A rule whose host or
- * destination is missing is reported and not applied until it appears.
+ * VirtualService and one DestinationRule apply per host: the first by
+ * namespace and name wins (Istio's tie-break; files carry no creation time),
+ * then by file and document, so the order files are read or documents written
+ * in never changes the outcome. Later ones are reported, not merged. A rule
+ * whose host or destination is missing is reported and not applied until it appears.
  */
 export function resolvePolicy(catalog: ServiceCatalog, policy: PolicySet): ResolvedPolicy {
   const diagnostics: Diagnostic[] = [];
@@ -51,7 +54,7 @@ export function resolvePolicy(catalog: ServiceCatalog, policy: PolicySet): Resol
   const describe = (d: VirtualServiceDocument | DestinationRuleDocument) =>
     `${d.kind} ${d.name} (${d.location.source} document ${d.location.document})`;
 
-  for (const rule of policy.destinationRules) {
+  for (const rule of [...policy.destinationRules].sort(byPrecedence)) {
     const { hostname, problem } = resolveHost(catalog, rule.spec.host);
     if (hostname === undefined) {
       diagnostics.push(at(rule, 'spec.host', `${problem}; the rule is not applied until it appears`));
@@ -65,7 +68,7 @@ export function resolvePolicy(catalog: ServiceCatalog, policy: PolicySet): Resol
     destinationRules.set(hostname, rule);
   }
 
-  for (const vs of policy.virtualServices) {
+  for (const vs of [...policy.virtualServices].sort(byPrecedence)) {
     const problems = destinationProblems(catalog, vs, destinationRules);
     vs.spec.hosts.forEach((name, index) => {
       const { hostname, problem } = resolveHost(catalog, name);
