@@ -19,10 +19,14 @@ const registry = new Subject();
 let list = services(options);
 const pack = (typeUrl, body) => api.pack(typeUrl, body);
 
-// As in the daemon: views are built when a client first needs them, then rebuilt on every change.
+// As in the daemon: views are built when a client first needs them (outside its push), then rebuilt on every change.
 const translateOptions = { sidecarBind: '127.0.0.1' };
 let latest;
-cache.setBuilder((view) => latest && buildView(view, latest.catalog, latest.routing, translateOptions, pack, undefined).snapshot);
+cache.onWanted((view) =>
+  setImmediate(() => {
+    if (latest && !cache.peek(view)) cache.set(buildView(view, latest.catalog, latest.routing, translateOptions, pack, undefined).snapshot);
+  }),
+);
 catalogUpdates([registry], of(EMPTY_POLICY), { debounceMs: options.debounceMs, maxDelayMs: options.maxDelayMs }).subscribe(({ catalog, routing }) => {
   const started = performance.now();
   latest = { catalog, routing };

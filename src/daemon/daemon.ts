@@ -26,7 +26,7 @@ import { SnapshotCache } from '../xds/cache/snapshot-cache.js';
 import { loadEnvoyApi } from '../xds/protos.js';
 import { XdsServer } from '../xds/server/ads-server.js';
 import type { ServerCallbacks, StreamInfo } from '../xds/server/stream-state.js';
-import { parseView } from '../xds/translate/translate.js';
+import { BASE_VIEWS, parseView } from '../xds/translate/translate.js';
 import type { ProxyView } from '../xds/translate/translate.js';
 import { combineCallbacks } from './callbacks.js';
 import { retainVanished } from './vanished-services.js';
@@ -165,7 +165,7 @@ export class Daemon implements AdminSource {
   }
 
   async start(): Promise<{ xdsPort: number; adminPort: number }> {
-    this.cache.setBuilder((view) => this.build(view)?.snapshot);
+    this.cache.onWanted((view) => this.buildWanted(view));
     this.startPipeline();
     const xdsPort = await this.xds.listen({ listen: this.config.xds.listen });
     const adminPort = await this.admin.listen(this.config.admin.listen);
@@ -334,8 +334,8 @@ export class Daemon implements AdminSource {
     this.latest = { catalog, routing, proxylessCatalog: retained.catalog };
     const endpoints = catalog.services.reduce((sum, s) => sum + s.endpoints.length, 0);
     this.log.info({ services: catalog.services.length, endpoints, conflicts: catalog.conflicts.length }, 'catalog updated');
-    // Only views a client has asked for: a fleet of sidecars never pays for the proxyless view.
-    const views = this.cache.views();
+    // The base views always, so /readyz means translated and being served; other views once a client asked for them.
+    const views = [...new Set([...BASE_VIEWS, ...this.cache.views()])];
     const builds: ViewBuild[] = [];
     for (const view of views) {
       const build = this.build(view);
@@ -347,8 +347,24 @@ export class Daemon implements AdminSource {
         this.log.info({ view: snapshot.view, version: snapshot.version, services: catalog.services.length }, 'snapshot updated');
       }
     }
-    this.firstSnapshotServed = true;
-    this.resolveFirstSnapshot();
+    if (!this.firstSnapshotServed && BASE_VIEWS.every((view) => this.cache.peek(view) !== undefined)) {
+      this.firstSnapshotServed = true;
+      this.resolveFirstSnapshot();
+    }
+  }
+
+  /**
+   * Builds a view a client asked for that has no snapshot yet (a node from a
+   * new locality), outside the stream's push; the stream is woken when the
+   * snapshot is stored. Before the first catalog there is nothing to build:
+   * the first update builds every wanted view.
+   */
+  private buildWanted(view: ProxyView): void {
+    setImmediate(() => {
+      if (this.draining || this.cache.peek(view) !== undefined) return;
+      const build = this.build(view);
+      if (build !== undefined) this.cache.set(build.snapshot);
+    });
   }
 
   /**

@@ -27,6 +27,12 @@ export interface Snapshot {
   readonly resources: ReadonlyMap<XdsTypeUrl, ResourceMap>;
   /** Per type, a hash of every resource's name and version: the version_info of state-of-the-world responses. */
   readonly typeVersions: ReadonlyMap<XdsTypeUrl, string>;
+  /**
+   * The last few `changedNames(from, this)` results, by `from`: every stream
+   * of a view asks for the same pair after a change. Kept on the snapshot, so
+   * it goes when the snapshot does and no module holds state.
+   */
+  readonly diffsFrom: Map<Snapshot, ReadonlyMap<XdsTypeUrl, ReadonlySet<string>>>;
 }
 
 /** A resource encoded as google.protobuf.Any. */
@@ -72,7 +78,7 @@ export function buildSnapshot(view: ProxyView, translation: Translation, pack: P
     resources.set(typeUrl, map);
     typeVersions.set(typeUrl, ofType.digest('base64url').slice(0, 16));
   }
-  return { view, version: overall.digest('base64url').slice(0, 16), resources, typeVersions };
+  return { view, version: overall.digest('base64url').slice(0, 16), resources, typeVersions, diffsFrom: new Map() };
 }
 
 function makeResource(typeUrl: string, name: string, canonical: string, body: object, pack: Packer): Resource {
@@ -92,8 +98,7 @@ const NO_CHANGES: ReadonlyMap<XdsTypeUrl, ReadonlySet<string>> = new Map(XDS_TYP
  */
 export function changedNames(from: Snapshot, to: Snapshot): ReadonlyMap<XdsTypeUrl, ReadonlySet<string>> {
   if (from === to) return NO_CHANGES;
-  let memo = diffMemo.get(to);
-  if (memo === undefined) diffMemo.set(to, (memo = new Map()));
+  const memo = to.diffsFrom;
   const known = memo.get(from);
   if (known !== undefined) return known;
   const result = new Map<XdsTypeUrl, Set<string>>();
@@ -111,8 +116,6 @@ export function changedNames(from: Snapshot, to: Snapshot): ReadonlyMap<XdsTypeU
 }
 
 const DIFF_MEMO_SIZE = 8;
-/** A pure cache, keyed by the newer snapshot so it goes when the snapshot does. */
-const diffMemo = new WeakMap<Snapshot, Map<Snapshot, ReadonlyMap<XdsTypeUrl, ReadonlySet<string>>>>();
 
 /**
  * go-control-plane's rule: every EDS name is a cluster's and every RDS name is
