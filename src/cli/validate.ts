@@ -8,7 +8,7 @@ import type { ParsedFile } from '../istio/documents.js';
 import { DEFAULT_FILE_BYTES, readBounded } from '../istio/file-store.js';
 import { ISTIO_KIND_HANDLERS } from '../istio/kinds.js';
 import { policyFromFiles } from '../istio/policy-set.js';
-import { resolvePolicy } from '../model/routing/resolve.js';
+import { buildRoutingModel } from '../model/routing/build.js';
 import { servicesFromFiles } from '../registries/file/service-entries.js';
 
 /** A daemon config, not Istio documents: one YAML document with a top-level `registries`. */
@@ -44,7 +44,7 @@ export async function validateFiles(files: readonly string[], configs: readonly 
   }
   const { services, diagnostics } = servicesFromFiles(accepted, 'files');
   const policy = policyFromFiles(accepted);
-  const resolved = resolvePolicy(mergeCatalog([{ registry: 'files', kind: 'file', services, synced: true, stale: false, diagnostics: [] }]), policy);
+  const resolved = buildRoutingModel(mergeCatalog([{ registry: 'files', kind: 'file', services, synced: true, stale: false, diagnostics: [] }]), policy);
   findings.push(...diagnostics, ...policy.diagnostics, ...resolved.diagnostics);
   return findings;
 }

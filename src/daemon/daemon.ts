@@ -13,6 +13,7 @@ import { EMPTY_CATALOG } from '../model/catalog.js';
 import type { ServiceCatalog } from '../model/catalog.js';
 import type { RegistryError, RegistryState } from '../model/registry-state.js';
 import { IstioFileStores, absolutePattern } from '../istio/file-store.js';
+import { MisplacedDocuments } from '../istio/misplaced-documents.js';
 import { PolicySource } from '../istio/policy-source.js';
 import { EMPTY_POLICY } from '../istio/policy-set.js';
 import type { RoutingModel } from '../model/routing/types.js';
@@ -75,6 +76,7 @@ export class Daemon implements AdminSource {
   private configValue: Config;
   private handles: RegistryHandle[];
   private policySource: PolicySource | undefined;
+  private misplaced: MisplacedDocuments | undefined;
   /** Istio files, read and parsed once however many readers list them. */
   private readonly fileStores: IstioFileStores;
   private statesValue: readonly RegistryState[] = [];
@@ -186,7 +188,7 @@ export class Daemon implements AdminSource {
     clearInterval(this.waitingTimer);
     await this.xds.shutdown(graceMs);
     this.subscription?.unsubscribe();
-    await Promise.all([...this.handles.map((h) => this.stopHandle(h)), this.policySource?.stop()]);
+    await Promise.all([...this.handles.map((h) => this.stopHandle(h)), this.policySource?.stop(), this.misplaced?.stop()]);
     await this.admin.close();
   }
 
@@ -254,7 +256,7 @@ export class Daemon implements AdminSource {
   private createPolicySource(config: Config): PolicySource | undefined {
     if (config.policy.paths.length === 0) return undefined;
     return new PolicySource(
-      { paths: config.policy.paths, baseDir: config.baseDir, registryPatterns: fileRegistryPatterns(config) },
+      { paths: config.policy.paths, baseDir: config.baseDir },
       this.log.child({ component: 'policy' }),
       this.fileStores,
     );
@@ -318,6 +320,14 @@ export class Daemon implements AdminSource {
   /** (Re)builds registries and policy -> catalog -> snapshots over the current sources and batching. */
   private startPipeline(): void {
     this.subscription?.unsubscribe();
+    void this.misplaced?.stop();
+    const misplaced = new MisplacedDocuments(this.fileStores, {
+      registries: fileRegistryPatterns(this.config),
+      policy: this.config.policy.paths.map((p) => absolutePattern(p, this.config.baseDir)),
+    });
+    this.misplaced = misplaced;
+    misplaced.diagnostics.subscribe((found) => this.reportOnce('misplaced documents', found.map(formatDiagnostic)));
+    void misplaced.start();
     this.subscription = catalogUpdates(
       this.handles.map((h) => h.latest.pipe(filter((s): s is RegistryState => s !== undefined))),
       this.policySource?.policies ?? of(EMPTY_POLICY),
@@ -328,7 +338,9 @@ export class Daemon implements AdminSource {
   private onUpdate({ states, catalog, routing }: CatalogUpdate): void {
     this.statesValue = states;
     this.reportOnce('conflicts', catalog.conflicts.map((c) => `${c.hostname}: ${c.message}`));
-    this.reportOnce('policy', routing.diagnostics.map(formatDiagnostic));
+    // A rule left out is an error, logged as one; a field without effect or a host not there yet is a warning.
+    this.reportOnce('policy errors', routing.diagnostics.filter((d) => d.severity === 'error').map(formatDiagnostic), 'error');
+    this.reportOnce('policy', routing.diagnostics.filter((d) => d.severity === 'warning').map(formatDiagnostic));
     const retained = retainVanished(catalog, this.seenServices, Date.now(), this.config.xds.proxylessRetentionMs);
     this.seenServices = retained.seen;
     this.latest = { catalog, routing, proxylessCatalog: retained.catalog };
@@ -391,21 +403,20 @@ export class Daemon implements AdminSource {
   }
 
   /** Logs findings when they change, not on every rebuild. */
-  private reportOnce(topic: string, messages: readonly string[]): void {
+  private reportOnce(topic: string, messages: readonly string[], level: 'warn' | 'error' = 'warn'): void {
     const text = messages.join('\n');
     if (this.reported.get(topic) === text) return;
     this.reported.set(topic, text);
-    for (const message of messages) this.log.warn({ topic }, message);
+    for (const message of messages) this.log[level]({ topic }, message);
   }
 }
 
 function registryKey(config: RegistryConfig, root: Config): string {
-  // A file registry reports policy documents the policy reader does not read, so it depends on policy.paths too.
-  return JSON.stringify([root.baseDir, config, config.kind === 'file' ? root.policy : undefined]);
+  return JSON.stringify([root.baseDir, config]);
 }
 
 function policyKey(config: Config): string {
-  return JSON.stringify([config.baseDir, config.policy, fileRegistryPatterns(config)]);
+  return JSON.stringify([config.baseDir, config.policy]);
 }
 
 function fileRegistryPatterns(config: Config): string[] {
@@ -416,12 +427,7 @@ function createRegistry(config: RegistryConfig, root: Config, log: Logger, fileS
   switch (config.kind) {
     case 'file':
       return new FileRegistry(
-        {
-          name: config.name,
-          paths: config.paths,
-          baseDir: root.baseDir,
-          policyPatterns: root.policy.paths.map((p) => absolutePattern(p, root.baseDir)),
-        },
+        { name: config.name, paths: config.paths, baseDir: root.baseDir },
         log,
         fileStores,
       );

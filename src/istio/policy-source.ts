@@ -2,16 +2,13 @@ import type { Logger } from 'pino';
 import { map, shareReplay } from 'rxjs';
 import type { Observable } from 'rxjs';
 import { formatDiagnostic } from '../errors.js';
-import { DEFAULT_FILE_LIMITS, FileSubscription, IstioFileStores, absolutePattern, pathMatcher } from './file-store.js';
-import { SERVICE_KINDS, kindsNotRead } from './kinds.js';
+import { DEFAULT_FILE_LIMITS, FileSubscription, IstioFileStores, absolutePattern } from './file-store.js';
 import { policyFromFiles } from './policy-set.js';
 import type { PolicySet } from './policy-set.js';
 
 export interface PolicySourceConfig {
   readonly paths: readonly string[];
   readonly baseDir: string;
-  /** Absolute patterns of every file registry: services in other files are reported as not read. */
-  readonly registryPatterns?: readonly string[];
 }
 
 /** VirtualService and DestinationRule documents from the shared file stores, as whole policy sets. */
@@ -21,13 +18,11 @@ export class PolicySource {
 
   constructor(config: PolicySourceConfig, log: Logger, stores = new IstioFileStores(DEFAULT_FILE_LIMITS, log)) {
     this.files = new FileSubscription(stores, config.paths.map((p) => absolutePattern(p, config.baseDir)));
-    const readByRegistry = pathMatcher(config.registryPatterns ?? []);
     this.policies = this.files.contents.pipe(
       map(({ accepted, diagnostics }): PolicySet => {
         const set = policyFromFiles(accepted);
-        const unread = config.registryPatterns === undefined ? [] : kindsNotRead(accepted, readByRegistry, SERVICE_KINDS, 'no file registry lists it');
-        for (const d of [...set.diagnostics, ...unread]) log.warn({ file: d.source, document: d.document, field: d.field }, formatDiagnostic(d));
-        return { ...set, diagnostics: [...diagnostics, ...set.diagnostics, ...unread] };
+        for (const d of set.diagnostics) log.warn({ file: d.source, document: d.document, field: d.field }, formatDiagnostic(d));
+        return { ...set, diagnostics: [...diagnostics, ...set.diagnostics] };
       }),
       shareReplay({ bufferSize: 1, refCount: false }),
     );

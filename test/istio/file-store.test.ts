@@ -1,7 +1,10 @@
 import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { formatDiagnostic } from '../../src/errors.js';
+import type { Diagnostic } from '../../src/errors.js';
 import { IstioFileStores } from '../../src/istio/file-store.js';
+import { MisplacedDocuments } from '../../src/istio/misplaced-documents.js';
+import type { ReaderPatterns } from '../../src/istio/misplaced-documents.js';
 import { PolicySource } from '../../src/istio/policy-source.js';
 import type { PolicySet } from '../../src/istio/policy-set.js';
 import { createLogger } from '../../src/log.js';
@@ -53,8 +56,8 @@ describe('Istio file store', () => {
     dir.remove();
   });
 
-  function startRegistry(stores: IstioFileStores, policyPatterns: string[] | undefined) {
-    const registry = new FileRegistry({ name: 'local', paths: ['*.yaml'], baseDir: dir.path, ...(policyPatterns ? { policyPatterns } : {}) }, createLogger('debug', logs), stores);
+  function startRegistry(stores: IstioFileStores) {
+    const registry = new FileRegistry({ name: 'local', paths: ['*.yaml'], baseDir: dir.path }, createLogger('debug', logs), stores);
     const seen: { latest?: RegistryState } = {};
     registry.states.subscribe((s) => (seen.latest = s));
     stops.push(() => registry.stop());
@@ -64,8 +67,8 @@ describe('Istio file store', () => {
   it('reads and parses a path listed by a file registry and by the policy reader once, and gives both its documents', async () => {
     dir.write('mesh.yaml', `${entry('a.mesh', '10.0.0.1')}---\n${rule('a.mesh')}`);
     const stores = new IstioFileStores({ fileBytes: 1 << 20 }, createLogger('debug', logs));
-    const { registry, seen } = startRegistry(stores, [`${dir.path}/*.yaml`]);
-    const policy = new PolicySource({ paths: ['*.yaml'], baseDir: dir.path, registryPatterns: [`${dir.path}/*.yaml`] }, createLogger('debug', logs), stores);
+    const { registry, seen } = startRegistry(stores);
+    const policy = new PolicySource({ paths: ['*.yaml'], baseDir: dir.path }, createLogger('debug', logs), stores);
     stops.push(() => policy.stop());
     let policies: PolicySet | undefined;
     policy.policies.subscribe((p) => (policies = p));
@@ -78,14 +81,21 @@ describe('Istio file store', () => {
     dir.write('mesh.yaml', `${entry('a.mesh', '10.0.0.2')}---\n${rule('a.mesh')}`);
     await eventually(() => expect(seen.latest?.services[0]?.endpoints.map((e) => e.address)).toEqual(['10.0.0.2']));
     expect(logs.messages('file accepted')).toHaveLength(2);
-    // Neither reader reports the other's kinds as unread: the file is listed by both.
     expect([...(seen.latest?.diagnostics ?? []), ...(policies?.diagnostics ?? [])]).toEqual([]);
+    // Listed by both readers, nothing in it is misplaced; and the check joins the stores rather than reading again.
+    const misplaced = new MisplacedDocuments(stores, { registries: [`${dir.path}/*.yaml`], policy: [`${dir.path}/*.yaml`] });
+    stops.push(() => misplaced.stop());
+    let found: Diagnostic[] | undefined;
+    misplaced.diagnostics.subscribe((d) => (found = d));
+    await misplaced.start();
+    await eventually(() => expect(found).toEqual([]));
+    expect(logs.messages('file accepted')).toHaveLength(2);
   });
 
   it('rejects a file over limits.fileBytes before parsing it, naming the file, and keeps its last good content', async () => {
     dir.write('a.yaml', entry('a.mesh', '10.0.0.1'));
     const stores = new IstioFileStores({ fileBytes: 1_000 }, createLogger('debug', logs));
-    const { registry, seen } = startRegistry(stores, undefined);
+    const { registry, seen } = startRegistry(stores);
     await registry.start();
     expect(seen.latest?.services.map((s) => s.hostname)).toEqual(['a.mesh']);
 
@@ -98,27 +108,28 @@ describe('Istio file store', () => {
     expect(seen.latest?.services[0]?.endpoints.map((e) => e.address)).toEqual(['10.0.0.1']);
   });
 
+  async function misplacedIn(patterns: ReaderPatterns): Promise<string[]> {
+    const stores = new IstioFileStores({ fileBytes: 1 << 20 }, createLogger('silent', logs));
+    const misplaced = new MisplacedDocuments(stores, patterns);
+    stops.push(() => misplaced.stop());
+    let found: Diagnostic[] | undefined;
+    misplaced.diagnostics.subscribe((d) => (found = d));
+    await misplaced.start();
+    await eventually(() => expect(found).toBeDefined());
+    return found!.map(formatDiagnostic);
+  }
+
   it('reports a DestinationRule in a file listed only as a registry path instead of ignoring it silently', async () => {
     dir.write('a.yaml', `${entry('a.mesh', '10.0.0.1')}---\n${rule('a.mesh')}`);
-    const stores = new IstioFileStores({ fileBytes: 1 << 20 }, createLogger('silent', logs));
-    const { registry, seen } = startRegistry(stores, [`${dir.path}/policy/*.yaml`]);
-    await registry.start();
-    expect(seen.latest?.diagnostics.map(formatDiagnostic)).toEqual([
+    expect(await misplacedIn({ registries: [`${dir.path}/*.yaml`], policy: [`${dir.path}/policy/*.yaml`] })).toEqual([
       `warning: ${dir.path}/a.yaml: document 1: kind: DestinationRule a-rule is not applied: this file is not read for that kind (policy.paths does not list it)`,
     ]);
   });
 
   it('reports a ServiceEntry in a file listed only under policy.paths', async () => {
     dir.write('rules.yaml', `${rule('a.mesh')}---\n${entry('a.mesh', '10.0.0.1')}`);
-    const stores = new IstioFileStores({ fileBytes: 1 << 20 }, createLogger('silent', logs));
-    const policy = new PolicySource({ paths: ['rules.yaml'], baseDir: dir.path, registryPatterns: [] }, createLogger('silent', logs), stores);
-    stops.push(() => policy.stop());
-    let policies: PolicySet | undefined;
-    policy.policies.subscribe((p) => (policies = p));
-    await policy.start();
-    await eventually(() => expect(policies).toBeDefined());
-    expect(policies?.diagnostics.map((d) => d.message)).toEqual([
-      'ServiceEntry a is not applied: this file is not read for that kind (no file registry lists it)',
+    expect(await misplacedIn({ registries: [], policy: [`${dir.path}/rules.yaml`] })).toEqual([
+      `warning: ${dir.path}/rules.yaml: document 1: kind: ServiceEntry a is not applied: this file is not read for that kind (no file registry lists it)`,
     ]);
   });
 });

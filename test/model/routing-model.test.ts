@@ -75,7 +75,7 @@ describe('routing model', () => {
       expect.arrayContaining([
         expect.stringMatching(/^warning: rules\.yaml: document 1: spec\.host: reviews\.mesh already has DestinationRule reviews-a/),
         expect.stringMatching(
-          /^warning: rules\.yaml: document 2: spec\.http\[0\]\.route\[0\]\.destination\.subset: subset "v2" of reviews\.mesh is not declared by DestinationRule reviews-a/,
+          /^error: rules\.yaml: document 2: spec\.http\[0\]\.route\[0\]\.destination\.subset: subset "v2" of reviews\.mesh is not declared by DestinationRule reviews-a/,
         ),
       ]),
     );
@@ -98,6 +98,18 @@ describe('routing model', () => {
     // Without a previous model the port gets its default route, never a route to nothing.
     const fresh = load(parseFiles({ 's.yaml': `${REVIEWS}---\n${multiPort}`, 'vs.yaml': bad }));
     expect(fresh.routing.ports.get('reviews.mesh:80')!.routes.map((r) => r.name)).toEqual(['default']);
+  });
+
+  it('keeps the previous routes of a host whose VirtualService now names an undeclared subset (the file is not rejected, the rule is)', () => {
+    const rule = `${head('DestinationRule', 'reviews')}  host: reviews.mesh\n  subsets: [{ name: v1, labels: { version: v1 } }, { name: v2, labels: { version: v2 } }]\n`;
+    const first = load(parseFiles({ 's.yaml': REVIEWS, 'r.yaml': `${rule}---\n${ROUTE_TO_V2}` }));
+    const kept = first.routing.ports.get('reviews.mesh:80')!.routes;
+    expect(kept.map((r) => r.action.kind === 'forward' && r.action.targets[0]!.cluster)).toEqual(['outbound|80|v2|reviews.mesh']);
+    const broken = load(parseFiles({ 's.yaml': REVIEWS, 'r.yaml': `${rule}---\n${ROUTE_TO_V2.replace('subset: v2', 'subset: v9')}` }), first.routing);
+    expect(broken.routing.ports.get('reviews.mesh:80')!.routes).toEqual(kept);
+    expect(broken.routing.diagnostics.filter((d) => d.severity === 'error').map(formatDiagnostic)).toEqual([
+      expect.stringMatching(/^error: r\.yaml: document 1: spec\.http\[0\]\.route\[0\]\.destination\.subset: subset "v9" of reviews\.mesh is not declared by DestinationRule reviews/),
+    ]);
   });
 
   it('sends nothing to a locality a distribute rule gives weight 0', () => {

@@ -96,7 +96,7 @@ describe('policy validation: every field with a wrong type or value names file, 
     const alone = resolvePolicy(catalog, policyFromFiles(new Map([['a-vs.yaml', routeToV2]])));
     expect(alone.virtualServices.size).toBe(0);
     expect(alone.diagnostics.map(formatDiagnostic)).toEqual([
-      'warning: a-vs.yaml: document 0: spec.http[0].route[0].destination.subset: subset "v2" of a.mesh is not declared: no DestinationRule applies to a.mesh; routes for a.mesh stay as they were without this rule',
+      'error: a-vs.yaml: document 0: spec.http[0].route[0].destination.subset: subset "v2" of a.mesh is not declared: no DestinationRule applies to a.mesh; routes for a.mesh stay as they were without this rule',
     ]);
     // On main the VirtualService was rejected when read before the rule's file ("a-vs" < "b-dr") and stayed rejected.
     for (const files of [new Map([['a-vs.yaml', routeToV2], ['b-dr.yaml', declaresV2]]), new Map([['b-dr.yaml', declaresV2], ['a-vs.yaml', routeToV2]])]) {

@@ -66,7 +66,11 @@ export function buildRoutingModel(catalog: ServiceCatalog, policy: PolicySet, pr
       const key = portKey(service.hostname, port.number);
       const entry = ports.get(key)!;
       let routes: readonly RouteModel[] = defaultRoutes(service.hostname, port, resolved);
-      if (virtualService !== undefined) {
+      if (virtualService === undefined && resolved.heldBack.has(service.hostname)) {
+        // Its VirtualService names a destination that does not resolve (reported by resolvePolicy): keep what was served.
+        const kept = previous?.ports.get(key)?.routes;
+        if (kept !== undefined && validatePortRoutes(kept, clusters).length === 0) routes = kept;
+      } else if (virtualService !== undefined) {
         const built = routesOf(virtualService, port, catalog, resolved);
         const problems = [...built.problems, ...validatePortRoutes(built.routes, clusters)];
         if (problems.length === 0) {

@@ -10,12 +10,15 @@ import type { DestinationRuleDocument, PolicySet, VirtualServiceDocument } from 
 export interface ResolvedPolicy {
   readonly virtualServices: ReadonlyMap<string, VirtualServiceDocument>;
   readonly destinationRules: ReadonlyMap<string, DestinationRuleDocument>;
+  /** Hosts whose VirtualService was left out for a bad destination: they keep the routes they had. */
+  readonly heldBack: ReadonlySet<string>;
   readonly diagnostics: readonly Diagnostic[];
 }
 
 export const NO_POLICY: ResolvedPolicy = Object.freeze({
   virtualServices: new Map(),
   destinationRules: new Map(),
+  heldBack: new Set<string>(),
   diagnostics: [],
 });
 
@@ -44,8 +47,9 @@ export function resolvePolicy(catalog: ServiceCatalog, policy: PolicySet): Resol
   const diagnostics: Diagnostic[] = [];
   const destinationRules = new Map<string, DestinationRuleDocument>();
   const virtualServices = new Map<string, VirtualServiceDocument>();
-  const at = (d: VirtualServiceDocument | DestinationRuleDocument, field: string, message: string): Diagnostic => ({
-    severity: 'warning',
+  const heldBack = new Set<string>();
+  const at = (d: VirtualServiceDocument | DestinationRuleDocument, field: string, message: string, severity: Diagnostic['severity'] = 'warning'): Diagnostic => ({
+    severity,
     source: d.location.source,
     document: d.location.document,
     field,
@@ -77,7 +81,8 @@ export function resolvePolicy(catalog: ServiceCatalog, policy: PolicySet): Resol
         return;
       }
       if (problems.length > 0) {
-        diagnostics.push(...problems.map((p) => at(vs, p.field, `${p.message}; routes for ${hostname} stay as they were without this rule`)));
+        diagnostics.push(...problems.map((p) => at(vs, p.field, `${p.message}; routes for ${hostname} stay as they were without this rule`, p.severity)));
+        heldBack.add(hostname);
         return;
       }
       const holder = virtualServices.get(hostname);
@@ -90,15 +95,22 @@ export function resolvePolicy(catalog: ServiceCatalog, policy: PolicySet): Resol
       virtualServices.set(hostname, vs);
     });
   }
-  return { virtualServices, destinationRules, diagnostics };
+  for (const hostname of virtualServices.keys()) heldBack.delete(hostname);
+  return { virtualServices, destinationRules, heldBack, diagnostics };
+}
+
+interface DestinationProblem {
+  readonly field: string;
+  readonly message: string;
+  readonly severity?: Diagnostic['severity'];
 }
 
 function destinationProblems(
   catalog: ServiceCatalog,
   vs: VirtualServiceDocument,
   destinationRules: ReadonlyMap<string, DestinationRuleDocument>,
-): { field: string; message: string }[] {
-  const problems: { field: string; message: string }[] = [];
+): DestinationProblem[] {
+  const problems: DestinationProblem[] = [];
   vs.spec.http?.forEach((route, r) => {
     const destinations = [
       ...(route.route ?? []).map((d, i) => ({ destination: d.destination, field: `spec.http[${r}].route[${i}].destination` })),
@@ -122,7 +134,9 @@ function destinationProblems(
         // Only the rule bound to the host counts: a subset of a rule that lost to another for the host builds no cluster.
         const bound = destinationRules.get(hostname);
         if (bound?.spec.subsets?.some((s) => s.name === subset) !== true) {
+          // Unlike a host that has not appeared yet, nothing will make this route valid but an edit: an error.
           problems.push({
+            severity: 'error',
             field: `${field}.subset`,
             message:
               bound === undefined

@@ -2,8 +2,7 @@ import type { Logger } from 'pino';
 import { map, shareReplay } from 'rxjs';
 import type { Observable } from 'rxjs';
 import { formatDiagnostic } from '../../errors.js';
-import { DEFAULT_FILE_LIMITS, FileSubscription, IstioFileStores, absolutePattern, pathMatcher } from '../../istio/file-store.js';
-import { POLICY_KINDS, kindsNotRead } from '../../istio/kinds.js';
+import { DEFAULT_FILE_LIMITS, FileSubscription, IstioFileStores, absolutePattern } from '../../istio/file-store.js';
 import type { RegistryError, RegistryState } from '../../model/registry-state.js';
 import type { Registry } from '../registry.js';
 import { servicesFromFiles } from './service-entries.js';
@@ -13,11 +12,6 @@ export interface FileRegistryConfig {
   /** Files or globs; relative ones resolve against `baseDir`. */
   readonly paths: readonly string[];
   readonly baseDir: string;
-  /**
-   * Absolute patterns of `policy.paths`: a VirtualService or DestinationRule in
-   * one of this registry's files that the policy reader does not read is reported.
-   */
-  readonly policyPatterns?: readonly string[];
 }
 
 /** Istio ServiceEntry and WorkloadEntry documents from the shared file stores. */
@@ -30,15 +24,13 @@ export class FileRegistry implements Registry {
   constructor(config: FileRegistryConfig, log: Logger, stores = new IstioFileStores(DEFAULT_FILE_LIMITS, log)) {
     this.name = config.name;
     this.files = new FileSubscription(stores, config.paths.map((p) => absolutePattern(p, config.baseDir)));
-    const readAsPolicy = pathMatcher(config.policyPatterns ?? []);
     // For operators: the latest rejected file, kept after it is fixed, and when the files were last read.
     let lastError: RegistryError | undefined;
     let errorsSeen = new Set<string>();
     this.states = this.files.contents.pipe(
       map(({ accepted, diagnostics: fileDiagnostics }): RegistryState => {
         const { services, diagnostics } = servicesFromFiles(accepted, this.name);
-        const unread = kindsNotRead(accepted, readAsPolicy, POLICY_KINDS, 'policy.paths does not list it');
-        for (const d of [...diagnostics, ...unread]) log.warn({ file: d.source, document: d.document, field: d.field }, formatDiagnostic(d));
+        for (const d of diagnostics) log.warn({ file: d.source, document: d.document, field: d.field }, formatDiagnostic(d));
         const errors = fileDiagnostics.filter((d) => d.severity === 'error').map(formatDiagnostic);
         const fresh = errors.find((e) => !errorsSeen.has(e));
         if (fresh !== undefined) lastError = { message: fresh, at: new Date() };
@@ -49,7 +41,7 @@ export class FileRegistry implements Registry {
           services,
           synced: true,
           stale: false,
-          diagnostics: [...fileDiagnostics, ...diagnostics, ...unread],
+          diagnostics: [...fileDiagnostics, ...diagnostics],
           lastSyncAt: new Date(),
           ...(lastError === undefined ? {} : { lastError }),
         };
