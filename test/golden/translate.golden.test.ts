@@ -11,6 +11,7 @@ import type { PolicySet } from '../../src/istio/policy-set.js';
 import { buildRoutingModel } from '../../src/model/routing/build.js';
 import { ISTIO_KIND_HANDLERS } from '../../src/istio/kinds.js';
 import { servicesFromFiles } from '../../src/registries/file/service-entries.js';
+import { buildSnapshot, checkConsistent } from '../../src/xds/cache/snapshot.js';
 import { translate } from '../../src/xds/translate/translate.js';
 import { loadEnvoyApi } from '../../src/xds/protos.js';
 import { TypeUrl } from '../../src/xds/type-urls.js';
@@ -155,6 +156,18 @@ describe('translation golden files', () => {
       for (const cluster of outputs.clusters as object[]) api.pack(TypeUrl.Cluster, cluster);
       for (const endpoints of outputs.endpoints as object[]) api.pack(TypeUrl.ClusterLoadAssignment, endpoints);
       for (const route of outputs.routes as object[]) api.pack(TypeUrl.RouteConfiguration, route);
+    }
+  });
+
+  it('gives consistent snapshots: every reference between resources resolves, in both directions', () => {
+    const api = loadEnvoyApi();
+    for (const goldenCase of cases) {
+      const catalog = mergeCatalog(goldenCase.states);
+      const routing = buildRoutingModel(catalog, goldenCase.policy);
+      for (const view of ['sidecar', 'proxyless', 'sidecar@us-east/us-east-1a/rack-1']) {
+        const snapshot = buildSnapshot(view, translate(catalog, view, { sidecarBind: '127.0.0.1' }, routing), (t, b) => api.pack(t, b));
+        expect(checkConsistent(snapshot), `${goldenCase.name} ${view}`).toEqual([]);
+      }
     }
   });
 

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { MeshbridgeError } from '../../errors.js';
 import type { ProxyView, Translation } from '../translate/translate.js';
 import { TypeUrl, XDS_TYPES } from '../type-urls.js';
 import type { XdsTypeUrl } from '../type-urls.js';
@@ -50,7 +51,8 @@ export function resourceVersion(canonical: string): string {
 /**
  * Builds a snapshot from a translation. Resources whose content did not change
  * since `previous` are carried over as they are, with their encoding. Throws if
- * a resource cannot be encoded, so a bad snapshot is never half-served.
+ * a resource cannot be encoded or two of a type share a name, so a bad
+ * snapshot is never half-served.
  */
 export function buildSnapshot(view: ProxyView, translation: Translation, pack: Packer, previous?: Snapshot): Snapshot {
   const named: Record<XdsTypeUrl, { name: string; body: object }[]> = {
@@ -67,6 +69,8 @@ export function buildSnapshot(view: ProxyView, translation: Translation, pack: P
     const map = new Map<string, Resource>();
     const ofType = createHash('sha256');
     for (const { name, body } of named[typeUrl]) {
+      // Clients key resources by name: a second one would silently replace the first.
+      if (map.has(name)) throw new MeshbridgeError('MB_SNAPSHOT_INVALID', `two ${typeUrl} resources are named ${name}`);
       const canonical = JSON.stringify(body);
       const old = before?.get(name);
       const resource = old !== undefined && old.canonical === canonical ? old : makeResource(typeUrl, name, canonical, body, pack);
@@ -118,23 +122,90 @@ export function changedNames(from: Snapshot, to: Snapshot): ReadonlyMap<XdsTypeU
 const DIFF_MEMO_SIZE = 8;
 
 /**
- * go-control-plane's rule: every EDS name is a cluster's and every RDS name is
- * a listener's. A failure is a translation bug, reported rather than served quietly.
+ * References between the resources of a snapshot, read from the resources
+ * themselves and checked both ways (go-control-plane's rule, extended): every
+ * cluster a route or TCP listener names exists; every EDS cluster's
+ * service_name has endpoints and every endpoint set a cluster; every route
+ * configuration a connection manager names exists and every one is named. A
+ * failure is a translation bug, reported rather than served quietly.
  */
 export function checkConsistent(snapshot: Snapshot): string[] {
   const problems: string[] = [];
   const clusters = snapshot.resources.get(TypeUrl.Cluster)!;
-  for (const name of snapshot.resources.get(TypeUrl.ClusterLoadAssignment)!.keys()) {
-    if (!clusters.has(name)) problems.push(`endpoints ${name} have no cluster`);
+  const endpoints = snapshot.resources.get(TypeUrl.ClusterLoadAssignment)!;
+  const routes = snapshot.resources.get(TypeUrl.RouteConfiguration)!;
+
+  const edsNames = new Set<string>();
+  for (const cluster of clusters.values()) {
+    const body = cluster.body as ClusterBody;
+    if (body.type !== 'EDS') continue;
+    const serviceName = body.eds_cluster_config?.service_name || cluster.name;
+    edsNames.add(serviceName);
+    if (!endpoints.has(serviceName)) problems.push(`cluster ${cluster.name} reads endpoints ${serviceName}, which do not exist`);
   }
-  const referencedRoutes = new Set<string>();
+  for (const name of endpoints.keys()) if (!edsNames.has(name)) problems.push(`endpoints ${name} have no cluster`);
+
+  const namedRoutes = new Set<string>();
   for (const listener of snapshot.resources.get(TypeUrl.Listener)!.values()) {
-    for (const match of JSON.stringify(listener.body).matchAll(/"route_config_name":"([^"]*)"/g)) {
-      referencedRoutes.add(match[1]!);
+    const { routeConfigs, clusterRefs } = listenerReferences(listener.body as ListenerBody);
+    for (const name of routeConfigs) {
+      namedRoutes.add(name);
+      if (!routes.has(name)) problems.push(`listener ${listener.name} names route ${name}, which does not exist`);
+    }
+    for (const name of clusterRefs) if (!clusters.has(name)) problems.push(`listener ${listener.name} sends to cluster ${name}, which does not exist`);
+  }
+  for (const route of routes.values()) {
+    if (!namedRoutes.has(route.name)) problems.push(`route ${route.name} is not used by any listener`);
+    for (const name of routeClusters(route.body as RouteConfigurationBody)) {
+      if (!clusters.has(name)) problems.push(`route ${route.name} sends to cluster ${name}, which does not exist`);
     }
   }
-  for (const name of snapshot.resources.get(TypeUrl.RouteConfiguration)!.keys()) {
-    if (!referencedRoutes.has(name)) problems.push(`route ${name} is not used by any listener`);
-  }
   return problems;
+}
+
+interface ClusterBody {
+  type?: string;
+  eds_cluster_config?: { service_name?: string };
+}
+
+interface NetworkFilterBody {
+  typed_config?: { '@type'?: string; cluster?: string; rds?: { route_config_name?: string } };
+}
+
+interface ListenerBody {
+  filter_chains?: { filters?: NetworkFilterBody[] }[];
+  api_listener?: { api_listener?: NetworkFilterBody['typed_config'] };
+}
+
+interface RouteConfigurationBody {
+  virtual_hosts?: {
+    routes?: {
+      route?: { cluster?: string; weighted_clusters?: { clusters?: { name?: string }[] }; request_mirror_policies?: { cluster?: string }[] };
+    }[];
+  }[];
+}
+
+function listenerReferences(listener: ListenerBody): { routeConfigs: string[]; clusterRefs: string[] } {
+  const configs = [
+    ...(listener.filter_chains ?? []).flatMap((chain) => (chain.filters ?? []).map((f) => f.typed_config)),
+    listener.api_listener?.api_listener,
+  ];
+  const routeConfigs: string[] = [];
+  const clusterRefs: string[] = [];
+  for (const config of configs) {
+    if (config === undefined) continue;
+    if (config['@type'] === TypeUrl.HttpConnectionManager && config.rds?.route_config_name !== undefined) routeConfigs.push(config.rds.route_config_name);
+    if (config['@type'] === TypeUrl.TcpProxy && config.cluster !== undefined) clusterRefs.push(config.cluster);
+  }
+  return { routeConfigs, clusterRefs };
+}
+
+function routeClusters(config: RouteConfigurationBody): string[] {
+  return (config.virtual_hosts ?? []).flatMap((host) =>
+    (host.routes ?? []).flatMap((r) => [
+      ...(r.route?.cluster !== undefined ? [r.route.cluster] : []),
+      ...(r.route?.weighted_clusters?.clusters ?? []).flatMap((c) => (c.name !== undefined ? [c.name] : [])),
+      ...(r.route?.request_mirror_policies ?? []).flatMap((m) => (m.cluster !== undefined ? [m.cluster] : [])),
+    ]),
+  );
 }
