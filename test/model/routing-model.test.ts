@@ -11,6 +11,8 @@ import { buildRoutingModel } from '../../src/model/routing/build.js';
 import type { RoutingModel } from '../../src/model/routing/types.js';
 import { servicesFromFiles } from '../../src/registries/file/service-entries.js';
 import { translate } from '../../src/xds/translate/translate.js';
+import { TypeUrl } from '../../src/xds/type-urls.js';
+import { protoProblems } from '../helpers/proto-check.js';
 import type { Translation } from '../../src/xds/translate/translate.js';
 
 const head = (kind: string, name: string) => `apiVersion: networking.istio.io/v1\nkind: ${kind}\nmetadata: { name: ${name} }\nspec:\n`;
@@ -186,6 +188,16 @@ describe('routing model and translation do not depend on the order of files or d
     expect(JSON.stringify(sidecar.routes)).toContain('request_mirror_policies');
     expect(reference.proxyless!.listeners.length).toBeGreaterThan(0);
     expect(JSON.stringify(reference['sidecar@us-east/us-east-1a/rack-1']!.endpoints)).not.toBe(JSON.stringify(sidecar.endpoints));
+    // Every resource of every view is one Envoy's API accepts, field by field.
+    for (const [view, t] of Object.entries(reference)) {
+      const problems = [
+        ...t.clusters.flatMap((c) => protoProblems(TypeUrl.Cluster, c)),
+        ...t.endpoints.flatMap((e) => protoProblems(TypeUrl.ClusterLoadAssignment, e)),
+        ...t.listeners.flatMap((l) => protoProblems(TypeUrl.Listener, l)),
+        ...t.routes.flatMap((r) => protoProblems(TypeUrl.RouteConfiguration, r)),
+      ];
+      expect(problems, view).toEqual([]);
+    }
   });
 
   for (const seed of [1, 2, 3, 4, 5, 6]) {
