@@ -27,13 +27,13 @@ import { SnapshotCache } from '../xds/cache/snapshot-cache.js';
 import { loadEnvoyApi } from '../xds/protos.js';
 import { XdsServer } from '../xds/server/ads-server.js';
 import type { ServerCallbacks, StreamInfo } from '../xds/server/stream-state.js';
-import { BASE_VIEWS, parseView } from '../xds/translate/translate.js';
-import type { ProxyView } from '../xds/translate/translate.js';
+import { BASE_VIEWS, parseView, translateKind } from '../xds/translate/translate.js';
+import type { ProxyKind, ProxyView } from '../xds/translate/translate.js';
 import { combineCallbacks } from './callbacks.js';
 import { retainVanished } from './vanished-services.js';
 import type { SeenServices } from './vanished-services.js';
 import { buildView, catalogUpdates } from './pipeline.js';
-import type { CatalogUpdate, ViewBuild } from './pipeline.js';
+import type { CatalogUpdate, KindBuild, ViewBuild } from './pipeline.js';
 
 export interface DaemonOptions {
   readonly callbacks?: ServerCallbacks;
@@ -85,7 +85,15 @@ export class Daemon implements AdminSource {
   private resolveFirstSnapshot!: () => void;
   private firstSnapshotServed = false;
   private readonly reported = new Map<string, string>();
-  private latest: { catalog: ServiceCatalog; routing: RoutingModel; proxylessCatalog: ServiceCatalog } | undefined;
+  private latest:
+    | {
+        catalog: ServiceCatalog;
+        routing: RoutingModel;
+        proxylessCatalog: ServiceCatalog;
+        /** Per proxy kind, what its views share in this update; filled as views are built. */
+        kinds: Map<ProxyKind, KindBuild>;
+      }
+    | undefined;
   private seenServices: SeenServices = new Map();
   private readonly pack: Packer;
   private draining = false;
@@ -343,7 +351,7 @@ export class Daemon implements AdminSource {
     this.reportOnce('policy', routing.diagnostics.filter((d) => d.severity === 'warning').map(formatDiagnostic));
     const retained = retainVanished(catalog, this.seenServices, Date.now(), this.config.xds.proxylessRetentionMs);
     this.seenServices = retained.seen;
-    this.latest = { catalog, routing, proxylessCatalog: retained.catalog };
+    this.latest = { catalog, routing, proxylessCatalog: retained.catalog, kinds: new Map() };
     const endpoints = catalog.services.reduce((sum, s) => sum + s.endpoints.length, 0);
     this.log.info({ services: catalog.services.length, endpoints, conflicts: catalog.conflicts.length }, 'catalog updated');
     // The base views always, so /readyz means translated and being served; other views once a client asked for them.
@@ -385,11 +393,19 @@ export class Daemon implements AdminSource {
    */
   private build(view: ProxyView): ViewBuild | undefined {
     if (this.latest === undefined) return undefined;
-    const { routing } = this.latest;
-    const catalog = parseView(view).kind === 'proxyless' ? this.latest.proxylessCatalog : this.latest.catalog;
+    const { routing, kinds } = this.latest;
+    const { kind, locality } = parseView(view);
+    const catalog = kind === 'proxyless' ? this.latest.proxylessCatalog : this.latest.catalog;
+    const options = { sidecarBind: this.config.xds.sidecarBind };
     let build: ViewBuild;
     try {
-      build = buildView(view, catalog, routing, { sidecarBind: this.config.xds.sidecarBind }, this.pack, this.cache.peek(view));
+      let shared = kinds.get(kind);
+      if (shared === undefined) {
+        shared = { translation: translateKind(catalog, kind, options, routing) };
+        kinds.set(kind, shared);
+      }
+      build = buildView(view, catalog, routing, options, this.pack, this.cache.peek(view), shared);
+      if (locality === undefined) shared.donor = build.snapshot;
     } catch (error) {
       this.log.error({ err: error, view }, 'cannot build xDS resources; the previous ones stay in force');
       return undefined;

@@ -8,8 +8,8 @@ import { buildRoutingModel } from '../model/routing/build.js';
 import type { RoutingModel } from '../model/routing/types.js';
 import { buildSnapshot } from '../xds/cache/snapshot.js';
 import type { Packer, Snapshot } from '../xds/cache/snapshot.js';
-import { translate } from '../xds/translate/translate.js';
-import type { ProxyView, TranslateOptions, Translation } from '../xds/translate/translate.js';
+import { translateView } from '../xds/translate/translate.js';
+import type { KindTranslation, ProxyView, TranslateOptions, Translation } from '../xds/translate/translate.js';
 import { debounceWithMaxWait } from './batching.js';
 
 export interface Batching {
@@ -52,7 +52,18 @@ export interface ViewBuild {
   readonly translation: Translation;
 }
 
-/** Translates a catalog for one view, reusing the unchanged resources of its previous snapshot. */
+/** What the views of one proxy kind share in one update: clusters, listeners and routes, and the base view's snapshot. */
+export interface KindBuild {
+  readonly translation: KindTranslation;
+  /** The snapshot of the kind's view without a locality, once built: locality views take its unchanged resources as they are. */
+  donor?: Snapshot;
+}
+
+/**
+ * Translates a catalog for one view, reusing the unchanged resources of its
+ * previous snapshot. With `shared`, only the view's endpoints are translated:
+ * clusters, listeners and routes are built once per proxy kind.
+ */
 export function buildView(
   view: ProxyView,
   catalog: ServiceCatalog,
@@ -60,7 +71,8 @@ export function buildView(
   options: TranslateOptions,
   pack: Packer,
   previous: Snapshot | undefined,
+  shared?: KindBuild,
 ): ViewBuild {
-  const translation = translate(catalog, view, options, routing);
-  return { translation, snapshot: buildSnapshot(view, translation, pack, previous) };
+  const translation = translateView(catalog, view, options, routing, shared?.translation);
+  return { translation, snapshot: buildSnapshot(view, translation, pack, previous, shared?.donor) };
 }

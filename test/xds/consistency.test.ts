@@ -1,7 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { buildSnapshot, checkConsistent } from '../../src/xds/cache/snapshot.js';
 import { loadEnvoyApi } from '../../src/xds/protos.js';
-import { translate } from '../../src/xds/translate/translate.js';
+import { buildView } from '../../src/daemon/pipeline.js';
+import type { KindBuild } from '../../src/daemon/pipeline.js';
+import { EMPTY_ROUTING } from '../../src/model/routing/build.js';
+import { translate, translateKind } from '../../src/xds/translate/translate.js';
+import { TypeUrl } from '../../src/xds/type-urls.js';
 import type { Translation } from '../../src/xds/translate/translate.js';
 import { catalogOf, service } from '../helpers/fixtures.js';
 
@@ -77,5 +81,34 @@ describe('snapshot consistency, read from the resources both ways', () => {
   it('rejects two resources of one type with the same name instead of keeping one silently', () => {
     const t = translate(catalog, 'sidecar', { sidecarBind: '127.0.0.1' });
     expect(() => buildSnapshot('sidecar', { ...t, clusters: [...t.clusters, t.clusters[0]!] }, pack)).toThrow(/two .*Cluster resources are named outbound\|5432\|\|db\.mesh/);
+  });
+});
+
+describe('views built from what varies', () => {
+  const located = catalogOf(
+    service('web.mesh').port(80).endpoint('10.0.0.1', { locality: 'eu/eu-1' }).endpoint('10.0.0.2', { locality: 'us/us-1' }).build(),
+  );
+  const options = { sidecarBind: '127.0.0.1' };
+
+  it('a locality view shares its kind\'s clusters, listeners and routes, resource objects included, and differs only in endpoints', () => {
+    const shared: KindBuild = { translation: translateKind(located, 'sidecar', options) };
+    const base = buildView('sidecar', located, EMPTY_ROUTING, options, pack, undefined, shared);
+    shared.donor = base.snapshot;
+    const eu = buildView('sidecar@eu/eu-1/', located, EMPTY_ROUTING, options, pack, undefined, shared);
+    for (const typeUrl of [TypeUrl.Cluster, TypeUrl.Listener, TypeUrl.RouteConfiguration]) {
+      for (const [name, resource] of eu.snapshot.resources.get(typeUrl)!) expect(resource, name).toBe(base.snapshot.resources.get(typeUrl)!.get(name));
+    }
+    // The same bytes as translating the view on its own.
+    const alone = buildSnapshot('sidecar@eu/eu-1/', translate(located, 'sidecar@eu/eu-1/', options), pack);
+    expect(eu.snapshot.version).toBe(alone.version);
+    expect(checkConsistent(eu.snapshot)).toEqual([]);
+  });
+
+  it('keeps a view\'s own unchanged resources (streams diff by identity) even when a donor has equal ones', () => {
+    const first = buildView('sidecar@eu/eu-1/', located, EMPTY_ROUTING, options, pack, undefined);
+    const shared: KindBuild = { translation: translateKind(located, 'sidecar', options) };
+    shared.donor = buildView('sidecar', located, EMPTY_ROUTING, options, pack, undefined, shared).snapshot;
+    const next = buildView('sidecar@eu/eu-1/', located, EMPTY_ROUTING, options, pack, first.snapshot, shared);
+    for (const [name, resource] of next.snapshot.resources.get(TypeUrl.Cluster)!) expect(resource, name).toBe(first.snapshot.resources.get(TypeUrl.Cluster)!.get(name));
   });
 });

@@ -50,11 +50,14 @@ export function resourceVersion(canonical: string): string {
 
 /**
  * Builds a snapshot from a translation. Resources whose content did not change
- * since `previous` are carried over as they are, with their encoding. Throws if
+ * since `previous` are carried over as they are, with their encoding. `donor`
+ * is another view's snapshot built from the same shared objects (a locality
+ * view's clusters, listeners and routes are its kind's): a resource whose body
+ * is the very object the donor holds is taken without hashing or encoding it again. Throws if
  * a resource cannot be encoded or two of a type share a name, so a bad
  * snapshot is never half-served.
  */
-export function buildSnapshot(view: ProxyView, translation: Translation, pack: Packer, previous?: Snapshot): Snapshot {
+export function buildSnapshot(view: ProxyView, translation: Translation, pack: Packer, previous?: Snapshot, donor?: Snapshot): Snapshot {
   const named: Record<XdsTypeUrl, { name: string; body: object }[]> = {
     [TypeUrl.Cluster]: translation.clusters.map((c) => ({ name: c.name!, body: c })),
     [TypeUrl.ClusterLoadAssignment]: translation.endpoints.map((e) => ({ name: e.cluster_name!, body: e })),
@@ -66,14 +69,22 @@ export function buildSnapshot(view: ProxyView, translation: Translation, pack: P
   const overall = createHash('sha256');
   for (const typeUrl of XDS_TYPES) {
     const before = previous?.resources.get(typeUrl);
+    const given = donor?.resources.get(typeUrl);
     const map = new Map<string, Resource>();
     const ofType = createHash('sha256');
     for (const { name, body } of named[typeUrl]) {
       // Clients key resources by name: a second one would silently replace the first.
       if (map.has(name)) throw new MeshbridgeError('MB_SNAPSHOT_INVALID', `two ${typeUrl} resources are named ${name}`);
-      const canonical = JSON.stringify(body);
       const old = before?.get(name);
-      const resource = old !== undefined && old.canonical === canonical ? old : makeResource(typeUrl, name, canonical, body, pack);
+      const shared = given?.get(name);
+      let resource: Resource;
+      if (shared !== undefined && shared.body === body) {
+        // The view's own previous copy, when equal, keeps its identity: streams diff snapshots by identity.
+        resource = old !== undefined && old.version === shared.version ? old : shared;
+      } else {
+        const canonical = JSON.stringify(body);
+        resource = old !== undefined && old.canonical === canonical ? old : makeResource(typeUrl, name, canonical, body, pack);
+      }
       const { version } = resource;
       map.set(name, resource);
       overall.update(`${typeUrl}\0${name}\0${version}\n`);

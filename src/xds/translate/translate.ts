@@ -53,6 +53,40 @@ export interface Translation {
   readonly diagnostics: Diagnostic[];
 }
 
+/** What every view of one proxy kind shares: all but the endpoints, which depend on the client's locality. */
+export type KindTranslation = Omit<Translation, 'endpoints'>;
+
+const byName = <T extends { name?: string }>(a: T, b: T) => ((a.name ?? '') < (b.name ?? '') ? -1 : 1);
+
+/** Clusters, listeners and routes for one proxy kind: built once per change, whatever the number of localities. */
+export function translateKind(catalog: ServiceCatalog, kind: ProxyKind, options: TranslateOptions, routing: RoutingModel = EMPTY_ROUTING): KindTranslation {
+  const diagnostics: Diagnostic[] = [];
+  const { services } = catalog;
+  const clusters = buildClusters(services, routing);
+  const listeners =
+    kind === 'sidecar' ? buildSidecarListeners(services, options.sidecarBind, diagnostics) : buildProxylessListeners(services);
+  const routes = kind === 'sidecar' ? buildSidecarRoutes(services, routing) : buildProxylessRoutes(services, routing);
+  return { clusters: clusters.sort(byName), listeners: listeners.sort(byName), routes: routes.sort(byName), diagnostics };
+}
+
+/** Endpoint assignments as a client in `locality` sees them (no locality: the endpoints' own weights). */
+export function translateEndpoints(catalog: ServiceCatalog, routing: RoutingModel = EMPTY_ROUTING, locality?: Locality): ClusterLoadAssignment[] {
+  return buildLoadAssignments(catalog.services, routing, locality).sort((a, b) => ((a.cluster_name ?? '') < (b.cluster_name ?? '') ? -1 : 1));
+}
+
+/** One view: the shared part of its kind (built here unless given) and its locality's endpoints. */
+export function translateView(
+  catalog: ServiceCatalog,
+  view: ProxyView,
+  options: TranslateOptions,
+  routing: RoutingModel = EMPTY_ROUTING,
+  shared?: KindTranslation,
+): Translation {
+  const { kind, locality } = parseView(view);
+  const common = shared ?? translateKind(catalog, kind, options, routing);
+  return { ...common, endpoints: translateEndpoints(catalog, routing, locality) };
+}
+
 /**
  * Pure: the same catalog, routing model, view and options always give the same
  * resources, in the same order. Without a routing model every service port
@@ -64,20 +98,5 @@ export function translate(
   options: TranslateOptions,
   routing: RoutingModel = EMPTY_ROUTING,
 ): Translation {
-  const diagnostics: Diagnostic[] = [];
-  const { services } = catalog;
-  const { kind, locality } = parseView(view);
-  const clusters = buildClusters(services, routing);
-  const endpoints = buildLoadAssignments(services, routing, locality);
-  const listeners =
-    kind === 'sidecar' ? buildSidecarListeners(services, options.sidecarBind, diagnostics) : buildProxylessListeners(services);
-  const routes = kind === 'sidecar' ? buildSidecarRoutes(services, routing) : buildProxylessRoutes(services, routing);
-  const byName = <T extends { name?: string }>(a: T, b: T) => ((a.name ?? '') < (b.name ?? '') ? -1 : 1);
-  return {
-    clusters: clusters.sort(byName),
-    endpoints: endpoints.sort((a, b) => ((a.cluster_name ?? '') < (b.cluster_name ?? '') ? -1 : 1)),
-    listeners: listeners.sort(byName),
-    routes: routes.sort(byName),
-    diagnostics,
-  };
+  return translateView(catalog, view, options, routing);
 }
