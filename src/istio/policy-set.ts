@@ -9,7 +9,7 @@ import type { VirtualServiceSpec } from './virtual-service.js';
 export type VirtualServiceDocument = IstioDocument<VirtualServiceSpec>;
 export type DestinationRuleDocument = IstioDocument<DestinationRuleSpec>;
 
-/** Every accepted traffic-policy document, in file then document order (the order that decides conflicts). */
+/** Every accepted traffic-policy document, in file then document order; which rule wins a host is decided by byPrecedence, not by this order. */
 export interface PolicySet {
   readonly virtualServices: readonly VirtualServiceDocument[];
   readonly destinationRules: readonly DestinationRuleDocument[];
