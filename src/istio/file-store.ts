@@ -173,14 +173,21 @@ export async function readBounded(path: string, limit: number): Promise<string |
   try {
     const { size } = await handle.stat();
     if (size > limit) return tooLarge(size);
-    const buffer = Buffer.alloc(limit + 1);
+    // Sized for what stat saw, grown (never past limit + 1) if the file grew since.
+    let buffer = Buffer.alloc(Math.min(limit + 1, size + 1));
     let length = 0;
     for (;;) {
+      if (length === buffer.length) {
+        if (length > limit) return tooLarge(`more than ${limit}`);
+        const grown = Buffer.alloc(Math.min(limit + 1, buffer.length * 2));
+        buffer.copy(grown, 0, 0, length);
+        buffer = grown;
+      }
       const { bytesRead } = await handle.read(buffer, length, buffer.length - length, null);
       if (bytesRead === 0) break;
       length += bytesRead;
-      if (length > limit) return tooLarge(`more than ${limit}`);
     }
+    if (length > limit) return tooLarge(`more than ${limit}`);
     return buffer.toString('utf8', 0, length);
   } catch (error) {
     return { problem: `cannot read file: ${(error as Error).message}` };

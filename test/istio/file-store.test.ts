@@ -2,7 +2,7 @@ import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { formatDiagnostic } from '../../src/errors.js';
 import type { Diagnostic } from '../../src/errors.js';
-import { IstioFileStores } from '../../src/istio/file-store.js';
+import { IstioFileStores, readBounded } from '../../src/istio/file-store.js';
 import { MisplacedDocuments } from '../../src/istio/misplaced-documents.js';
 import type { ReaderPatterns } from '../../src/istio/misplaced-documents.js';
 import { PolicySource } from '../../src/istio/policy-source.js';
@@ -118,6 +118,19 @@ describe('Istio file store', () => {
     await eventually(() => expect(found).toBeDefined());
     return found!.map(formatDiagnostic);
   }
+
+  it('reads a file up to the limit exactly, and refuses one byte more', async () => {
+    const exact = dir.write('exact.yaml', 'x'.repeat(1_000));
+    const over = dir.write('over.yaml', 'x'.repeat(1_001));
+    const empty = dir.write('empty.yaml', '');
+    expect(await readBounded(exact, 1_000)).toBe('x'.repeat(1_000));
+    expect(await readBounded(over, 1_000)).toEqual({ problem: 'file is 1001 bytes, over the limit of 1000 (limits.fileBytes); nothing in it is read' });
+    expect(await readBounded(empty, 1_000)).toBe('');
+    expect(await readBounded(`${dir.path}/missing.yaml`, 1_000)).toEqual({ problem: expect.stringMatching(/^cannot read file: ENOENT/) });
+    // A file larger than its stat said (procfs reports 0): the limit still holds while reading.
+    expect(await readBounded('/proc/self/status', 10)).toEqual({ problem: 'file is more than 10 bytes, over the limit of 10 (limits.fileBytes); nothing in it is read' });
+    expect(await readBounded('/proc/self/status', 1 << 20)).toMatch(/^Name:/);
+  });
 
   it('reports a DestinationRule in a file listed only as a registry path instead of ignoring it silently', async () => {
     dir.write('a.yaml', `${entry('a.mesh', '10.0.0.1')}---\n${rule('a.mesh')}`);
