@@ -5,7 +5,8 @@ import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import type { Diagnostic } from '../errors.js';
-import { formatPath, unknownFields } from '../policy/istio/schema-report.js';
+import { DEFAULT_FILE_BYTES } from '../istio/file-store.js';
+import { formatPath, unknownFields } from '../istio/schema-report.js';
 
 const hostPort = z
   .string({ error: 'must be "host:port"' })
@@ -188,16 +189,18 @@ export const configSchema = z.object({
     })
     .prefault({})
     .refine((b) => b.maxDelayMs >= b.debounceMs, { error: 'maxDelayMs must be at least debounceMs' }),
+  registries: z.array(registry, { error: 'must be a list of registries' }).min(1, { error: 'must list at least one registry' }),
+  policy: z.object({ paths: z.array(z.string()).default([]) }).prefault({}),
   limits: z
     .object({
+      /** Istio YAML files (file registries, policy) larger than this are rejected before parsing. */
+      fileBytes: positiveInt(1024 * 1024 * 1024).default(DEFAULT_FILE_BYTES),
       /** Largest Consul or Eureka response body read; a larger one is a failed read (last good state kept). */
       registryResponseBytes: z.number().int().min(1024).default(64 * 1024 * 1024),
       /** Largest saved registry state loaded at startup (see src/registries/saved-state.ts). */
       savedStateBytes: z.number().int().min(1024).default(256 * 1024 * 1024),
     })
     .prefault({}),
-  registries: z.array(registry, { error: 'must be a list of registries' }).min(1, { error: 'must list at least one registry' }),
-  policy: z.object({ paths: z.array(z.string()).default([]) }).prefault({}),
   /**
    * Where meshbridge keeps what must outlive a restart (see resolveStateDir);
    * relative to the config file.

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { stringMatch } from '../../src/policy/istio/traffic-fields.js';
+import { stringMatch } from '../../src/istio/traffic-fields.js';
 
 /** A VirtualService regex is run by Envoy on RE2; one RE2 refuses must be refused here, not NACKed by every proxy. */
 describe('VirtualService string matches are checked as RE2', () => {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { compileSafeRegex } from '../../util/safe-regex.js';
+import { compileSafeRegex } from '../util/safe-regex.js';
 import { portNumber } from './fields.js';
 
 const UNIT_MS: Record<string, number> = { h: 3_600_000, m: 60_000, s: 1_000, ms: 1, us: 0.001, µs: 0.001, ns: 0.000001 };
