@@ -24,6 +24,7 @@ import type { Packer, Snapshot } from '../xds/cache/snapshot.js';
 import { SnapshotCache } from '../xds/cache/snapshot-cache.js';
 import { loadEnvoyApi } from '../xds/protos.js';
 import { XdsServer } from '../xds/server/ads-server.js';
+import { XdsSecurity } from '../security/xds-security.js';
 import type { ServerCallbacks, StreamInfo } from '../xds/server/stream-state.js';
 import { parseView } from '../xds/translate/translate.js';
 import type { ProxyView } from '../xds/translate/translate.js';
@@ -69,6 +70,8 @@ interface RegistryHandle {
 export class Daemon implements AdminSource {
   readonly cache = new SnapshotCache();
   readonly xds: XdsServer;
+  /** Who may talk to the xDS port: TLS files, tokens, the per-stream guard. */
+  readonly security: XdsSecurity;
   readonly metrics: Metrics;
   readonly admin: AdminServer;
   private configValue: Config;
@@ -98,9 +101,11 @@ export class Daemon implements AdminSource {
     this.policySource = this.createPolicySource(config);
     const api = loadEnvoyApi();
     this.pack = (typeUrl, body) => api.pack(typeUrl, body);
+    this.security = new XdsSecurity(config, log.child({ component: 'security' }));
     this.xds = new XdsServer(api, this.cache, log.child({ component: 'xds' }), combineCallbacks(this.metrics.callbacks, options.callbacks), {
       pushConcurrency: config.xds.pushConcurrency,
       pushSlotTimeoutMs: config.xds.pushSlotTimeoutMs,
+      interceptors: this.security.interceptors(),
     });
     this.xds.addService(api.csds.envoy.service.status.v3.ClientStatusDiscoveryService.service, csdsHandlers(this));
     this.admin = new AdminServer(this, this.metrics.registry, log.child({ component: 'admin' }));
@@ -163,7 +168,8 @@ export class Daemon implements AdminSource {
   async start(): Promise<{ xdsPort: number; adminPort: number }> {
     this.cache.setBuilder((view) => this.build(view)?.snapshot);
     this.startPipeline();
-    const xdsPort = await this.xds.listen({ listen: this.config.xds.listen });
+    const credentials = await this.security.start();
+    const xdsPort = await this.xds.listen({ listen: this.config.xds.listen, credentials });
     const adminPort = await this.admin.listen(this.config.admin.listen);
     this.log.info({ waitingFor: this.waitingFor() }, `waiting for: ${this.waitingFor().join(', ')}`);
     this.waitingTimer = setInterval(() => this.logWaiting(), this.options.waitingLogIntervalMs ?? 5_000);
@@ -181,6 +187,7 @@ export class Daemon implements AdminSource {
     this.draining = true;
     clearInterval(this.waitingTimer);
     await this.xds.shutdown(graceMs);
+    this.security.stop();
     this.subscription?.unsubscribe();
     await Promise.all([...this.handles.map((h) => this.stopHandle(h)), this.policySource?.stop()]);
     await this.admin.close();

@@ -15,6 +15,8 @@ import type { ServerCallbacks, StreamInfo } from './stream-state.js';
 export interface XdsServerOptions {
   /** host:port; port 0 picks a free one. */
   readonly listen: string;
+  /** TLS (see src/security/tls-files.ts); plaintext when left out. */
+  readonly credentials?: grpc.ServerCredentials;
 }
 
 export interface XdsServerTuning {
@@ -22,6 +24,8 @@ export interface XdsServerTuning {
   readonly pushConcurrency?: number;
   /** How long one push may hold its slot while its client does not read. */
   readonly pushSlotTimeoutMs?: number;
+  /** Run before any handler sees a call: authentication and authorization (src/security/xds-guard.ts). */
+  readonly interceptors?: grpc.ServerInterceptor[];
 }
 
 export const DEFAULT_TUNING = { pushConcurrency: 64, pushSlotTimeoutMs: 2_000 } as const;
@@ -43,14 +47,7 @@ function withEncodedResponses(service: grpc.ServiceDefinition): grpc.ServiceDefi
 
 /** The gRPC server for ADS. It owns the streams; the cache owns the resources. */
 export class XdsServer {
-  private readonly server = new grpc.Server({
-    // Envoy and gRPC keep ADS streams open for hours; let idle ones live, but notice dead peers.
-    'grpc.keepalive_time_ms': 30_000,
-    'grpc.keepalive_timeout_ms': 10_000,
-    'grpc.keepalive_permit_without_calls': 1,
-    'grpc.http2.min_ping_interval_without_data_ms': 10_000,
-    'grpc.max_send_message_length': 64 * 1024 * 1024,
-  });
+  private readonly server: grpc.Server;
   private readonly streams = new Map<number, SotwStream | DeltaStream>();
   private readonly queue: PushQueue;
   private nextStreamId = 1;
@@ -63,6 +60,15 @@ export class XdsServer {
     private readonly callbacks: ServerCallbacks = {},
     tuning: XdsServerTuning = {},
   ) {
+    this.server = new grpc.Server({
+      // Envoy and gRPC keep ADS streams open for hours; let idle ones live, but notice dead peers.
+      'grpc.keepalive_time_ms': 30_000,
+      'grpc.keepalive_timeout_ms': 10_000,
+      'grpc.keepalive_permit_without_calls': 1,
+      'grpc.http2.min_ping_interval_without_data_ms': 10_000,
+      'grpc.max_send_message_length': 64 * 1024 * 1024,
+      interceptors: tuning.interceptors ?? [],
+    });
     const options: PushQueueOptions = {
       concurrency: tuning.pushConcurrency ?? DEFAULT_TUNING.pushConcurrency,
       slotTimeoutMs: tuning.pushSlotTimeoutMs ?? DEFAULT_TUNING.pushSlotTimeoutMs,
@@ -94,13 +100,13 @@ export class XdsServer {
   /** Binds and serves; resolves with the bound port. */
   async listen(options: XdsServerOptions): Promise<number> {
     const port = await new Promise<number>((resolve, reject) => {
-      this.server.bindAsync(options.listen, grpc.ServerCredentials.createInsecure(), (error, bound) => {
+      this.server.bindAsync(options.listen, options.credentials ?? grpc.ServerCredentials.createInsecure(), (error, bound) => {
         if (error) reject(new MeshbridgeError('MB_CONFIG_INVALID', `cannot listen for xDS on ${options.listen}: ${error.message}`, { cause: error }));
         else resolve(bound);
       });
     });
     this.boundPort = port;
-    this.log.info({ listen: options.listen, port }, 'xDS server listening');
+    this.log.info({ listen: options.listen, port, tls: options.credentials !== undefined }, 'xDS server listening');
     return port;
   }
 

@@ -1,0 +1,111 @@
+import { access } from 'node:fs/promises';
+import { isAbsolute, join, resolve } from 'node:path';
+import type * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import type { Config } from '../config/config.js';
+import { resolveStateDir } from '../config/config.js';
+import { MeshbridgeError } from '../errors.js';
+import { ReloadingTlsFiles, isLoopbackHost, reloadingServerCredentials } from './tls-files.js';
+import { TOKEN_KEY_FILE, TokenAuthority } from './tokens.js';
+import { XdsGuard } from './xds-guard.js';
+
+type SecurityConfig = Pick<Config, 'xds' | 'security' | 'stateDir' | 'baseDir'>;
+
+export function listenHost(listen: string): string {
+  return listen.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+}
+
+/** Identity is required by default once the port speaks TLS. */
+export function identityRequired(config: SecurityConfig): boolean {
+  return config.security.requireIdentity ?? config.xds.tls !== undefined;
+}
+
+/**
+ * Everything that decides who may talk to the xDS port, built from the
+ * config: TLS files (reloaded), the token authority in the state directory,
+ * and the guard that checks each stream.
+ */
+export class XdsSecurity {
+  readonly guard: XdsGuard;
+  private tlsFiles: ReloadingTlsFiles | undefined;
+  private tokenAuthority: TokenAuthority | undefined;
+
+  constructor(
+    private readonly config: SecurityConfig,
+    private readonly log: Logger,
+  ) {
+    this.guard = new XdsGuard(
+      {
+        trustDomain: config.security.trustDomain,
+        requireIdentity: identityRequired(config),
+        revocationCheckIntervalMs: config.security.revocationCheckIntervalMs,
+      },
+      log,
+    );
+  }
+
+  get tokens(): TokenAuthority | undefined {
+    return this.tokenAuthority;
+  }
+
+  get tls(): ReloadingTlsFiles | undefined {
+    return this.tlsFiles;
+  }
+
+  interceptors(): grpc.ServerInterceptor[] {
+    return [this.guard.interceptor()];
+  }
+
+  /**
+   * Checks the plaintext rule, loads the TLS files and the token key; returns
+   * the server credentials (undefined: plaintext). Throws if the files are bad.
+   */
+  async start(): Promise<grpc.ServerCredentials | undefined> {
+    const { xds } = this.config;
+    const host = listenHost(xds.listen);
+    if (xds.tls === undefined && !isLoopbackHost(host)) {
+      if (!xds.allowPlaintext) {
+        throw new MeshbridgeError(
+          'MB_PLAINTEXT_REFUSED',
+          `xds.listen ${xds.listen} is reachable beyond this machine, and without TLS anyone who reaches it gets the whole mesh: set xds.tls (see "Securing meshbridge" in the README), or xds.allowPlaintext: true to accept that`,
+        );
+      }
+      this.log.warn(
+        { listen: xds.listen, allowPlaintext: true },
+        `SECURITY: xDS is served in PLAINTEXT on ${xds.listen}, beyond loopback (xds.allowPlaintext: true); anyone who can reach it can read the mesh config`,
+      );
+    }
+    const stateDir = resolveStateDir(this.config);
+    const keyExists = await access(join(stateDir, TOKEN_KEY_FILE)).then(
+      () => true,
+      () => false,
+    );
+    if (keyExists || identityRequired(this.config)) {
+      this.tokenAuthority = await TokenAuthority.open(stateDir);
+      this.guard.useTokens(this.tokenAuthority);
+    }
+    this.guard.start();
+    if (xds.tls === undefined) return undefined;
+    const path = (p: string) => (isAbsolute(p) ? p : resolve(this.config.baseDir, p));
+    this.tlsFiles = new ReloadingTlsFiles(
+      {
+        certFile: path(xds.tls.certFile),
+        keyFile: path(xds.tls.keyFile),
+        ...(xds.tls.clientCaFile === undefined ? {} : { caFile: path(xds.tls.clientCaFile) }),
+      },
+      xds.tls.reloadIntervalMs,
+      this.log,
+    );
+    await this.tlsFiles.start();
+    this.log.info(
+      { mutualTls: xds.tls.clientCaFile !== undefined, requireIdentity: identityRequired(this.config), tokens: this.tokenAuthority !== undefined },
+      xds.tls.clientCaFile !== undefined ? 'xDS over mutual TLS: clients need a certificate from the client CA' : 'xDS over TLS',
+    );
+    return reloadingServerCredentials(this.tlsFiles);
+  }
+
+  stop(): void {
+    this.guard.stop();
+    this.tlsFiles?.stop();
+  }
+}
