@@ -134,7 +134,10 @@ export class ReloadingTlsFiles implements grpc.experimental.CertificateProvider 
 
   addCaCertificateListener(listener: grpc.experimental.CaCertificateUpdateListener): void {
     this.caListeners.add(listener);
-    if (this.material?.ca !== undefined) listener({ caCertificate: this.material.ca });
+    // Later, not now: grpc-js subscribes before it registers the watcher that applies the update.
+    queueMicrotask(() => {
+      if (this.material?.ca !== undefined && this.caListeners.has(listener)) listener({ caCertificate: this.material.ca });
+    });
   }
 
   removeCaCertificateListener(listener: grpc.experimental.CaCertificateUpdateListener): void {
@@ -143,7 +146,9 @@ export class ReloadingTlsFiles implements grpc.experimental.CertificateProvider 
 
   addIdentityCertificateListener(listener: grpc.experimental.IdentityCertificateUpdateListener): void {
     this.identityListeners.add(listener);
-    if (this.material !== undefined) listener({ certificate: this.material.cert, privateKey: this.material.key });
+    queueMicrotask(() => {
+      if (this.material !== undefined && this.identityListeners.has(listener)) listener({ certificate: this.material.cert, privateKey: this.material.key });
+    });
   }
 
   removeIdentityCertificateListener(listener: grpc.experimental.IdentityCertificateUpdateListener): void {
