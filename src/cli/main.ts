@@ -8,6 +8,7 @@ import { Daemon } from '../daemon/daemon.js';
 import { MeshbridgeError, UsageError, formatDiagnostic } from '../errors.js';
 import { createLogger } from '../log.js';
 import { fetchAdmin } from './admin-client.js';
+import type { AdminCredentials } from './admin-client.js';
 import { envoyBootstrap, grpcBootstrap } from './bootstrap.js';
 import { formatCatalog } from './catalog.js';
 import { formatNodeStatus, formatStatus } from './status.js';
@@ -26,9 +27,9 @@ commands:
   validate [--config FILE]... [FILE...]
         check Istio YAML files (all four kinds, across the files given) and daemon configs
         (--config, or any file with a top-level registries:); exits 1 on errors
-  status [NODE] [--admin HOST:PORT] [--json]
+  status [NODE] [--admin HOST:PORT|https://HOST:PORT] [--token-file FILE] [--ca FILE] [--json]
         connected proxies and, per type, SYNCED / NACKED / STALE / NOT SENT (like istioctl proxy-status)
-  catalog [HOST] [--admin HOST:PORT] [--json]
+  catalog [HOST] [--admin HOST:PORT|https://HOST:PORT] [--token-file FILE] [--ca FILE] [--json]
         services and endpoints of the merged catalog, with health and source registry
   ca create --dir DIR [--trust-domain TD] [--days N]
         create a CA for meshbridge's own TLS: DIR/ca.crt and DIR/ca.key (0600)
@@ -40,7 +41,8 @@ commands:
   token revoke (--id ID | --token-file FILE) [--config FILE | --state-dir DIR]
         revoke a token: a running daemon refuses it and ends its streams within security.revocationCheckIntervalMs
 
-  --admin defaults to $MESHBRIDGE_ADMIN or ${DEFAULT_ADMIN_LISTEN}.
+  --admin defaults to $MESHBRIDGE_ADMIN or ${DEFAULT_ADMIN_LISTEN}; --token-file (an operator token) to
+  $MESHBRIDGE_ADMIN_TOKEN_FILE, --ca (the CA of an https admin API) to $MESHBRIDGE_ADMIN_CA.
 `;
 
 /** How long a drain may take before the process gives up on it. */
@@ -224,7 +226,24 @@ async function validate(args: string[]): Promise<number> {
 const ADMIN_OPTIONS = {
   admin: { type: 'string' },
   json: { type: 'boolean', default: false },
+  'token-file': { type: 'string' },
+  ca: { type: 'string' },
 } as const;
+
+/** An operator token and the admin API's CA, from flags or $MESHBRIDGE_ADMIN_TOKEN_FILE / $MESHBRIDGE_ADMIN_CA. */
+function adminCredentials(values: { 'token-file'?: string; ca?: string }): AdminCredentials {
+  const tokenFile = values['token-file'] ?? process.env.MESHBRIDGE_ADMIN_TOKEN_FILE;
+  const caFile = values.ca ?? process.env.MESHBRIDGE_ADMIN_CA;
+  let ca: Buffer | undefined;
+  if (caFile) {
+    try {
+      ca = readFileSync(caFile);
+    } catch (error) {
+      throw new UsageError(`cannot read --ca ${caFile}: ${(error as Error).message}`);
+    }
+  }
+  return { ...(tokenFile ? { token: readTokenFile(tokenFile) } : {}), ...(ca ? { ca } : {}) };
+}
 
 function adminAddress(value: string | undefined): string {
   return value ?? process.env.MESHBRIDGE_ADMIN ?? DEFAULT_ADMIN_LISTEN;
@@ -233,7 +252,7 @@ function adminAddress(value: string | undefined): string {
 async function status(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, options: ADMIN_OPTIONS, allowPositionals: true, strict: true });
   if (positionals.length > 1) throw new UsageError('status takes at most one node id');
-  const body = await fetchAdmin<SynczBody>(adminAddress(values.admin), '/debug/syncz');
+  const body = await fetchAdmin<SynczBody>(adminAddress(values.admin), '/debug/syncz', undefined, adminCredentials(values));
   const node = positionals[0];
   if (values.json) {
     const proxies = node === undefined ? body.proxies : body.proxies.filter((p) => p.node === node);
@@ -258,7 +277,7 @@ async function catalog(args: string[]): Promise<number> {
   if (positionals.length > 1) throw new UsageError('catalog takes at most one hostname');
   const host = positionals[0];
   const query = host === undefined ? '' : `?host=${encodeURIComponent(host.toLowerCase())}`;
-  const body = await fetchAdmin<CatalogzBody>(adminAddress(values.admin), `/debug/catalogz${query}`);
+  const body = await fetchAdmin<CatalogzBody>(adminAddress(values.admin), `/debug/catalogz${query}`, undefined, adminCredentials(values));
   if (host !== undefined && body.services.length === 0) {
     process.stderr.write(`meshbridge: no service "${host}" in the catalog\n`);
     return 1;

@@ -24,7 +24,7 @@ import type { Packer, Snapshot } from '../xds/cache/snapshot.js';
 import { SnapshotCache } from '../xds/cache/snapshot-cache.js';
 import { loadEnvoyApi } from '../xds/protos.js';
 import { XdsServer } from '../xds/server/ads-server.js';
-import { XdsSecurity } from '../security/xds-security.js';
+import { XdsSecurity, adminRequiresToken } from '../security/xds-security.js';
 import type { ServerCallbacks, StreamInfo } from '../xds/server/stream-state.js';
 import { parseView } from '../xds/translate/translate.js';
 import type { ProxyView } from '../xds/translate/translate.js';
@@ -108,7 +108,10 @@ export class Daemon implements AdminSource {
       interceptors: this.security.interceptors(),
     });
     this.xds.addService(api.csds.envoy.service.status.v3.ClientStatusDiscoveryService.service, csdsHandlers(this));
-    this.admin = new AdminServer(this, this.metrics.registry, log.child({ component: 'admin' }));
+    this.admin = new AdminServer(this, this.metrics.registry, log.child({ component: 'admin' }), {
+      access: { allowedHosts: config.admin.allowedHosts, requireToken: adminRequiresToken(config), tokens: () => this.security.tokens },
+      tls: () => this.security.adminTls,
+    });
     this.firstSnapshot = new Promise((resolve) => (this.resolveFirstSnapshot = resolve));
   }
 

@@ -9,7 +9,7 @@ import { ReloadingTlsFiles, isLoopbackHost, reloadingServerCredentials } from '.
 import { TOKEN_KEY_FILE, TokenAuthority } from './tokens.js';
 import { XdsGuard } from './xds-guard.js';
 
-type SecurityConfig = Pick<Config, 'xds' | 'security' | 'stateDir' | 'baseDir'>;
+type SecurityConfig = Pick<Config, 'xds' | 'admin' | 'security' | 'stateDir' | 'baseDir'>;
 
 export function listenHost(listen: string): string {
   return listen.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
@@ -20,6 +20,11 @@ export function identityRequired(config: SecurityConfig): boolean {
   return config.security.requireIdentity ?? config.xds.tls !== undefined;
 }
 
+/** The admin pages beyond /healthz, /readyz and /metrics need an operator token once xDS needs identities or the port is reachable from elsewhere. */
+export function adminRequiresToken(config: SecurityConfig): boolean {
+  return config.admin.requireToken || identityRequired(config) || !isLoopbackHost(listenHost(config.admin.listen));
+}
+
 /**
  * Everything that decides who may talk to the xDS port, built from the
  * config: TLS files (reloaded), the token authority in the state directory,
@@ -28,6 +33,7 @@ export function identityRequired(config: SecurityConfig): boolean {
 export class XdsSecurity {
   readonly guard: XdsGuard;
   private tlsFiles: ReloadingTlsFiles | undefined;
+  private adminTlsFiles: ReloadingTlsFiles | undefined;
   private tokenAuthority: TokenAuthority | undefined;
 
   constructor(
@@ -50,6 +56,10 @@ export class XdsSecurity {
 
   get tls(): ReloadingTlsFiles | undefined {
     return this.tlsFiles;
+  }
+
+  get adminTls(): ReloadingTlsFiles | undefined {
+    return this.adminTlsFiles;
   }
 
   interceptors(): grpc.ServerInterceptor[] {
@@ -80,13 +90,20 @@ export class XdsSecurity {
       () => true,
       () => false,
     );
-    if (keyExists || identityRequired(this.config)) {
+    if (keyExists || identityRequired(this.config) || adminRequiresToken(this.config)) {
       this.tokenAuthority = await TokenAuthority.open(stateDir);
       this.guard.useTokens(this.tokenAuthority);
     }
     this.guard.start();
-    if (xds.tls === undefined) return undefined;
     const path = (p: string) => (isAbsolute(p) ? p : resolve(this.config.baseDir, p));
+    const { admin } = this.config;
+    if (admin.tls !== undefined) {
+      this.adminTlsFiles = new ReloadingTlsFiles({ certFile: path(admin.tls.certFile), keyFile: path(admin.tls.keyFile) }, admin.tls.reloadIntervalMs, this.log);
+      await this.adminTlsFiles.start();
+    } else if (!isLoopbackHost(listenHost(admin.listen))) {
+      this.log.warn({ listen: admin.listen }, `SECURITY: the admin API on ${admin.listen} is reachable beyond loopback without TLS; operator tokens cross the network in clear (set admin.tls)`);
+    }
+    if (xds.tls === undefined) return undefined;
     this.tlsFiles = new ReloadingTlsFiles(
       {
         certFile: path(xds.tls.certFile),
@@ -107,5 +124,6 @@ export class XdsSecurity {
   stop(): void {
     this.guard.stop();
     this.tlsFiles?.stop();
+    this.adminTlsFiles?.stop();
   }
 }
