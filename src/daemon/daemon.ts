@@ -101,7 +101,7 @@ export class Daemon implements AdminSource {
     this.policySource = this.createPolicySource(config);
     const api = loadEnvoyApi();
     this.pack = (typeUrl, body) => api.pack(typeUrl, body);
-    this.security = new XdsSecurity(config, log.child({ component: 'security' }));
+    this.security = new XdsSecurity(config, log.child({ component: 'security' }), api);
     this.xds = new XdsServer(api, this.cache, log.child({ component: 'xds' }), combineCallbacks(this.metrics.callbacks, options.callbacks), {
       pushConcurrency: config.xds.pushConcurrency,
       pushSlotTimeoutMs: config.xds.pushSlotTimeoutMs,
@@ -215,6 +215,10 @@ export class Daemon implements AdminSource {
     const needsRestart: string[] = [];
     if (next.xds.listen !== current.xds.listen) needsRestart.push('xds.listen');
     if (next.admin.listen !== current.admin.listen) needsRestart.push('admin.listen');
+    // Who may connect and read is fixed for the life of the process; TLS files themselves reload on change.
+    if (JSON.stringify([next.xds.tls, next.xds.allowPlaintext]) !== JSON.stringify([current.xds.tls, current.xds.allowPlaintext])) needsRestart.push('xds.tls');
+    if (JSON.stringify([next.admin.tls, next.admin.allowedHosts, next.admin.requireToken]) !== JSON.stringify([current.admin.tls, current.admin.allowedHosts, current.admin.requireToken])) needsRestart.push('admin');
+    if (JSON.stringify(next.security) !== JSON.stringify(current.security)) needsRestart.push('security');
     if (next.xds.sidecarBind !== current.xds.sidecarBind) applied.push('xds.sidecarBind');
     if (JSON.stringify(next.batching) !== JSON.stringify(current.batching)) applied.push('batching');
 
@@ -249,7 +253,12 @@ export class Daemon implements AdminSource {
     this.handles = nextHandles;
     this.policySource = nextPolicy;
     // Listen addresses stay as bound until a restart.
-    this.configValue = { ...next, xds: { ...next.xds, listen: current.xds.listen }, admin: current.admin };
+    this.configValue = {
+      ...next,
+      xds: { ...next.xds, listen: current.xds.listen, tls: current.xds.tls, allowPlaintext: current.xds.allowPlaintext },
+      admin: current.admin,
+      security: current.security,
+    };
     this.startPipeline();
     await Promise.all([...removed.map((h) => this.stopHandle(h)), oldPolicy?.stop()]);
     this.logWaiting();

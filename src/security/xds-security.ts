@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
 import { resolveStateDir } from '../config/config.js';
 import { MeshbridgeError } from '../errors.js';
+import type { EnvoyApi } from '../xds/protos.js';
 import { ReloadingTlsFiles, isLoopbackHost, reloadingServerCredentials } from './tls-files.js';
 import { TOKEN_KEY_FILE, TokenAuthority } from './tokens.js';
 import { XdsGuard } from './xds-guard.js';
@@ -39,12 +40,15 @@ export class XdsSecurity {
   constructor(
     private readonly config: SecurityConfig,
     private readonly log: Logger,
+    api?: EnvoyApi,
   ) {
     this.guard = new XdsGuard(
       {
         trustDomain: config.security.trustDomain,
         requireIdentity: identityRequired(config),
         revocationCheckIntervalMs: config.security.revocationCheckIntervalMs,
+        access: config.security.access,
+        ...(api === undefined ? {} : { api }),
       },
       log,
     );

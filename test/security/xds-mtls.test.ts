@@ -20,6 +20,16 @@ spec:
   ports: [{ number: 50051, name: grpc, protocol: GRPC }]
   endpoints:
     - { address: 10.0.0.1 }
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: secret }
+spec:
+  hosts: [secret.mesh.local]
+  resolution: STATIC
+  ports: [{ number: 9000, name: http, protocol: HTTP }]
+  endpoints:
+    - { address: 10.0.9.1 }
 `;
 const GREETER_CLUSTER = 'outbound|50051||greeter.mesh.local';
 
@@ -73,7 +83,9 @@ describe('xDS over mutual TLS: real Envoy with a client certificate; everything 
   listen: 127.0.0.1:0
   tls: { certFile: server.crt, keyFile: server.key, clientCaFile: ca.crt, reloadIntervalMs: 200 }
 admin: { listen: 127.0.0.1:0 }
-security: { trustDomain: test.mesh }
+security:
+  trustDomain: test.mesh
+  access: [{ nodes: [vm-1], services: ['greeter.mesh.local', 'billing.mesh.local'] }]
 stateDir: ./state
 batching: { debounceMs: 20, maxDelayMs: 100 }
 registries:
@@ -102,6 +114,11 @@ registries:
     envoy = new EnvoyProcess(printed.stdout, dir.path, 'vm-1');
     await eventually(async () => expect(await envoy!.dynamicClusters()).toContain(GREETER_CLUSTER), 30_000, 250);
     await daemon.waitForLog((l) => l.msg === 'xDS stream authenticated' && l.node === 'vm-1' && l.principal === 'spiffe://test.mesh/node/vm-1');
+    // security.access narrows vm-1 to greeter and billing; Envoy accepts the narrowed responses.
+    await eventually(async () => expect(await envoy!.stat('listener_manager.lds.update_success')).toBeGreaterThan(0), 20_000, 250);
+    expect(await envoy!.dynamicClusters()).toEqual([GREETER_CLUSTER]);
+    expect(await envoy!.stat('cluster_manager.cds.update_rejected')).toBe(0);
+    expect(await envoy!.stat('listener_manager.lds.update_rejected')).toBe(0);
   }, 60_000);
 
   it('refuses a certificate whose SPIFFE ID names another node: PERMISSION_DENIED, logged', async () => {
@@ -170,5 +187,7 @@ registries:
     // The stream that stayed up still gets updates.
     dir.write('more.mesh.yaml', SERVICES.replace(/greeter/g, 'billing'));
     await eventually(async () => expect(await envoy!.dynamicClusters()).toContain('outbound|50051||billing.mesh.local'), 20_000, 250);
+    expect(await envoy!.dynamicClusters()).not.toContain('outbound|9000||secret.mesh.local');
+    expect(await envoy!.stat('cluster_manager.cds.update_rejected')).toBe(0);
   }, 60_000);
 });
