@@ -22,6 +22,8 @@ export interface XdsGuardOptions {
   readonly access?: readonly AccessRule[];
   /** Decodes and re-encodes the responses of narrowed nodes. */
   readonly api?: EnvoyApi;
+  /** Told of every stream refused or ended, with its gRPC status name: for the metric. */
+  readonly onRefused?: (code: string) => void;
 }
 
 interface LiveCall {
@@ -111,6 +113,7 @@ export class XdsGuard {
       const refuse = (code: grpc.status, reason: string, fields: Record<string, unknown> = {}) => {
         if (finished) return;
         this.refused += 1;
+        this.options.onRefused?.(grpc.status[code]);
         this.log.warn({ peer, method: path, principal: identity.principal, code: grpc.status[code], ...fields }, `xDS stream refused: ${reason}`);
         intercepting.sendStatus({ code, details: reason, metadata: new grpc.Metadata() });
       };

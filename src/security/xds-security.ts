@@ -2,6 +2,8 @@ import { access } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import { Counter } from 'prom-client';
+import type { Registry } from 'prom-client';
 import type { Config } from '../config/config.js';
 import { resolveStateDir } from '../config/config.js';
 import { MeshbridgeError } from '../errors.js';
@@ -41,7 +43,17 @@ export class XdsSecurity {
     private readonly config: SecurityConfig,
     private readonly log: Logger,
     api?: EnvoyApi,
+    metrics?: Registry,
   ) {
+    const refused =
+      metrics === undefined
+        ? undefined
+        : new Counter({
+            name: 'meshbridge_xds_streams_refused_total',
+            help: 'xDS and CSDS calls refused or ended by authentication and authorization, by gRPC status.',
+            labelNames: ['code'],
+            registers: [metrics],
+          });
     this.guard = new XdsGuard(
       {
         trustDomain: config.security.trustDomain,
@@ -49,6 +61,7 @@ export class XdsSecurity {
         revocationCheckIntervalMs: config.security.revocationCheckIntervalMs,
         access: config.security.access,
         ...(api === undefined ? {} : { api }),
+        ...(refused === undefined ? {} : { onRefused: (code: string) => refused.inc({ code }) }),
       },
       log,
     );

@@ -35,7 +35,13 @@ describe('xDS over TLS with tokens: a VM without a certificate proves who it is 
     expect(result.code, result.stderr).toBe(0);
     return result.stdout.trim();
   };
-  const syncz = async () => (await (await fetch(`http://${admin}/debug/syncz`)).json()) as SynczBody;
+  let operatorToken = '';
+  // Identities are required here, so /debug needs an operator token too.
+  const syncz = async () => {
+    const response = await fetch(`http://${admin}/debug/syncz`, { headers: { authorization: `Bearer ${operatorToken}` } });
+    expect(response.status).toBe(200);
+    return (await response.json()) as SynczBody;
+  };
 
   beforeAll(async () => {
     expect((await meshbridge(['ca', 'create', '--dir', dir.path])).code).toBe(0);
@@ -58,6 +64,7 @@ registries:
     daemon = new DaemonProcess(['run', '--config', config()]);
     xds = `127.0.0.1:${await daemon.xdsPort()}`;
     admin = `127.0.0.1:${await daemon.adminPort()}`;
+    operatorToken = await createToken('--operator', 'test-operator');
   });
 
   afterAll(async () => {
@@ -104,6 +111,8 @@ registries:
       expect(status?.details).toContain(reason);
     }
     await daemon.waitForLog((l) => l.msg === 'xDS stream refused: token expired');
+    const metrics = await (await fetch(`http://${admin}/metrics`)).text();
+    expect(Number(/^meshbridge_xds_streams_refused_total\{code="UNAUTHENTICATED"\} (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(3);
   });
 
   it("refuses a token used for another node's id: PERMISSION_DENIED", async () => {
