@@ -107,7 +107,7 @@ export class ReloadingTlsFiles implements grpc.experimental.CertificateProvider 
     return () => this.changeListeners.delete(listener);
   }
 
-  /** Reads the files now; true when a new set took effect. For tests and SIGHUP. */
+  /** Reads the files now; true when a new set took effect. The timer calls it; so may a caller that knows the files changed. */
   async check(): Promise<boolean> {
     let material: TlsMaterial;
     try {
