@@ -172,7 +172,11 @@ export class Daemon implements AdminSource {
     this.cache.setBuilder((view) => this.build(view)?.snapshot);
     this.startPipeline();
     const credentials = await this.security.start();
-    const xdsPort = await this.xds.listen({ listen: this.config.xds.listen, credentials });
+    const xdsPort = await this.xds.listen({
+      listen: this.config.xds.listen,
+      credentials,
+      requireVerifiedClientCertificate: this.config.xds.tls?.clientCaFile !== undefined,
+    });
     const adminPort = await this.admin.listen(this.config.admin.listen);
     this.log.info({ waitingFor: this.waitingFor() }, `waiting for: ${this.waitingFor().join(', ')}`);
     this.waitingTimer = setInterval(() => this.logWaiting(), this.options.waitingLogIntervalMs ?? 5_000);

@@ -157,14 +157,17 @@ export class ReloadingTlsFiles implements grpc.experimental.CertificateProvider 
 }
 
 /**
- * gRPC server credentials over reloading files: with a CA, a client must
- * present a certificate it signed or the handshake fails.
+ * gRPC server credentials over reloading files. With a CA, clients are asked
+ * for a certificate but the TLS layer does not reject a bad one: XdsServer
+ * closes those connections itself (`requireVerifiedClientCertificate`), so it
+ * can log why (expired, another CA, none sent) where the handshake alone
+ * would only show a reset.
  */
 export function reloadingServerCredentials(files: ReloadingTlsFiles): grpc.ServerCredentials {
-  const requireClientCertificate = files.files.caFile !== undefined;
+  const withClientCa = files.files.caFile !== undefined;
   // grpc-js 1.14 hands its first argument to the identity slot and its second
   // to the CA slot, whatever the declared names say; one provider serves both.
-  return grpc.experimental.createCertificateProviderServerCredentials(files, requireClientCertificate ? files : null, requireClientCertificate);
+  return grpc.experimental.createCertificateProviderServerCredentials(files, withClientCa ? files : null, false);
 }
 
 /** Loopback addresses and names: plaintext there reaches only this machine. */

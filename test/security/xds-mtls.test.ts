@@ -132,15 +132,17 @@ registries:
   });
 
   it.each([
-    ['no certificate at all', () => ({ ca: Buffer.from(ca.certPem) })],
-    ['a certificate from another CA', () => files('foreign')],
-    ['an expired certificate', () => files('expired')],
-  ])('refuses %s at the handshake: nothing is served', async (_name, credentials) => {
+    ['no certificate at all', () => ({ ca: Buffer.from(ca.certPem) }), 'no client certificate'],
+    ['a certificate from another CA', () => files('foreign'), 'client certificate not accepted: UNABLE_TO_VERIFY_LEAF_SIGNATURE'],
+    ['an expired certificate', () => files('expired'), 'client certificate not accepted: CERT_HAS_EXPIRED'],
+  ])('refuses %s at the handshake: nothing is served, the reason is logged', async (_name, credentials, reason) => {
+    const from = daemon.logs.length;
     const stream = new SecureAdsStream(xds, 'vm-1', credentials());
     const { status, response } = await stream.outcome();
     stream.close();
     expect(response).toBeUndefined();
     expect(status?.code).toBe(grpc.status.UNAVAILABLE);
+    await daemon.waitForLog((l) => l.msg === `xDS TLS handshake refused: ${reason}`, 10_000, from);
   });
 
   it('refuses plaintext on the TLS port', async () => {
