@@ -44,11 +44,10 @@ async function readBounded(file: string, what: string): Promise<Buffer> {
  * fails here, not in the middle of a handshake).
  */
 export async function readTlsMaterial(files: TlsFileSet): Promise<TlsMaterial> {
-  const [cert, key, ca] = await Promise.all([
-    readBounded(files.certFile, 'certificate'),
-    readBounded(files.keyFile, 'private key'),
-    files.caFile === undefined ? undefined : readBounded(files.caFile, 'client CA bundle'),
-  ]);
+  // One after the other, so the error names the first bad file in the order the config lists them.
+  const cert = await readBounded(files.certFile, 'certificate');
+  const key = await readBounded(files.keyFile, 'private key');
+  const ca = files.caFile === undefined ? undefined : await readBounded(files.caFile, 'client CA bundle');
   try {
     createSecureContext({ cert, key, ca });
   } catch (error) {
