@@ -16,6 +16,14 @@ const hostPort = z
 export const DEFAULT_XDS_LISTEN = '127.0.0.1:15010';
 export const DEFAULT_ADMIN_LISTEN = '127.0.0.1:15014';
 
+/** A certificate and its key, PEM files relative to the config file; re-read when they change. */
+const tlsFiles = z.object({
+  certFile: z.string({ error: 'must be a PEM file path' }).min(1),
+  keyFile: z.string({ error: 'must be a PEM file path' }).min(1),
+  /** How often the files are checked for a rotation. */
+  reloadIntervalMs: z.number().int().min(100).max(3_600_000).default(5_000),
+});
+
 const registryName = z
   .string({ error: 'must be a name' })
   .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, { error: 'must be lower-case letters, digits and dashes' });
@@ -166,9 +174,44 @@ export const configSchema = z.object({
       /** Keepalive ping interval and timeout: how soon a vanished peer's streams are closed. */
       keepaliveTimeMs: z.number().int().min(1_000).default(30_000),
       keepaliveTimeoutMs: z.number().int().min(100).default(10_000),
+      /** TLS on the xDS port; with clientCaFile, every client must present a certificate that CA signed. */
+      tls: tlsFiles.extend({ clientCaFile: z.string().min(1).optional() }).optional(),
+      /** Serving plaintext on an address other than loopback must be asked for in so many words. */
+      allowPlaintext: z.boolean().default(false),
     })
     .prefault({}),
-  admin: z.object({ listen: hostPort.default(DEFAULT_ADMIN_LISTEN) }).prefault({}),
+  admin: z
+    .object({
+      listen: hostPort.default(DEFAULT_ADMIN_LISTEN),
+      /** Host header names accepted besides loopback ones (DNS rebinding defence). */
+      allowedHosts: z.array(z.string().min(1)).default([]),
+      tls: tlsFiles.optional(),
+      /** /debug/* needs an operator token even on loopback. Always on when bound beyond loopback. */
+      requireToken: z.boolean().default(false),
+    })
+    .prefault({}),
+  security: z
+    .object({
+      /** The trust domain of the SPIFFE IDs in client certificates: spiffe://<trustDomain>/node/<id>. */
+      trustDomain: z
+        .string()
+        .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, { error: 'must be a trust domain such as meshbridge.local' })
+        .default('meshbridge.local'),
+      /** Every xDS stream must show who it is (client certificate or token); on by default with xds.tls. */
+      requireIdentity: z.boolean().optional(),
+      /** How often live streams are checked against token expiry and revocation. */
+      revocationCheckIntervalMs: z.number().int().min(100).max(600_000).default(5_000),
+      /** Narrows what a node may read: the first rule whose nodes match applies; a node no rule matches reads everything. */
+      access: z
+        .array(
+          z.object({
+            nodes: z.array(z.string().min(1)).min(1, { error: 'must list at least one node id or glob' }),
+            services: z.array(z.string().min(1)),
+          }),
+        )
+        .default([]),
+    })
+    .prefault({}),
   log: z
     .object({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

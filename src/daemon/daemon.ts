@@ -28,6 +28,7 @@ import type { Packer, Snapshot } from '../xds/cache/snapshot.js';
 import { SnapshotCache } from '../xds/cache/snapshot-cache.js';
 import { loadEnvoyApi } from '../xds/protos.js';
 import { XdsServer } from '../xds/server/ads-server.js';
+import { XdsSecurity, adminRequiresToken } from '../security/xds-security.js';
 import type { ServerCallbacks, StreamInfo } from '../xds/server/stream-state.js';
 import { BASE_VIEWS, parseView, translateKind } from '../xds/translate/translate.js';
 import type { ProxyKind, ProxyView } from '../xds/translate/translate.js';
@@ -75,6 +76,8 @@ interface RegistryHandle {
 export class Daemon implements AdminSource {
   readonly cache = new SnapshotCache();
   readonly xds: XdsServer;
+  /** Who may talk to the xDS port: TLS files, tokens, the per-stream guard. */
+  readonly security: XdsSecurity;
   readonly metrics: Metrics;
   readonly admin: AdminServer;
   private configValue: Config;
@@ -118,6 +121,7 @@ export class Daemon implements AdminSource {
     this.policySource = this.createPolicySource(config);
     const api = loadEnvoyApi();
     this.pack = (typeUrl, body) => api.pack(typeUrl, body);
+    this.security = new XdsSecurity(config, log.child({ component: 'security' }), api, this.metrics.registry);
     this.xds = new XdsServer(api, this.cache, log.child({ component: 'xds' }), combineCallbacks(this.metrics.callbacks, options.callbacks), {
       pushConcurrency: config.xds.pushConcurrency,
       pushSlotTimeoutMs: config.xds.pushSlotTimeoutMs,
@@ -125,9 +129,13 @@ export class Daemon implements AdminSource {
       maxStreamsPerConnection: config.xds.maxStreamsPerConnection,
       keepaliveTimeMs: config.xds.keepaliveTimeMs,
       keepaliveTimeoutMs: config.xds.keepaliveTimeoutMs,
+      interceptors: this.security.interceptors(),
     });
     this.xds.addService(api.csds.envoy.service.status.v3.ClientStatusDiscoveryService.service, csdsHandlers(this));
-    this.admin = new AdminServer(this, this.metrics.registry, log.child({ component: 'admin' }));
+    this.admin = new AdminServer(this, this.metrics.registry, log.child({ component: 'admin' }), {
+      access: { allowedHosts: config.admin.allowedHosts, requireToken: adminRequiresToken(config), tokens: () => this.security.tokens },
+      tls: () => this.security.adminTls,
+    });
     this.firstSnapshot = new Promise((resolve) => (this.resolveFirstSnapshot = resolve));
   }
 
@@ -215,7 +223,12 @@ export class Daemon implements AdminSource {
     this.startedAt = Date.now();
     this.cache.onWanted((view) => this.buildWanted(view));
     this.startPipeline();
-    const xdsPort = await this.xds.listen({ listen: this.config.xds.listen });
+    const credentials = await this.security.start();
+    const xdsPort = await this.xds.listen({
+      listen: this.config.xds.listen,
+      credentials,
+      requireVerifiedClientCertificate: this.config.xds.tls?.clientCaFile !== undefined,
+    });
     const adminPort = await this.admin.listen(this.config.admin.listen);
     this.log.info({ waitingFor: this.waitingFor() }, `waiting for: ${this.waitingFor().join(', ')}`);
     this.waitingTimer = setInterval(() => this.logWaiting(), this.options.waitingLogIntervalMs ?? 5_000);
@@ -233,6 +246,7 @@ export class Daemon implements AdminSource {
     this.draining = true;
     clearInterval(this.waitingTimer);
     await this.xds.shutdown(graceMs);
+    this.security.stop();
     this.subscription?.unsubscribe();
     await Promise.all([...this.handles.map((h) => this.stopHandle(h)), this.policySource?.stop(), this.misplaced?.stop()]);
     await this.admin.close();
@@ -258,6 +272,10 @@ export class Daemon implements AdminSource {
     if (next.xds.listen !== current.xds.listen) needsRestart.push('xds.listen');
     if (next.admin.listen !== current.admin.listen) needsRestart.push('admin.listen');
     if (next.limits.fileBytes !== current.limits.fileBytes) needsRestart.push('limits.fileBytes');
+    // Who may connect and read is fixed for the life of the process; TLS files themselves reload on change.
+    if (JSON.stringify([next.xds.tls, next.xds.allowPlaintext]) !== JSON.stringify([current.xds.tls, current.xds.allowPlaintext])) needsRestart.push('xds.tls');
+    if (JSON.stringify([next.admin.tls, next.admin.allowedHosts, next.admin.requireToken]) !== JSON.stringify([current.admin.tls, current.admin.allowedHosts, current.admin.requireToken])) needsRestart.push('admin');
+    if (JSON.stringify(next.security) !== JSON.stringify(current.security)) needsRestart.push('security');
     if (next.xds.sidecarBind !== current.xds.sidecarBind) applied.push('xds.sidecarBind');
     if (JSON.stringify(next.batching) !== JSON.stringify(current.batching)) applied.push('batching');
 
@@ -292,7 +310,12 @@ export class Daemon implements AdminSource {
     this.handles = nextHandles;
     this.policySource = nextPolicy;
     // Listen addresses stay as bound until a restart.
-    this.configValue = { ...next, xds: { ...next.xds, listen: current.xds.listen }, admin: current.admin };
+    this.configValue = {
+      ...next,
+      xds: { ...next.xds, listen: current.xds.listen, tls: current.xds.tls, allowPlaintext: current.xds.allowPlaintext },
+      admin: current.admin,
+      security: current.security,
+    };
     this.startPipeline();
     await Promise.all([...removed.map((h) => this.stopHandle(h)), oldPolicy?.stop()]);
     this.logWaiting();
