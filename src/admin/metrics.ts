@@ -24,7 +24,7 @@ export const MetricName = {
   configReloads: 'meshbridge_config_reloads_total',
   limitHits: 'meshbridge_limit_hits_total',
   views: 'meshbridge_xds_views',
-  streamsRefused: 'meshbridge_xds_streams_refused_total',
+  streamsNotReady: 'meshbridge_xds_streams_not_ready_total',
   savedStates: 'meshbridge_registry_saved_state_total',
 } as const;
 
@@ -40,7 +40,7 @@ export class Metrics {
   private readonly registryErrors: Counter<'registry'>;
   private readonly reloads: Counter<'result'>;
   private readonly limitHits: Counter<'limit'>;
-  private readonly refused: Counter<'reason'>;
+  private readonly notReady: Counter;
   private readonly savedStates: Counter<'registry' | 'event'>;
   private readonly lastErrorSeen = new Map<string, number | undefined>();
 
@@ -170,13 +170,12 @@ export class Metrics {
       registers: [registry],
     });
     for (const limit of ['limits.registryResponseBytes', 'limits.savedStateBytes']) this.limitHits.inc({ limit }, 0);
-    this.refused = new Counter({
-      name: MetricName.streamsRefused,
-      help: 'ADS streams refused with UNAVAILABLE, by reason (not-ready: registries neither synced nor restored yet).',
-      labelNames: ['reason'],
+    // Refusals by authentication are meshbridge_xds_streams_refused_total{code} (src/security); these are the daemon's own.
+    this.notReady = new Counter({
+      name: MetricName.streamsNotReady,
+      help: 'ADS streams refused with UNAVAILABLE at startup: registries neither synced nor restored yet.',
       registers: [registry],
     });
-    this.refused.inc({ reason: 'not-ready' }, 0);
     this.savedStates = new Counter({
       name: MetricName.savedStates,
       help: 'Saved registry states loaded at startup, written, rejected as invalid, or failed to write, by registry.',
@@ -203,8 +202,8 @@ export class Metrics {
     this.limitHits.inc({ limit });
   }
 
-  streamRefused(reason: 'not-ready'): void {
-    this.refused.inc({ reason });
+  streamNotReady(): void {
+    this.notReady.inc();
   }
 
   savedState(registry: string, event: 'loaded' | 'written' | 'rejected' | 'write-failed'): void {

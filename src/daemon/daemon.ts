@@ -215,7 +215,7 @@ export class Daemon implements AdminSource {
       }
       return undefined;
     }
-    this.metrics.streamRefused('not-ready');
+    this.metrics.streamNotReady();
     return `not ready: waiting for ${waiting.join(', ')}`;
   }
 
