@@ -154,6 +154,8 @@ export const configSchema = z.object({
       pushConcurrency: z.number().int().min(1).default(64),
       /** How long a push to a client that does not read may hold its slot. */
       pushSlotTimeoutMs: z.number().int().min(1).default(2_000),
+      /** Make-before-break: the longest a route waits for its clusters to be ACKed, or a cluster's removal for its routes'. */
+      makeBeforeBreakTimeoutMs: z.number().int().min(0).max(60_000).default(5_000),
     })
     .prefault({}),
   admin: z.object({ listen: hostPort.default(DEFAULT_ADMIN_LISTEN) }).prefault({}),
