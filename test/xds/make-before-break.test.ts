@@ -1,0 +1,110 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { SnapshotCache } from '../../src/xds/cache/snapshot-cache.js';
+import { loadEnvoyApi } from '../../src/xds/protos.js';
+import { XdsServer } from '../../src/xds/server/ads-server.js';
+import { TypeUrl } from '../../src/xds/type-urls.js';
+import { RawAdsClient } from '../helpers/ads-client.js';
+import { catalogOf, service, silentLogger, publish } from '../helpers/fixtures.js';
+
+/**
+ * Make-before-break, step by step with a bare SotW client: a listener naming a
+ * new cluster waits for that cluster and its endpoints to be ACKed; a cluster
+ * stays until the listener that named it is ACKed gone; a client that never
+ * ACKs is kept waiting only so long. (The same through a real Envoy under
+ * traffic: test/envoy/make-before-break.test.ts.)
+ */
+const api = loadEnvoyApi();
+const CDS = TypeUrl.Cluster;
+const EDS = TypeUrl.ClusterLoadAssignment;
+const LDS = TypeUrl.Listener;
+const web = service('web.mesh.local').port(8080).endpoint('10.0.0.1').build();
+const db = service('db.mesh.local').port(5432, 'TCP').endpoint('10.0.2.1').build();
+const DB_CLUSTER = 'outbound|5432||db.mesh.local';
+const WEB_CLUSTER = 'outbound|8080||web.mesh.local';
+const DB_LISTENER = '127.0.0.1_5432';
+
+describe('make-before-break in the state-of-the-world ADS server', () => {
+  const cleanup: (() => Promise<void> | void)[] = [];
+  afterEach(async () => {
+    for (const step of cleanup.splice(0).reverse()) await step();
+  });
+
+  async function connected(timeoutMs?: number) {
+    const cache = new SnapshotCache();
+    const timeouts: string[][] = [];
+    const server = new XdsServer(api, cache, silentLogger, { onOrderingTimeout: (_s, _t, waitingFor) => timeouts.push([...waitingFor]) }, { makeBeforeBreakTimeoutMs: timeoutMs });
+    const port = await server.listen({ listen: '127.0.0.1:0' });
+    cleanup.push(() => server.shutdown(1_000));
+    publish(cache, catalogOf(web));
+    const client = new RawAdsClient(`127.0.0.1:${port}`);
+    cleanup.push(() => client.close());
+    // Envoy's start: CDS, then the endpoints of its clusters, then listeners; every response ACKed.
+    client.send({ type_url: CDS });
+    const cds = await client.next();
+    client.send({ type_url: CDS, version_info: cds.version_info, response_nonce: cds.nonce });
+    client.send({ type_url: EDS, resource_names: [WEB_CLUSTER] });
+    const eds = await client.next();
+    client.send({ type_url: EDS, version_info: eds.version_info, response_nonce: eds.nonce, resource_names: [WEB_CLUSTER] });
+    client.send({ type_url: LDS });
+    const lds = await client.next();
+    expect(lds.type_url).toBe(LDS);
+    client.send({ type_url: LDS, version_info: lds.version_info, response_nonce: lds.nonce });
+    await client.expectSilence(200);
+    return { cache, client, timeouts };
+  }
+
+  it('sends a listener naming a new cluster only after that cluster and its endpoints are ACKed', async () => {
+    const { cache, client } = await connected();
+    publish(cache, catalogOf(web, db));
+    const cds = await client.next();
+    expect(cds.type_url).toBe(CDS);
+    expect(RawAdsClient.names(cds)).toContain(DB_CLUSTER);
+    await client.expectSilence(300); // no listener yet: the cluster is not ACKed
+    client.send({ type_url: CDS, version_info: cds.version_info, response_nonce: cds.nonce });
+    client.send({ type_url: EDS, resource_names: [WEB_CLUSTER, DB_CLUSTER] });
+    const eds = await client.next();
+    expect(eds.type_url).toBe(EDS);
+    expect(RawAdsClient.names(eds)).toEqual([DB_CLUSTER]);
+    await client.expectSilence(300); // cluster ACKed, endpoints not yet: still warming in Envoy
+    client.send({ type_url: EDS, version_info: eds.version_info, response_nonce: eds.nonce, resource_names: [WEB_CLUSTER, DB_CLUSTER] });
+    const lds = await client.next();
+    expect(lds.type_url).toBe(LDS);
+    expect(RawAdsClient.names(lds)).toContain(DB_LISTENER);
+  });
+
+  it('removes a cluster only after the listener that named it is ACKed gone', async () => {
+    const { cache, client } = await connected();
+    publish(cache, catalogOf(web, db));
+    const cds = await client.next();
+    client.send({ type_url: CDS, version_info: cds.version_info, response_nonce: cds.nonce });
+    client.send({ type_url: EDS, resource_names: [WEB_CLUSTER, DB_CLUSTER] });
+    const eds = await client.next();
+    client.send({ type_url: EDS, version_info: eds.version_info, response_nonce: eds.nonce, resource_names: [WEB_CLUSTER, DB_CLUSTER] });
+    const lds = await client.next();
+    client.send({ type_url: LDS, version_info: lds.version_info, response_nonce: lds.nonce });
+    await client.expectSilence(200);
+
+    publish(cache, catalogOf(web));
+    const withoutListener = await client.next();
+    expect(withoutListener.type_url).toBe(LDS); // the listener goes first; the cluster is still named by what the client holds
+    expect(RawAdsClient.names(withoutListener)).not.toContain(DB_LISTENER);
+    await client.expectSilence(300);
+    client.send({ type_url: LDS, version_info: withoutListener.version_info, response_nonce: withoutListener.nonce });
+    const withoutCluster = await client.next();
+    expect(withoutCluster.type_url).toBe(CDS);
+    expect(RawAdsClient.names(withoutCluster)).toEqual([WEB_CLUSTER]);
+  });
+
+  it('sends the listener anyway, and says so, when the client does not ACK the cluster in time', async () => {
+    const { cache, client, timeouts } = await connected(400);
+    publish(cache, catalogOf(web, db));
+    const cds = await client.next();
+    expect(cds.type_url).toBe(CDS);
+    const started = Date.now();
+    const lds = await client.next(5_000); // no ACK at all
+    expect(lds.type_url).toBe(LDS);
+    expect(RawAdsClient.names(lds)).toContain(DB_LISTENER);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(300);
+    expect(timeouts).toEqual([[DB_CLUSTER]]);
+  });
+});
