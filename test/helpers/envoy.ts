@@ -41,6 +41,8 @@ export class EnvoyProcess {
   private exited: Promise<number | null> = Promise.resolve(null);
   private stderr = '';
   private adminAddress = '';
+  /** When the current Envoy process was spawned (ms since the epoch). */
+  launchedAt = 0;
   /** Access log lines: `<status> <response flags> <upstream cluster> <upstream host>`. */
   private readonly accessLogPath: string;
   readonly bootstrapPath: string;
@@ -67,6 +69,7 @@ export class EnvoyProcess {
   async launch(): Promise<void> {
     const addressFile = `${this.dir.path}/admin-address-${Date.now()}`;
     this.stderr = '';
+    this.launchedAt = Date.now();
     const child = spawn(
       envoyBinary(),
       ['-c', this.bootstrapPath, '--use-dynamic-base-id', '--admin-address-path', addressFile, '--concurrency', '1', '-l', 'warning', '--disable-hot-restart'],
