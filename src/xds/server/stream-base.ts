@@ -232,16 +232,29 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
    */
   protected stillReferenced(cluster: string): boolean {
     const now = Date.now();
-    for (const typeUrl of [TypeUrl.Listener, TypeUrl.RouteConfiguration] as const) {
-      const type = this.state.get(typeUrl);
-      if (type === undefined) continue;
-      const patienceEnds = type.patienceEndsAt(this.ordering.timeoutMs);
-      if (patienceEnds !== undefined && patienceEnds > now) this.wakeUpAt(patienceEnds);
-      for (const resource of type.mayHold(now, this.ordering.timeoutMs)) {
-        if (this.ordering.references.of(resource).has(cluster)) return true;
+    const { references, timeoutMs } = this.ordering;
+    const routeNames = new Set<string>();
+    const listeners = this.state.get(TypeUrl.Listener);
+    if (listeners !== undefined) {
+      this.wakeWhenPatienceEnds(listeners, now);
+      for (const listener of listeners.mayHold(now, timeoutMs)) {
+        if (references.of(listener).has(cluster)) return true;
+        for (const name of references.routesOf(listener)) routeNames.add(name);
       }
     }
+    const routes = this.state.get(TypeUrl.RouteConfiguration);
+    if (routes === undefined) return false;
+    this.wakeWhenPatienceEnds(routes, now);
+    // Only routes a held listener names count: Envoy keeps a removed listener's routes while it drains (minutes), and routes nothing new there.
+    for (const route of routes.mayHold(now, timeoutMs)) {
+      if ((listeners === undefined || routeNames.has(route.name)) && references.of(route).has(cluster)) return true;
+    }
     return false;
+  }
+
+  private wakeWhenPatienceEnds(type: TypeState, now: number): void {
+    const patienceEnds = type.patienceEndsAt(this.ordering.timeoutMs);
+    if (patienceEnds !== undefined && patienceEnds > now) this.wakeUpAt(patienceEnds);
   }
 
   /** Whether the client may still hold cluster `name` (so its endpoints must stay). */
