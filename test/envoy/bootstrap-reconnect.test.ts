@@ -1,3 +1,4 @@
+import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DaemonProcess } from '../helpers/daemon-process.js';
 import { startHttpBackend } from '../helpers/envoy-backends.js';
@@ -79,14 +80,28 @@ registries: [{ kind: file, name: local, paths: [services.yaml] }]
   it('keeps serving while meshbridge is down and reconnects within a few seconds of its restart', async () => {
     expect(await envoy.connected()).toBe(true);
     await daemon.stop();
+    // While meshbridge is down, something on its port that accepts and hangs up at once shows when Envoy tries again.
+    const attempts: number[] = [];
+    const refuser = createServer((socket) => {
+      attempts.push(Date.now());
+      socket.destroy();
+    });
+    await new Promise<void>((resolve) => refuser.listen(xdsPort, '127.0.0.1', resolve));
     await eventually(async () => expect(await envoy.connected()).toBe(false), 10_000);
-    // Down long enough that Envoy's default backoff (up to 30 s) would have grown well past a few seconds.
+    // Down long enough that Envoy's default backoff (growing to 30 s) would leave gaps of many seconds.
     const served = [];
-    for (let i = 0; i < 6; i++) {
+    for (let i = 0; i < 10; i++) {
       served.push((await get()).status);
       await sleep(1_000);
     }
-    expect(served).toEqual([200, 200, 200, 200, 200, 200]);
+    const outageEnd = Date.now();
+    await new Promise((resolve) => refuser.close(resolve));
+    expect(served).toEqual(Array(10).fill(200));
+    // The wait after the last attempt counts too: it is how late a restart would be noticed.
+    const gaps = [...attempts.slice(1), outageEnd].map((at, i) => at - attempts[i]!);
+    console.log(`[figure] ${mode} retry gaps while meshbridge was down: max ${Math.max(...gaps)} ms over ${attempts.length} attempts`);
+    expect(attempts.length).toBeGreaterThanOrEqual(5);
+    expect(Math.max(...gaps)).toBeLessThan(3_000); // the bootstrap caps the backoff at 2 s
     await startDaemon();
     const listening = Date.now();
     await eventually(async () => expect(await envoy.connected()).toBe(true), 15_000, 50);
