@@ -4,6 +4,7 @@ import { loadEnvoyApi } from '../../src/xds/protos.js';
 import { XdsServer } from '../../src/xds/server/ads-server.js';
 import { TypeUrl } from '../../src/xds/type-urls.js';
 import { RawAdsClient } from '../helpers/ads-client.js';
+import { RawDeltaClient } from '../helpers/delta-client.js';
 import { catalogOf, service, silentLogger, publish } from '../helpers/fixtures.js';
 
 /**
@@ -106,5 +107,52 @@ describe('make-before-break in the state-of-the-world ADS server', () => {
     expect(RawAdsClient.names(lds)).toContain(DB_LISTENER);
     expect(Date.now() - started).toBeGreaterThanOrEqual(300);
     expect(timeouts).toEqual([[DB_CLUSTER]]);
+  });
+});
+
+describe('make-before-break in the delta ADS server', () => {
+  it('adds cluster, endpoints, then listener; removes listener, then cluster with its endpoints', async () => {
+    const cache = new SnapshotCache();
+    const server = new XdsServer(api, cache, silentLogger);
+    const port = await server.listen({ listen: '127.0.0.1:0' });
+    publish(cache, catalogOf(web));
+    const client = new RawDeltaClient(`127.0.0.1:${port}`);
+    try {
+      client.send({ type_url: CDS });
+      client.ack(await client.next());
+      client.send({ type_url: EDS, resource_names_subscribe: [WEB_CLUSTER] });
+      client.ack(await client.next());
+      client.send({ type_url: LDS });
+      client.ack(await client.next());
+      await client.expectSilence(200);
+
+      publish(cache, catalogOf(web, db));
+      const cds = await client.next();
+      expect([cds.type_url, RawDeltaClient.names(cds)]).toEqual([CDS, [DB_CLUSTER]]);
+      await client.expectSilence(300);
+      client.ack(cds);
+      client.send({ type_url: EDS, resource_names_subscribe: [DB_CLUSTER] });
+      const eds = await client.next();
+      expect([eds.type_url, RawDeltaClient.names(eds)]).toEqual([EDS, [DB_CLUSTER]]);
+      await client.expectSilence(300);
+      client.ack(eds);
+      const lds = await client.next();
+      expect([lds.type_url, RawDeltaClient.names(lds)]).toEqual([LDS, [DB_LISTENER]]);
+      client.ack(lds);
+      await client.expectSilence(200);
+
+      publish(cache, catalogOf(web));
+      const ldsRemoval = await client.next();
+      expect([ldsRemoval.type_url, ldsRemoval.removed_resources]).toEqual([LDS, [DB_LISTENER]]);
+      await client.expectSilence(300); // neither the cluster nor its endpoints go while the listener may still be in use
+      client.ack(ldsRemoval);
+      const cdsRemoval = await client.next();
+      expect([cdsRemoval.type_url, cdsRemoval.removed_resources]).toEqual([CDS, [DB_CLUSTER]]);
+      const edsRemoval = await client.next();
+      expect([edsRemoval.type_url, edsRemoval.removed_resources]).toEqual([EDS, [DB_CLUSTER]]);
+    } finally {
+      client.close();
+      await server.shutdown(1_000);
+    }
   });
 });

@@ -124,12 +124,19 @@ export class DeltaStream extends XdsStream<DeltaDiscoveryRequest__Output> {
     const updated: Resource[] = [];
     const removed: string[] = [];
     const retained = new Set<string>();
+    let referenced: ReadonlySet<string> | undefined;
+    const mustKeep = (name: string): boolean => {
+      // Make-before-break: a cluster gone from the snapshot stays while something the client may use names it, and its endpoints with it.
+      if (typeUrl === TypeUrl.Cluster) return (referenced ??= this.clustersStillReferenced()).has(name);
+      if (typeUrl === TypeUrl.ClusterLoadAssignment) return this.clusterHeld(name);
+      return false;
+    };
     for (const name of candidates) {
       const wanted = type.wildcard || type.names.has(name);
       const resource = available.get(name);
       if (resource !== undefined) {
         if (wanted && (type.force.has(name) || type.sent.get(name) !== resource.version)) updated.push(resource);
-      } else if (type.sent.has(name) && this.mustKeep(typeUrl, name)) {
+      } else if (type.sent.has(name) && mustKeep(name)) {
         retained.add(name);
       } else if (type.sent.has(name) || (wanted && type.force.has(name))) {
         // Gone, or asked for and not there (yet): either way the client learns it does not exist.
@@ -156,15 +163,5 @@ export class DeltaStream extends XdsStream<DeltaDiscoveryRequest__Output> {
     this.write(encodeDeltaDiscoveryResponse({ systemVersion: version, typeUrl, nonce, entries: updated.map((r) => r.wire.delta), removed }));
     this.log.debug({ type: shortTypeName(typeUrl), version, nonce, resources: updated.length, removed: removed.length, retained: retained.size }, 'delta response sent');
     this.callbacks.onResponse?.(this, typeUrl, version, updated.length);
-  }
-
-  /**
-   * Make-before-break: a cluster gone from the snapshot stays while a listener
-   * or route the client may use names it, and its endpoints stay with it.
-   */
-  private mustKeep(typeUrl: XdsTypeUrl, name: string): boolean {
-    if (typeUrl === TypeUrl.Cluster) return this.stillReferenced(name);
-    if (typeUrl === TypeUrl.ClusterLoadAssignment) return this.clusterHeld(name);
-    return false;
   }
 }

@@ -106,13 +106,14 @@ export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
     const changed: Resource[] = [];
     let removedAny = false;
     const retained = new Set<string>();
+    let referenced: ReadonlySet<string> | undefined;
     for (const name of candidates) {
       if (!subscribed(name)) continue;
       const resource = available.get(name);
       if (resource === undefined) {
         if (!type.sent.has(name)) continue;
         // Make-before-break: a cluster stays until no listener or route the client may use names it.
-        if (typeUrl === TypeUrl.Cluster && type.current.has(name) && this.stillReferenced(name)) retained.add(name);
+        if (typeUrl === TypeUrl.Cluster && type.current.has(name) && (referenced ??= this.clustersStillReferenced()).has(name)) retained.add(name);
         else removedAny = true;
       } else if (type.force.has(name) || type.force.has('*') || type.sent.get(name) !== resource.version) {
         changed.push(resource);

@@ -227,29 +227,32 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
   }
 
   /**
-   * Make-before-break, the break half: is `cluster` still named by a listener
-   * or route the client may be using? Then it must not be removed yet.
+   * Make-before-break, the break half: the clusters named by a listener or
+   * route the client may be using. A cluster among them must not be removed yet.
    */
-  protected stillReferenced(cluster: string): boolean {
+  protected clustersStillReferenced(): ReadonlySet<string> {
     const now = Date.now();
     const { references, timeoutMs } = this.ordering;
+    const clusters = new Set<string>();
     const routeNames = new Set<string>();
     const listeners = this.state.get(TypeUrl.Listener);
     if (listeners !== undefined) {
       this.wakeWhenPatienceEnds(listeners, now);
       for (const listener of listeners.mayHold(now, timeoutMs)) {
-        if (references.of(listener).has(cluster)) return true;
+        for (const name of references.of(listener)) clusters.add(name);
         for (const name of references.routesOf(listener)) routeNames.add(name);
       }
     }
     const routes = this.state.get(TypeUrl.RouteConfiguration);
-    if (routes === undefined) return false;
-    this.wakeWhenPatienceEnds(routes, now);
-    // Only routes a held listener names count: Envoy keeps a removed listener's routes while it drains (minutes), and routes nothing new there.
-    for (const route of routes.mayHold(now, timeoutMs)) {
-      if ((listeners === undefined || routeNames.has(route.name)) && references.of(route).has(cluster)) return true;
+    if (routes !== undefined) {
+      this.wakeWhenPatienceEnds(routes, now);
+      // Only routes a held listener names count: Envoy keeps a removed listener's routes while it drains (minutes), and routes nothing new there.
+      for (const route of routes.mayHold(now, timeoutMs)) {
+        if (listeners !== undefined && !routeNames.has(route.name)) continue;
+        for (const name of references.of(route)) clusters.add(name);
+      }
     }
-    return false;
+    return clusters;
   }
 
   private wakeWhenPatienceEnds(type: TypeState, now: number): void {
