@@ -30,7 +30,7 @@ describe.each([
     httpRequest(`http://127.0.0.1:${httpPort}${path}`, { headers: { host, ...headers }, timeoutMs: 10_000 });
   const backendOf = (reply: HttpReply) => String(reply.headers['x-backend']);
 
-  const services = (extraWebEndpoint?: HttpBackend) => {
+  const services = (extraWebEndpoint?: HttpBackend, extraService = false) => {
     const ep = (b: HttpBackend, labels = '{}') => `    - { address: 127.0.0.1, ports: { http: ${b.port} }, labels: ${labels} }\n`;
     const entry = (name: string, endpoints: string) => `apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -46,6 +46,7 @@ ${endpoints}`;
       entry('flaky', ep(http.bad!) + ep(http.good!)),
       entry('eject', ep(http.bad!) + ep(http.good!)),
       entry('breaker', ep(http.slow!)),
+      ...(extraService ? [entry('late', ep(http.v3!))] : []),
       `apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: { name: echo }
@@ -256,6 +257,15 @@ policy: { paths: [policy.yaml] }
     expect(v3.requests.length).toBe(servedBefore);
     const lastServed = v3.lastRequestAt;
     console.log(`[figure] ${mode} endpoint removal (file written) to last request served by it: ${Math.max(0, lastServed - removedAt)} ms`);
+  });
+
+  it('serves a service once added and stops once it is removed', async () => {
+    expect((await get('late.e2e.internal')).status).toBe(404); // no such virtual host yet
+    dir.write('services.yaml', services(undefined, true));
+    await eventually(async () => expect(backendOf(await get('late.e2e.internal'))).toBe('v3'), 20_000, 20);
+    dir.write('services.yaml', services());
+    await eventually(async () => expect((await get('late.e2e.internal')).status).toBe(404), 20_000, 20);
+    expect((await get('web.e2e.internal', '/', { 'x-user': 'jason' })).status).toBe(200);
   });
 
   it('serves again after Envoy restarts, from meshbridge alone', async () => {
