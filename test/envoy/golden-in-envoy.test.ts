@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,6 +20,8 @@ import { tempDir } from '../helpers/tmp.js';
  * the certificate files TLS settings name (made here, so Envoy can load them).
  */
 const OUT = join(import.meta.dirname, '../golden/out');
+/** The endpoints golden tests translate for a node in a zone (locality load balancing), and that node's view. */
+const ZONE = { kind: 'endpoints-from-us-east-1a', locality: 'us-east/us-east-1a/rack-1', view: 'sidecar@us-east/us-east-1a/rack-1' };
 const cases = readdirSync(OUT)
   .filter((f) => f.endsWith('.clusters.yaml'))
   .map((f) => f.slice(0, -'.clusters.yaml'.length))
@@ -31,6 +33,7 @@ describe('golden outputs loaded by a real Envoy', () => {
   const server = new XdsServer(api, cache, silentLogger);
   const certs = tempDir('meshbridge-golden-certs-');
   let envoy: EnvoyProcess;
+  let envoyInZone: EnvoyProcess;
 
   beforeAll(async () => {
     // One self-signed certificate serves as CA and client certificate alike: Envoy only has to load them.
@@ -39,10 +42,12 @@ describe('golden outputs loaded by a real Envoy', () => {
     });
     const xdsPort = await server.listen({ listen: '127.0.0.1:0' });
     envoy = await EnvoyProcess.start({ xdsPort, nodeId: 'golden' });
+    envoyInZone = await EnvoyProcess.start({ xdsPort, nodeId: 'golden-in-zone', locality: ZONE.locality });
   });
 
   afterAll(async () => {
     await envoy?.remove();
+    await envoyInZone?.remove();
     await server.shutdown(1_000);
     certs.remove();
   });
@@ -51,7 +56,7 @@ describe('golden outputs loaded by a real Envoy', () => {
   const localFiles = (text: string): string =>
     text.replace(/filename: \/etc\/meshbridge\/(\S+)/g, (_all, file: string) => `filename: ${join(certs.path, file.endsWith('.key') ? 'key.pem' : 'cert.pem')}`);
 
-  async function translationOf(name: string): Promise<Translation> {
+  async function translationOf(name: string, endpointsKind = 'endpoints'): Promise<Translation> {
     const listeners = (parse(read(name, 'listeners')) as { resources: Translation['listeners'] }).resources;
     for (const listener of listeners) {
       const socket = listener.address?.socket_address;
@@ -59,7 +64,7 @@ describe('golden outputs loaded by a real Envoy', () => {
     }
     return {
       clusters: parse(localFiles(read(name, 'clusters'))) as Translation['clusters'],
-      endpoints: parse(read(name, 'endpoints')) as Translation['endpoints'],
+      endpoints: parse(read(name, endpointsKind)) as Translation['endpoints'],
       listeners,
       routes: parse(read(name, 'routes')) as Translation['routes'],
       diagnostics: [],
@@ -78,6 +83,18 @@ describe('golden outputs loaded by a real Envoy', () => {
         expect(names.routes).toEqual(expect.arrayContaining(translation.routes.map((r) => r.name)));
       }, 20_000);
       expect(await envoy.rejectedUpdates()).toEqual({});
+    });
+  }
+
+  for (const name of cases.filter((c) => existsSync(join(OUT, `${c}.${ZONE.kind}.yaml`)))) {
+    it(`accepts ${name} as a node in ${ZONE.locality} gets it`, async () => {
+      const translation = await translationOf(name, ZONE.kind);
+      cache.set(buildSnapshot(ZONE.view, translation, (typeUrl, body) => api.pack(typeUrl, body), cache.peek(ZONE.view)));
+      await envoyInZone.waitForConfig((names) => {
+        expect(names.clusters).toEqual(translation.clusters.map((c) => c.name).sort());
+        expect([...names.endpoints.keys()].sort()).toEqual(translation.endpoints.map((e) => e.cluster_name).sort());
+      }, 20_000);
+      expect(await envoyInZone.rejectedUpdates()).toEqual({});
     });
   }
 });

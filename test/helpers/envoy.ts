@@ -24,6 +24,8 @@ export interface EnvoyOptions {
   readonly delta?: boolean;
   /** What `--xds` says; 127.0.0.1:<xdsPort> unless given (e.g. localhost:<port>). */
   readonly xdsAddress?: string;
+  /** `--locality region/zone/subzone`. */
+  readonly locality?: string;
 }
 
 export interface HttpReply {
@@ -58,6 +60,7 @@ export class EnvoyProcess {
   static async start(options: EnvoyOptions): Promise<EnvoyProcess> {
     const args = ['bootstrap', '--envoy', '--node-id', options.nodeId, '--xds', options.xdsAddress ?? `127.0.0.1:${options.xdsPort}`, '--admin-port', '0'];
     if (options.delta) args.push('--delta');
+    if (options.locality) args.push('--locality', options.locality);
     const { stdout, stderr, code } = await meshbridge(args);
     if (code !== 0) throw new Error(`meshbridge bootstrap failed (${code}): ${stderr}`);
     const envoy = new EnvoyProcess(tempDir('meshbridge-envoy-'), stdout);
