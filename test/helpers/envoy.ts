@@ -158,7 +158,14 @@ export class EnvoyProcess {
 
   /** Waits until Envoy holds config that satisfies `check`, which throws (an `expect`) until it does. */
   async waitForConfig(check: (names: Awaited<ReturnType<EnvoyProcess['activeNames']>>) => void, timeoutMs = 15_000): Promise<void> {
-    await eventually(async () => check(await this.activeNames()), timeoutMs, 100);
+    try {
+      await eventually(async () => check(await this.activeNames()), timeoutMs, 100);
+    } catch (error) {
+      // Say why Envoy does not have it, when Envoy knows: a rejected update and its log.
+      const rejected = await this.rejectedUpdates().catch(() => ({}));
+      if (Object.keys(rejected).length === 0) throw error;
+      throw new Error(`Envoy rejected updates ${JSON.stringify(rejected)}; its log ends:\n${this.stderr.slice(-2_000)}`, { cause: error });
+    }
   }
 
   /** Is the ADS stream to meshbridge up (Envoy's own gauge)? */
