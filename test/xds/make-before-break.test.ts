@@ -155,4 +155,28 @@ describe('make-before-break in the delta ADS server', () => {
       await server.shutdown(1_000);
     }
   });
+
+  it('does not hold back a reconnecting client: what it lists in initial_resource_versions counts as ACKed', async () => {
+    const cache = new SnapshotCache();
+    const server = new XdsServer(api, cache, silentLogger, {}, { makeBeforeBreakTimeoutMs: 20_000 });
+    const port = await server.listen({ listen: '127.0.0.1:0' });
+    publish(cache, catalogOf(web, db));
+    const versionOf = (typeUrl: typeof CDS | typeof EDS, name: string) => cache.get('sidecar')!.resources.get(typeUrl)!.get(name)!.version;
+    const client = new RawDeltaClient(`127.0.0.1:${port}`);
+    try {
+      // As Envoy after a meshbridge restart: it has every cluster and its endpoints, and asks for listeners afresh.
+      client.send({ type_url: CDS, initial_resource_versions: { [WEB_CLUSTER]: versionOf(CDS, WEB_CLUSTER), [DB_CLUSTER]: versionOf(CDS, DB_CLUSTER) } });
+      client.ack(await client.next());
+      client.send({ type_url: EDS, resource_names_subscribe: [WEB_CLUSTER, DB_CLUSTER], initial_resource_versions: { [WEB_CLUSTER]: versionOf(EDS, WEB_CLUSTER), [DB_CLUSTER]: versionOf(EDS, DB_CLUSTER) } });
+      const eds = await client.next();
+      expect([eds.type_url, eds.resources]).toEqual([EDS, []]); // nothing new
+      client.ack(eds);
+      client.send({ type_url: LDS });
+      const lds = await client.next(5_000); // far sooner than the 20 s a wait for an ACK that never comes would take
+      expect([lds.type_url, RawDeltaClient.names(lds).sort()]).toEqual([LDS, [DB_LISTENER, '127.0.0.1_8080']]);
+    } finally {
+      client.close();
+      await server.shutdown(1_000);
+    }
+  });
 });

@@ -47,7 +47,10 @@ export class DeltaStream extends XdsStream<DeltaDiscoveryRequest__Output> {
       type.requested = true;
       type.answer = true;
       type.fullScan = true;
-      for (const [name, version] of Object.entries(request.initial_resource_versions ?? {})) type.sent.set(name, version);
+      for (const [name, version] of Object.entries(request.initial_resource_versions ?? {})) {
+        type.sent.set(name, version);
+        type.presumedHeld.set(name, version);
+      }
       if (subscribe.length === 0 && unsubscribe.length === 0 && isFullStateType(type.typeUrl)) type.wildcard = true;
     }
     const initial = request.initial_resource_versions ?? {};
@@ -121,6 +124,14 @@ export class DeltaStream extends XdsStream<DeltaDiscoveryRequest__Output> {
       candidates = type.force.size === 0 && type.retained.size === 0 ? changed : new Set([...changed, ...type.force, ...type.retained]);
     }
 
+    if (type.presumedHeld.size > 0) {
+      // A reconnecting client holds what it listed; those of the current version count as ACKed, so they do not hold back routes naming them.
+      for (const [name, version] of type.presumedHeld) {
+        const resource = available.get(name);
+        if (resource?.version === version) type.presumeAcked(resource);
+      }
+      type.presumedHeld.clear();
+    }
     const updated: Resource[] = [];
     const removed: string[] = [];
     const retained = new Set<string>();

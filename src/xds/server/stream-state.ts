@@ -101,6 +101,8 @@ export class TypeState implements TypeStatus {
   private readonly unacked: Unacked[] = [];
   /** Names kept although gone from the snapshot, because something the client may use still references them. */
   readonly retained = new Set<string>();
+  /** Delta: what a reconnecting client said it has (`initial_resource_versions`), until the first response is computed. */
+  readonly presumedHeld = new Map<string, string>();
   /** Since when a response of this type has been held back for clusters to warm (make-before-break). */
   heldSince: number | undefined;
 
@@ -146,6 +148,12 @@ export class TypeState implements TypeStatus {
       for (const resource of response.updated) this.acked.set(resource.name, resource);
     }
     return [...before].filter((name) => !this.acked.has(name));
+  }
+
+  /** The client already has `resource` (it said so when it reconnected). */
+  presumeAcked(resource: Resource): void {
+    this.acked.set(resource.name, resource);
+    this.current.set(resource.name, resource);
   }
 
   /** The client no longer wants `name` (it unsubscribed), so it holds it no more. */
