@@ -120,10 +120,13 @@ export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
       }
     }
     if (this.mustWaitForClusters(type, changed, snapshot)) return;
+    // A client that subscribed to a name that is not there must still get an answer: for full-state types,
+    // its absence from the response is how the protocol says it does not exist.
+    const askedForMissing = fullState && [...type.force].some((name) => name !== '*' && subscribed(name) && !available.has(name));
     const answer = type.settle(snapshot);
     type.retained.clear();
     for (const name of retained) type.retained.add(name);
-    if (!answer && changed.length === 0 && !(fullState && removedAny)) return;
+    if (!answer && changed.length === 0 && !(fullState && (removedAny || askedForMissing))) return;
     if (!fullState && changed.length === 0 && !answer) return; // nothing to say about names that do not exist yet
 
     let toSend: Resource[];
