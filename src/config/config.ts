@@ -163,6 +163,8 @@ export const configSchema = z.object({
       pushConcurrency: z.number().int().min(1).default(64),
       /** How long a push to a client that does not read may hold its slot. */
       pushSlotTimeoutMs: z.number().int().min(1).default(2_000),
+      /** Make-before-break: the longest a route waits for its clusters to be ACKed, or a cluster's removal for its routes'. */
+      makeBeforeBreakTimeoutMs: z.number().int().min(0).max(60_000).default(5_000),
       /** TLS on the xDS port; with clientCaFile, every client must present a certificate that CA signed. */
       tls: tlsFiles.extend({ clientCaFile: z.string().min(1).optional() }).optional(),
       /** Serving plaintext on an address other than loopback must be asked for in so many words. */

@@ -120,6 +120,7 @@ export class Daemon implements AdminSource {
       pushConcurrency: config.xds.pushConcurrency,
       pushSlotTimeoutMs: config.xds.pushSlotTimeoutMs,
       interceptors: this.security.interceptors(),
+      makeBeforeBreakTimeoutMs: config.xds.makeBeforeBreakTimeoutMs,
     });
     this.xds.addService(api.csds.envoy.service.status.v3.ClientStatusDiscoveryService.service, csdsHandlers(this));
     this.admin = new AdminServer(this, this.metrics.registry, log.child({ component: 'admin' }), {

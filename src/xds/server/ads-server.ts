@@ -7,10 +7,12 @@ import type { SnapshotSource } from '../cache/snapshot-cache.js';
 import type { EnvoyApi } from '../protos.js';
 import { DeltaStream } from './delta-stream.js';
 import type { DeltaCall } from './delta-stream.js';
+import { ClusterReferences } from './ordering.js';
 import { PushQueue } from './push-queue.js';
 import type { PushQueueOptions } from './push-queue.js';
 import { SotwStream } from './sotw-stream.js';
 import type { SotwCall } from './sotw-stream.js';
+import type { Ordering } from './stream-base.js';
 import type { ServerCallbacks, StreamInfo } from './stream-state.js';
 
 export interface XdsServerOptions {
@@ -33,9 +35,14 @@ export interface XdsServerTuning {
   readonly pushSlotTimeoutMs?: number;
   /** Run before any handler sees a call: authentication and authorization (src/security/xds-guard.ts). */
   readonly interceptors?: grpc.ServerInterceptor[];
+  /**
+   * Make-before-break: how long a listener or route waits for the clusters it
+   * names to be ACKed, and a removed cluster for what named it to be ACKed gone.
+   */
+  readonly makeBeforeBreakTimeoutMs?: number;
 }
 
-export const DEFAULT_TUNING = { pushConcurrency: 64, pushSlotTimeoutMs: 2_000 } as const;
+export const DEFAULT_TUNING = { pushConcurrency: 64, pushSlotTimeoutMs: 2_000, makeBeforeBreakTimeoutMs: 5_000 } as const;
 
 /**
  * The ADS service with responses written as bytes: streams encode them from
@@ -82,9 +89,15 @@ export class XdsServer {
       slotTimeoutMs: tuning.pushSlotTimeoutMs ?? DEFAULT_TUNING.pushSlotTimeoutMs,
     };
     this.queue = new PushQueue(options);
+    const ordering: Ordering = {
+      references: new ClusterReferences(),
+      timeoutMs: tuning.makeBeforeBreakTimeoutMs ?? DEFAULT_TUNING.makeBeforeBreakTimeoutMs,
+    };
     const handlers: AggregatedDiscoveryServiceHandlers = {
-      StreamAggregatedResources: (call) => this.open((id, log) => new SotwStream(id, call as unknown as SotwCall, cache, this.queue, callbacks, log)),
-      DeltaAggregatedResources: (call) => this.open((id, log) => new DeltaStream(id, call as unknown as DeltaCall, cache, this.queue, callbacks, log)),
+      StreamAggregatedResources: (call) =>
+        this.open((id, log) => new SotwStream(id, call as unknown as SotwCall, cache, this.queue, callbacks, log, ordering)),
+      DeltaAggregatedResources: (call) =>
+        this.open((id, log) => new DeltaStream(id, call as unknown as DeltaCall, cache, this.queue, callbacks, log, ordering)),
     };
     this.server.addService(
       withEncodedResponses(api.ads.envoy.service.discovery.v3.AggregatedDiscoveryService.service),
