@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs the Debian tools the package test runs: lintian (Debian's own checker
-# of .deb files), dpkg-dev (dpkg-shlibdeps) and fakeroot; systemd-analyze comes
-# with systemd. A no-op when they are present. Needs root (apt-get), as on CI;
+# Installs the Debian tools `npm run package` and its test use: lintian (Debian's
+# own checker of .deb files), dpkg-dev (dpkg-shlibdeps), binutils (strip);
+# systemd-analyze comes with systemd. A no-op when they are present. Needs root (apt-get), as on CI;
 # a missing tool is a loud failure, never a skipped test.
 set -euo pipefail
 
@@ -14,7 +14,7 @@ log() { echo "[install-packaging-tools] $*" >&2; }
 missing=()
 command -v lintian >/dev/null || missing+=(lintian)
 command -v dpkg-shlibdeps >/dev/null || missing+=(dpkg-dev)
-command -v fakeroot >/dev/null || missing+=(fakeroot)
+command -v strip >/dev/null || missing+=(binutils)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 if [[ ${#missing[@]} -eq 0 ]]; then
   exit 0
@@ -28,6 +28,6 @@ log "installing ${missing[*]} from Debian's packages"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq >&2 || die "apt-get update failed"
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 || die "apt-get install ${missing[*]} failed"
-for tool in lintian dpkg-shlibdeps fakeroot systemd-analyze; do
+for tool in lintian dpkg-shlibdeps strip systemd-analyze; do
   command -v "$tool" >/dev/null || die "$tool is still missing after installing ${missing[*]}"
 done

@@ -23,4 +23,10 @@ if ! envoy_bin="$(bash scripts/install-envoy.sh | tail -n1)"; then
   exit 1
 fi
 export MESHBRIDGE_ENVOY_BIN="$envoy_bin"
+# test/package builds the .deb and checks it with Debian's lintian and systemd-analyze;
+# installs them from Debian's packages once (root, as on CI); a missing tool fails the run.
+if ! bash scripts/install-packaging-tools.sh; then
+  echo "scripts/test.sh: cannot install the packaging tools (see the reason above); test/package needs them" >&2
+  exit 1
+fi
 exec ./node_modules/.bin/vitest run "$@"
