@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `npm run package`: the release artifacts, from a built checkout, into dist-pkg/:
 #   meshbridge_<version>_amd64.deb              Debian/Ubuntu; carries its own Node.js runtime
-#   meshbridge-<version>-linux-x64.tar.gz       the same tree (usr/, lib/, etc/) for other distributions
+#   meshbridge-<version>-linux-x64.tar.gz       the same tree (usr/, etc/) for other distributions
 #   meshbridge-<version>.tgz                    the npm package (`npm install -g` it; needs Node.js >= 20)
 # Production dependencies only, installed from package-lock.json; nothing is compiled on the target.
 # MESHBRIDGE_PKG_OUT=dir writes elsewhere; MESHBRIDGE_COMMIT overrides the commit `--version` prints;
@@ -72,7 +72,7 @@ strip --remove-section=.comment --remove-section=.note --strip-unneeded "$app/no
 install -m 0644 "$node_runtime/LICENSE" "$app/node/LICENSE"
 
 install -D -m 0755 packaging/meshbridge.sh "$root/usr/bin/meshbridge"
-install -D -m 0644 examples/vm/meshbridge.service "$root/lib/systemd/system/meshbridge.service"
+install -D -m 0644 examples/vm/meshbridge.service "$root/usr/lib/systemd/system/meshbridge.service"
 install -D -m 0644 examples/vm/meshbridge.sysusers.conf "$root/usr/lib/sysusers.d/meshbridge.conf"
 install -D -m 0644 examples/vm/meshbridge.tmpfiles.conf "$root/usr/lib/tmpfiles.d/meshbridge.conf"
 install -D -m 0644 examples/vm/meshbridge.yaml "$root/etc/meshbridge/meshbridge.yaml"

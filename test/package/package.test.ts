@@ -189,7 +189,7 @@ describe('the .deb', () => {
     expect(execFileSync('dpkg-deb', ['-I', deb, 'conffiles'], { encoding: 'utf8' }).trim().split('\n')).toEqual(['/etc/meshbridge/meshbridge.yaml']);
     for (const file of [
       'usr/bin/meshbridge',
-      'lib/systemd/system/meshbridge.service',
+      'usr/lib/systemd/system/meshbridge.service',
       'usr/lib/sysusers.d/meshbridge.conf',
       'usr/lib/tmpfiles.d/meshbridge.conf',
       'etc/meshbridge/meshbridge.yaml',
@@ -243,7 +243,7 @@ describe('the .deb', () => {
   }, RUN_TIMEOUT_MS);
 
   it('the installed unit passes systemd-analyze verify', () => {
-    const unit = readFileSync(join(root, 'lib/systemd/system/meshbridge.service'), 'utf8');
+    const unit = readFileSync(join(root, 'usr/lib/systemd/system/meshbridge.service'), 'utf8');
     expect(unit).toMatch(/^ExecStart=\/usr\/bin\/meshbridge run --config \/etc\/meshbridge\/meshbridge\.yaml$/m);
     expect(unit).toMatch(/^ExecReload=\/bin\/kill -HUP \$MAINPID$/m);
     // verify checks that ExecStart exists: point it at the unpacked tree rather than this machine's /usr/bin.
@@ -314,4 +314,82 @@ describe('the npm package', () => {
     expect(help.stdout).toContain('usage: meshbridge validate');
     await servesQuickstart(meshbridge, join(prefix, 'lib/node_modules/meshbridge'), env, process.execPath, 'npm');
   }, RUN_TIMEOUT_MS);
+});
+
+/**
+ * The .deb through dpkg's whole lifecycle in a minimal Debian 12 root (debootstrap, cached by
+ * scripts/install-debian-chroot.sh): no systemd there, so the maintainer scripts' fallbacks
+ * (useradd, install -d) make the user and directories.
+ */
+describe('dpkg install, upgrade, remove and purge in a Debian 12 root', () => {
+  const root = join(scratch.path, 'debian-root');
+  const upgrade = join(scratch.path, 'upgrade');
+  const inRoot = (args: string[], userspec?: string) => {
+    const result = spawnSync('chroot', [...(userspec ? [`--userspec=${userspec}`] : []), root, ...args], {
+      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8', DEBIAN_FRONTEND: 'noninteractive' },
+      encoding: 'utf8',
+      timeout: RUN_TIMEOUT_MS,
+    });
+    return { code: result.status, stdout: result.stdout, output: `${result.stdout}${result.stderr}${result.error ?? ''}` };
+  };
+  const owner = (path: string) => {
+    const s = statSync(join(root, path));
+    return { mode: (s.mode & 0o7777).toString(8), uid: s.uid, gid: s.gid };
+  };
+
+  beforeAll(() => {
+    const rootfs = spawnSync('bash', ['scripts/install-debian-chroot.sh'], { cwd: REPO, encoding: 'utf8', timeout: BUILD_TIMEOUT_MS });
+    expect(rootfs.status, `${rootfs.stdout}${rootfs.stderr}`).toBe(0);
+    execFileSync('mkdir', ['-p', root]);
+    execFileSync('tar', ['-xf', rootfs.stdout.trim().split('\n').pop()!, '-C', root]);
+    // The next version: the same package with a higher version and a changed file.
+    execFileSync('dpkg-deb', ['-R', deb, upgrade]);
+    const control = join(upgrade, 'DEBIAN/control');
+    writeFileSync(control, readFileSync(control, 'utf8').replace(/^Version: .*$/m, `Version: ${VERSION}+upgrade1`));
+    writeFileSync(join(upgrade, 'usr/lib/meshbridge/UPGRADED'), 'upgrade1\n');
+    execFileSync('dpkg-deb', ['--root-owner-group', '-Zgzip', '-z1', '--build', upgrade, join(root, 'tmp/meshbridge-upgrade.deb')]);
+    cpSync(deb, join(root, 'tmp/meshbridge.deb'));
+  }, BUILD_TIMEOUT_MS);
+
+  it('install creates the user, the config as root:meshbridge 0640 and the state dir, and the user can run validate', () => {
+    const installed = inRoot(['dpkg', '-i', '/tmp/meshbridge.deb']);
+    expect(installed.code, installed.output).toBe(0);
+    const user = readFileSync(join(root, 'etc/passwd'), 'utf8').split('\n').find((l) => l.startsWith('meshbridge:'));
+    expect(user).toMatch(/^meshbridge:x:\d+:\d+:meshbridge daemon:\/var\/lib\/meshbridge:\/usr\/sbin\/nologin$/);
+    const [uid, gid] = user!.split(':').slice(2, 4).map(Number) as [number, number];
+    expect(uid).toBeLessThan(1000);
+    expect(owner('etc/meshbridge')).toEqual({ mode: '750', uid: 0, gid });
+    expect(owner('etc/meshbridge/meshbridge.yaml')).toEqual({ mode: '640', uid: 0, gid });
+    expect(owner('var/lib/meshbridge')).toEqual({ mode: '750', uid, gid });
+    // As the service user, numerically: chroot would look a name up in this machine's passwd.
+    const validated = inRoot(['/usr/bin/meshbridge', 'validate', '--config', '/etc/meshbridge/meshbridge.yaml'], `${uid}:${gid}`);
+    expect(validated.stdout, validated.output).toContain('1 file(s), 0 error(s)');
+    expect(validated.code).toBe(0);
+  });
+
+  it('upgrade keeps an edited config and the state', () => {
+    const config = join(root, 'etc/meshbridge/meshbridge.yaml');
+    writeFileSync(config, `${readFileSync(config, 'utf8')}# edited by the operator\n`);
+    writeFileSync(join(root, 'var/lib/meshbridge/state'), 'kept\n');
+    const upgraded = inRoot(['dpkg', '-i', '/tmp/meshbridge-upgrade.deb']);
+    expect(upgraded.code, upgraded.output).toBe(0);
+    expect(inRoot(['dpkg-query', '-W', '-f', '${Version}', 'meshbridge']).stdout).toBe(`${VERSION}+upgrade1`);
+    expect(existsSync(join(root, 'usr/lib/meshbridge/UPGRADED'))).toBe(true);
+    expect(readFileSync(config, 'utf8')).toContain('# edited by the operator');
+    expect(readFileSync(join(root, 'var/lib/meshbridge/state'), 'utf8')).toBe('kept\n');
+  });
+
+  it('remove keeps config and state; purge deletes them', () => {
+    const removed = inRoot(['dpkg', '-r', 'meshbridge']);
+    expect(removed.code, removed.output).toBe(0);
+    expect(existsSync(join(root, 'usr/bin/meshbridge'))).toBe(false);
+    expect(existsSync(join(root, 'usr/lib/meshbridge'))).toBe(false);
+    expect(readFileSync(join(root, 'etc/meshbridge/meshbridge.yaml'), 'utf8')).toContain('# edited by the operator');
+    expect(existsSync(join(root, 'var/lib/meshbridge/state'))).toBe(true);
+    const purged = inRoot(['dpkg', '-P', 'meshbridge']);
+    expect(purged.code, purged.output).toBe(0);
+    expect(existsSync(join(root, 'etc/meshbridge'))).toBe(false);
+    expect(existsSync(join(root, 'var/lib/meshbridge'))).toBe(false);
+    expect(inRoot(['dpkg-query', '-W', 'meshbridge']).code).not.toBe(0);
+  });
 });
