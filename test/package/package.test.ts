@@ -30,9 +30,35 @@ function cleanEnv(extraPath: string[] = []): NodeJS.ProcessEnv {
   return { PATH: [...extraPath, '/usr/bin', '/bin'].join(':'), HOME: scratch.path, LANG: 'C.UTF-8' };
 }
 
-function run(command: string, args: string[], env: NodeJS.ProcessEnv, timeout = RUN_TIMEOUT_MS) {
-  const result = spawnSync(command, args, { env, cwd: scratch.path, encoding: 'utf8', timeout });
-  return { code: result.status, stdout: result.stdout, stderr: result.stderr, output: `${result.stdout}${result.stderr}${result.error ?? ''}` };
+interface RunResult {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly output: string;
+}
+
+/**
+ * Runs a command to its end without blocking the event loop (vitest's worker must keep
+ * answering while a build or lintian takes minutes); killed after `timeout`.
+ */
+function run(command: string, args: string[], env: NodeJS.ProcessEnv, timeout = RUN_TIMEOUT_MS, cwd = scratch.path): Promise<RunResult> {
+  return new Promise((resolve) => {
+    const child = spawn(command, args, { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    const timer = setTimeout(() => {
+      stderr += `\n[killed after ${timeout} ms]`;
+      child.kill('SIGKILL');
+    }, timeout);
+    const finish = (code: number | null, error?: Error) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr, output: `${stdout}${stderr}${error ?? ''}` });
+    };
+    child.on('error', (error) => finish(null, error));
+    child.on('close', (code) => finish(code));
+  });
 }
 
 /** No folder above `dir` holds a node_modules that Node's resolution could fall back on. */
@@ -121,7 +147,7 @@ async function servesQuickstart(meshbridge: string, appDir: string, env: NodeJS.
     const port = await daemon.xdsPort();
     // The daemon runs on the runtime the artifact provides, not on the test's node.
     expect(readlinkSync(`/proc/${daemon.pid}/exe`)).toBe(expectedNode);
-    const bootstrap = run(meshbridge, ['bootstrap', '--grpc', '--node-id', `package-${name}`, '--xds', `127.0.0.1:${port}`], env);
+    const bootstrap = await run(meshbridge, ['bootstrap', '--grpc', '--node-id', `package-${name}`, '--xds', `127.0.0.1:${port}`], env);
     expect(bootstrap.code, bootstrap.output).toBe(0);
     client = new XdsEchoClient('xds:///greeter.mesh.local:50051', bootstrap.stdout);
     await eventually(async () => {
@@ -148,18 +174,13 @@ function filesUnder(root: string, dir = ''): string[] {
   });
 }
 
-beforeAll(() => {
+beforeAll(async () => {
   for (const tool of ['dpkg-deb', 'lintian', 'systemd-analyze']) {
     const found = spawnSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).stdout.trim();
     if (found === '') throw new Error(`${tool} is not installed; run bash scripts/install-packaging-tools.sh (scripts/test.sh does)`);
   }
-  const built = spawnSync('bash', ['scripts/package.sh'], {
-    cwd: REPO,
-    env: { ...process.env, MESHBRIDGE_PKG_OUT: out },
-    encoding: 'utf8',
-    timeout: BUILD_TIMEOUT_MS,
-  });
-  expect(built.status, `${built.stdout}${built.stderr}${built.error ?? ''}`).toBe(0);
+  const built = await run('bash', ['scripts/package.sh'], { ...process.env, MESHBRIDGE_PKG_OUT: out }, BUILD_TIMEOUT_MS, REPO);
+  expect(built.code, built.output).toBe(0);
   console.log(
     `[package] artifact sizes: .deb ${sizeMiB(deb)} MiB, tarball ${sizeMiB(tarball)} MiB, npm package ${(statSync(npmTarball).size / 1024).toFixed(0)} KiB`,
   );
@@ -170,12 +191,13 @@ afterAll(() => scratch.remove());
 describe('the .deb', () => {
   const root = join(scratch.path, 'deb-root');
 
-  beforeAll(() => {
-    execFileSync('dpkg-deb', ['-x', deb, root]);
-  });
+  beforeAll(async () => {
+    const unpacked = await run('dpkg-deb', ['-x', deb, root], process.env);
+    expect(unpacked.code, unpacked.output).toBe(0);
+  }, RUN_TIMEOUT_MS);
 
-  it('passes lintian with no errors', () => {
-    const result = run('lintian', ['--fail-on', 'error', '--tag-display-limit', '0', deb], process.env, BUILD_TIMEOUT_MS);
+  it('passes lintian with no errors', async () => {
+    const result = await run('lintian', ['--fail-on', 'error', '--tag-display-limit', '0', deb], process.env, BUILD_TIMEOUT_MS);
     const lines = result.output.split('\n');
     expect(lines.filter((l) => l.startsWith('E: ')), result.output).toEqual([]);
     expect(result.code, result.output).toBe(0);
@@ -203,7 +225,7 @@ describe('the .deb', () => {
     // Production dependencies only: the .proto files and the xDS client stay behind.
     const modules = join(root, 'usr/lib/meshbridge/node_modules');
     for (const dev of ['@grpc/grpc-js-xds', 'vitest', 'typescript', 'eureka-js-client']) expect(existsSync(join(modules, dev)), dev).toBe(false);
-    expect(filesUnder(join(root, 'usr/lib/meshbridge')).filter((f) => f.endsWith('.proto'))).toEqual([]);
+    expect(filesUnder(join(root, 'usr/lib/meshbridge')).filter((f) => f.endsWith('.proto') && f.includes('envoy/'))).toEqual([]);
   });
 
   it('the maintainer scripts keep config and state on upgrade and remove, and delete them on purge', () => {
@@ -221,20 +243,20 @@ describe('the .deb', () => {
     }
   });
 
-  it('`meshbridge --version` and `validate` run from the unpacked tree, outside the checkout', () => {
+  it('`meshbridge --version` and `validate` run from the unpacked tree, outside the checkout', async () => {
     expectNoNodeModulesAbove(root);
     const meshbridge = join(root, 'usr/bin/meshbridge');
-    const version = run(meshbridge, ['--version'], cleanEnv());
+    const version = await run(meshbridge, ['--version'], cleanEnv());
     expect(version.code, version.output).toBe(0);
     expect(version.stdout).toMatch(new RegExp(`^meshbridge ${VERSION.replaceAll('.', '\\.')} \\(commit [0-9a-f]{12}(-dirty)?\\)\\n$`));
-    const config = run(meshbridge, ['validate', '--config', join(root, 'etc/meshbridge/meshbridge.yaml')], cleanEnv());
+    const config = await run(meshbridge, ['validate', '--config', join(root, 'etc/meshbridge/meshbridge.yaml')], cleanEnv());
     expect(config.stdout, config.output).toContain('1 file(s), 0 error(s), 0 warning(s)');
     expect(config.code).toBe(0);
     const mesh = join(root, 'usr/lib/meshbridge/examples/quickstart/mesh');
     const files = readdirSync(mesh).map((f) => join(mesh, f));
-    const quickstart = run(meshbridge, ['validate', ...files], cleanEnv());
+    const quickstart = await run(meshbridge, ['validate', ...files], cleanEnv());
     expect(quickstart.stdout, quickstart.output).toContain(`${files.length} file(s), 0 error(s)`);
-    const broken = run(meshbridge, ['validate', '--config', '/nonexistent/meshbridge.yaml'], cleanEnv());
+    const broken = await run(meshbridge, ['validate', '--config', '/nonexistent/meshbridge.yaml'], cleanEnv());
     expect(broken.code).toBe(1);
   }, RUN_TIMEOUT_MS);
 
@@ -242,39 +264,38 @@ describe('the .deb', () => {
     await servesQuickstart(join(root, 'usr/bin/meshbridge'), join(root, 'usr/lib/meshbridge'), cleanEnv(), join(root, 'usr/lib/meshbridge/node/bin/node'), 'deb');
   }, RUN_TIMEOUT_MS);
 
-  it('the installed unit passes systemd-analyze verify', () => {
+  it('the installed unit passes systemd-analyze verify', async () => {
     const unit = readFileSync(join(root, 'usr/lib/systemd/system/meshbridge.service'), 'utf8');
     expect(unit).toMatch(/^ExecStart=\/usr\/bin\/meshbridge run --config \/etc\/meshbridge\/meshbridge\.yaml$/m);
     expect(unit).toMatch(/^ExecReload=\/bin\/kill -HUP \$MAINPID$/m);
     // verify checks that ExecStart exists: point it at the unpacked tree rather than this machine's /usr/bin.
     const copy = join(scratch.path, 'meshbridge.service');
     writeFileSync(copy, unit.replace('ExecStart=/usr/bin/meshbridge', `ExecStart=${join(root, 'usr/bin/meshbridge')}`));
-    const result = run('systemd-analyze', ['verify', copy], process.env);
+    const result = await run('systemd-analyze', ['verify', copy], process.env);
     expect(result.code, result.output).toBe(0);
     // verify exits 0 on unknown keys and bad values too; it only warns. Any word about the unit fails.
     expect(result.output.split('\n').filter((l) => l.includes('meshbridge'))).toEqual([]);
-  });
+  }, RUN_TIMEOUT_MS);
 });
 
 describe('the tarball', () => {
   const root = join(scratch.path, 'tar-root');
 
-  beforeAll(() => {
+  beforeAll(async () => {
     execFileSync('mkdir', ['-p', root]);
-    execFileSync('tar', ['-xzf', tarball, '-C', root]);
-  });
+    const unpacked = await run('tar', ['-xzf', tarball, '-C', root], process.env);
+    expect(unpacked.code, unpacked.output).toBe(0);
+  }, RUN_TIMEOUT_MS);
 
   it('holds the same tree as the .deb', () => {
-    const debRoot = join(scratch.path, 'deb-root-for-tar');
-    execFileSync('dpkg-deb', ['-x', deb, debRoot]);
-    const debFiles = filesUnder(debRoot).filter((f) => !f.startsWith('usr/share/lintian/'));
+    const debFiles = filesUnder(join(scratch.path, 'deb-root')).filter((f) => !f.startsWith('usr/share/lintian/'));
     expect(filesUnder(root).sort()).toEqual(debFiles.sort());
   });
 
   it('runs from wherever it is unpacked and serves the quickstart', async () => {
     expectNoNodeModulesAbove(root);
     const meshbridge = join(root, 'usr/bin/meshbridge');
-    expect(run(meshbridge, ['--version'], cleanEnv()).stdout).toContain(`meshbridge ${VERSION} (commit `);
+    expect((await run(meshbridge, ['--version'], cleanEnv())).stdout).toContain(`meshbridge ${VERSION} (commit `);
     await servesQuickstart(meshbridge, join(root, 'usr/lib/meshbridge'), cleanEnv(), join(root, 'usr/lib/meshbridge/node/bin/node'), 'tar');
   }, RUN_TIMEOUT_MS);
 });
@@ -283,14 +304,10 @@ describe('the npm package', () => {
   const prefix = join(scratch.path, 'npm-prefix');
   const nodeDir = dirname(process.execPath);
 
-  beforeAll(() => {
+  beforeAll(async () => {
     // The user's own npm, with its cache: what `npm install -g meshbridge-<version>.tgz` does.
-    const npm = spawnSync('npm', ['install', '-g', '--prefix', prefix, '--no-audit', '--no-fund', '--prefer-offline', npmTarball], {
-      cwd: scratch.path,
-      encoding: 'utf8',
-      timeout: BUILD_TIMEOUT_MS,
-    });
-    expect(npm.status, `${npm.stdout}${npm.stderr}`).toBe(0);
+    const npm = await run('npm', ['install', '-g', '--prefix', prefix, '--no-audit', '--no-fund', '--prefer-offline', npmTarball], process.env, BUILD_TIMEOUT_MS);
+    expect(npm.code, npm.output).toBe(0);
   }, BUILD_TIMEOUT_MS);
 
   it('holds only what a user needs: the built code, the descriptor and the examples, no sources or tests', () => {
@@ -308,9 +325,9 @@ describe('the npm package', () => {
     expectNoNodeModulesAbove(prefix);
     const meshbridge = join(prefix, 'bin/meshbridge');
     const env = cleanEnv([nodeDir]);
-    const version = run(meshbridge, ['--version'], env);
+    const version = await run(meshbridge, ['--version'], env);
     expect(version.stdout, version.output).toContain(`meshbridge ${VERSION} (commit `);
-    const help = run(meshbridge, ['validate', '--help'], env);
+    const help = await run(meshbridge, ['validate', '--help'], env);
     expect(help.stdout).toContain('usage: meshbridge validate');
     await servesQuickstart(meshbridge, join(prefix, 'lib/node_modules/meshbridge'), env, process.execPath, 'npm');
   }, RUN_TIMEOUT_MS);
@@ -324,35 +341,36 @@ describe('the npm package', () => {
 describe('dpkg install, upgrade, remove and purge in a Debian 12 root', () => {
   const root = join(scratch.path, 'debian-root');
   const upgrade = join(scratch.path, 'upgrade');
-  const inRoot = (args: string[], userspec?: string) => {
-    const result = spawnSync('chroot', [...(userspec ? [`--userspec=${userspec}`] : []), root, ...args], {
-      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8', DEBIAN_FRONTEND: 'noninteractive' },
-      encoding: 'utf8',
-      timeout: RUN_TIMEOUT_MS,
+  const inRoot = (args: string[], userspec?: string) =>
+    run('chroot', [...(userspec ? [`--userspec=${userspec}`] : []), root, ...args], {
+      PATH: '/usr/sbin:/usr/bin:/sbin:/bin',
+      LANG: 'C.UTF-8',
+      DEBIAN_FRONTEND: 'noninteractive',
     });
-    return { code: result.status, stdout: result.stdout, output: `${result.stdout}${result.stderr}${result.error ?? ''}` };
-  };
   const owner = (path: string) => {
     const s = statSync(join(root, path));
     return { mode: (s.mode & 0o7777).toString(8), uid: s.uid, gid: s.gid };
   };
 
-  beforeAll(() => {
-    const rootfs = spawnSync('bash', ['scripts/install-debian-chroot.sh'], { cwd: REPO, encoding: 'utf8', timeout: BUILD_TIMEOUT_MS });
-    expect(rootfs.status, `${rootfs.stdout}${rootfs.stderr}`).toBe(0);
+  beforeAll(async () => {
+    const rootfs = await run('bash', ['scripts/install-debian-chroot.sh'], process.env, BUILD_TIMEOUT_MS, REPO);
+    expect(rootfs.code, rootfs.output).toBe(0);
     execFileSync('mkdir', ['-p', root]);
-    execFileSync('tar', ['-xf', rootfs.stdout.trim().split('\n').pop()!, '-C', root]);
+    const unpacked = await run('tar', ['-xf', rootfs.stdout.trim().split('\n').pop()!, '-C', root], process.env);
+    expect(unpacked.code, unpacked.output).toBe(0);
     // The next version: the same package with a higher version and a changed file.
-    execFileSync('dpkg-deb', ['-R', deb, upgrade]);
+    const raw = await run('dpkg-deb', ['-R', deb, upgrade], process.env);
+    expect(raw.code, raw.output).toBe(0);
     const control = join(upgrade, 'DEBIAN/control');
     writeFileSync(control, readFileSync(control, 'utf8').replace(/^Version: .*$/m, `Version: ${VERSION}+upgrade1`));
     writeFileSync(join(upgrade, 'usr/lib/meshbridge/UPGRADED'), 'upgrade1\n');
-    execFileSync('dpkg-deb', ['--root-owner-group', '-Zgzip', '-z1', '--build', upgrade, join(root, 'tmp/meshbridge-upgrade.deb')]);
+    const repacked = await run('dpkg-deb', ['--root-owner-group', '-Zgzip', '-z1', '--build', upgrade, join(root, 'tmp/meshbridge-upgrade.deb')], process.env);
+    expect(repacked.code, repacked.output).toBe(0);
     cpSync(deb, join(root, 'tmp/meshbridge.deb'));
   }, BUILD_TIMEOUT_MS);
 
-  it('install creates the user, the config as root:meshbridge 0640 and the state dir, and the user can run validate', () => {
-    const installed = inRoot(['dpkg', '-i', '/tmp/meshbridge.deb']);
+  it('install creates the user, the config as root:meshbridge 0640 and the state dir, and the user can run validate', async () => {
+    const installed = await inRoot(['dpkg', '-i', '/tmp/meshbridge.deb']);
     expect(installed.code, installed.output).toBe(0);
     const user = readFileSync(join(root, 'etc/passwd'), 'utf8').split('\n').find((l) => l.startsWith('meshbridge:'));
     expect(user).toMatch(/^meshbridge:x:\d+:\d+:meshbridge daemon:\/var\/lib\/meshbridge:\/usr\/sbin\/nologin$/);
@@ -362,34 +380,34 @@ describe('dpkg install, upgrade, remove and purge in a Debian 12 root', () => {
     expect(owner('etc/meshbridge/meshbridge.yaml')).toEqual({ mode: '640', uid: 0, gid });
     expect(owner('var/lib/meshbridge')).toEqual({ mode: '750', uid, gid });
     // As the service user, numerically: chroot would look a name up in this machine's passwd.
-    const validated = inRoot(['/usr/bin/meshbridge', 'validate', '--config', '/etc/meshbridge/meshbridge.yaml'], `${uid}:${gid}`);
+    const validated = await inRoot(['/usr/bin/meshbridge', 'validate', '--config', '/etc/meshbridge/meshbridge.yaml'], `${uid}:${gid}`);
     expect(validated.stdout, validated.output).toContain('1 file(s), 0 error(s)');
     expect(validated.code).toBe(0);
-  });
+  }, RUN_TIMEOUT_MS);
 
-  it('upgrade keeps an edited config and the state', () => {
+  it('upgrade keeps an edited config and the state', async () => {
     const config = join(root, 'etc/meshbridge/meshbridge.yaml');
     writeFileSync(config, `${readFileSync(config, 'utf8')}# edited by the operator\n`);
     writeFileSync(join(root, 'var/lib/meshbridge/state'), 'kept\n');
-    const upgraded = inRoot(['dpkg', '-i', '/tmp/meshbridge-upgrade.deb']);
+    const upgraded = await inRoot(['dpkg', '-i', '/tmp/meshbridge-upgrade.deb']);
     expect(upgraded.code, upgraded.output).toBe(0);
-    expect(inRoot(['dpkg-query', '-W', '-f', '${Version}', 'meshbridge']).stdout).toBe(`${VERSION}+upgrade1`);
+    expect((await inRoot(['dpkg-query', '-W', '-f', '${Version}', 'meshbridge'])).stdout).toBe(`${VERSION}+upgrade1`);
     expect(existsSync(join(root, 'usr/lib/meshbridge/UPGRADED'))).toBe(true);
     expect(readFileSync(config, 'utf8')).toContain('# edited by the operator');
     expect(readFileSync(join(root, 'var/lib/meshbridge/state'), 'utf8')).toBe('kept\n');
-  });
+  }, RUN_TIMEOUT_MS);
 
-  it('remove keeps config and state; purge deletes them', () => {
-    const removed = inRoot(['dpkg', '-r', 'meshbridge']);
+  it('remove keeps config and state; purge deletes them', async () => {
+    const removed = await inRoot(['dpkg', '-r', 'meshbridge']);
     expect(removed.code, removed.output).toBe(0);
     expect(existsSync(join(root, 'usr/bin/meshbridge'))).toBe(false);
     expect(existsSync(join(root, 'usr/lib/meshbridge'))).toBe(false);
     expect(readFileSync(join(root, 'etc/meshbridge/meshbridge.yaml'), 'utf8')).toContain('# edited by the operator');
     expect(existsSync(join(root, 'var/lib/meshbridge/state'))).toBe(true);
-    const purged = inRoot(['dpkg', '-P', 'meshbridge']);
+    const purged = await inRoot(['dpkg', '-P', 'meshbridge']);
     expect(purged.code, purged.output).toBe(0);
     expect(existsSync(join(root, 'etc/meshbridge'))).toBe(false);
     expect(existsSync(join(root, 'var/lib/meshbridge'))).toBe(false);
-    expect(inRoot(['dpkg-query', '-W', 'meshbridge']).code).not.toBe(0);
-  });
+    expect((await inRoot(['dpkg-query', '-W', 'meshbridge'])).code).not.toBe(0);
+  }, RUN_TIMEOUT_MS);
 });
