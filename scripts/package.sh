@@ -29,9 +29,6 @@ node_runtime="$(bash scripts/install-node-runtime.sh | tail -n1)"
 SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}"
 export SOURCE_DATE_EPOCH
 
-log "building"
-npm run --silent build
-
 rm -rf "$out"
 mkdir -p "$out"
 work="$out/.build"
@@ -39,10 +36,20 @@ root="$work/root"
 app="$root/usr/lib/meshbridge"
 mkdir -p "$work"
 
+# Built in a copy of the checkout, not in its dist/: tests running meanwhile use that one.
+log "building"
+checkout="$work/checkout"
+mkdir -p "$checkout"
+cp -a package.json package-lock.json README.md tsconfig.json tsconfig.build.json bin src scripts examples "$checkout/"
+ln -s "$repo/node_modules" "$checkout/node_modules"
+commit="$(node scripts/build-dist-data.mjs --commit)"
+(cd "$checkout" && MESHBRIDGE_COMMIT="$commit" npm run --silent build) || die "the build failed"
+
 log "npm pack"
-# The build above is what prepack would do again; the npm package's files are
-# also the application tree of the .deb, so all three carry the same code.
-npm pack --silent --ignore-scripts --pack-destination "$out" >/dev/null
+# The build above is what prepack does; --ignore-scripts keeps npm from doing it twice.
+# The npm package's files are also the application tree of the .deb and the tarball,
+# so all three carry the same code.
+(cd "$checkout" && npm pack --silent --ignore-scripts --pack-destination "$out" >/dev/null)
 npm_tgz="$out/meshbridge-$version.tgz"
 [[ -f "$npm_tgz" ]] || die "npm pack wrote no $npm_tgz"
 
@@ -51,7 +58,7 @@ mkdir -p "$root/usr/lib"
 tar -xzf "$npm_tgz" -C "$work"
 mv "$work/package" "$app"
 cp package-lock.json "$app/"
-(cd "$app" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error >&2) || die "npm ci --omit=dev failed"
+(cd "$app" && npm ci --omit=dev --ignore-scripts --prefer-offline --no-audit --no-fund --loglevel=error >&2) || die "npm ci --omit=dev failed"
 rm -f "$app/package-lock.json" "$app/node_modules/.package-lock.json"
 [[ ! -e "$app/node_modules/@grpc/grpc-js-xds" ]] || die "a devDependency (@grpc/grpc-js-xds) got into the package"
 # What no one runs: type declarations, source maps, TypeScript sources of dependencies.
@@ -103,7 +110,6 @@ License: Apache-2.0
  On Debian systems, the full text of the Apache License, Version 2.0 is in
  /usr/share/common-licenses/Apache-2.0.
 COPYRIGHT
-commit="$(node -p 'require("./dist/build-info.json").commit')"
 {
   echo "meshbridge ($version) unstable; urgency=medium"
   echo

@@ -29,4 +29,9 @@ if ! bash scripts/install-packaging-tools.sh; then
   echo "scripts/test.sh: cannot install the packaging tools (see the reason above); test/package needs them" >&2
   exit 1
 fi
+# The dpkg install/upgrade/remove/purge test runs in a minimal Debian 12 root: debootstrap once, cached.
+if ! bash scripts/install-debian-chroot.sh >/dev/null; then
+  echo "scripts/test.sh: cannot build the Debian root (see the reason above); test/package needs it" >&2
+  exit 1
+fi
 exec ./node_modules/.bin/vitest run "$@"

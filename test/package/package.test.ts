@@ -207,6 +207,7 @@ describe('the .deb', () => {
   it('installs the CLI, the unit, sysusers and tmpfiles snippets, and the config as a conffile', () => {
     const control = execFileSync('dpkg-deb', ['-I', deb, 'control'], { encoding: 'utf8' });
     expect(control).toMatch(/^Architecture: amd64$/m);
+    console.log(`[package] .deb ${/^Installed-Size: (\d+)$/m.exec(control)?.[1]} KiB installed; ${/^Depends: (.*)$/m.exec(control)?.[1]}`);
     expect(control).toMatch(/^Depends: .*libc6 \(>= [\d.]+\)/m);
     expect(execFileSync('dpkg-deb', ['-I', deb, 'conffiles'], { encoding: 'utf8' }).trim().split('\n')).toEqual(['/etc/meshbridge/meshbridge.yaml']);
     for (const file of [
