@@ -24,6 +24,8 @@ deb_arch=amd64
 command -v dpkg-deb >/dev/null || die "dpkg-deb is needed (apt-get install dpkg)"
 command -v dpkg-shlibdeps >/dev/null || die "dpkg-shlibdeps is needed (bash scripts/install-packaging-tools.sh)"
 
+# A fresh clone: the locked dependencies first (the build needs the devDependencies).
+[[ -x node_modules/.bin/tsc ]] || bash scripts/ensure-deps.sh
 node_runtime="$(bash scripts/install-node-runtime.sh | tail -n1)"
 # Reproducible output: every timestamp is the commit's.
 SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}"
