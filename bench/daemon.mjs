@@ -4,7 +4,7 @@
 import { Subject, of } from 'rxjs';
 import { pino } from 'pino';
 import { buildView, catalogUpdates } from '../dist/daemon/pipeline.js';
-import { EMPTY_POLICY } from '../dist/policy/policy-set.js';
+import { EMPTY_POLICY } from '../dist/istio/policy-set.js';
 import { SnapshotCache } from '../dist/xds/cache/snapshot-cache.js';
 import { loadEnvoyApi } from '../dist/xds/protos.js';
 import { XdsServer } from '../dist/xds/server/ads-server.js';
@@ -19,14 +19,18 @@ const registry = new Subject();
 let list = services(options);
 const pack = (typeUrl, body) => api.pack(typeUrl, body);
 
-// As in the daemon: views are built when a client first needs them, then rebuilt on every change.
+// As in the daemon: views are built when a client first needs them (outside its push), then rebuilt on every change.
 const translateOptions = { sidecarBind: '127.0.0.1' };
 let latest;
-cache.setBuilder((view) => latest && buildView(view, latest.catalog, latest.policy, translateOptions, pack, undefined).snapshot);
-catalogUpdates([registry], of(EMPTY_POLICY), { debounceMs: options.debounceMs, maxDelayMs: options.maxDelayMs }).subscribe(({ catalog, policy }) => {
+cache.onWanted((view) =>
+  setImmediate(() => {
+    if (latest && !cache.peek(view)) cache.set(buildView(view, latest.catalog, latest.routing, translateOptions, pack, undefined).snapshot);
+  }),
+);
+catalogUpdates([registry], of(EMPTY_POLICY), { debounceMs: options.debounceMs, maxDelayMs: options.maxDelayMs }).subscribe(({ catalog, routing }) => {
   const started = performance.now();
-  latest = { catalog, policy };
-  for (const view of cache.views()) cache.set(buildView(view, catalog, policy, translateOptions, pack, cache.peek(view)).snapshot);
+  latest = { catalog, routing };
+  for (const view of cache.views()) cache.set(buildView(view, catalog, routing, translateOptions, pack, cache.peek(view)).snapshot);
   process.send?.({ kind: 'built', ms: performance.now() - started });
 });
 

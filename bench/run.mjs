@@ -1,6 +1,7 @@
-// meshbridge's fleet benchmark: N delta ADS clients (in worker processes, over
-// real gRPC) against meshbridge and against a go-control-plane server serving
-// the same resources, in the same run. See bench/README.md.
+// meshbridge's fleet benchmark: N ADS clients, delta and state of the world (in
+// worker processes, over real gRPC), against meshbridge and against
+// go-control-plane servers (snapshot cache and linear cache) serving the same
+// resources, in the same run. See bench/README.md.
 //
 //   npm run bench                      # defaults below
 //   BENCH_CLIENTS=200 BENCH_SERVICES=100 BENCH_ENDPOINTS=1000 npm run bench
@@ -25,9 +26,11 @@ const { values: flags } = parseArgs({
     clients: { type: 'string', default: env('CLIENTS', '2000') },
     services: { type: 'string', default: env('SERVICES', '1000') },
     endpoints: { type: 'string', default: env('ENDPOINTS', '10000') },
-    changes: { type: 'string', default: env('CHANGES', '25') },
+    changes: { type: 'string', default: env('CHANGES', '200') },
     workers: { type: 'string', default: env('WORKERS', '4') },
-    servers: { type: 'string', default: env('SERVERS', 'meshbridge,go-control-plane') },
+    servers: { type: 'string', default: env('SERVERS', 'meshbridge,go-snapshot,go-linear') },
+    protocols: { type: 'string', default: env('PROTOCOLS', 'delta,sotw') },
+    scenarios: { type: 'string', default: env('SCENARIOS', 'fleet,failover') },
     'debounce-ms': { type: 'string', default: env('DEBOUNCE_MS', '10') },
     'max-delay-ms': { type: 'string', default: env('MAX_DELAY_MS', '100') },
     'push-concurrency': { type: 'string', default: env('PUSH_CONCURRENCY', '64') },
@@ -69,6 +72,10 @@ function writeResources(dir) {
 
 // --- process measurements, the same way for both servers ---
 const TICKS = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+function currentRssMiB(pid) {
+  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return match ? Number(match[1]) / 1024 : NaN;
+}
 function cpuSeconds(pid) {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
@@ -80,7 +87,7 @@ function peakRssMiB(pid) {
 }
 
 // --- servers ---
-async function startMeshbridge() {
+async function startMeshbridge(name = 'meshbridge') {
   const child = fork(join(here, 'daemon.mjs'), [JSON.stringify(opts)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const port = await new Promise((resolve, reject) => {
     child.on('message', (m) => m.kind === 'ready' && resolve(m.port));
@@ -89,12 +96,14 @@ async function startMeshbridge() {
   let builds = [];
   child.on('message', (m) => m.kind === 'built' && builds.push(m.ms));
   return {
-    name: 'meshbridge',
+    name,
     pid: child.pid,
     address: `127.0.0.1:${port}`,
+    kill: () => child.kill('SIGKILL'),
     change: async (k) => child.send({ kind: 'change', k }),
     buildTimes: () => builds,
     stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
       child.send({ kind: 'stop' });
       await new Promise((r) => child.once('exit', r));
     },
@@ -115,10 +124,11 @@ function goBinary() {
   return binary;
 }
 
-async function startGo() {
+/** go-control-plane with its snapshot cache (`snapshot`) or a linear cache per type (`linear`). */
+async function startGo(cacheKind) {
   const dir = join(tmpdir(), `meshbridge-bench-${process.pid}`);
   writeResources(dir);
-  const child = spawn(goBinary(), ['-resources', dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(goBinary(), ['-resources', dir, '-cache', cacheKind], { stdio: ['ignore', 'pipe', 'inherit'] });
   const ports = await new Promise((resolve, reject) => {
     let text = '';
     child.stdout.on('data', (d) => {
@@ -131,7 +141,7 @@ async function startGo() {
   });
   const list = services(opts);
   return {
-    name: 'go-control-plane',
+    name: `go-${cacheKind}`,
     pid: child.pid,
     address: ports.xds,
     /** The changed ClusterLoadAssignment, translated by meshbridge's translator before the clock starts. */
@@ -153,12 +163,12 @@ async function startGo() {
 }
 
 // --- one run against one server ---
-function startWorkers(address) {
+function startWorkers(addresses, protocol, failover = false) {
   const workers = [];
   for (let w = 0; w < opts.workers; w++) {
     const ids = [];
     for (let c = w; c < opts.clients; c += opts.workers) ids.push(`vm-${c}`);
-    const child = fork(join(here, 'worker.mjs'), [JSON.stringify({ address, ids, routeNames, expected })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const child = fork(join(here, 'worker.mjs'), [JSON.stringify({ addresses, ids, routeNames, expected, protocol, failover })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     workers.push(child);
   }
   let errors = 0;
@@ -189,9 +199,10 @@ function percentile(sorted, p) {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 }
 
-async function runAgainst(server) {
-  const { workers, errors } = startWorkers(server.address);
+async function runAgainst(server, protocol) {
+  const { workers, errors } = startWorkers([server.address], protocol);
   await allReply(workers, 'ready', 30_000);
+  const rssIdle = currentRssMiB(server.pid);
   const cpu0 = cpuSeconds(server.pid);
   const t0 = now();
   for (const w of workers) w.send({ kind: 'connect' });
@@ -210,8 +221,10 @@ async function runAgainst(server) {
     return p;
   })();
   const stormBytes = stormStats.reduce((s, m) => s + m.bytes, 0);
-  console.error(`${server.name}: ${opts.clients} clients have ACKed full config after ${stormS.toFixed(2)} s`);
+  console.error(`${server.name} (${protocol}): ${opts.clients} clients have ACKed full config after ${stormS.toFixed(2)} s`);
   await sleep(1_000);
+  // What holding the fleet costs: resident memory with every client connected and in sync, over the idle server's.
+  const rssPer1000Clients = ((currentRssMiB(server.pid) - rssIdle) / opts.clients) * 1000;
 
   const latencies = [];
   const cpu1 = cpuSeconds(server.pid);
@@ -242,6 +255,7 @@ async function runAgainst(server) {
   const builds = server.buildTimes().slice(1);
   return {
     server: server.name,
+    protocol,
     connectStormS: stormS,
     changeP50Ms: percentile(sorted, 50),
     changeP99Ms: percentile(sorted, 99),
@@ -250,6 +264,7 @@ async function runAgainst(server) {
     cpuChangesS: cpuChanges,
     cpuTotalS: cpuSeconds(server.pid) - cpu0,
     peakRssMiB: rss,
+    rssMiBPer1000Clients: rssPer1000Clients,
     stormMiB: stormBytes / 2 ** 20,
     bytesPerChangeKiB: (totalBytes - stormBytes) / opts.changes / 1024,
     clientErrors: errors(),
@@ -258,42 +273,134 @@ async function runAgainst(server) {
   };
 }
 
-// --- main ---
-const results = [];
-for (const name of flags.servers.split(',')) {
-  const server = name === 'meshbridge' ? await startMeshbridge() : await startGo();
+function askStats(workers) {
+  const p = allReply(workers, 'stats', 10_000);
+  for (const w of workers) w.send({ kind: 'stats' });
+  return p;
+}
+
+/**
+ * Two meshbridge replicas fed the same inputs, half the clients on each. One is
+ * killed (SIGKILL) as a change arrives at the other: how long until every
+ * client, those that moved included, has that change, and how many bytes the
+ * moved clients were sent again. Replicas share nothing but their inputs, so a
+ * delta client that lists what it has (initial_resource_versions) should get
+ * only what changed.
+ */
+async function runFailover(protocol) {
+  const replicas = [await startMeshbridge('replica-a'), await startMeshbridge('replica-b')];
+  const [victim, survivor] = replicas;
   try {
-    results.push(await runAgainst(server));
-  } catch (error) {
-    console.error(`${name}: ${error.message}`);
-    results.push({ server: name, error: error.message });
+    const { workers, errors } = startWorkers(replicas.map((r) => r.address), protocol, true);
+    await allReply(workers, 'ready', 30_000);
+    for (const w of workers) w.send({ kind: 'connect' });
+    await allReply(workers, 'complete', Number(flags['storm-timeout-s']) * 1000);
+    await sleep(1_000);
+    const before = await askStats(workers);
+    const k = 1;
+    const name = clusterName(opts.services, changedService(opts.services, k));
+    const armed = allReply(workers, 'armed', 10_000, (m) => m.k === k);
+    for (const w of workers) w.send({ kind: 'arm', k, name });
+    await armed;
+    const changed = allReply(workers, 'changed', Number(flags['storm-timeout-s']) * 1000, (m) => m.k === k);
+    const start = now();
+    victim.kill();
+    await survivor.change(k);
+    const replies = await changed;
+    const inSyncS = (Math.max(...replies.map((m) => m.at)) - start) / 1000;
+    const after = await askStats(workers);
+    const sum = (list, key) => list.reduce((s, m) => s + m[key], 0);
+    const moved = sum(after, 'reconnects') - sum(before, 'reconnects');
+    const resentBytes = sum(after, 'bytes') - sum(before, 'bytes');
+    for (const w of workers) w.send({ kind: 'stop' });
+    await Promise.all(workers.map((w) => new Promise((r) => w.once('exit', r))));
+    console.error(`failover (${protocol}): ${moved} clients moved, all in sync after ${inSyncS.toFixed(2)} s`);
+    return {
+      server: 'meshbridge replicas',
+      scenario: 'failover',
+      protocol,
+      failoverInSyncS: inSyncS,
+      clientsMoved: moved,
+      failoverMiB: resentBytes / 2 ** 20,
+      failoverKiBPerMovedClient: moved > 0 ? resentBytes / moved / 1024 : undefined,
+      clientErrors: errors(),
+    };
   } finally {
-    await server.stop();
+    for (const r of replicas) await r.stop();
   }
-  await sleep(1_000);
+}
+
+// --- main ---
+async function startServer(name) {
+  if (name === 'meshbridge') return startMeshbridge();
+  if (name === 'go-snapshot' || name === 'go-linear') return startGo(name.slice(3));
+  throw new Error(`--servers: unknown server ${name} (meshbridge, go-snapshot, go-linear)`);
+}
+
+const serverNames = flags.servers.split(',');
+const protocols = flags.protocols.split(',');
+const scenarios = flags.scenarios.split(',');
+for (const p of protocols) if (p !== 'delta' && p !== 'sotw') throw new Error(`--protocols: unknown protocol ${p} (delta, sotw)`);
+for (const s of scenarios) if (s !== 'fleet' && s !== 'failover') throw new Error(`--scenarios: unknown scenario ${s} (fleet, failover)`);
+const results = [];
+// A fresh server per protocol, so memory and CPU figures are the run's own.
+for (const protocol of protocols) {
+  if (scenarios.includes('failover')) {
+    try {
+      results.push(await runFailover(protocol));
+    } catch (error) {
+      console.error(`failover (${protocol}): ${error.message}`);
+      results.push({ server: 'meshbridge replicas', scenario: 'failover', protocol, error: error.message });
+    }
+    await sleep(1_000);
+  }
+  if (!scenarios.includes('fleet')) continue;
+  for (const name of serverNames) {
+    const server = await startServer(name);
+    try {
+      results.push(await runAgainst(server, protocol));
+    } catch (error) {
+      console.error(`${name} (${protocol}): ${error.message}`);
+      results.push({ server: name, protocol, error: error.message });
+    } finally {
+      await server.stop();
+    }
+    await sleep(1_000);
+  }
 }
 
 const rows = [
   ['connect storm, all ACKed (s)', 'connectStormS', 2],
   ['one endpoint change, p50 (ms)', 'changeP50Ms', 1],
   ['one endpoint change, p99 (ms)', 'changeP99Ms', 1],
+  ['one endpoint change, max (ms)', 'changeMaxMs', 1],
   ['server CPU, storm (s)', 'cpuStormS', 2],
   ['server CPU, changes (s)', 'cpuChangesS', 2],
   ['server peak RSS (MiB)', 'peakRssMiB', 0],
+  ['server MiB per 1,000 clients', 'rssMiBPer1000Clients', 1],
   ['bytes sent, storm (MiB)', 'stormMiB', 1],
   ['bytes sent per change (KiB)', 'bytesPerChangeKiB', 1],
   ['client stream errors', 'clientErrors', 0],
+  ['meshbridge rebuild per change, median (ms)', 'rebuildMsMedian', 1],
 ];
-const [mb, go] = [results.find((r) => r.server === 'meshbridge'), results.find((r) => r.server === 'go-control-plane')];
 const fmt = (v, d) => (typeof v === 'number' ? v.toFixed(d) : '-');
-console.log(`\nfleet: ${opts.clients} delta ADS clients in ${opts.workers} worker processes, ${opts.services} services, ${opts.endpoints} endpoints, ${opts.changes} changes; meshbridge debounce ${opts.debounceMs} ms (max ${opts.maxDelayMs}), push concurrency ${opts.pushConcurrency}`);
-console.log(`${'metric'.padEnd(34)}${'meshbridge'.padStart(14)}${'go-control-plane'.padStart(18)}${'ratio mb/go'.padStart(13)}`);
-for (const [label, key, d] of rows) {
-  const ratio = typeof mb?.[key] === 'number' && typeof go?.[key] === 'number' && go[key] !== 0 ? (mb[key] / go[key]).toFixed(2) : '-';
-  console.log(`${label.padEnd(34)}${fmt(mb?.[key], d).padStart(14)}${fmt(go?.[key], d).padStart(18)}${ratio.padStart(13)}`);
+console.log(`\nfleet: ${opts.clients} ADS clients in ${opts.workers} worker processes, ${opts.services} services, ${opts.endpoints} endpoints, ${opts.changes} changes; meshbridge debounce ${opts.debounceMs} ms (max ${opts.maxDelayMs}), push concurrency ${opts.pushConcurrency}`);
+for (const protocol of protocols) {
+  const failover = results.find((r) => r.scenario === 'failover' && r.protocol === protocol && !r.error);
+  const columns = serverNames.map((name) => results.find((r) => r.server === name && r.protocol === protocol && r.scenario === undefined));
+  console.log(`\n${protocol === 'sotw' ? 'state of the world' : 'delta (incremental)'} clients`);
+  console.log(`${'metric'.padEnd(44)}${serverNames.map((n) => n.padStart(14)).join('')}`);
+  for (const [label, key, d] of rows) {
+    if (columns.every((r) => typeof r?.[key] !== 'number')) continue;
+    console.log(`${label.padEnd(44)}${columns.map((r) => fmt(r?.[key], d).padStart(14)).join('')}`);
+  }
+  if (failover) {
+    console.log(`replica failover: ${failover.clientsMoved} clients moved; every client in sync after ${fmt(failover.failoverInSyncS, 2)} s; resent ${fmt(failover.failoverMiB, 1)} MiB (${fmt(failover.failoverKiBPerMovedClient, 1)} KiB per moved client)`);
+  }
 }
-for (const r of results) if (r.error) console.log(`${r.server}: FAILED: ${r.error}`);
+for (const r of results) if (r.error) console.log(`${r.server} (${r.protocol}): FAILED: ${r.error}`);
 mkdirSync(flags.out, { recursive: true });
 const file = join(flags.out, `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
 writeFileSync(file, JSON.stringify({ options: opts, expected, node: process.version, results }, null, 2));
 console.log(`\nwritten ${file}`);
+if (results.some((r) => r.error)) process.exitCode = 1;

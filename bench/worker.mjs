@@ -1,8 +1,9 @@
-// One benchmark worker process: many simulated Envoys, each an incremental
-// (delta) ADS stream on its own connection. They behave as Envoy does: CDS and
-// LDS wildcard, EDS for every cluster received, RDS for the route names, and
-// an ACK for every response. Responses are scanned, not decoded, so the
-// clients cost little CPU beside the server under test.
+// One benchmark worker process: many simulated Envoys, each an ADS stream on
+// its own connection, incremental (delta) or state of the world (SotW, Envoy's
+// default and what every proxyless gRPC client speaks). They behave as Envoy
+// does: CDS and LDS wildcard, EDS for every cluster received, RDS for the route
+// names, and an ACK for every response. Responses are scanned, not decoded, so
+// the clients cost little CPU beside the server under test.
 import * as grpc from '@grpc/grpc-js';
 
 const TYPE = {
@@ -12,7 +13,8 @@ const TYPE = {
   rds: 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration',
 };
 const KIND = Object.fromEntries(Object.entries(TYPE).map(([k, v]) => [v, k]));
-const PATH = '/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources';
+const SERVICE = '/envoy.service.discovery.v3.AggregatedDiscoveryService';
+const PATH = { delta: `${SERVICE}/DeltaAggregatedResources`, sotw: `${SERVICE}/StreamAggregatedResources` };
 const now = () => performance.timeOrigin + performance.now();
 
 // --- protobuf, by hand: the few fields a delta client needs ---
@@ -29,19 +31,37 @@ function field(num, value, out) {
   varint(bytes.length, out);
   for (const b of bytes) out.push(b);
 }
-/** DeltaDiscoveryRequest: node=1 {id=1 cluster=2 user_agent_name=6}, type_url=2, subscribe=3, response_nonce=6. */
-function deltaRequest({ node, typeUrl, subscribe = [], nonce }) {
+/** Node: id=1 cluster=2 user_agent_name=6. */
+function nodeField(num, id, out) {
+  const n = [];
+  field(1, id, n);
+  field(2, 'bench', n);
+  field(6, 'envoy', n);
+  field(num, Buffer.from(n), out);
+}
+/** DeltaDiscoveryRequest: node=1, type_url=2, subscribe=3, initial_resource_versions=5 (key=1, value=2), response_nonce=6. */
+function deltaRequest({ node, typeUrl, subscribe = [], initial, nonce }) {
   const out = [];
-  if (node) {
-    const n = [];
-    field(1, node, n);
-    field(2, 'bench', n);
-    field(6, 'envoy', n);
-    field(1, Buffer.from(n), out);
-  }
+  if (node) nodeField(1, node, out);
   field(2, typeUrl, out);
   for (const name of subscribe) field(3, name, out);
+  for (const [name, version] of initial ?? []) {
+    const entry = [];
+    field(1, name, entry);
+    field(2, version, entry);
+    field(5, Buffer.from(entry), out);
+  }
   if (nonce) field(6, nonce, out);
+  return Buffer.from(out);
+}
+/** DiscoveryRequest: version_info=1, node=2, resource_names=3, type_url=4, response_nonce=5. */
+function sotwRequest({ node, typeUrl, names = [], version, nonce }) {
+  const out = [];
+  if (version) field(1, version, out);
+  if (node) nodeField(2, node, out);
+  for (const name of names) field(3, name, out);
+  field(4, typeUrl, out);
+  if (nonce) field(5, nonce, out);
   return Buffer.from(out);
 }
 function readVarint(buf, pos) {
@@ -72,11 +92,15 @@ function scan(buf, start, end, fn) {
     else throw new Error(`wire type ${wire}`);
   }
 }
-/** DeltaDiscoveryResponse: resources=2 (Resource: name=3), type_url=4, nonce=5, removed_resources=6. */
+/** DeltaDiscoveryResponse: resources=2 (Resource: version=1, name=3), type_url=4, nonce=5, removed_resources=6. */
 function parseDelta(buf) {
-  const r = { names: [], removed: [], typeUrl: '', nonce: '' };
+  const r = { names: [], versions: [], removed: [], typeUrl: '', nonce: '' };
   scan(buf, 0, buf.length, (num, s, e) => {
-    if (num === 2) scan(buf, s, e, (n, rs, re) => n === 3 && r.names.push(buf.toString('utf8', rs, re)));
+    if (num === 2)
+      scan(buf, s, e, (n, rs, re) => {
+        if (n === 3) r.names.push(buf.toString('utf8', rs, re));
+        else if (n === 1) r.versions.push(buf.toString('utf8', rs, re));
+      });
     else if (num === 4) r.typeUrl = buf.toString('utf8', s, e);
     else if (num === 5) r.nonce = buf.toString('utf8', s, e);
     else if (num === 6) r.removed.push(buf.toString('utf8', s, e));
@@ -84,17 +108,46 @@ function parseDelta(buf) {
   return r;
 }
 
+/**
+ * DiscoveryResponse: version_info=1, resources=2 (Any: value=2), type_url=4, nonce=5. Every
+ * resource type the bench serves (Cluster, ClusterLoadAssignment, Listener,
+ * RouteConfiguration) has its name in field 1.
+ */
+function parseSotw(buf) {
+  const r = { names: [], typeUrl: '', nonce: '', version: '' };
+  scan(buf, 0, buf.length, (num, s, e) => {
+    if (num === 1) r.version = buf.toString('utf8', s, e);
+    else if (num === 2)
+      scan(buf, s, e, (n, vs, ve) => {
+        if (n !== 2) return;
+        let name;
+        scan(buf, vs, ve, (m, ns, ne) => m === 1 && name === undefined && (name = buf.toString('utf8', ns, ne)));
+        if (name !== undefined) r.names.push(name);
+      });
+    else if (num === 4) r.typeUrl = buf.toString('utf8', s, e);
+    else if (num === 5) r.nonce = buf.toString('utf8', s, e);
+  });
+  return r;
+}
+
 // --- the simulated fleet ---
-const { address, ids, routeNames, expected } = JSON.parse(process.argv[2]);
+// failover: a client whose stream breaks reconnects to the next address, as
+// Envoy does with several control-plane hosts, telling it what it already has.
+const { addresses, ids, routeNames, expected, protocol, failover } = JSON.parse(process.argv[2]);
 let bytes = 0;
 let responses = 0;
 let armed;
 const clients = [];
 
 class Client {
-  constructor(id) {
+  constructor(id, addressIndex) {
     this.id = id;
+    this.addressIndex = addressIndex;
     this.have = { cds: new Set(), eds: new Set(), lds: new Set(), rds: new Set() };
+    /** Delta: the version of every resource held; SotW: the last version_info per type. Kept only for failover. */
+    this.versions = { cds: new Map(), eds: new Map(), lds: new Map(), rds: new Map() };
+    this.sotwVersion = {};
+    this.stopping = false;
     this.edsSubscribed = new Set();
     this.rdsSubscribed = false;
     this.completeAt = undefined;
@@ -102,26 +155,54 @@ class Client {
   }
 
   connect() {
-    this.channel = new grpc.Client(address, grpc.credentials.createInsecure(), {
+    this.channel = new grpc.Client(addresses[this.addressIndex], grpc.credentials.createInsecure(), {
       'grpc.use_local_subchannel_pool': 1,
       'grpc.max_receive_message_length': -1,
     });
-    this.call = this.channel.makeBidiStreamRequest(PATH, (b) => b, (b) => b);
-    this.call.on('data', (buf) => this.onResponse(buf));
-    this.call.on('error', (error) => process.send({ kind: 'error', id: this.id, message: error.message }));
-    this.call.write(deltaRequest({ node: this.id, typeUrl: TYPE.cds }));
-    this.call.write(deltaRequest({ typeUrl: TYPE.lds }));
+    const call = this.channel.makeBidiStreamRequest(PATH[protocol], (b) => b, (b) => b);
+    this.call = call;
+    call.on('data', (buf) => (protocol === 'sotw' ? this.onSotw(buf) : this.onDelta(buf)));
+    call.on('error', (error) => {
+      if (this.stopping || call !== this.call) return;
+      if (!failover) {
+        process.send({ kind: 'error', id: this.id, message: error.message });
+        return;
+      }
+      reconnects += 1;
+      this.channel.close();
+      this.addressIndex = (this.addressIndex + 1) % addresses.length;
+      this.connect();
+    });
+    const resuming = this.have.cds.size > 0;
+    if (protocol === 'sotw') {
+      this.call.write(sotwRequest({ node: this.id, typeUrl: TYPE.cds, version: this.sotwVersion.cds }));
+      this.call.write(sotwRequest({ typeUrl: TYPE.lds, version: this.sotwVersion.lds }));
+      if (resuming) {
+        this.call.write(sotwRequest({ typeUrl: TYPE.eds, names: [...this.edsSubscribed], version: this.sotwVersion.eds }));
+        this.call.write(sotwRequest({ typeUrl: TYPE.rds, names: routeNames, version: this.sotwVersion.rds }));
+      }
+    } else {
+      this.call.write(deltaRequest({ node: this.id, typeUrl: TYPE.cds, initial: this.versions.cds }));
+      this.call.write(deltaRequest({ typeUrl: TYPE.lds, initial: this.versions.lds }));
+      if (resuming) {
+        this.call.write(deltaRequest({ typeUrl: TYPE.eds, subscribe: [...this.edsSubscribed], initial: this.versions.eds }));
+        this.call.write(deltaRequest({ typeUrl: TYPE.rds, subscribe: routeNames, initial: this.versions.rds }));
+      }
+    }
   }
 
-  onResponse(buf) {
-    bytes += buf.length;
-    responses += 1;
+  onDelta(buf) {
     const r = parseDelta(buf);
     const kind = KIND[r.typeUrl];
     this.call.write(deltaRequest({ typeUrl: r.typeUrl, nonce: r.nonce }));
     const have = this.have[kind];
     for (const name of r.names) have.add(name);
     for (const name of r.removed) have.delete(name);
+    if (failover) {
+      const versions = this.versions[kind];
+      r.names.forEach((name, i) => versions.set(name, r.versions[i] ?? ''));
+      for (const name of r.removed) versions.delete(name);
+    }
     if (kind === 'cds') {
       const fresh = r.names.filter((n) => !this.edsSubscribed.has(n));
       for (const n of fresh) this.edsSubscribed.add(n);
@@ -129,7 +210,45 @@ class Client {
     } else if (kind === 'lds' && !this.rdsSubscribed) {
       this.rdsSubscribed = true;
       this.call.write(deltaRequest({ typeUrl: TYPE.rds, subscribe: routeNames }));
-    } else if (kind === 'eds' && armed !== undefined && this.changedAt === undefined && r.names.includes(armed.name)) {
+    }
+    this.observe(buf.length, kind, r.names);
+  }
+
+  /** State of the world: each response replaces the type's whole set; EDS and RDS name what they want. */
+  onSotw(buf) {
+    const r = parseSotw(buf);
+    const kind = KIND[r.typeUrl];
+    this.have[kind] = new Set(r.names);
+    this.sotwVersion[kind] = r.version;
+    if (kind === 'cds') {
+      const wanted = [...this.have.cds].sort();
+      const changed = wanted.length !== this.edsSubscribed.size || wanted.some((n) => !this.edsSubscribed.has(n));
+      this.call.write(sotwRequest({ typeUrl: r.typeUrl, version: r.version, nonce: r.nonce }));
+      if (changed) {
+        this.edsSubscribed = new Set(wanted);
+        this.call.write(sotwRequest({ typeUrl: TYPE.eds, names: wanted, version: this.edsVersion, nonce: this.edsNonce }));
+      }
+    } else if (kind === 'eds') {
+      this.edsVersion = r.version;
+      this.edsNonce = r.nonce;
+      this.call.write(sotwRequest({ typeUrl: r.typeUrl, names: [...this.edsSubscribed], version: r.version, nonce: r.nonce }));
+    } else if (kind === 'lds') {
+      this.call.write(sotwRequest({ typeUrl: r.typeUrl, version: r.version, nonce: r.nonce }));
+      if (!this.rdsSubscribed) {
+        this.rdsSubscribed = true;
+        this.call.write(sotwRequest({ typeUrl: TYPE.rds, names: routeNames }));
+      }
+    } else {
+      this.call.write(sotwRequest({ typeUrl: r.typeUrl, names: routeNames, version: r.version, nonce: r.nonce }));
+    }
+    this.observe(buf.length, kind, r.names);
+  }
+
+  /** Counts bytes, and notes when this client has everything, and when it has the armed change. */
+  observe(length, kind, names) {
+    bytes += length;
+    responses += 1;
+    if (kind === 'eds' && armed !== undefined && this.changedAt === undefined && names.includes(armed.name)) {
       this.changedAt = now();
       armed.left -= 1;
       armed.last = Math.max(armed.last, this.changedAt);
@@ -146,10 +265,11 @@ class Client {
 
 let completed = 0;
 let lastComplete = 0;
+let reconnects = 0;
 process.on('message', (message) => {
   if (message.kind === 'connect') {
     for (const id of ids) {
-      const client = new Client(id);
+      const client = new Client(id, Number(id.slice(id.lastIndexOf('-') + 1)) % addresses.length);
       clients.push(client);
       client.connect();
     }
@@ -158,9 +278,10 @@ process.on('message', (message) => {
     armed = { k: message.k, name: message.name, left: clients.length, last: 0 };
     process.send({ kind: 'armed', k: message.k });
   } else if (message.kind === 'stats') {
-    process.send({ kind: 'stats', bytes, responses, completed, waiting: armed?.left ?? 0 });
+    process.send({ kind: 'stats', bytes, responses, completed, reconnects, waiting: armed?.left ?? 0 });
   } else if (message.kind === 'stop') {
     for (const client of clients) {
+      client.stopping = true;
       client.call.end();
       client.channel.close();
     }

@@ -23,6 +23,13 @@ if ! envoy_bin="$(bash scripts/install-envoy.sh | tail -n1)"; then
   exit 1
 fi
 export MESHBRIDGE_ENVOY_BIN="$envoy_bin"
+# grpc-go's proxyless xDS client for the proxyless end-to-end tests: built from test/harness/grpc-go, cached.
+# MESHBRIDGE_GRPC_GO_CLIENT=/path/to/binary uses an existing build instead.
+if ! grpc_go_client="$(bash scripts/install-grpc-go-client.sh | tail -n1)"; then
+  echo "scripts/test.sh: cannot build the grpc-go xDS client (see the reason above); the proxyless tests need it" >&2
+  exit 1
+fi
+export MESHBRIDGE_GRPC_GO_CLIENT="$grpc_go_client"
 # test/package builds the .deb and checks it with Debian's lintian and systemd-analyze;
 # installs them from Debian's packages once (root, as on CI); a missing tool fails the run.
 if ! bash scripts/install-packaging-tools.sh; then

@@ -18,9 +18,14 @@ export type ErrorCode =
   | 'MB_FILE_UNREADABLE'
   | 'MB_PROTO_LOAD'
   | 'MB_RESOURCE_ENCODE'
+  | 'MB_SNAPSHOT_INVALID'
   | 'MB_REGISTRY_UNAVAILABLE'
   | 'MB_USAGE'
-  | 'MB_ADMIN_UNREACHABLE';
+  | 'MB_ADMIN_UNREACHABLE'
+  | 'MB_TLS_FILES_INVALID'
+  | 'MB_PLAINTEXT_REFUSED'
+  | 'MB_TOKEN_INVALID'
+  | 'MB_CA_FAILED';
 
 export class MeshbridgeError extends Error {
   readonly code: ErrorCode;
@@ -85,5 +90,19 @@ export class EurekaError extends RegistryRequestError {}
 export class UsageError extends MeshbridgeError {
   constructor(message: string) {
     super('MB_USAGE', message);
+  }
+}
+
+/** Certificate, key or CA files that cannot be read or do not belong together. */
+export class TlsFilesError extends MeshbridgeError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('MB_TLS_FILES_INVALID', message, options);
+  }
+}
+
+/** A token that is malformed, badly signed, expired, revoked or for another audience. */
+export class TokenError extends MeshbridgeError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('MB_TOKEN_INVALID', message, options);
   }
 }

@@ -5,8 +5,12 @@
 // (cds.pb, eds.pb, lds.pb, rds.pb), each an encoded DiscoveryResponse written
 // by the benchmark from meshbridge's own translation, so both servers send
 // byte-identical resources. An endpoint change arrives as an encoded
-// ClusterLoadAssignment POSTed to /cla on -control; the server then sets a new
-// snapshot, as a control plane built on go-control-plane would.
+// ClusterLoadAssignment POSTed to /cla on -control. With -cache snapshot the
+// server then sets a new snapshot, as a control plane built on
+// go-control-plane's snapshot cache would (every watch diffs every resource);
+// with -cache linear it updates that one resource in a linear cache per type
+// (a MuxCache of four LinearCaches), what a Go engineer reaches for when
+// endpoints churn.
 package main
 
 import (
@@ -53,6 +57,24 @@ type state struct {
 	cache     cache.SnapshotCache
 	resources map[resource.Type]map[string]types.Resource
 	version   int
+}
+
+// linearCaches serves each type from its own LinearCache; a change touches one resource.
+func linearCaches(resources map[resource.Type]map[string]types.Resource) (*cache.MuxCache, *cache.LinearCache) {
+	mux := &cache.MuxCache{
+		Classify:      func(r *cache.Request) string { return r.GetTypeUrl() },
+		ClassifyDelta: func(r *cache.DeltaRequest) string { return r.GetTypeUrl() },
+		Caches:        map[string]cache.Cache{},
+	}
+	var endpoints *cache.LinearCache
+	for typ, byName := range resources {
+		linear := cache.NewLinearCache(typ, cache.WithInitialResources(byName))
+		mux.Caches[typ] = linear
+		if typ == resource.EndpointType {
+			endpoints = linear
+		}
+	}
+	return mux, endpoints
 }
 
 func load(dir string) (map[resource.Type]map[string]types.Resource, error) {
@@ -106,6 +128,7 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "xDS gRPC address")
 	control := flag.String("control", "127.0.0.1:0", "HTTP address for changes")
 	dir := flag.String("resources", "", "directory with cds.pb, eds.pb, lds.pb, rds.pb")
+	kind := flag.String("cache", "snapshot", "snapshot or linear")
 	flag.Parse()
 
 	resources, err := load(*dir)
@@ -113,8 +136,17 @@ func main() {
 		log.Fatal(err)
 	}
 	s := &state{cache: cache.NewSnapshotCache(true, oneGroup{}, nil), resources: resources}
-	if err := s.publish(); err != nil {
-		log.Fatal(err)
+	var served cache.Cache = s.cache
+	var linearEndpoints *cache.LinearCache
+	switch *kind {
+	case "snapshot":
+		if err := s.publish(); err != nil {
+			log.Fatal(err)
+		}
+	case "linear":
+		served, linearEndpoints = linearCaches(resources)
+	default:
+		log.Fatalf("-cache %q: want snapshot or linear", *kind)
 	}
 
 	grpcServer := grpc.NewServer(
@@ -122,7 +154,7 @@ func main() {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30e9, Timeout: 10e9}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10e9, PermitWithoutStream: true}),
 	)
-	xds := server.NewServer(context.Background(), s.cache, nil)
+	xds := server.NewServer(context.Background(), served, nil)
 	discovery.RegisterAggregatedDiscoveryServiceServer(grpcServer, xds)
 	xdsListener, err := net.Listen("tcp", *listen)
 	if err != nil {
@@ -135,6 +167,14 @@ func main() {
 		var cla endpoint.ClusterLoadAssignment
 		if err := proto.Unmarshal(body, &cla); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if linearEndpoints != nil {
+			if err := linearEndpoints.UpdateResource(cla.ClusterName, &cla); err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			w.WriteHeader(http.StatusNoContent)
 			return
 		}
 		s.mu.Lock()

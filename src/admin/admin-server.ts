@@ -1,9 +1,13 @@
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { MeshbridgeError } from '../errors.js';
+import { checkAdminRequest } from '../security/admin-access.js';
+import type { AdminAccessOptions } from '../security/admin-access.js';
+import type { ReloadingTlsFiles } from '../security/tls-files.js';
 import { NotFound, catalogz, configz, registryz, syncz } from './debug.js';
 import type { AdminSource } from './source.js';
 
@@ -24,43 +28,65 @@ export function splitListen(listen: string): { host: string; port: number } {
   return { host: match[1] || '127.0.0.1', port: Number(match[2]) };
 }
 
+/** Who may read what on the admin port, and its TLS files; open and plaintext when left out. */
+export interface AdminSecurity {
+  readonly access: AdminAccessOptions;
+  /** Started by the caller; new files apply to new connections. */
+  readonly tls?: () => ReloadingTlsFiles | undefined;
+}
+
 /**
  * The operator's HTTP API: health, readiness, metrics and the /debug pages.
- * Read-only, plain node:http; it binds to loopback unless told otherwise.
+ * Read-only, node:http or node:https; it binds to loopback unless told otherwise.
  */
 export class AdminServer {
-  private readonly server: Server;
+  private server: Server | undefined;
   private boundPort: number | undefined;
 
   constructor(
     private readonly source: AdminSource,
     private readonly metrics: Registry,
     private readonly log: Logger,
-  ) {
-    this.server = createServer((request, response) => {
+    private readonly security?: AdminSecurity,
+  ) {}
+
+  private createServer(): Server {
+    const handler = (request: IncomingMessage, response: ServerResponse) => {
       this.handle(request, response).catch((error: unknown) => {
         this.log.error({ err: error, url: request.url }, 'admin request failed');
         if (!response.headersSent) send(response, 500, 'text/plain', `internal error: ${(error as Error).message}\n`);
         else response.end();
       });
-    });
+    };
+    const files = this.security?.tls?.();
+    let server: Server;
+    if (files === undefined) {
+      server = createServer(handler);
+    } else {
+      const https = createHttpsServer({ cert: files.current().cert, key: files.current().key }, handler);
+      files.onChange((material) => https.setSecureContext({ cert: material.cert, key: material.key }));
+      server = https as unknown as Server;
+    }
     // Keep-alive connections would hold a drain open; nothing here is worth keeping a socket for.
-    this.server.keepAliveTimeout = 1_000;
+    server.keepAliveTimeout = 1_000;
+    return server;
   }
 
   async listen(listen: string): Promise<number> {
+    this.server ??= this.createServer();
+    const server = this.server;
     const { host, port } = splitListen(listen);
     await new Promise<void>((resolve, reject) => {
       const onError = (error: Error) =>
         reject(new MeshbridgeError('MB_CONFIG_INVALID', `cannot listen for the admin API on ${listen}: ${error.message}`, { cause: error }));
-      this.server.once('error', onError);
-      this.server.listen(port, host, () => {
-        this.server.off('error', onError);
+      server.once('error', onError);
+      server.listen(port, host, () => {
+        server.off('error', onError);
         resolve();
       });
     });
-    this.boundPort = (this.server.address() as AddressInfo).port;
-    this.log.info({ listen, port: this.boundPort }, 'admin server listening');
+    this.boundPort = (server.address() as AddressInfo).port;
+    this.log.info({ listen, port: this.boundPort, tls: this.security?.tls?.() !== undefined, requireToken: this.security?.access.requireToken ?? false }, 'admin server listening');
     return this.boundPort;
   }
 
@@ -69,10 +95,11 @@ export class AdminServer {
   }
 
   async close(): Promise<void> {
-    if (!this.server.listening) return;
+    const server = this.server;
+    if (server === undefined || !server.listening) return;
     await new Promise<void>((resolve) => {
-      this.server.close(() => resolve());
-      this.server.closeAllConnections();
+      server.close(() => resolve());
+      server.closeAllConnections();
     });
   }
 
@@ -82,6 +109,19 @@ export class AdminServer {
       response.setHeader('allow', 'GET, HEAD');
       send(response, 405, 'text/plain', 'only GET and HEAD\n');
       return;
+    }
+    if (this.security !== undefined) {
+      const decision = await checkAdminRequest(this.security.access, {
+        path: url.pathname,
+        host: request.headers.host,
+        authorization: request.headers.authorization,
+      });
+      if (!decision.allowed) {
+        this.log.warn({ path: url.pathname, host: request.headers.host, remote: request.socket.remoteAddress, status: decision.status }, `admin request refused: ${decision.reason}`);
+        if (decision.status === 401) response.setHeader('www-authenticate', 'Bearer realm="meshbridge"');
+        send(response, decision.status, 'text/plain', `${decision.reason}\n`);
+        return;
+      }
     }
     const query = (name: string) => url.searchParams.get(name) ?? undefined;
     switch (url.pathname) {

@@ -1,4 +1,43 @@
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { MeshbridgeError } from '../errors.js';
+
+/** What `status` and `catalog` present to an admin API that needs it. */
+export interface AdminCredentials {
+  /** An operator token (`meshbridge token create --operator NAME`). */
+  readonly token?: string;
+  /** PEM CA bundle that signed the admin API's certificate, for https. */
+  readonly ca?: Buffer;
+}
+
+/** The admin API's pages are small; a larger answer is not one. */
+const MAX_ADMIN_RESPONSE_BYTES = 64 * 1024 * 1024;
+
+interface AdminResponse {
+  readonly status: number;
+  readonly text: string;
+}
+
+function get(url: string, credentials: AdminCredentials, timeoutMs: number): Promise<AdminResponse> {
+  const secure = url.startsWith('https:');
+  return new Promise((resolve, reject) => {
+    const headers: Record<string, string> = credentials.token === undefined ? {} : { authorization: `Bearer ${credentials.token}` };
+    const request = (secure ? httpsRequest : httpRequest)(url, { headers, timeout: timeoutMs, ...(secure && credentials.ca ? { ca: credentials.ca } : {}) }, (response) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      response.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > MAX_ADMIN_RESPONSE_BYTES) request.destroy(new Error(`answer larger than ${MAX_ADMIN_RESPONSE_BYTES} bytes`));
+        else chunks.push(chunk);
+      });
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+      response.on('error', reject);
+    });
+    request.on('timeout', () => request.destroy(new Error(`no answer in ${timeoutMs} ms`)));
+    request.on('error', reject);
+    request.end();
+  });
+}
 
 export class AdminUnreachableError extends MeshbridgeError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -13,20 +52,20 @@ export function adminBaseUrl(admin: string): string {
 }
 
 /** GETs a JSON page of a running daemon's admin API. */
-export async function fetchAdmin<T>(admin: string, path: string, timeoutMs = 5_000): Promise<T> {
+export async function fetchAdmin<T>(admin: string, path: string, timeoutMs = 5_000, credentials: AdminCredentials = {}): Promise<T> {
   const url = `${adminBaseUrl(admin)}${path}`;
-  let response: Response;
+  let response: AdminResponse;
   try {
-    response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+    response = await get(url, credentials, timeoutMs);
   } catch (error) {
-    const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+    const e = error as { code?: string; message?: string };
     throw new AdminUnreachableError(
-      `cannot reach the meshbridge admin API at ${adminBaseUrl(admin)}: ${cause?.code ?? cause?.message ?? (error as Error).message} (is the daemon running? pass --admin HOST:PORT)`,
+      `cannot reach the meshbridge admin API at ${adminBaseUrl(admin)}: ${e.code ?? e.message} (is the daemon running? pass --admin HOST:PORT)`,
       { cause: error },
     );
   }
-  const text = await response.text();
-  if (!response.ok) {
+  const { text } = response;
+  if (response.status < 200 || response.status > 299) {
     let message = text.trim();
     try {
       message = (JSON.parse(text) as { error?: string }).error ?? message;

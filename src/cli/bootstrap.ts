@@ -12,6 +12,45 @@ export interface BootstrapOptions {
   readonly locality?: string;
   /** Envoy: use incremental (delta) xDS rather than state-of-the-world. */
   readonly delta?: boolean;
+  /** TLS to meshbridge: the CA that signed its server certificate; with certFile/keyFile, mutual TLS. */
+  readonly caFile?: string;
+  readonly certFile?: string;
+  readonly keyFile?: string;
+  /** The name meshbridge's certificate must carry (DNS or IP SAN); the --xds host by default. */
+  readonly serverName?: string;
+  /** A token from `meshbridge token create`: Envoy gets its text, gRPC the file. */
+  readonly tokenFile?: string;
+  readonly token?: string;
+}
+
+function checkTls(options: BootstrapOptions): void {
+  if ((options.certFile === undefined) !== (options.keyFile === undefined)) throw new UsageError('--cert and --key go together');
+  if (options.certFile !== undefined && options.caFile === undefined) throw new UsageError('--cert and --key need --ca (a client certificate is only sent over TLS)');
+}
+
+/** Envoy's UpstreamTlsContext for the xDS cluster: check meshbridge's certificate, present ours. */
+function envoyTransportSocket(options: BootstrapOptions, host: string): object | undefined {
+  if (options.caFile === undefined) return undefined;
+  const serverName = options.serverName ?? host;
+  return {
+    name: 'envoy.transport_sockets.tls',
+    typed_config: {
+      '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
+      ...(isIP(serverName) === 0 ? { sni: serverName } : {}),
+      common_tls_context: {
+        // Node's HTTP/2 server accepts only connections that negotiated h2 by ALPN.
+        alpn_protocols: ['h2'],
+        ...(options.certFile !== undefined
+          ? { tls_certificates: [{ certificate_chain: { filename: options.certFile }, private_key: { filename: options.keyFile } }] }
+          : {}),
+        validation_context: {
+          trusted_ca: { filename: options.caFile },
+          // Without a SAN matcher Envoy accepts any certificate the CA signed.
+          match_typed_subject_alt_names: [{ san_type: isIP(serverName) === 0 ? 'DNS' : 'IP_ADDRESS', matcher: { exact: serverName } }],
+        },
+      },
+    },
+  };
 }
 
 function splitHostPort(value: string): { host: string; port: number } {
@@ -28,7 +67,9 @@ function locality(value: string): { region: string; zone: string; sub_zone: stri
 
 /** An Envoy bootstrap that gets everything else from meshbridge over ADS. */
 export function envoyBootstrap(options: BootstrapOptions): string {
+  checkTls(options);
   const { host, port } = splitHostPort(options.xds);
+  const transportSocket = envoyTransportSocket(options, host);
   const bootstrap = {
     node: { id: options.nodeId, cluster: options.cluster, ...(options.locality ? { locality: locality(options.locality) } : {}) },
     dynamic_resources: {
@@ -36,7 +77,13 @@ export function envoyBootstrap(options: BootstrapOptions): string {
         api_type: options.delta ? 'DELTA_GRPC' : 'GRPC',
         transport_api_version: 'V3',
         set_node_on_first_message_only: true,
-        grpc_services: [{ envoy_grpc: { cluster_name: 'meshbridge-xds' } }],
+        grpc_services: [
+          {
+            envoy_grpc: { cluster_name: 'meshbridge-xds' },
+            // Envoy cannot read a header from a file: the token is written here, so keep this file private.
+            ...(options.token !== undefined ? { initial_metadata: [{ key: 'authorization', value: `Bearer ${options.token}` }] } : {}),
+          },
+        ],
       },
       cds_config: { ads: {}, resource_api_version: 'V3' },
       lds_config: { ads: {}, resource_api_version: 'V3' },
@@ -53,6 +100,7 @@ export function envoyBootstrap(options: BootstrapOptions): string {
               explicit_http_config: { http2_protocol_options: {} },
             },
           },
+          ...(transportSocket !== undefined ? { transport_socket: transportSocket } : {}),
           load_assignment: {
             cluster_name: 'meshbridge-xds',
             endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: host, port_value: port } } } }] }],
@@ -67,12 +115,30 @@ export function envoyBootstrap(options: BootstrapOptions): string {
 
 /** The bootstrap proxyless gRPC clients read from the file named by GRPC_XDS_BOOTSTRAP. */
 export function grpcBootstrap(options: BootstrapOptions): string {
+  checkTls(options);
   const { host, port } = splitHostPort(options.xds);
+  // gRFC A65 TLS channel credentials; grpc-js-xds 1.14.1 ignores them and needs insecure (see the README).
+  const channelCreds =
+    options.caFile === undefined
+      ? [{ type: 'insecure' }]
+      : [
+          {
+            type: 'tls',
+            config: {
+              ca_certificate_file: options.caFile,
+              ...(options.certFile !== undefined ? { certificate_file: options.certFile, private_key_file: options.keyFile } : {}),
+              refresh_interval: '600s',
+            },
+          },
+        ];
+  // gRFC A97 call credentials: grpc-go reads them with GRPC_EXPERIMENTAL_XDS_BOOTSTRAP_CALL_CREDS=true.
+  const callCreds = options.tokenFile !== undefined ? { call_creds: [{ type: 'jwt_token_file', config: { jwt_token_file: options.tokenFile } }] } : {};
   const bootstrap = {
     xds_servers: [
       {
         server_uri: `${isIP(host) === 6 ? `[${host}]` : host}:${port}`,
-        channel_creds: [{ type: 'insecure' }],
+        channel_creds: channelCreds,
+        ...callCreds,
         server_features: ['xds_v3'],
       },
     ],

@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { CatalogzBody, SynczBody } from '../admin/debug.js';
@@ -8,6 +8,7 @@ import { Daemon } from '../daemon/daemon.js';
 import { MeshbridgeError, UsageError, formatDiagnostic } from '../errors.js';
 import { createLogger } from '../log.js';
 import { fetchAdmin } from './admin-client.js';
+import type { AdminCredentials } from './admin-client.js';
 import { envoyBootstrap, grpcBootstrap } from './bootstrap.js';
 import { formatCatalog } from './catalog.js';
 import { formatNodeStatus, formatStatus } from './status.js';
@@ -20,19 +21,32 @@ const COMMAND_USAGE = {
         SIGTERM/SIGINT drain and exit 0; SIGHUP reloads the config (a bad one is logged and ignored)
         --log-level (or $MESHBRIDGE_LOG_LEVEL) overrides log.level of the config, also across reloads`,
   bootstrap: `bootstrap (--envoy [--delta] | --grpc) --node-id ID [--cluster NAME] [--xds HOST:PORT] [--locality R/Z/S] [--admin-port N]
-        print a bootstrap that points a client at meshbridge (--delta: Envoy uses incremental xDS).
+            [--ca FILE [--cert FILE --key FILE] [--server-name NAME]] [--token-file FILE]
+        print a bootstrap that points a client at meshbridge (--delta: Envoy uses incremental xDS);
+        --ca: TLS to meshbridge, --cert/--key: mutual TLS, --token-file: a token from \`meshbridge token create\`.
         --xds defaults to 127.0.0.1:15010, --cluster to the node id, --admin-port (Envoy's own) to 15000`,
   validate: `validate [--config FILE]... [FILE...]
         check Istio YAML files (all four kinds, across the files given) and daemon configs
         (--config, or any file with a top-level registries:); exits 1 on errors`,
-  status: `status [NODE] [--admin HOST:PORT] [--json]
+  status: `status [NODE] [--admin HOST:PORT|https://HOST:PORT] [--token-file FILE] [--ca FILE] [--json]
         connected proxies and, per type, SYNCED / NACKED / STALE / NOT SENT (like istioctl proxy-status)`,
-  catalog: `catalog [HOST] [--admin HOST:PORT] [--json]
+  catalog: `catalog [HOST] [--admin HOST:PORT|https://HOST:PORT] [--token-file FILE] [--ca FILE] [--json]
         services and endpoints of the merged catalog, with health and source registry`,
+  ca: `ca create --dir DIR [--trust-domain TD] [--days N]
+        create a CA for meshbridge's own TLS: DIR/ca.crt and DIR/ca.key (0600)
+  ca issue --dir DIR (--server HOST,... | --node ID | --operator NAME) --out PREFIX [--days N] [--trust-domain TD]
+        issue PREFIX.crt and PREFIX.key (0600): a server certificate for the hosts given, or a client
+        certificate with the SPIFFE ID spiffe://TD/node/ID or spiffe://TD/operator/NAME`,
+  token: `token create (--node ID | --operator NAME) [--ttl 24h] [--out FILE] [--config FILE | --state-dir DIR]
+        print (or write, 0600) a token signed with the key in the state directory; its id goes to stderr
+  token revoke (--id ID | --token-file FILE) [--config FILE | --state-dir DIR]
+        revoke a token: a running daemon refuses it and ends its streams within security.revocationCheckIntervalMs`,
 } as const;
 type Command = keyof typeof COMMAND_USAGE;
 
-const ADMIN_NOTE = `  --admin defaults to $MESHBRIDGE_ADMIN or ${DEFAULT_ADMIN_LISTEN}.\n`;
+const ADMIN_NOTE = `  --admin defaults to $MESHBRIDGE_ADMIN or ${DEFAULT_ADMIN_LISTEN}; --token-file (an operator token) to
+  $MESHBRIDGE_ADMIN_TOKEN_FILE, --ca (the CA of an https admin API) to $MESHBRIDGE_ADMIN_CA.
+`;
 
 const USAGE = `usage: meshbridge <command> [options]
        meshbridge <command> --help
@@ -44,9 +58,14 @@ ${Object.values(COMMAND_USAGE)
   .join('')}
 ${ADMIN_NOTE}`;
 
+function isCommand(name: string | undefined): name is Command {
+  return name !== undefined && Object.hasOwn(COMMAND_USAGE, name);
+}
+
 function commandUsage(command: Command): string {
   const note = command === 'status' || command === 'catalog' ? `\n${ADMIN_NOTE}` : '';
-  return `usage: meshbridge ${COMMAND_USAGE[command]}\n${note}`;
+  // Commands with subcommands list each as `meshbridge <command> <subcommand> ...`.
+  return `usage: ${COMMAND_USAGE[command].replace(/^  (?=\S)/gm, '  meshbridge ').replace(/^/, 'meshbridge ')}\n${note}`;
 }
 
 /** `--help`/`-h`, accepted by every command. */
@@ -181,6 +200,22 @@ async function run(args: string[]): Promise<number> {
   return 0;
 }
 
+/** Bootstraps are read by processes started elsewhere: file names in them are absolute. */
+function absolute(file: string | undefined): string | undefined {
+  return file === undefined ? undefined : resolve(file);
+}
+
+function readTokenFile(file: string): string {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8').trim();
+  } catch (error) {
+    throw new UsageError(`cannot read --token-file ${file}: ${(error as Error).message}`);
+  }
+  if (!/^[\w-]+\.[\w-]+\.[\w-]+$/.test(text)) throw new UsageError(`--token-file ${file} does not hold a token (meshbridge token create --out FILE)`);
+  return text;
+}
+
 function bootstrap(args: string[]): number {
   const { values } = parseArgs({
     args,
@@ -194,6 +229,11 @@ function bootstrap(args: string[]): number {
       xds: { type: 'string', default: '127.0.0.1:15010' },
       locality: { type: 'string' },
       'admin-port': { type: 'string', default: '15000' },
+      ca: { type: 'string' },
+      cert: { type: 'string' },
+      key: { type: 'string' },
+      'token-file': { type: 'string' },
+      'server-name': { type: 'string' },
     },
     strict: true,
   });
@@ -208,6 +248,12 @@ function bootstrap(args: string[]): number {
     adminPort: Number(values['admin-port']),
     locality: values.locality,
     delta: values.delta,
+    caFile: absolute(values.ca),
+    certFile: absolute(values.cert),
+    keyFile: absolute(values.key),
+    serverName: values['server-name'],
+    tokenFile: absolute(values['token-file']),
+    token: values['token-file'] === undefined ? undefined : readTokenFile(values['token-file']),
   };
   process.stdout.write(values.envoy ? envoyBootstrap(options) : grpcBootstrap(options));
   return 0;
@@ -234,7 +280,24 @@ const ADMIN_OPTIONS = {
   ...HELP_OPTION,
   admin: { type: 'string' },
   json: { type: 'boolean', default: false },
+  'token-file': { type: 'string' },
+  ca: { type: 'string' },
 } as const;
+
+/** An operator token and the admin API's CA, from flags or $MESHBRIDGE_ADMIN_TOKEN_FILE / $MESHBRIDGE_ADMIN_CA. */
+function adminCredentials(values: { 'token-file'?: string; ca?: string }): AdminCredentials {
+  const tokenFile = values['token-file'] ?? process.env.MESHBRIDGE_ADMIN_TOKEN_FILE;
+  const caFile = values.ca ?? process.env.MESHBRIDGE_ADMIN_CA;
+  let ca: Buffer | undefined;
+  if (caFile) {
+    try {
+      ca = readFileSync(caFile);
+    } catch (error) {
+      throw new UsageError(`cannot read --ca ${caFile}: ${(error as Error).message}`);
+    }
+  }
+  return { ...(tokenFile ? { token: readTokenFile(tokenFile) } : {}), ...(ca ? { ca } : {}) };
+}
 
 function adminAddress(value: string | undefined): string {
   return value ?? process.env.MESHBRIDGE_ADMIN ?? DEFAULT_ADMIN_LISTEN;
@@ -244,7 +307,7 @@ async function status(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, options: ADMIN_OPTIONS, allowPositionals: true, strict: true });
   if (values.help) return printHelp('status');
   if (positionals.length > 1) throw new UsageError('status takes at most one node id');
-  const body = await fetchAdmin<SynczBody>(adminAddress(values.admin), '/debug/syncz');
+  const body = await fetchAdmin<SynczBody>(adminAddress(values.admin), '/debug/syncz', undefined, adminCredentials(values));
   const node = positionals[0];
   if (values.json) {
     const proxies = node === undefined ? body.proxies : body.proxies.filter((p) => p.node === node);
@@ -270,7 +333,7 @@ async function catalog(args: string[]): Promise<number> {
   if (positionals.length > 1) throw new UsageError('catalog takes at most one hostname');
   const host = positionals[0];
   const query = host === undefined ? '' : `?host=${encodeURIComponent(host.toLowerCase())}`;
-  const body = await fetchAdmin<CatalogzBody>(adminAddress(values.admin), `/debug/catalogz${query}`);
+  const body = await fetchAdmin<CatalogzBody>(adminAddress(values.admin), `/debug/catalogz${query}`, undefined, adminCredentials(values));
   if (host !== undefined && body.services.length === 0) {
     process.stderr.write(`meshbridge: no service "${host}" in the catalog\n`);
     return 1;
@@ -293,6 +356,12 @@ export async function main(argv: string[]): Promise<number> {
         return await status(rest);
       case 'catalog':
         return await catalog(rest);
+      case 'ca':
+      case 'token':
+        // Their subcommands parse their own options; help is answered before any of them runs.
+        if (rest.includes('--help') || rest.includes('-h')) return printHelp(command);
+        // X.509 generation is loaded only by the commands that use it.
+        return command === 'ca' ? await (await import('./security.js')).ca(rest) : await (await import('./security.js')).token(rest);
       case '--version':
       case '-V':
       case 'version': {
@@ -301,7 +370,7 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       }
       case 'help':
-        if (rest[0] !== undefined && Object.hasOwn(COMMAND_USAGE, rest[0])) return printHelp(rest[0] as Command);
+        if (isCommand(rest[0])) return printHelp(rest[0]);
         process.stdout.write(USAGE);
         return 0;
       case undefined:
@@ -314,8 +383,7 @@ export async function main(argv: string[]): Promise<number> {
     }
   } catch (error) {
     if (error instanceof UsageError || String((error as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS')) {
-      const usage = command !== undefined && Object.hasOwn(COMMAND_USAGE, command) ? commandUsage(command as Command) : USAGE;
-      process.stderr.write(`meshbridge: ${(error as Error).message}\n\n${usage}`);
+      process.stderr.write(`meshbridge: ${(error as Error).message}\n\n${isCommand(command) ? commandUsage(command) : USAGE}`);
       return 2;
     }
     if (error instanceof MeshbridgeError) {

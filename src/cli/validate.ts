@@ -1,22 +1,15 @@
-import { readFile } from 'node:fs/promises';
 import { parseDocument } from 'yaml';
 import { parseConfig } from '../config/config.js';
 import { formatDiagnostic } from '../errors.js';
 import type { Diagnostic } from '../errors.js';
 import { mergeCatalog } from '../model/merge.js';
-import { hasErrors, parseIstioText } from '../policy/istio/documents.js';
-import type { ParsedFile } from '../policy/istio/documents.js';
-import { SERVICE_KIND_HANDLERS } from '../policy/istio/service-entry.js';
-import { POLICY_KIND_HANDLERS, checkSubsetReferences, policyFromFiles } from '../policy/policy-set.js';
-import { resolvePolicy } from '../policy/resolve.js';
+import { hasErrors, parseIstioText } from '../istio/documents.js';
+import type { ParsedFile } from '../istio/documents.js';
+import { DEFAULT_FILE_BYTES, readBounded } from '../istio/file-store.js';
+import { ISTIO_KIND_HANDLERS } from '../istio/kinds.js';
+import { policyFromFiles } from '../istio/policy-set.js';
+import { buildRoutingModel } from '../model/routing/build.js';
 import { servicesFromFiles } from '../registries/file/service-entries.js';
-
-const ALL_KINDS = {
-  ServiceEntry: SERVICE_KIND_HANDLERS.ServiceEntry,
-  WorkloadEntry: SERVICE_KIND_HANDLERS.WorkloadEntry,
-  VirtualService: POLICY_KIND_HANDLERS.VirtualService!,
-  DestinationRule: POLICY_KIND_HANDLERS.DestinationRule!,
-};
 
 /** A daemon config, not Istio documents: one YAML document with a top-level `registries`. */
 export function looksLikeDaemonConfig(text: string): boolean {
@@ -33,30 +26,25 @@ export async function validateFiles(files: readonly string[], configs: readonly 
   const findings: Diagnostic[] = [];
   const accepted = new Map<string, ParsedFile>();
   for (const file of [...configs, ...files]) {
-    let text: string;
-    try {
-      text = await readFile(file, 'utf8');
-    } catch (error) {
-      findings.push({ severity: 'error', source: file, message: `cannot read file: ${(error as Error).message}` });
+    const text = await readBounded(file, DEFAULT_FILE_BYTES);
+    if (typeof text !== 'string') {
+      findings.push({ severity: 'error', source: file, message: text.problem });
       continue;
     }
     if (configs.includes(file) || looksLikeDaemonConfig(text)) {
       findings.push(...validateConfigText(file, text));
       continue;
     }
-    const parsed = parseIstioText(file, text, ALL_KINDS);
+    const parsed = parseIstioText(file, text, ISTIO_KIND_HANDLERS);
     if (parsed.documents.length === 0 && parsed.diagnostics.length === 0) {
       findings.push({ severity: 'warning', source: file, message: 'file holds no documents' });
     }
     findings.push(...parsed.diagnostics);
     if (!hasErrors(parsed.diagnostics)) accepted.set(file, parsed);
   }
-  for (const [file, parsed] of accepted) {
-    findings.push(...checkSubsetReferences(parsed, new Map([...accepted].filter(([other]) => other !== file))));
-  }
   const { services, diagnostics } = servicesFromFiles(accepted, 'files');
   const policy = policyFromFiles(accepted);
-  const resolved = resolvePolicy(mergeCatalog([{ registry: 'files', kind: 'file', services, synced: true, stale: false, diagnostics: [] }]), policy);
+  const resolved = buildRoutingModel(mergeCatalog([{ registry: 'files', kind: 'file', services, synced: true, stale: false, diagnostics: [] }]), policy);
   findings.push(...diagnostics, ...policy.diagnostics, ...resolved.diagnostics);
   return findings;
 }

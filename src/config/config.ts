@@ -5,7 +5,8 @@ import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import type { Diagnostic } from '../errors.js';
-import { formatPath, unknownFields } from '../policy/istio/schema-report.js';
+import { DEFAULT_FILE_BYTES } from '../istio/file-store.js';
+import { formatPath, unknownFields } from '../istio/schema-report.js';
 
 const hostPort = z
   .string({ error: 'must be "host:port"' })
@@ -14,6 +15,14 @@ const hostPort = z
 /** Where `meshbridge run` serves, unless the config says otherwise; `status` and `catalog` look there by default. */
 export const DEFAULT_XDS_LISTEN = '127.0.0.1:15010';
 export const DEFAULT_ADMIN_LISTEN = '127.0.0.1:15014';
+
+/** A certificate and its key, PEM files relative to the config file; re-read when they change. */
+const tlsFiles = z.object({
+  certFile: z.string({ error: 'must be a PEM file path' }).min(1),
+  keyFile: z.string({ error: 'must be a PEM file path' }).min(1),
+  /** How often the files are checked for a rotation. */
+  reloadIntervalMs: z.number().int().min(100).max(3_600_000).default(5_000),
+});
 
 const registryName = z
   .string({ error: 'must be a name' })
@@ -154,9 +163,44 @@ export const configSchema = z.object({
       pushConcurrency: z.number().int().min(1).default(64),
       /** How long a push to a client that does not read may hold its slot. */
       pushSlotTimeoutMs: z.number().int().min(1).default(2_000),
+      /** TLS on the xDS port; with clientCaFile, every client must present a certificate that CA signed. */
+      tls: tlsFiles.extend({ clientCaFile: z.string().min(1).optional() }).optional(),
+      /** Serving plaintext on an address other than loopback must be asked for in so many words. */
+      allowPlaintext: z.boolean().default(false),
     })
     .prefault({}),
-  admin: z.object({ listen: hostPort.default(DEFAULT_ADMIN_LISTEN) }).prefault({}),
+  admin: z
+    .object({
+      listen: hostPort.default(DEFAULT_ADMIN_LISTEN),
+      /** Host header names accepted besides loopback ones (DNS rebinding defence). */
+      allowedHosts: z.array(z.string().min(1)).default([]),
+      tls: tlsFiles.optional(),
+      /** /debug/* needs an operator token even on loopback. Always on when bound beyond loopback. */
+      requireToken: z.boolean().default(false),
+    })
+    .prefault({}),
+  security: z
+    .object({
+      /** The trust domain of the SPIFFE IDs in client certificates: spiffe://<trustDomain>/node/<id>. */
+      trustDomain: z
+        .string()
+        .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, { error: 'must be a trust domain such as meshbridge.local' })
+        .default('meshbridge.local'),
+      /** Every xDS stream must show who it is (client certificate or token); on by default with xds.tls. */
+      requireIdentity: z.boolean().optional(),
+      /** How often live streams are checked against token expiry and revocation. */
+      revocationCheckIntervalMs: z.number().int().min(100).max(600_000).default(5_000),
+      /** Narrows what a node may read: the first rule whose nodes match applies; a node no rule matches reads everything. */
+      access: z
+        .array(
+          z.object({
+            nodes: z.array(z.string().min(1)).min(1, { error: 'must list at least one node id or glob' }),
+            services: z.array(z.string().min(1)),
+          }),
+        )
+        .default([]),
+    })
+    .prefault({}),
   log: z
     .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
     .prefault({}),
@@ -171,6 +215,12 @@ export const configSchema = z.object({
     .refine((b) => b.maxDelayMs >= b.debounceMs, { error: 'maxDelayMs must be at least debounceMs' }),
   registries: z.array(registry, { error: 'must be a list of registries' }).min(1, { error: 'must list at least one registry' }),
   policy: z.object({ paths: z.array(z.string()).default([]) }).prefault({}),
+  limits: z
+    .object({
+      /** Istio YAML files (file registries, policy) larger than this are rejected before parsing. */
+      fileBytes: positiveInt(1024 * 1024 * 1024).default(DEFAULT_FILE_BYTES),
+    })
+    .prefault({}),
   /**
    * Where meshbridge keeps what must outlive a restart (see resolveStateDir);
    * relative to the config file.

@@ -12,9 +12,11 @@ import { formatDiagnostic } from '../errors.js';
 import { EMPTY_CATALOG } from '../model/catalog.js';
 import type { ServiceCatalog } from '../model/catalog.js';
 import type { RegistryError, RegistryState } from '../model/registry-state.js';
-import { PolicySource } from '../policy/policy-source.js';
-import { EMPTY_POLICY } from '../policy/policy-set.js';
-import type { ResolvedPolicy } from '../policy/resolve.js';
+import { IstioFileStores, absolutePattern } from '../istio/file-store.js';
+import { MisplacedDocuments } from '../istio/misplaced-documents.js';
+import { PolicySource } from '../istio/policy-source.js';
+import { EMPTY_POLICY } from '../istio/policy-set.js';
+import type { RoutingModel } from '../model/routing/types.js';
 import { ConsulRegistry } from '../registries/consul/consul-registry.js';
 import { EurekaRegistry } from '../registries/eureka/eureka-registry.js';
 import { FileRegistry } from '../registries/file/file-registry.js';
@@ -24,14 +26,15 @@ import type { Packer, Snapshot } from '../xds/cache/snapshot.js';
 import { SnapshotCache } from '../xds/cache/snapshot-cache.js';
 import { loadEnvoyApi } from '../xds/protos.js';
 import { XdsServer } from '../xds/server/ads-server.js';
+import { XdsSecurity, adminRequiresToken } from '../security/xds-security.js';
 import type { ServerCallbacks, StreamInfo } from '../xds/server/stream-state.js';
-import { parseView } from '../xds/translate/translate.js';
-import type { ProxyView } from '../xds/translate/translate.js';
+import { BASE_VIEWS, parseView, translateKind } from '../xds/translate/translate.js';
+import type { ProxyKind, ProxyView } from '../xds/translate/translate.js';
 import { combineCallbacks } from './callbacks.js';
 import { retainVanished } from './vanished-services.js';
 import type { SeenServices } from './vanished-services.js';
 import { buildView, catalogUpdates } from './pipeline.js';
-import type { CatalogUpdate, ViewBuild } from './pipeline.js';
+import type { CatalogUpdate, KindBuild, ViewBuild } from './pipeline.js';
 
 export interface DaemonOptions {
   readonly callbacks?: ServerCallbacks;
@@ -69,18 +72,31 @@ interface RegistryHandle {
 export class Daemon implements AdminSource {
   readonly cache = new SnapshotCache();
   readonly xds: XdsServer;
+  /** Who may talk to the xDS port: TLS files, tokens, the per-stream guard. */
+  readonly security: XdsSecurity;
   readonly metrics: Metrics;
   readonly admin: AdminServer;
   private configValue: Config;
   private handles: RegistryHandle[];
   private policySource: PolicySource | undefined;
+  private misplaced: MisplacedDocuments | undefined;
+  /** Istio files, read and parsed once however many readers list them. */
+  private readonly fileStores: IstioFileStores;
   private statesValue: readonly RegistryState[] = [];
   private subscription: Subscription | undefined;
   private readonly firstSnapshot: Promise<void>;
   private resolveFirstSnapshot!: () => void;
   private firstSnapshotServed = false;
   private readonly reported = new Map<string, string>();
-  private latest: { catalog: ServiceCatalog; policy: ResolvedPolicy; proxylessCatalog: ServiceCatalog } | undefined;
+  private latest:
+    | {
+        catalog: ServiceCatalog;
+        routing: RoutingModel;
+        proxylessCatalog: ServiceCatalog;
+        /** Per proxy kind, what its views share in this update; filled as views are built. */
+        kinds: Map<ProxyKind, KindBuild>;
+      }
+    | undefined;
   private seenServices: SeenServices = new Map();
   private readonly pack: Packer;
   private draining = false;
@@ -93,17 +109,23 @@ export class Daemon implements AdminSource {
     private readonly options: DaemonOptions = {},
   ) {
     this.configValue = config;
+    this.fileStores = new IstioFileStores({ fileBytes: config.limits.fileBytes }, log.child({ component: 'files' }));
     this.metrics = new Metrics(options.metricsRegistry ?? new MetricsRegistry(), this);
     this.handles = config.registries.map((r) => this.createHandle(r, config));
     this.policySource = this.createPolicySource(config);
     const api = loadEnvoyApi();
     this.pack = (typeUrl, body) => api.pack(typeUrl, body);
+    this.security = new XdsSecurity(config, log.child({ component: 'security' }), api, this.metrics.registry);
     this.xds = new XdsServer(api, this.cache, log.child({ component: 'xds' }), combineCallbacks(this.metrics.callbacks, options.callbacks), {
       pushConcurrency: config.xds.pushConcurrency,
       pushSlotTimeoutMs: config.xds.pushSlotTimeoutMs,
+      interceptors: this.security.interceptors(),
     });
     this.xds.addService(api.csds.envoy.service.status.v3.ClientStatusDiscoveryService.service, csdsHandlers(this));
-    this.admin = new AdminServer(this, this.metrics.registry, log.child({ component: 'admin' }));
+    this.admin = new AdminServer(this, this.metrics.registry, log.child({ component: 'admin' }), {
+      access: { allowedHosts: config.admin.allowedHosts, requireToken: adminRequiresToken(config), tokens: () => this.security.tokens },
+      tls: () => this.security.adminTls,
+    });
     this.firstSnapshot = new Promise((resolve) => (this.resolveFirstSnapshot = resolve));
   }
 
@@ -161,9 +183,14 @@ export class Daemon implements AdminSource {
   }
 
   async start(): Promise<{ xdsPort: number; adminPort: number }> {
-    this.cache.setBuilder((view) => this.build(view)?.snapshot);
+    this.cache.onWanted((view) => this.buildWanted(view));
     this.startPipeline();
-    const xdsPort = await this.xds.listen({ listen: this.config.xds.listen });
+    const credentials = await this.security.start();
+    const xdsPort = await this.xds.listen({
+      listen: this.config.xds.listen,
+      credentials,
+      requireVerifiedClientCertificate: this.config.xds.tls?.clientCaFile !== undefined,
+    });
     const adminPort = await this.admin.listen(this.config.admin.listen);
     this.log.info({ waitingFor: this.waitingFor() }, `waiting for: ${this.waitingFor().join(', ')}`);
     this.waitingTimer = setInterval(() => this.logWaiting(), this.options.waitingLogIntervalMs ?? 5_000);
@@ -181,8 +208,9 @@ export class Daemon implements AdminSource {
     this.draining = true;
     clearInterval(this.waitingTimer);
     await this.xds.shutdown(graceMs);
+    this.security.stop();
     this.subscription?.unsubscribe();
-    await Promise.all([...this.handles.map((h) => this.stopHandle(h)), this.policySource?.stop()]);
+    await Promise.all([...this.handles.map((h) => this.stopHandle(h)), this.policySource?.stop(), this.misplaced?.stop()]);
     await this.admin.close();
   }
 
@@ -205,6 +233,11 @@ export class Daemon implements AdminSource {
     const needsRestart: string[] = [];
     if (next.xds.listen !== current.xds.listen) needsRestart.push('xds.listen');
     if (next.admin.listen !== current.admin.listen) needsRestart.push('admin.listen');
+    if (next.limits.fileBytes !== current.limits.fileBytes) needsRestart.push('limits.fileBytes');
+    // Who may connect and read is fixed for the life of the process; TLS files themselves reload on change.
+    if (JSON.stringify([next.xds.tls, next.xds.allowPlaintext]) !== JSON.stringify([current.xds.tls, current.xds.allowPlaintext])) needsRestart.push('xds.tls');
+    if (JSON.stringify([next.admin.tls, next.admin.allowedHosts, next.admin.requireToken]) !== JSON.stringify([current.admin.tls, current.admin.allowedHosts, current.admin.requireToken])) needsRestart.push('admin');
+    if (JSON.stringify(next.security) !== JSON.stringify(current.security)) needsRestart.push('security');
     if (next.xds.sidecarBind !== current.xds.sidecarBind) applied.push('xds.sidecarBind');
     if (JSON.stringify(next.batching) !== JSON.stringify(current.batching)) applied.push('batching');
 
@@ -239,7 +272,12 @@ export class Daemon implements AdminSource {
     this.handles = nextHandles;
     this.policySource = nextPolicy;
     // Listen addresses stay as bound until a restart.
-    this.configValue = { ...next, xds: { ...next.xds, listen: current.xds.listen }, admin: current.admin };
+    this.configValue = {
+      ...next,
+      xds: { ...next.xds, listen: current.xds.listen, tls: current.xds.tls, allowPlaintext: current.xds.allowPlaintext },
+      admin: current.admin,
+      security: current.security,
+    };
     this.startPipeline();
     await Promise.all([...removed.map((h) => this.stopHandle(h)), oldPolicy?.stop()]);
     this.logWaiting();
@@ -248,11 +286,15 @@ export class Daemon implements AdminSource {
 
   private createPolicySource(config: Config): PolicySource | undefined {
     if (config.policy.paths.length === 0) return undefined;
-    return new PolicySource({ paths: config.policy.paths, baseDir: config.baseDir }, this.log.child({ component: 'policy' }));
+    return new PolicySource(
+      { paths: config.policy.paths, baseDir: config.baseDir },
+      this.log.child({ component: 'policy' }),
+      this.fileStores,
+    );
   }
 
   private createHandle(config: RegistryConfig, root: Config): RegistryHandle {
-    const registry = createRegistry(config, root, this.log.child({ registry: config.name }));
+    const registry = createRegistry(config, root, this.log.child({ registry: config.name }), this.fileStores);
     const latest = new BehaviorSubject<RegistryState | undefined>(undefined);
     const handle: RegistryHandle = {
       key: registryKey(config, root),
@@ -309,6 +351,14 @@ export class Daemon implements AdminSource {
   /** (Re)builds registries and policy -> catalog -> snapshots over the current sources and batching. */
   private startPipeline(): void {
     this.subscription?.unsubscribe();
+    void this.misplaced?.stop();
+    const misplaced = new MisplacedDocuments(this.fileStores, {
+      registries: fileRegistryPatterns(this.config),
+      policy: this.config.policy.paths.map((p) => absolutePattern(p, this.config.baseDir)),
+    });
+    this.misplaced = misplaced;
+    misplaced.diagnostics.subscribe((found) => this.reportOnce('misplaced documents', found.map(formatDiagnostic)));
+    void misplaced.start();
     this.subscription = catalogUpdates(
       this.handles.map((h) => h.latest.pipe(filter((s): s is RegistryState => s !== undefined))),
       this.policySource?.policies ?? of(EMPTY_POLICY),
@@ -316,17 +366,19 @@ export class Daemon implements AdminSource {
     ).subscribe((update) => this.onUpdate(update));
   }
 
-  private onUpdate({ states, catalog, policy }: CatalogUpdate): void {
+  private onUpdate({ states, catalog, routing }: CatalogUpdate): void {
     this.statesValue = states;
     this.reportOnce('conflicts', catalog.conflicts.map((c) => `${c.hostname}: ${c.message}`));
-    this.reportOnce('policy', policy.diagnostics.map(formatDiagnostic));
+    // A rule left out is an error, logged as one; a field without effect or a host not there yet is a warning.
+    this.reportOnce('policy errors', routing.diagnostics.filter((d) => d.severity === 'error').map(formatDiagnostic), 'error');
+    this.reportOnce('policy', routing.diagnostics.filter((d) => d.severity === 'warning').map(formatDiagnostic));
     const retained = retainVanished(catalog, this.seenServices, Date.now(), this.config.xds.proxylessRetentionMs);
     this.seenServices = retained.seen;
-    this.latest = { catalog, policy, proxylessCatalog: retained.catalog };
+    this.latest = { catalog, routing, proxylessCatalog: retained.catalog, kinds: new Map() };
     const endpoints = catalog.services.reduce((sum, s) => sum + s.endpoints.length, 0);
     this.log.info({ services: catalog.services.length, endpoints, conflicts: catalog.conflicts.length }, 'catalog updated');
-    // Only views a client has asked for: a fleet of sidecars never pays for the proxyless view.
-    const views = this.cache.views();
+    // The base views always, so /readyz means translated and being served; other views once a client asked for them.
+    const views = [...new Set([...BASE_VIEWS, ...this.cache.views()])];
     const builds: ViewBuild[] = [];
     for (const view of views) {
       const build = this.build(view);
@@ -338,8 +390,24 @@ export class Daemon implements AdminSource {
         this.log.info({ view: snapshot.view, version: snapshot.version, services: catalog.services.length }, 'snapshot updated');
       }
     }
-    this.firstSnapshotServed = true;
-    this.resolveFirstSnapshot();
+    if (!this.firstSnapshotServed && BASE_VIEWS.every((view) => this.cache.peek(view) !== undefined)) {
+      this.firstSnapshotServed = true;
+      this.resolveFirstSnapshot();
+    }
+  }
+
+  /**
+   * Builds a view a client asked for that has no snapshot yet (a node from a
+   * new locality), outside the stream's push; the stream is woken when the
+   * snapshot is stored. Before the first catalog there is nothing to build:
+   * the first update builds every wanted view.
+   */
+  private buildWanted(view: ProxyView): void {
+    setImmediate(() => {
+      if (this.draining || this.cache.peek(view) !== undefined) return;
+      const build = this.build(view);
+      if (build !== undefined) this.cache.set(build.snapshot);
+    });
   }
 
   /**
@@ -348,11 +416,19 @@ export class Daemon implements AdminSource {
    */
   private build(view: ProxyView): ViewBuild | undefined {
     if (this.latest === undefined) return undefined;
-    const { policy } = this.latest;
-    const catalog = parseView(view).kind === 'proxyless' ? this.latest.proxylessCatalog : this.latest.catalog;
+    const { routing, kinds } = this.latest;
+    const { kind, locality } = parseView(view);
+    const catalog = kind === 'proxyless' ? this.latest.proxylessCatalog : this.latest.catalog;
+    const options = { sidecarBind: this.config.xds.sidecarBind };
     let build: ViewBuild;
     try {
-      build = buildView(view, catalog, policy, { sidecarBind: this.config.xds.sidecarBind }, this.pack, this.cache.peek(view));
+      let shared = kinds.get(kind);
+      if (shared === undefined) {
+        shared = { translation: translateKind(catalog, kind, options, routing) };
+        kinds.set(kind, shared);
+      }
+      build = buildView(view, catalog, routing, options, this.pack, this.cache.peek(view), shared);
+      if (locality === undefined) shared.donor = build.snapshot;
     } catch (error) {
       this.log.error({ err: error, view }, 'cannot build xDS resources; the previous ones stay in force');
       return undefined;
@@ -366,11 +442,11 @@ export class Daemon implements AdminSource {
   }
 
   /** Logs findings when they change, not on every rebuild. */
-  private reportOnce(topic: string, messages: readonly string[]): void {
+  private reportOnce(topic: string, messages: readonly string[], level: 'warn' | 'error' = 'warn'): void {
     const text = messages.join('\n');
     if (this.reported.get(topic) === text) return;
     this.reported.set(topic, text);
-    for (const message of messages) this.log.warn({ topic }, message);
+    for (const message of messages) this.log[level]({ topic }, message);
   }
 }
 
@@ -382,10 +458,18 @@ function policyKey(config: Config): string {
   return JSON.stringify([config.baseDir, config.policy]);
 }
 
-function createRegistry(config: RegistryConfig, root: Config, log: Logger): Registry {
+function fileRegistryPatterns(config: Config): string[] {
+  return config.registries.flatMap((r) => (r.kind === 'file' ? r.paths.map((p) => absolutePattern(p, config.baseDir)) : []));
+}
+
+function createRegistry(config: RegistryConfig, root: Config, log: Logger, fileStores: IstioFileStores): Registry {
   switch (config.kind) {
     case 'file':
-      return new FileRegistry({ name: config.name, paths: config.paths, baseDir: root.baseDir }, log);
+      return new FileRegistry(
+        { name: config.name, paths: config.paths, baseDir: root.baseDir },
+        log,
+        fileStores,
+      );
     case 'consul':
       return new ConsulRegistry(
         {

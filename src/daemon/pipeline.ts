@@ -1,15 +1,15 @@
-import { combineLatest, map } from 'rxjs';
+import { combineLatest, filter, scan } from 'rxjs';
 import type { Observable } from 'rxjs';
 import type { ServiceCatalog } from '../model/catalog.js';
 import { mergeCatalog } from '../model/merge.js';
 import type { RegistryState } from '../model/registry-state.js';
-import type { PolicySet } from '../policy/policy-set.js';
-import { resolvePolicy } from '../policy/resolve.js';
-import type { ResolvedPolicy } from '../policy/resolve.js';
+import type { PolicySet } from '../istio/policy-set.js';
+import { buildRoutingModel } from '../model/routing/build.js';
+import type { RoutingModel } from '../model/routing/types.js';
 import { buildSnapshot } from '../xds/cache/snapshot.js';
 import type { Packer, Snapshot } from '../xds/cache/snapshot.js';
-import { translate } from '../xds/translate/translate.js';
-import type { ProxyView, TranslateOptions, Translation } from '../xds/translate/translate.js';
+import { translateView } from '../xds/translate/translate.js';
+import type { KindTranslation, ProxyView, TranslateOptions, Translation } from '../xds/translate/translate.js';
 import { debounceWithMaxWait } from './batching.js';
 
 export interface Batching {
@@ -21,13 +21,16 @@ export interface CatalogUpdate {
   readonly states: readonly RegistryState[];
   readonly catalog: ServiceCatalog;
   readonly policySet: PolicySet;
-  readonly policy: ResolvedPolicy;
+  /** Policy resolved against the catalog and checked as a whole. */
+  readonly routing: RoutingModel;
 }
 
 /**
- * Registry states and policy in, merged catalogs with bound policy out. The one
- * place churn is batched: nothing is emitted until every source has reported
- * once, then at most one update per debounce window.
+ * Registry states and policy in, merged catalogs with their routing model out.
+ * The one place churn is batched: nothing is emitted until every source has
+ * reported once, then at most one update per debounce window. Each routing
+ * model is built with the previous one, whose routes stay in force for a port
+ * whose new rule fails validation.
  */
 export function catalogUpdates(
   registries: readonly Observable<RegistryState>[],
@@ -36,10 +39,11 @@ export function catalogUpdates(
 ): Observable<CatalogUpdate> {
   return combineLatest([combineLatest(registries), policies]).pipe(
     debounceWithMaxWait(batching.debounceMs, batching.maxDelayMs),
-    map(([states, policySet]) => {
+    scan((previous: CatalogUpdate | undefined, [states, policySet]): CatalogUpdate => {
       const catalog = mergeCatalog(states);
-      return { states, catalog, policySet, policy: resolvePolicy(catalog, policySet) };
-    }),
+      return { states, catalog, policySet, routing: buildRoutingModel(catalog, policySet, previous?.routing) };
+    }, undefined),
+    filter((update): update is CatalogUpdate => update !== undefined),
   );
 }
 
@@ -48,15 +52,27 @@ export interface ViewBuild {
   readonly translation: Translation;
 }
 
-/** Translates a catalog for one view, reusing the unchanged resources of its previous snapshot. */
+/** What the views of one proxy kind share in one update: clusters, listeners and routes, and the base view's snapshot. */
+export interface KindBuild {
+  readonly translation: KindTranslation;
+  /** The snapshot of the kind's view without a locality, once built: locality views take its unchanged resources as they are. */
+  donor?: Snapshot;
+}
+
+/**
+ * Translates a catalog for one view, reusing the unchanged resources of its
+ * previous snapshot. With `shared`, only the view's endpoints are translated:
+ * clusters, listeners and routes are built once per proxy kind.
+ */
 export function buildView(
   view: ProxyView,
   catalog: ServiceCatalog,
-  policy: ResolvedPolicy,
+  routing: RoutingModel,
   options: TranslateOptions,
   pack: Packer,
   previous: Snapshot | undefined,
+  shared?: KindBuild,
 ): ViewBuild {
-  const translation = translate(catalog, view, options, policy);
-  return { translation, snapshot: buildSnapshot(view, translation, pack, previous) };
+  const translation = translateView(catalog, view, options, routing, shared?.translation);
+  return { translation, snapshot: buildSnapshot(view, translation, pack, previous, shared?.donor) };
 }

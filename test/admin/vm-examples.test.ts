@@ -62,6 +62,8 @@ describe('examples/vm: the systemd unit, users, permissions, config and Envoy bo
     mkdirSync(join(root.path, 'etc/meshbridge'), { recursive: true });
     writeFileSync(join(root.path, 'etc/meshbridge/meshbridge.yaml'), 'registries: []\n', { mode: 0o644 });
     writeFileSync(join(root.path, 'etc/meshbridge/consul-token'), 'secret\n', { mode: 0o644 });
+    mkdirSync(join(root.path, 'etc/meshbridge/tls'), { mode: 0o755 });
+    for (const file of ['ca.crt', 'server.crt', 'server.key']) writeFileSync(join(root.path, 'etc/meshbridge/tls', file), 'pem\n', { mode: 0o644 });
     execFileSync(sysusers, [`--root=${root.path}`, join(VM, 'meshbridge.sysusers.conf')], { stdio: 'pipe' });
     const passwd = readFileSync(join(root.path, 'etc/passwd'), 'utf8');
     const user = passwd.split('\n').find((l) => l.startsWith('meshbridge:'));
@@ -80,6 +82,9 @@ describe('examples/vm: the systemd unit, users, permissions, config and Envoy bo
     expect(mode('etc/meshbridge')).toEqual({ mode: '750', uid: 0, gid });
     expect(mode('etc/meshbridge/meshbridge.yaml')).toEqual({ mode: '640', uid: 0, gid });
     expect(mode('etc/meshbridge/consul-token')).toEqual({ mode: '400', uid, gid });
+    expect(mode('etc/meshbridge/tls')).toEqual({ mode: '750', uid: 0, gid });
+    expect(mode('etc/meshbridge/tls/server.crt')).toEqual({ mode: '640', uid: 0, gid });
+    expect(mode('etc/meshbridge/tls/server.key')).toEqual({ mode: '400', uid, gid });
     root.remove();
   });
 

@@ -94,7 +94,7 @@ describe('meshbridge validate with traffic policy', () => {
     );
     const result = await meshbridge(['validate', services, rules]);
     expect(result.code).toBe(1);
-    expect(result.stdout).toContain(`error: ${rules}: document 0: spec.http[0].route[0].destination.subset: subset "v9" of a is not declared by any DestinationRule`);
+    expect(result.stdout).toContain(`error: ${rules}: document 0: spec.http[0].route[0].destination.subset: subset "v9" of a.mesh is not declared: no DestinationRule applies to a.mesh`);
     dir.remove();
   });
 

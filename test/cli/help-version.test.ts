@@ -22,7 +22,7 @@ describe('meshbridge --version', () => {
 });
 
 describe('meshbridge <command> --help', () => {
-  const commands = ['run', 'bootstrap', 'validate', 'status', 'catalog'];
+  const commands = ['run', 'bootstrap', 'validate', 'status', 'catalog', 'ca', 'token'];
 
   it.each(commands)('%s --help and -h print its usage and exit 0 without doing anything', async (command) => {
     for (const flag of ['--help', '-h']) {
@@ -31,7 +31,7 @@ describe('meshbridge <command> --help', () => {
       expect(stderr).toBe('');
       expect(stdout.startsWith(`usage: meshbridge ${command} `)).toBe(true);
       // One command's usage, not the whole list.
-      for (const other of commands.filter((c) => c !== command)) expect(stdout).not.toContain(`meshbridge ${other} `);
+      for (const other of commands.filter((c) => c !== command)) expect(stdout).not.toMatch(new RegExp(`^(usage: |  )meshbridge ${other} `, 'm'));
     }
   });
 
@@ -54,6 +54,6 @@ describe('meshbridge <command> --help', () => {
     expect(code).toBe(2);
     expect(stderr).toContain("Unknown option '--bogus'");
     expect(stderr).toContain('usage: meshbridge status ');
-    expect(stderr).not.toContain('meshbridge run ');
+    expect(stderr).not.toMatch(/^(usage: | {2})meshbridge run /m);
   });
 });

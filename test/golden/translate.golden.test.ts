@@ -4,13 +4,14 @@ import { stringify } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { mergeCatalog } from '../../src/model/merge.js';
 import type { RegistryState } from '../../src/model/registry-state.js';
-import { hasErrors, parseIstioText } from '../../src/policy/istio/documents.js';
-import type { KindHandlers, ParsedFile } from '../../src/policy/istio/documents.js';
-import { POLICY_KIND_HANDLERS, policyFromFiles } from '../../src/policy/policy-set.js';
-import type { PolicySet } from '../../src/policy/policy-set.js';
-import { resolvePolicy } from '../../src/policy/resolve.js';
-import { SERVICE_KIND_HANDLERS } from '../../src/policy/istio/service-entry.js';
+import { hasErrors, parseIstioText } from '../../src/istio/documents.js';
+import type { KindHandlers, ParsedFile } from '../../src/istio/documents.js';
+import { policyFromFiles } from '../../src/istio/policy-set.js';
+import type { PolicySet } from '../../src/istio/policy-set.js';
+import { buildRoutingModel } from '../../src/model/routing/build.js';
+import { ISTIO_KIND_HANDLERS } from '../../src/istio/kinds.js';
 import { servicesFromFiles } from '../../src/registries/file/service-entries.js';
+import { buildSnapshot, checkConsistent } from '../../src/xds/cache/snapshot.js';
 import { translate } from '../../src/xds/translate/translate.js';
 import { loadEnvoyApi } from '../../src/xds/protos.js';
 import { TypeUrl } from '../../src/xds/type-urls.js';
@@ -31,6 +32,10 @@ interface GoldenCase {
   readonly states: RegistryState[];
   readonly policy: PolicySet;
 }
+
+/** Parsed for one reader's kinds only, so each golden output keeps the findings about its own documents. */
+const SERVICE_KIND_HANDLERS: KindHandlers = { ...ISTIO_KIND_HANDLERS, VirtualService: 'skip', DestinationRule: 'skip' };
+const POLICY_KIND_HANDLERS: KindHandlers = { ...ISTIO_KIND_HANDLERS, ServiceEntry: 'skip', WorkloadEntry: 'skip' };
 
 function parse(file: string, handlers: KindHandlers): ParsedFile {
   const parsed = parseIstioText(basename(file), readFileSync(file, 'utf8'), handlers);
@@ -66,7 +71,7 @@ function casesIn(dir: string): GoldenCase[] {
 
 function outputsFor({ name: goldenCaseName, states, policy: policySet }: GoldenCase): Record<string, unknown> {
   const catalog = mergeCatalog(states);
-  const policy = resolvePolicy(catalog, policySet);
+  const policy = buildRoutingModel(catalog, policySet);
   const sidecar = translate(catalog, 'sidecar', { sidecarBind: '127.0.0.1' }, policy);
   const proxyless = translate(catalog, 'proxyless', { sidecarBind: '127.0.0.1' }, policy);
   return {
@@ -151,6 +156,18 @@ describe('translation golden files', () => {
       for (const cluster of outputs.clusters as object[]) api.pack(TypeUrl.Cluster, cluster);
       for (const endpoints of outputs.endpoints as object[]) api.pack(TypeUrl.ClusterLoadAssignment, endpoints);
       for (const route of outputs.routes as object[]) api.pack(TypeUrl.RouteConfiguration, route);
+    }
+  });
+
+  it('gives consistent snapshots: every reference between resources resolves, in both directions', () => {
+    const api = loadEnvoyApi();
+    for (const goldenCase of cases) {
+      const catalog = mergeCatalog(goldenCase.states);
+      const routing = buildRoutingModel(catalog, goldenCase.policy);
+      for (const view of ['sidecar', 'proxyless', 'sidecar@us-east/us-east-1a/rack-1']) {
+        const snapshot = buildSnapshot(view, translate(catalog, view, { sidecarBind: '127.0.0.1' }, routing), (t, b) => api.pack(t, b));
+        expect(checkConsistent(snapshot), `${goldenCase.name} ${view}`).toEqual([]);
+      }
     }
   });
 

@@ -29,17 +29,37 @@ export interface EchoBackend {
   readonly name: string;
   readonly port: number;
   stop(): Promise<void>;
+  /** Drops every connection at once, as a crashed process would. */
+  crash(): void;
+}
+
+export interface EchoBackendOptions {
+  /** Listen on this port (a restarted backend comes back where it was); a free one by default. */
+  readonly port?: number;
+  /** Answer every `failEvery`-th call (the 1st, the n+1st, ...) with `failWith` instead of echoing. */
+  readonly failEvery?: number;
+  readonly failWith?: grpc.status;
+  /** Hold every answer this long, so calls overlap (circuit breaking). */
+  readonly delayMs?: number;
 }
 
 /** A real gRPC server on loopback that answers with its own name. */
-export async function startEchoBackend(name: string): Promise<EchoBackend> {
+export async function startEchoBackend(name: string, options: EchoBackendOptions = {}): Promise<EchoBackend> {
   const server = new grpc.Server();
+  let calls = 0;
   server.addService(Echo.service, {
-    Echo: (call: grpc.ServerUnaryCall<{ message: string }, EchoReply>, callback: grpc.sendUnaryData<EchoReply>) =>
-      callback(null, { message: call.request.message, backend: name }),
+    Echo: (call: grpc.ServerUnaryCall<{ message: string }, EchoReply>, callback: grpc.sendUnaryData<EchoReply>) => {
+      const failing = options.failEvery !== undefined && calls++ % options.failEvery === 0;
+      const answer = () =>
+        failing
+          ? callback({ code: options.failWith ?? grpc.status.UNAVAILABLE, details: `${name} fails on purpose` })
+          : callback(null, { message: call.request.message, backend: name });
+      if (options.delayMs !== undefined) setTimeout(answer, options.delayMs);
+      else answer();
+    },
   });
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, bound) =>
+    server.bindAsync(`127.0.0.1:${options.port ?? 0}`, grpc.ServerCredentials.createInsecure(), (error, bound) =>
       error ? reject(error) : resolve(bound),
     ),
   );
@@ -47,6 +67,7 @@ export async function startEchoBackend(name: string): Promise<EchoBackend> {
     name,
     port,
     stop: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())),
+    crash: () => server.forceShutdown(),
   };
 }
 

@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { formatDiagnostic } from '../../src/errors.js';
-import { parseIstioText } from '../../src/policy/istio/documents.js';
-import { POLICY_KIND_HANDLERS, checkSubsetReferences, policyFromFiles } from '../../src/policy/policy-set.js';
-import { resolvePolicy } from '../../src/policy/resolve.js';
+import { parseIstioText } from '../../src/istio/documents.js';
+import { ISTIO_KIND_HANDLERS as POLICY_KIND_HANDLERS } from '../../src/istio/kinds.js';
+import { policyFromFiles } from '../../src/istio/policy-set.js';
+import { resolvePolicy } from '../../src/model/routing/resolve.js';
 import { catalogOf, service } from '../helpers/fixtures.js';
 
 const VS_HEAD = 'apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: { name: vs }\nspec:\n';
@@ -88,23 +89,34 @@ describe('policy validation: every field with a wrong type or value names file, 
     expect(policy.diagnostics.every((d) => d.severity === 'warning' && d.message.includes('not implemented'))).toBe(true);
   });
 
-  it('rejects a route to a subset no DestinationRule declares, checking other files too', () => {
-    const routeToV2 = parseIstioText('vs.yaml', vs('    - route: [{ destination: { host: a, subset: v2 } }]\n'), POLICY_KIND_HANDLERS);
-    const declaresV2 = parseIstioText('dr.yaml', `${DR_HEAD}  host: a.mesh\n  subsets: [{ name: v2, labels: { v: "2" } }]\n`, POLICY_KIND_HANDLERS);
-    expect(checkSubsetReferences(routeToV2, new Map()).map(formatDiagnostic)).toEqual([
-      'error: vs.yaml: document 0: spec.http[0].route[0].destination.subset: subset "v2" of a is not declared by any DestinationRule',
+  it('leaves out a route to a subset no DestinationRule declares, whichever file declares it (order does not matter)', () => {
+    const catalog = catalogOf(service('a.mesh').port(80).build());
+    const routeToV2 = parseIstioText('a-vs.yaml', vs('    - route: [{ destination: { host: a, subset: v2 } }]\n'), POLICY_KIND_HANDLERS);
+    const declaresV2 = parseIstioText('b-dr.yaml', `${DR_HEAD}  host: a.mesh\n  subsets: [{ name: v2, labels: { v: "2" } }]\n`, POLICY_KIND_HANDLERS);
+    const alone = resolvePolicy(catalog, policyFromFiles(new Map([['a-vs.yaml', routeToV2]])));
+    expect(alone.virtualServices.size).toBe(0);
+    expect(alone.diagnostics.map(formatDiagnostic)).toEqual([
+      'error: a-vs.yaml: document 0: spec.http[0].route[0].destination.subset: subset "v2" of a.mesh is not declared: no DestinationRule applies to a.mesh; routes for a.mesh stay as they were without this rule',
     ]);
-    expect(checkSubsetReferences(routeToV2, new Map([['dr.yaml', declaresV2]]))).toEqual([]);
+    // On main the VirtualService was rejected when read before the rule's file ("a-vs" < "b-dr") and stayed rejected.
+    for (const files of [new Map([['a-vs.yaml', routeToV2], ['b-dr.yaml', declaresV2]]), new Map([['b-dr.yaml', declaresV2], ['a-vs.yaml', routeToV2]])]) {
+      const resolved = resolvePolicy(catalog, policyFromFiles(files));
+      expect(resolved.virtualServices.get('a.mesh')?.name).toBe('vs');
+      expect(resolved.diagnostics).toEqual([]);
+    }
   });
 
-  it('applies the first of two VirtualServices for one host and reports the second (Istio\'s sidecar behaviour: no merge)', () => {
-    const text = `${vs('    - route: [{ destination: { host: a.mesh } }]\n')}---\n${VS_HEAD.replace('name: vs', 'name: second')}  hosts: [a]\n  http:\n    - route: [{ destination: { host: a.mesh } }]\n`;
-    const policy = policyFromFiles(new Map([['rules.yaml', parseIstioText('rules.yaml', text, POLICY_KIND_HANDLERS)]]));
-    const resolved = resolvePolicy(catalogOf(service('a.mesh').port(80).build()), policy);
-    expect(resolved.virtualServices.get('a.mesh')?.name).toBe('vs');
-    expect(resolved.diagnostics.map(formatDiagnostic)).toEqual([
-      'warning: rules.yaml: document 1: spec.hosts[0]: a.mesh is already routed by VirtualService vs (rules.yaml document 0); this rule is ignored for it (one VirtualService per host, as Istio does for sidecars)',
-    ]);
+  it('applies the first of two VirtualServices for one host by name, whatever their order, and reports the other (Istio\'s sidecar behaviour: no merge)', () => {
+    const first = `${vs('    - route: [{ destination: { host: a.mesh } }]\n')}`;
+    const second = `${VS_HEAD.replace('name: vs', 'name: zz-later')}  hosts: [a]\n  http:\n    - route: [{ destination: { host: a.mesh } }]\n`;
+    for (const [text, loser] of [[`${first}---\n${second}`, 1], [`${second}---\n${first}`, 0]] as const) {
+      const policy = policyFromFiles(new Map([['rules.yaml', parseIstioText('rules.yaml', text, POLICY_KIND_HANDLERS)]]));
+      const resolved = resolvePolicy(catalogOf(service('a.mesh').port(80).build()), policy);
+      expect(resolved.virtualServices.get('a.mesh')?.name).toBe('vs');
+      expect(resolved.diagnostics.map(formatDiagnostic)).toEqual([
+        `warning: rules.yaml: document ${loser}: spec.hosts[0]: a.mesh is already routed by VirtualService vs (rules.yaml document ${1 - loser}); this rule is ignored for it (one VirtualService per host, as Istio does for sidecars)`,
+      ]);
+    }
   });
 
   it('does not let rules form a cycle: delegation, the one way Istio rules chain, is reported and not followed', () => {

@@ -2,9 +2,8 @@ import type { Logger } from 'pino';
 import { map, shareReplay } from 'rxjs';
 import type { Observable } from 'rxjs';
 import { formatDiagnostic } from '../../errors.js';
+import { DEFAULT_FILE_LIMITS, FileSubscription, IstioFileStores, absolutePattern } from '../../istio/file-store.js';
 import type { RegistryError, RegistryState } from '../../model/registry-state.js';
-import { WatchedFiles } from '../../policy/files/watched-files.js';
-import { SERVICE_KIND_HANDLERS } from '../../policy/istio/service-entry.js';
 import type { Registry } from '../registry.js';
 import { servicesFromFiles } from './service-entries.js';
 
@@ -15,16 +14,16 @@ export interface FileRegistryConfig {
   readonly baseDir: string;
 }
 
-/** Istio ServiceEntry and WorkloadEntry documents read from watched files. */
+/** Istio ServiceEntry and WorkloadEntry documents from the shared file stores. */
 export class FileRegistry implements Registry {
   readonly kind = 'file' as const;
   readonly name: string;
   readonly states: Observable<RegistryState>;
-  private readonly files: WatchedFiles;
+  private readonly files: FileSubscription;
 
-  constructor(config: FileRegistryConfig, log: Logger) {
+  constructor(config: FileRegistryConfig, log: Logger, stores = new IstioFileStores(DEFAULT_FILE_LIMITS, log)) {
     this.name = config.name;
-    this.files = new WatchedFiles({ paths: config.paths, baseDir: config.baseDir, handlers: SERVICE_KIND_HANDLERS }, log);
+    this.files = new FileSubscription(stores, config.paths.map((p) => absolutePattern(p, config.baseDir)));
     // For operators: the latest rejected file, kept after it is fixed, and when the files were last read.
     let lastError: RegistryError | undefined;
     let errorsSeen = new Set<string>();

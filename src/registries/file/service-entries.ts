@@ -2,10 +2,11 @@ import type { Diagnostic } from '../../errors.js';
 import { compareStrings, endpointKey } from '../../model/catalog.js';
 import { matchesLabels } from '../../model/labels.js';
 import type { Endpoint, Service, ServicePort } from '../../model/service.js';
-import type { IstioDocument, ParsedFile } from '../../policy/istio/documents.js';
-import { parseLocality, protocolFromPortName } from '../../policy/istio/fields.js';
-import { IGNORED_SERVICE_ENTRY_FIELDS, IGNORED_WORKLOAD_FIELDS } from '../../policy/istio/service-entry.js';
-import type { ServiceEntrySpec, WorkloadEntrySpec } from '../../policy/istio/service-entry.js';
+import { byPrecedence } from '../../istio/documents.js';
+import type { IstioDocument, ParsedFile } from '../../istio/documents.js';
+import { parseLocality, protocolFromPortName } from '../../istio/fields.js';
+import { IGNORED_SERVICE_ENTRY_FIELDS, IGNORED_WORKLOAD_FIELDS } from '../../istio/service-entry.js';
+import type { ServiceEntrySpec, WorkloadEntrySpec } from '../../istio/service-entry.js';
 
 export interface FileServices {
   readonly services: Service[];
@@ -20,8 +21,10 @@ interface Declared {
 
 /**
  * Turns the accepted documents of every file into services. ServiceEntries are
- * visited in file then document order, so when two declare the same host the
- * first one's ports stand and the disagreement is reported; endpoints of both count.
+ * visited by namespace and name, then file and document (Istio's precedence),
+ * so when two declare the same host the first one's ports stand whatever order
+ * the files are read or documents written in, and the disagreement is
+ * reported; endpoints of both count.
  */
 export function servicesFromFiles(files: ReadonlyMap<string, ParsedFile>, registry: string): FileServices {
   const documents = [...files.keys()]
@@ -35,8 +38,7 @@ export function servicesFromFiles(files: ReadonlyMap<string, ParsedFile>, regist
 
   for (const workload of workloads) warnIgnored(workload.spec, IGNORED_WORKLOAD_FIELDS, workload, 'spec', diagnostics);
 
-  for (const entry of documents) {
-    if (entry.kind !== 'ServiceEntry') continue;
+  for (const entry of documents.filter((d) => d.kind === 'ServiceEntry').sort(byPrecedence)) {
     const spec = entry.spec as ServiceEntrySpec;
     warnIgnored(spec, IGNORED_SERVICE_ENTRY_FIELDS, entry, 'spec', diagnostics);
     spec.endpoints?.forEach((e, i) => warnIgnored(e, IGNORED_WORKLOAD_FIELDS, entry, `spec.endpoints[${i}]`, diagnostics));

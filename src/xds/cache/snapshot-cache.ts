@@ -3,39 +3,44 @@ import type { Snapshot } from './snapshot.js';
 
 /** What a stream needs from the cache: the current snapshot of its view, and word when it changes. */
 export interface SnapshotSource {
+  /** The view's snapshot, or undefined until one is stored; never builds one. */
   get(view: ProxyView): Snapshot | undefined;
   /** Calls `listener` after every new snapshot; returns the function that stops the calls. */
   watch(listener: (view: ProxyView) => void): () => void;
 }
 
-/** Builds the snapshot of a view nobody asked for before (a node from a new locality). */
-export type ViewBuilder = (view: ProxyView) => Snapshot | undefined;
-
+/**
+ * Snapshots by view. Storing only: whoever owns the views (the daemon) builds
+ * them, so fetching a snapshot never runs a translation inside a stream's
+ * push. A view asked for that has no snapshot yet is recorded and announced
+ * once to `onWanted` listeners, which build it and `set` it; the asking
+ * streams are woken by `watch` then.
+ */
 export class SnapshotCache implements SnapshotSource {
   private readonly snapshots = new Map<ProxyView, Snapshot>();
   private readonly listeners = new Set<(view: ProxyView) => void>();
-  private builder: ViewBuilder | undefined;
+  private readonly wantedListeners = new Set<(view: ProxyView) => void>();
   /** Views asked for, whether or not they could be built yet, so the next rebuild includes them. */
   private readonly wanted = new Set<ProxyView>();
 
   get(view: ProxyView): Snapshot | undefined {
-    let snapshot = this.snapshots.get(view);
-    if (snapshot === undefined) {
+    const snapshot = this.snapshots.get(view);
+    if (snapshot === undefined && !this.wanted.has(view)) {
       this.wanted.add(view);
-      snapshot = this.builder?.(view);
-      if (snapshot !== undefined) this.snapshots.set(view, snapshot);
+      for (const listener of [...this.wantedListeners]) listener(view);
     }
     return snapshot;
   }
 
-  /** The current snapshot of a view, without building it. */
+  /** The current snapshot of a view, without recording that anyone wants it. */
   peek(view: ProxyView): Snapshot | undefined {
     return this.snapshots.get(view);
   }
 
-  /** Lets the cache build views on first use; set by whoever builds the others. */
-  setBuilder(builder: ViewBuilder): void {
-    this.builder = builder;
+  /** Calls `listener` when a view without a snapshot is first asked for; returns the function that stops the calls. */
+  onWanted(listener: (view: ProxyView) => void): () => void {
+    this.wantedListeners.add(listener);
+    return () => this.wantedListeners.delete(listener);
   }
 
   /** Every view served or asked for: the ones to rebuild when the catalog changes. */

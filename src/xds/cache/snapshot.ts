@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { MeshbridgeError } from '../../errors.js';
 import type { ProxyView, Translation } from '../translate/translate.js';
 import { TypeUrl, XDS_TYPES } from '../type-urls.js';
 import type { XdsTypeUrl } from '../type-urls.js';
@@ -27,6 +28,12 @@ export interface Snapshot {
   readonly resources: ReadonlyMap<XdsTypeUrl, ResourceMap>;
   /** Per type, a hash of every resource's name and version: the version_info of state-of-the-world responses. */
   readonly typeVersions: ReadonlyMap<XdsTypeUrl, string>;
+  /**
+   * The last few `changedNames(from, this)` results, by `from`: every stream
+   * of a view asks for the same pair after a change. Kept on the snapshot, so
+   * it goes when the snapshot does and no module holds state.
+   */
+  readonly diffsFrom: Map<Snapshot, ReadonlyMap<XdsTypeUrl, ReadonlySet<string>>>;
 }
 
 /** A resource encoded as google.protobuf.Any. */
@@ -43,10 +50,14 @@ export function resourceVersion(canonical: string): string {
 
 /**
  * Builds a snapshot from a translation. Resources whose content did not change
- * since `previous` are carried over as they are, with their encoding. Throws if
- * a resource cannot be encoded, so a bad snapshot is never half-served.
+ * since `previous` are carried over as they are, with their encoding. `donor`
+ * is another view's snapshot built from the same shared objects (a locality
+ * view's clusters, listeners and routes are its kind's): a resource whose body
+ * is the very object the donor holds is taken without hashing or encoding it again. Throws if
+ * a resource cannot be encoded or two of a type share a name, so a bad
+ * snapshot is never half-served.
  */
-export function buildSnapshot(view: ProxyView, translation: Translation, pack: Packer, previous?: Snapshot): Snapshot {
+export function buildSnapshot(view: ProxyView, translation: Translation, pack: Packer, previous?: Snapshot, donor?: Snapshot): Snapshot {
   const named: Record<XdsTypeUrl, { name: string; body: object }[]> = {
     [TypeUrl.Cluster]: translation.clusters.map((c) => ({ name: c.name!, body: c })),
     [TypeUrl.ClusterLoadAssignment]: translation.endpoints.map((e) => ({ name: e.cluster_name!, body: e })),
@@ -58,12 +69,22 @@ export function buildSnapshot(view: ProxyView, translation: Translation, pack: P
   const overall = createHash('sha256');
   for (const typeUrl of XDS_TYPES) {
     const before = previous?.resources.get(typeUrl);
+    const given = donor?.resources.get(typeUrl);
     const map = new Map<string, Resource>();
     const ofType = createHash('sha256');
     for (const { name, body } of named[typeUrl]) {
-      const canonical = JSON.stringify(body);
+      // Clients key resources by name: a second one would silently replace the first.
+      if (map.has(name)) throw new MeshbridgeError('MB_SNAPSHOT_INVALID', `two ${typeUrl} resources are named ${name}`);
       const old = before?.get(name);
-      const resource = old !== undefined && old.canonical === canonical ? old : makeResource(typeUrl, name, canonical, body, pack);
+      const shared = given?.get(name);
+      let resource: Resource;
+      if (shared !== undefined && shared.body === body) {
+        // The view's own previous copy, when equal, keeps its identity: streams diff snapshots by identity.
+        resource = old !== undefined && old.version === shared.version ? old : shared;
+      } else {
+        const canonical = JSON.stringify(body);
+        resource = old !== undefined && old.canonical === canonical ? old : makeResource(typeUrl, name, canonical, body, pack);
+      }
       const { version } = resource;
       map.set(name, resource);
       overall.update(`${typeUrl}\0${name}\0${version}\n`);
@@ -72,7 +93,7 @@ export function buildSnapshot(view: ProxyView, translation: Translation, pack: P
     resources.set(typeUrl, map);
     typeVersions.set(typeUrl, ofType.digest('base64url').slice(0, 16));
   }
-  return { view, version: overall.digest('base64url').slice(0, 16), resources, typeVersions };
+  return { view, version: overall.digest('base64url').slice(0, 16), resources, typeVersions, diffsFrom: new Map() };
 }
 
 function makeResource(typeUrl: string, name: string, canonical: string, body: object, pack: Packer): Resource {
@@ -92,8 +113,7 @@ const NO_CHANGES: ReadonlyMap<XdsTypeUrl, ReadonlySet<string>> = new Map(XDS_TYP
  */
 export function changedNames(from: Snapshot, to: Snapshot): ReadonlyMap<XdsTypeUrl, ReadonlySet<string>> {
   if (from === to) return NO_CHANGES;
-  let memo = diffMemo.get(to);
-  if (memo === undefined) diffMemo.set(to, (memo = new Map()));
+  const memo = to.diffsFrom;
   const known = memo.get(from);
   if (known !== undefined) return known;
   const result = new Map<XdsTypeUrl, Set<string>>();
@@ -111,27 +131,92 @@ export function changedNames(from: Snapshot, to: Snapshot): ReadonlyMap<XdsTypeU
 }
 
 const DIFF_MEMO_SIZE = 8;
-/** A pure cache, keyed by the newer snapshot so it goes when the snapshot does. */
-const diffMemo = new WeakMap<Snapshot, Map<Snapshot, ReadonlyMap<XdsTypeUrl, ReadonlySet<string>>>>();
 
 /**
- * go-control-plane's rule: every EDS name is a cluster's and every RDS name is
- * a listener's. A failure is a translation bug, reported rather than served quietly.
+ * References between the resources of a snapshot, read from the resources
+ * themselves and checked both ways (go-control-plane's rule, extended): every
+ * cluster a route or TCP listener names exists; every EDS cluster's
+ * service_name has endpoints and every endpoint set a cluster; every route
+ * configuration a connection manager names exists and every one is named. A
+ * failure is a translation bug, reported rather than served quietly.
  */
 export function checkConsistent(snapshot: Snapshot): string[] {
   const problems: string[] = [];
   const clusters = snapshot.resources.get(TypeUrl.Cluster)!;
-  for (const name of snapshot.resources.get(TypeUrl.ClusterLoadAssignment)!.keys()) {
-    if (!clusters.has(name)) problems.push(`endpoints ${name} have no cluster`);
+  const endpoints = snapshot.resources.get(TypeUrl.ClusterLoadAssignment)!;
+  const routes = snapshot.resources.get(TypeUrl.RouteConfiguration)!;
+
+  const edsNames = new Set<string>();
+  for (const cluster of clusters.values()) {
+    const body = cluster.body as ClusterBody;
+    if (body.type !== 'EDS') continue;
+    const serviceName = body.eds_cluster_config?.service_name || cluster.name;
+    edsNames.add(serviceName);
+    if (!endpoints.has(serviceName)) problems.push(`cluster ${cluster.name} reads endpoints ${serviceName}, which do not exist`);
   }
-  const referencedRoutes = new Set<string>();
+  for (const name of endpoints.keys()) if (!edsNames.has(name)) problems.push(`endpoints ${name} have no cluster`);
+
+  const namedRoutes = new Set<string>();
   for (const listener of snapshot.resources.get(TypeUrl.Listener)!.values()) {
-    for (const match of JSON.stringify(listener.body).matchAll(/"route_config_name":"([^"]*)"/g)) {
-      referencedRoutes.add(match[1]!);
+    const { routeConfigs, clusterRefs } = listenerReferences(listener.body as ListenerBody);
+    for (const name of routeConfigs) {
+      namedRoutes.add(name);
+      if (!routes.has(name)) problems.push(`listener ${listener.name} names route ${name}, which does not exist`);
+    }
+    for (const name of clusterRefs) if (!clusters.has(name)) problems.push(`listener ${listener.name} sends to cluster ${name}, which does not exist`);
+  }
+  for (const route of routes.values()) {
+    if (!namedRoutes.has(route.name)) problems.push(`route ${route.name} is not used by any listener`);
+    for (const name of routeClusters(route.body as RouteConfigurationBody)) {
+      if (!clusters.has(name)) problems.push(`route ${route.name} sends to cluster ${name}, which does not exist`);
     }
   }
-  for (const name of snapshot.resources.get(TypeUrl.RouteConfiguration)!.keys()) {
-    if (!referencedRoutes.has(name)) problems.push(`route ${name} is not used by any listener`);
-  }
   return problems;
+}
+
+interface ClusterBody {
+  type?: string;
+  eds_cluster_config?: { service_name?: string };
+}
+
+interface NetworkFilterBody {
+  typed_config?: { '@type'?: string; cluster?: string; rds?: { route_config_name?: string } };
+}
+
+interface ListenerBody {
+  filter_chains?: { filters?: NetworkFilterBody[] }[];
+  api_listener?: { api_listener?: NetworkFilterBody['typed_config'] };
+}
+
+interface RouteConfigurationBody {
+  virtual_hosts?: {
+    routes?: {
+      route?: { cluster?: string; weighted_clusters?: { clusters?: { name?: string }[] }; request_mirror_policies?: { cluster?: string }[] };
+    }[];
+  }[];
+}
+
+function listenerReferences(listener: ListenerBody): { routeConfigs: string[]; clusterRefs: string[] } {
+  const configs = [
+    ...(listener.filter_chains ?? []).flatMap((chain) => (chain.filters ?? []).map((f) => f.typed_config)),
+    listener.api_listener?.api_listener,
+  ];
+  const routeConfigs: string[] = [];
+  const clusterRefs: string[] = [];
+  for (const config of configs) {
+    if (config === undefined) continue;
+    if (config['@type'] === TypeUrl.HttpConnectionManager && config.rds?.route_config_name !== undefined) routeConfigs.push(config.rds.route_config_name);
+    if (config['@type'] === TypeUrl.TcpProxy && config.cluster !== undefined) clusterRefs.push(config.cluster);
+  }
+  return { routeConfigs, clusterRefs };
+}
+
+function routeClusters(config: RouteConfigurationBody): string[] {
+  return (config.virtual_hosts ?? []).flatMap((host) =>
+    (host.routes ?? []).flatMap((r) => [
+      ...(r.route?.cluster !== undefined ? [r.route.cluster] : []),
+      ...(r.route?.weighted_clusters?.clusters ?? []).flatMap((c) => (c.name !== undefined ? [c.name] : [])),
+      ...(r.route?.request_mirror_policies ?? []).flatMap((m) => (m.cluster !== undefined ? [m.cluster] : [])),
+    ]),
+  );
 }

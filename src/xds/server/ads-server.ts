@@ -1,3 +1,4 @@
+import type { TLSSocket } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { AggregatedDiscoveryServiceHandlers } from '../../generated/envoy/service/discovery/v3/AggregatedDiscoveryService.js';
@@ -15,6 +16,14 @@ import type { ServerCallbacks, StreamInfo } from './stream-state.js';
 export interface XdsServerOptions {
   /** host:port; port 0 picks a free one. */
   readonly listen: string;
+  /** TLS (see src/security/tls-files.ts); plaintext when left out. */
+  readonly credentials?: grpc.ServerCredentials;
+  /**
+   * The credentials ask for a client certificate without rejecting a bad one
+   * themselves: the server closes every connection whose certificate did not
+   * verify, and logs OpenSSL's reason (expired, unknown CA, none sent).
+   */
+  readonly requireVerifiedClientCertificate?: boolean;
 }
 
 export interface XdsServerTuning {
@@ -22,6 +31,8 @@ export interface XdsServerTuning {
   readonly pushConcurrency?: number;
   /** How long one push may hold its slot while its client does not read. */
   readonly pushSlotTimeoutMs?: number;
+  /** Run before any handler sees a call: authentication and authorization (src/security/xds-guard.ts). */
+  readonly interceptors?: grpc.ServerInterceptor[];
 }
 
 export const DEFAULT_TUNING = { pushConcurrency: 64, pushSlotTimeoutMs: 2_000 } as const;
@@ -43,18 +54,12 @@ function withEncodedResponses(service: grpc.ServiceDefinition): grpc.ServiceDefi
 
 /** The gRPC server for ADS. It owns the streams; the cache owns the resources. */
 export class XdsServer {
-  private readonly server = new grpc.Server({
-    // Envoy and gRPC keep ADS streams open for hours; let idle ones live, but notice dead peers.
-    'grpc.keepalive_time_ms': 30_000,
-    'grpc.keepalive_timeout_ms': 10_000,
-    'grpc.keepalive_permit_without_calls': 1,
-    'grpc.http2.min_ping_interval_without_data_ms': 10_000,
-    'grpc.max_send_message_length': 64 * 1024 * 1024,
-  });
+  private readonly server: grpc.Server;
   private readonly streams = new Map<number, SotwStream | DeltaStream>();
   private readonly queue: PushQueue;
   private nextStreamId = 1;
   private boundPort: number | undefined;
+  private handshakeFailures = 0;
 
   constructor(
     api: EnvoyApi,
@@ -63,6 +68,15 @@ export class XdsServer {
     private readonly callbacks: ServerCallbacks = {},
     tuning: XdsServerTuning = {},
   ) {
+    this.server = new grpc.Server({
+      // Envoy and gRPC keep ADS streams open for hours; let idle ones live, but notice dead peers.
+      'grpc.keepalive_time_ms': 30_000,
+      'grpc.keepalive_timeout_ms': 10_000,
+      'grpc.keepalive_permit_without_calls': 1,
+      'grpc.http2.min_ping_interval_without_data_ms': 10_000,
+      'grpc.max_send_message_length': 64 * 1024 * 1024,
+      interceptors: tuning.interceptors ?? [],
+    });
     const options: PushQueueOptions = {
       concurrency: tuning.pushConcurrency ?? DEFAULT_TUNING.pushConcurrency,
       slotTimeoutMs: tuning.pushSlotTimeoutMs ?? DEFAULT_TUNING.pushSlotTimeoutMs,
@@ -94,18 +108,62 @@ export class XdsServer {
   /** Binds and serves; resolves with the bound port. */
   async listen(options: XdsServerOptions): Promise<number> {
     const port = await new Promise<number>((resolve, reject) => {
-      this.server.bindAsync(options.listen, grpc.ServerCredentials.createInsecure(), (error, bound) => {
+      this.server.bindAsync(options.listen, options.credentials ?? grpc.ServerCredentials.createInsecure(), (error, bound) => {
         if (error) reject(new MeshbridgeError('MB_CONFIG_INVALID', `cannot listen for xDS on ${options.listen}: ${error.message}`, { cause: error }));
         else resolve(bound);
       });
     });
     this.boundPort = port;
-    this.log.info({ listen: options.listen, port }, 'xDS server listening');
+    if (options.credentials !== undefined) this.watchHandshakes(options.requireVerifiedClientCertificate === true);
+    this.log.info({ listen: options.listen, port, tls: options.credentials !== undefined }, 'xDS server listening');
     return port;
   }
 
   get port(): number | undefined {
     return this.boundPort;
+  }
+
+  /**
+   * A client refused during the TLS handshake never reaches a gRPC handler, so
+   * it would go unseen: grpc-js (1.14) keeps its HTTP/2 servers private, and
+   * this reads them to log why, and to close connections whose client
+   * certificate did not verify before HTTP/2 reads a byte from them. Without
+   * that hook a server that must verify clients does not start.
+   */
+  private watchHandshakes(requireVerified: boolean): void {
+    const servers = (this.server as unknown as { http2Servers?: Map<NodeJS.EventEmitter, unknown> }).http2Servers;
+    if (!(servers instanceof Map) || servers.size === 0) {
+      if (requireVerified) {
+        this.server.forceShutdown();
+        throw new MeshbridgeError('MB_CONFIG_INVALID', 'this grpc-js version does not let meshbridge verify client certificates; refusing to serve xDS');
+      }
+      this.log.warn('cannot observe TLS handshakes in this grpc-js version: refused handshakes are not logged');
+      return;
+    }
+    const refuse = (peer: { remoteAddress?: string; remotePort?: number }, code: string | undefined, reason: string) => {
+      this.handshakeFailures += 1;
+      this.log.warn({ peer: `${peer.remoteAddress ?? '?'}:${peer.remotePort ?? '?'}`, code, reason }, `xDS TLS handshake refused: ${reason}`);
+    };
+    for (const server of servers.keys()) {
+      server.on('tlsClientError', (error: Error & { code?: string }, socket: { remoteAddress?: string; remotePort?: number }) =>
+        refuse(socket, error.code, error.message),
+      );
+      if (!requireVerified) continue;
+      server.prependListener('secureConnection', (socket: TLSSocket) => {
+        if (socket.authorized) return;
+        // Node reports a missing certificate as an issuer problem; an empty peer certificate says what happened.
+        const sent = Object.keys(socket.getPeerCertificate() ?? {}).length > 0;
+        const reason = socket.authorizationError;
+        const code = reason === undefined ? undefined : String((reason as Error & { code?: string }).code ?? reason);
+        refuse(socket, sent ? code : 'NO_CERTIFICATE', sent ? `client certificate not accepted: ${code}` : 'no client certificate');
+        socket.destroy();
+      });
+    }
+  }
+
+  /** TLS handshakes refused since start: for metrics and tests. */
+  get refusedHandshakes(): number {
+    return this.handshakeFailures;
   }
 
   /** Connected clients, for the admin API and CSDS. */

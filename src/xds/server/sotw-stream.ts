@@ -111,8 +111,11 @@ export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
         changed.push(resource);
       }
     }
+    // A client that subscribed to a name that is not there must still get an answer: for full-state types,
+    // its absence from the response is how the protocol says it does not exist.
+    const askedForMissing = fullState && [...type.force].some((name) => name !== '*' && subscribed(name) && !available.has(name));
     const answer = type.settle(snapshot);
-    if (!answer && changed.length === 0 && !(fullState && removedAny)) return;
+    if (!answer && changed.length === 0 && !(fullState && (removedAny || askedForMissing))) return;
     if (!fullState && changed.length === 0 && !answer) return; // nothing to say about names that do not exist yet
 
     let toSend: Resource[];

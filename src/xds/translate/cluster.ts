@@ -1,9 +1,8 @@
 import type { Cluster } from '../../generated/envoy/config/cluster/v3/Cluster.js';
-import type { Service, ServicePort } from '../../model/service.js';
-import { effectivePolicy } from '../../policy/resolve.js';
-import type { ResolvedPolicy } from '../../policy/resolve.js';
+import { portRouting } from '../../model/routing/build.js';
+import type { ClusterModel, RoutingModel } from '../../model/routing/types.js';
+import type { Service } from '../../model/service.js';
 import { TypeUrl } from '../type-urls.js';
-import { clusterName } from './names.js';
 import { addTlsEndpointMatch } from './tls-endpoints.js';
 import { applyTrafficPolicy } from './traffic-policy.js';
 import { ADS_CONFIG_SOURCE, duration, typed } from './typed.js';
@@ -11,8 +10,8 @@ import { ADS_CONFIG_SOURCE, duration, typed } from './typed.js';
 /** Istio's default; long enough for a VM across a WAN, short enough to fail over. */
 const CONNECT_TIMEOUT_MS = 10_000;
 
-export function buildCluster(service: Service, port: ServicePort, policy: ResolvedPolicy, subset?: string): Cluster {
-  const name = clusterName(port.number, service.hostname, subset);
+export function buildCluster(service: Service, model: ClusterModel): Cluster {
+  const { name, port } = model;
   const cluster: Cluster = {
     name,
     type: 'EDS',
@@ -28,18 +27,14 @@ export function buildCluster(service: Service, port: ServicePort, policy: Resolv
       }),
     };
   }
-  applyTrafficPolicy(cluster, effectivePolicy(policy.destinationRules.get(service.hostname), port.number, subset), port.protocol);
+  applyTrafficPolicy(cluster, model.policy, port.protocol);
   addTlsEndpointMatch(cluster, service);
   return cluster;
 }
 
-/** The default cluster of every service port, and one per DestinationRule subset. */
-export function buildClusters(services: readonly Service[], policy: ResolvedPolicy): Cluster[] {
-  return services.flatMap((service) => {
-    const subsets = policy.destinationRules.get(service.hostname)?.spec.subsets ?? [];
-    return service.ports.flatMap((port) => [
-      buildCluster(service, port, policy),
-      ...subsets.map((subset) => buildCluster(service, port, policy, subset.name)),
-    ]);
-  });
+/** The default cluster of every service port, and one per subset of the DestinationRule bound to it. */
+export function buildClusters(services: readonly Service[], routing: RoutingModel): Cluster[] {
+  return services.flatMap((service) =>
+    service.ports.flatMap((port) => portRouting(routing, service, port).clusters.map((cluster) => buildCluster(service, cluster))),
+  );
 }

@@ -4,8 +4,8 @@ import { compareStrings } from '../../model/catalog.js';
 import { endpointPort } from '../../model/service.js';
 import { TLS_LABEL } from '../../model/service.js';
 import type { Endpoint, Locality, Service, ServicePort } from '../../model/service.js';
-import { effectivePolicy } from '../../policy/resolve.js';
-import type { ResolvedPolicy } from '../../policy/resolve.js';
+import { portRouting } from '../../model/routing/build.js';
+import type { RoutingModel } from '../../model/routing/types.js';
 import { localityPlan } from './locality.js';
 import type { LocalityPlan } from './locality.js';
 import { matchesLabels } from '../../model/labels.js';
@@ -54,31 +54,21 @@ export function buildLoadAssignment(
 /**
  * Endpoints of every cluster: all of a service's for its default cluster,
  * those matching the labels for a subset; weighed for the client's locality
- * where the DestinationRule asks for locality load balancing.
+ * where the cluster's traffic policy asks for locality load balancing.
  */
 export function buildLoadAssignments(
   services: readonly Service[],
-  policy: ResolvedPolicy,
+  routing: RoutingModel,
   clientLocality?: Locality,
 ): ClusterLoadAssignment[] {
-  return services.flatMap((service) => {
-    const rule = policy.destinationRules.get(service.hostname);
-    const planFor = (port: ServicePort, endpoints: readonly Endpoint[], subset?: string) => {
-      const { loadBalancer, outlierDetection } = effectivePolicy(rule, port.number, subset);
-      return localityPlan(clientLocality, loadBalancer?.localityLbSetting, outlierDetection !== undefined, endpoints.map((e) => e.locality));
-    };
-    return service.ports.flatMap((port) => [
-      buildLoadAssignment(service, port, service.endpoints, clusterName(port.number, service.hostname), planFor(port, service.endpoints)),
-      ...(rule?.spec.subsets ?? []).map((subset) => {
-        const endpoints = service.endpoints.filter((e) => matchesLabels(e.labels, subset.labels ?? {}));
-        return buildLoadAssignment(
-          service,
-          port,
-          endpoints,
-          clusterName(port.number, service.hostname, subset.name),
-          planFor(port, endpoints, subset.name),
-        );
+  return services.flatMap((service) =>
+    service.ports.flatMap((port) =>
+      portRouting(routing, service, port).clusters.map((cluster) => {
+        const endpoints = cluster.subset === undefined ? service.endpoints : service.endpoints.filter((e) => matchesLabels(e.labels, cluster.selector));
+        const { loadBalancer, outlierDetection } = cluster.policy;
+        const plan = localityPlan(clientLocality, loadBalancer?.localityLbSetting, outlierDetection !== undefined, endpoints.map((e) => e.locality));
+        return buildLoadAssignment(service, port, endpoints, cluster.name, plan);
       }),
-    ]);
-  });
+    ),
+  );
 }

@@ -1,16 +1,18 @@
 import type { Route } from '../../generated/envoy/config/route/v3/Route.js';
 import type { RouteMatch } from '../../generated/envoy/config/route/v3/RouteMatch.js';
-import type { Diagnostic } from '../../errors.js';
-import { findService } from '../../model/catalog.js';
-import type { ServiceCatalog } from '../../model/catalog.js';
+import { portRouting } from '../../model/routing/build.js';
+import type {
+  ConsistentHashPolicy,
+  FaultModel,
+  ForwardAction,
+  HeaderOperations,
+  RequestMatch,
+  RouteModel,
+  RoutingModel,
+  StringMatch,
+} from '../../model/routing/types.js';
 import type { Service, ServicePort } from '../../model/service.js';
-import type { StringMatch } from '../../policy/istio/traffic-fields.js';
-import type { Destination, HeaderOperations, HttpRoute, MatchRequest } from '../../policy/istio/virtual-service.js';
-import { GRPC_STATUS_CODES } from '../../policy/istio/virtual-service.js';
-import { effectivePolicy, resolveHost } from '../../policy/resolve.js';
-import type { ResolvedPolicy } from '../../policy/resolve.js';
 import { TypeUrl } from '../type-urls.js';
-import { clusterName } from './names.js';
 import { duration, typed } from './typed.js';
 
 /** Filter name the per-route fault config is keyed by; the listener's HCM carries the filter itself. */
@@ -27,48 +29,35 @@ const REDIRECT_CODES: Record<number, string> = {
   308: 'PERMANENT_REDIRECT',
 };
 
-export interface RouteContext {
-  readonly catalog: ServiceCatalog;
-  readonly policy: ResolvedPolicy;
-  readonly diagnostics: Diagnostic[];
+/** Envoy routes for one service port, from the routing model: its VirtualService's rules in order, or its default route. */
+export function routesFor(service: Service, port: ServicePort, routing: RoutingModel): Route[] {
+  return portRouting(routing, service, port).routes.map((route) => envoyRoute(route));
 }
 
-/**
- * Routes for one service port: the service's VirtualService rules in order
- * (first match wins, no fallback, as in Istio), or a single catch-all route
- * to the service's own cluster when no VirtualService applies.
- */
-export function routesFor(service: Service, port: ServicePort, context: RouteContext): Route[] {
-  const virtualService = context.policy.virtualServices.get(service.hostname);
-  if (virtualService === undefined) {
-    return [
-      {
-        name: 'default',
-        match: { prefix: '/' },
-        route: {
-          cluster: clusterName(port.number, service.hostname),
-          ...noTimeout(),
-          ...hashPolicy(context.policy, service.hostname, port.number),
-        },
+function envoyRoute(route: RouteModel): Route {
+  const extras: Record<string, unknown> = {};
+  addHeaderOperations(extras, route.headers?.request, 'request');
+  addHeaderOperations(extras, route.headers?.response, 'response');
+  if (route.fault !== undefined) extras.typed_per_filter_config = { [FAULT_FILTER]: faultConfig(route.fault) };
+  const { action } = route;
+  let body: object;
+  if (action.kind === 'redirect') {
+    body = {
+      redirect: {
+        ...(action.uri !== undefined ? { path_redirect: action.uri } : {}),
+        ...(action.authority !== undefined ? { host_redirect: action.authority } : {}),
+        ...(action.port !== undefined ? { port_redirect: action.port } : {}),
+        ...(action.scheme !== undefined ? { scheme_redirect: action.scheme } : {}),
+        response_code: REDIRECT_CODES[action.code],
       },
-    ];
+      ...extras,
+    };
+  } else if (action.kind === 'direct-response') {
+    body = { direct_response: { status: action.status, ...(action.body !== undefined ? { body: { inline_string: action.body } } : {}) }, ...extras };
+  } else {
+    body = forward(action, route.match, extras);
   }
-  const routes: Route[] = [];
-  virtualService.spec.http?.forEach((rule, index) => {
-    const matches = rule.match === undefined ? [undefined] : rule.match.filter((m) => m.port === undefined || m.port === port.number);
-    if (matches.length === 0) return;
-    const where = `${virtualService.location.source} document ${virtualService.location.document}: spec.http[${index}]`;
-    for (const [m, match] of matches.entries()) {
-      const action = routeAction(rule, match, port, context, where);
-      if (action === undefined) return;
-      routes.push({
-        name: `${rule.name ?? match?.name ?? `${virtualService.name}.${index}`}${matches.length > 1 ? `.${m}` : ''}`,
-        match: routeMatch(match),
-        ...action,
-      } as Route);
-    }
-  });
-  return routes;
+  return { name: route.name, match: routeMatch(route.match), ...body } as Route;
 }
 
 function noTimeout(): { timeout: { seconds: string; nanos: number } } {
@@ -76,117 +65,53 @@ function noTimeout(): { timeout: { seconds: string; nanos: number } } {
   return { timeout: duration(0) };
 }
 
-function routeAction(
-  rule: HttpRoute,
-  match: MatchRequest | undefined,
-  port: ServicePort,
-  context: RouteContext,
-  where: string,
-): object | undefined {
-  const extras: Record<string, unknown> = {};
-  addHeaderOperations(extras, rule.headers?.request, 'request');
-  addHeaderOperations(extras, rule.headers?.response, 'response');
-  if (rule.fault !== undefined) {
-    extras.typed_per_filter_config = { [FAULT_FILTER]: faultConfig(rule.fault) };
-  }
-
-  if (rule.redirect !== undefined) {
-    const r = rule.redirect;
-    return {
-      redirect: {
-        ...(r.uri !== undefined ? { path_redirect: r.uri } : {}),
-        ...(r.authority !== undefined ? { host_redirect: r.authority } : {}),
-        ...(r.port !== undefined ? { port_redirect: r.port } : {}),
-        ...(r.scheme !== undefined ? { scheme_redirect: r.scheme } : {}),
-        response_code: REDIRECT_CODES[r.redirectCode ?? 301],
-      },
-      ...extras,
-    };
-  }
-
-  if (rule.directResponse !== undefined) {
-    const { status, body } = rule.directResponse;
-    const inline = body?.string ?? (body?.bytes !== undefined ? Buffer.from(body.bytes, 'base64').toString('utf8') : undefined);
-    return { direct_response: { status, ...(inline !== undefined ? { body: { inline_string: inline } } : {}) }, ...extras };
-  }
-  // A delegate (reported as unsupported when the file was read) has nothing to route to.
-  if (rule.route === undefined) return undefined;
-
-  const targets: { cluster: string; weight: number; headers: Record<string, unknown>; host: string; port: number }[] = [];
-  for (const [i, destination] of rule.route.entries()) {
-    const target = resolveDestination(destination.destination, port, context);
-    if (typeof target === 'string') {
-      context.diagnostics.push({ severity: 'warning', source: where, field: `route[${i}].destination`, message: `${target}; this rule is skipped` });
-      return undefined;
-    }
+function forward(action: ForwardAction, match: RequestMatch | undefined, extras: Record<string, unknown>): object {
+  const route: Record<string, unknown> = {};
+  const [first] = action.targets;
+  if (action.targets.length === 1) {
+    route.cluster = first!.cluster;
     const headers: Record<string, unknown> = {};
-    addHeaderOperations(headers, destination.headers?.request, 'request');
-    addHeaderOperations(headers, destination.headers?.response, 'response');
-    targets.push({ ...target, weight: destination.weight ?? 100, headers });
-  }
-
-  const action: Record<string, unknown> = {};
-  if (targets.length === 1) {
-    action.cluster = targets[0]!.cluster;
-    Object.assign(extras, mergeHeaderOperations(extras, targets[0]!.headers));
+    addHeaderOperations(headers, first!.headers?.request, 'request');
+    addHeaderOperations(headers, first!.headers?.response, 'response');
+    Object.assign(extras, mergeHeaderOperations(extras, headers));
   } else {
-    action.weighted_clusters = {
-      clusters: targets.map((t) => ({ name: t.cluster, weight: { value: t.weight }, ...t.headers })),
+    route.weighted_clusters = {
+      clusters: action.targets.map((t) => {
+        const headers: Record<string, unknown> = {};
+        addHeaderOperations(headers, t.headers?.request, 'request');
+        addHeaderOperations(headers, t.headers?.response, 'response');
+        return { name: t.cluster, weight: { value: t.weight }, ...headers };
+      }),
     };
   }
-  if (rule.timeout !== undefined) {
-    action.timeout = duration(rule.timeout);
+  if (action.timeoutMs !== undefined) {
+    route.timeout = duration(action.timeoutMs);
     // gRPC clients take a route's deadline from max_stream_duration, not from timeout.
-    action.max_stream_duration = { max_stream_duration: duration(rule.timeout) };
+    route.max_stream_duration = { max_stream_duration: duration(action.timeoutMs) };
   } else {
-    Object.assign(action, noTimeout());
+    Object.assign(route, noTimeout());
   }
-  if (rule.retries !== undefined && rule.retries.attempts > 0) {
-    action.retry_policy = {
-      retry_on: rule.retries.retryOn ?? DEFAULT_RETRY_ON,
-      num_retries: { value: rule.retries.attempts },
-      ...(rule.retries.perTryTimeout !== undefined ? { per_try_timeout: duration(rule.retries.perTryTimeout) } : {}),
+  if (action.retries !== undefined) {
+    route.retry_policy = {
+      retry_on: action.retries.retryOn ?? DEFAULT_RETRY_ON,
+      num_retries: { value: action.retries.attempts },
+      ...(action.retries.perTryTimeoutMs !== undefined ? { per_try_timeout: duration(action.retries.perTryTimeoutMs) } : {}),
     };
   }
-  if (rule.rewrite?.uri !== undefined) {
+  if (action.rewrite?.uri !== undefined) {
     // Istio replaces the matched prefix, or the whole path when the match was not a prefix.
-    if (match?.uri?.prefix !== undefined) action.prefix_rewrite = rule.rewrite.uri;
-    else action.regex_rewrite = { pattern: { regex: '^/.*$' }, substitution: rule.rewrite.uri };
+    if (match?.uri?.prefix !== undefined) route.prefix_rewrite = action.rewrite.uri;
+    else route.regex_rewrite = { pattern: { regex: '^/.*$' }, substitution: action.rewrite.uri };
   }
-  if (rule.rewrite?.authority !== undefined) action.host_rewrite_literal = rule.rewrite.authority;
-  if (rule.mirror !== undefined) {
-    const mirror = resolveDestination(rule.mirror, port, context);
-    if (typeof mirror === 'string') {
-      context.diagnostics.push({ severity: 'warning', source: where, field: 'mirror', message: `${mirror}; traffic is not mirrored` });
-    } else {
-      action.request_mirror_policies = [
-        { cluster: mirror.cluster, runtime_fraction: { default_value: fraction(rule.mirrorPercentage?.value ?? 100) } },
-      ];
-    }
+  if (action.rewrite?.authority !== undefined) route.host_rewrite_literal = action.rewrite.authority;
+  if (action.mirror !== undefined) {
+    route.request_mirror_policies = [{ cluster: action.mirror.cluster, runtime_fraction: { default_value: fraction(action.mirror.percent) } }];
   }
-  Object.assign(action, hashPolicy(context.policy, targets[0]!.host, targets[0]!.port));
-  return { route: action, ...extras };
+  Object.assign(route, hashPolicy(action.hash));
+  return { route, ...extras };
 }
 
-function resolveDestination(
-  destination: Destination,
-  listenerPort: ServicePort,
-  context: RouteContext,
-): { cluster: string; host: string; port: number } | string {
-  const { hostname, problem } = resolveHost(context.catalog, destination.host);
-  if (hostname === undefined) return `destination ${problem}`;
-  const target = findService(context.catalog, hostname)!;
-  let port = destination.port?.number;
-  if (port === undefined) {
-    if (target.ports.length === 1) port = target.ports[0]!.number;
-    else if (target.ports.some((p) => p.number === listenerPort.number)) port = listenerPort.number;
-    else return `destination ${hostname} has several ports (${target.ports.map((p) => p.number).join(', ')}); set destination.port`;
-  }
-  return { cluster: clusterName(port, hostname, destination.subset), host: hostname, port };
-}
-
-function hashPolicy(policy: ResolvedPolicy, hostname: string, port: number): { hash_policy?: object[] } {
-  const hash = effectivePolicy(policy.destinationRules.get(hostname), port).loadBalancer?.consistentHash;
+function hashPolicy(hash: ConsistentHashPolicy | undefined): { hash_policy?: object[] } {
   if (hash === undefined) return {};
   if (hash.httpHeaderName !== undefined) return { hash_policy: [{ header: { header_name: hash.httpHeaderName } }] };
   if (hash.httpCookie !== undefined) {
@@ -203,7 +128,7 @@ function stringMatcher(match: StringMatch): object {
   return { safe_regex: { regex: match.regex } };
 }
 
-export function routeMatch(match: MatchRequest | undefined): RouteMatch {
+export function routeMatch(match: RequestMatch | undefined): RouteMatch {
   const result: Record<string, unknown> = {};
   const uri = match?.uri;
   if (uri?.exact !== undefined) result.path = uri.exact;
@@ -233,16 +158,16 @@ function fraction(percent: number): { numerator: number; denominator: 'MILLION' 
   return { numerator: Math.round(percent * 10_000), denominator: 'MILLION' };
 }
 
-function faultConfig(fault: NonNullable<HttpRoute['fault']>): object {
+function faultConfig(fault: FaultModel): object {
   const config: Record<string, unknown> = {};
   if (fault.delay !== undefined) {
-    config.delay = { fixed_delay: duration(fault.delay.fixedDelay), percentage: fraction(fault.delay.percentage?.value ?? 100) };
+    config.delay = { fixed_delay: duration(fault.delay.fixedDelayMs), percentage: fraction(fault.delay.percent) };
   }
   if (fault.abort !== undefined) {
-    const { httpStatus, grpcStatus, percentage } = fault.abort;
+    const { httpStatus, grpcStatus, percent } = fault.abort;
     config.abort = {
-      ...(httpStatus !== undefined ? { http_status: httpStatus } : { grpc_status: GRPC_STATUS_CODES[grpcStatus!] }),
-      percentage: fraction(percentage?.value ?? 100),
+      ...(httpStatus !== undefined ? { http_status: httpStatus } : { grpc_status: grpcStatus }),
+      percentage: fraction(percent),
     };
   }
   return typed(TypeUrl.HttpFault, config);

@@ -1,7 +1,5 @@
 import type { Locality } from '../../model/service.js';
-import type { DestinationRuleSpec } from '../../policy/istio/destination-rule.js';
-
-type LocalityLbSetting = NonNullable<NonNullable<NonNullable<DestinationRuleSpec['trafficPolicy']>['loadBalancer']>['localityLbSetting']>;
+import type { LocalityLbPolicy } from '../../model/routing/types.js';
 
 /** How one cluster's localities are weighed for a client in one locality. */
 export interface LocalityPlan {
@@ -31,7 +29,7 @@ function key(locality: Locality): string {
  */
 export function localityPlan(
   client: Locality | undefined,
-  setting: LocalityLbSetting | undefined,
+  setting: LocalityLbPolicy | undefined,
   outlierDetection: boolean,
   endpointLocalities: readonly Locality[],
 ): LocalityPlan | undefined {
@@ -46,8 +44,9 @@ export function localityPlan(
       const distinct = [...new Set(members.map(key))];
       for (const k of distinct) {
         claimed.add(k);
-        // Localities under one pattern share its weight; rounding up keeps every one of them in play.
-        shares.set(k, Math.max(1, Math.round((weight * 1000) / distinct.length)));
+        // Localities under one pattern share its weight; rounding up keeps every one of them in play,
+        // but a weight of 0 means no traffic, so those localities get no share and are left out.
+        shares.set(k, weight === 0 ? 0 : Math.max(1, Math.round((weight * 1000) / distinct.length)));
       }
     }
     return { priority: () => 0, weights: (l) => shares.get(key(l)) ?? 0 };

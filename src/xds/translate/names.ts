@@ -1,8 +1,6 @@
 /** Resource names, following Istio's conventions so its docs and habits carry over. */
 
-export function clusterName(port: number, hostname: string, subset = ''): string {
-  return `outbound|${port}|${subset}|${hostname}`;
-}
+export { clusterName } from '../../model/routing/names.js';
 
 export function sidecarListenerName(bind: string, port: number): string {
   return `${bind}_${port}`;

@@ -2,13 +2,13 @@ import type { RouteConfiguration } from '../../generated/envoy/config/route/v3/R
 import type { VirtualHost } from '../../generated/envoy/config/route/v3/VirtualHost.js';
 import { isHttpProtocol, shortName } from '../../model/service.js';
 import type { Service, ServicePort } from '../../model/service.js';
+import type { RoutingModel } from '../../model/routing/types.js';
 import { routesFor } from './http-route.js';
-import type { RouteContext } from './http-route.js';
 import { servicesByPort } from './listener.js';
 import { proxylessRouteName, sidecarRouteName } from './names.js';
 
-function virtualHost(service: Service, port: ServicePort, domains: string[], context: RouteContext): VirtualHost {
-  return { name: `${service.hostname}:${port.number}`, domains, routes: routesFor(service, port, context) };
+function virtualHost(service: Service, port: ServicePort, domains: string[], routing: RoutingModel): VirtualHost {
+  return { name: `${service.hostname}:${port.number}`, domains, routes: routesFor(service, port, routing) };
 }
 
 /**
@@ -16,7 +16,7 @@ function virtualHost(service: Service, port: ServicePort, domains: string[], con
  * are the hostname, hostname:port and the short name; Envoy rejects a route
  * configuration with a duplicate domain, so a short name shared by two services is left out.
  */
-export function buildSidecarRoutes(services: readonly Service[], context: RouteContext): RouteConfiguration[] {
+export function buildSidecarRoutes(services: readonly Service[], routing: RoutingModel): RouteConfiguration[] {
   const routes: RouteConfiguration[] = [];
   for (const [portNumber, members] of servicesByPort(services)) {
     const http = members.filter((m) => isHttpProtocol(m.port.protocol));
@@ -36,7 +36,7 @@ export function buildSidecarRoutes(services: readonly Service[], context: RouteC
         if (short !== hostname && shortCounts.get(short) === 1 && !taken.has(short)) {
           domains.push(short, `${short}:${portNumber}`);
         }
-        return virtualHost(m.service, m.port, domains, context);
+        return virtualHost(m.service, m.port, domains, routing);
       }),
     });
   }
@@ -44,13 +44,13 @@ export function buildSidecarRoutes(services: readonly Service[], context: RouteC
 }
 
 /** Proxyless clients match the virtual host against the name they dialled, with or without the port. */
-export function buildProxylessRoutes(services: readonly Service[], context: RouteContext): RouteConfiguration[] {
+export function buildProxylessRoutes(services: readonly Service[], routing: RoutingModel): RouteConfiguration[] {
   return services.flatMap((service) =>
     service.ports
       .filter((port) => isHttpProtocol(port.protocol))
       .map((port) => ({
         name: proxylessRouteName(service.hostname, port.number),
-        virtual_hosts: [virtualHost(service, port, [`${service.hostname}:${port.number}`, service.hostname], context)],
+        virtual_hosts: [virtualHost(service, port, [`${service.hostname}:${port.number}`, service.hostname], routing)],
       })),
   );
 }

@@ -1,10 +1,8 @@
 import type { Cluster } from '../../generated/envoy/config/cluster/v3/Cluster.js';
-import type { PortTrafficPolicy } from '../../policy/istio/destination-rule.js';
+import type { ClusterPolicy } from '../../model/routing/types.js';
 import type { Protocol } from '../../model/service.js';
 import { TypeUrl } from '../type-urls.js';
 import { duration, typed } from './typed.js';
-
-type PolicyFields = Omit<PortTrafficPolicy, 'port'>;
 
 const LB_POLICIES: Record<string, Cluster['lb_policy']> = {
   ROUND_ROBIN: 'ROUND_ROBIN',
@@ -15,7 +13,7 @@ const LB_POLICIES: Record<string, Cluster['lb_policy']> = {
 };
 
 /** Istio's DestinationRule traffic policy as Envoy cluster settings, for Envoy and gRPC alike. */
-export function applyTrafficPolicy(cluster: Cluster, policy: PolicyFields, protocol: Protocol): void {
+export function applyTrafficPolicy(cluster: Cluster, policy: ClusterPolicy, protocol: Protocol): void {
   const { loadBalancer, connectionPool, outlierDetection, tls } = policy;
 
   if (loadBalancer?.consistentHash !== undefined) {

@@ -5,8 +5,8 @@ import type { RouteConfiguration } from '../../generated/envoy/config/route/v3/R
 import type { Diagnostic } from '../../errors.js';
 import type { ServiceCatalog } from '../../model/catalog.js';
 import type { Locality } from '../../model/service.js';
-import { NO_POLICY } from '../../policy/resolve.js';
-import type { ResolvedPolicy } from '../../policy/resolve.js';
+import { EMPTY_ROUTING } from '../../model/routing/build.js';
+import type { RoutingModel } from '../../model/routing/types.js';
 import { buildClusters } from './cluster.js';
 import { buildLoadAssignments } from './endpoint.js';
 import { buildProxylessListeners, buildSidecarListeners } from './listener.js';
@@ -53,28 +53,50 @@ export interface Translation {
   readonly diagnostics: Diagnostic[];
 }
 
-/** Pure: the same catalog, policy, view and options always give the same resources, in the same order. */
+/** What every view of one proxy kind shares: all but the endpoints, which depend on the client's locality. */
+export type KindTranslation = Omit<Translation, 'endpoints'>;
+
+const byName = <T extends { name?: string }>(a: T, b: T) => ((a.name ?? '') < (b.name ?? '') ? -1 : 1);
+
+/** Clusters, listeners and routes for one proxy kind: built once per change, whatever the number of localities. */
+export function translateKind(catalog: ServiceCatalog, kind: ProxyKind, options: TranslateOptions, routing: RoutingModel = EMPTY_ROUTING): KindTranslation {
+  const diagnostics: Diagnostic[] = [];
+  const { services } = catalog;
+  const clusters = buildClusters(services, routing);
+  const listeners =
+    kind === 'sidecar' ? buildSidecarListeners(services, options.sidecarBind, diagnostics) : buildProxylessListeners(services);
+  const routes = kind === 'sidecar' ? buildSidecarRoutes(services, routing) : buildProxylessRoutes(services, routing);
+  return { clusters: clusters.sort(byName), listeners: listeners.sort(byName), routes: routes.sort(byName), diagnostics };
+}
+
+/** Endpoint assignments as a client in `locality` sees them (no locality: the endpoints' own weights). */
+export function translateEndpoints(catalog: ServiceCatalog, routing: RoutingModel = EMPTY_ROUTING, locality?: Locality): ClusterLoadAssignment[] {
+  return buildLoadAssignments(catalog.services, routing, locality).sort((a, b) => ((a.cluster_name ?? '') < (b.cluster_name ?? '') ? -1 : 1));
+}
+
+/** One view: the shared part of its kind (built here unless given) and its locality's endpoints. */
+export function translateView(
+  catalog: ServiceCatalog,
+  view: ProxyView,
+  options: TranslateOptions,
+  routing: RoutingModel = EMPTY_ROUTING,
+  shared?: KindTranslation,
+): Translation {
+  const { kind, locality } = parseView(view);
+  const common = shared ?? translateKind(catalog, kind, options, routing);
+  return { ...common, endpoints: translateEndpoints(catalog, routing, locality) };
+}
+
+/**
+ * Pure: the same catalog, routing model, view and options always give the same
+ * resources, in the same order. Without a routing model every service port
+ * gets its default cluster and route.
+ */
 export function translate(
   catalog: ServiceCatalog,
   view: ProxyView,
   options: TranslateOptions,
-  policy: ResolvedPolicy = NO_POLICY,
+  routing: RoutingModel = EMPTY_ROUTING,
 ): Translation {
-  const diagnostics: Diagnostic[] = [];
-  const { services } = catalog;
-  const { kind, locality } = parseView(view);
-  const context = { catalog, policy, diagnostics };
-  const clusters = buildClusters(services, policy);
-  const endpoints = buildLoadAssignments(services, policy, locality);
-  const listeners =
-    kind === 'sidecar' ? buildSidecarListeners(services, options.sidecarBind, diagnostics) : buildProxylessListeners(services);
-  const routes = kind === 'sidecar' ? buildSidecarRoutes(services, context) : buildProxylessRoutes(services, context);
-  const byName = <T extends { name?: string }>(a: T, b: T) => ((a.name ?? '') < (b.name ?? '') ? -1 : 1);
-  return {
-    clusters: clusters.sort(byName),
-    endpoints: endpoints.sort((a, b) => ((a.cluster_name ?? '') < (b.cluster_name ?? '') ? -1 : 1)),
-    listeners: listeners.sort(byName),
-    routes: routes.sort(byName),
-    diagnostics,
-  };
+  return translateView(catalog, view, options, routing);
 }

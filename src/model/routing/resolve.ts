@@ -1,20 +1,24 @@
-import type { Diagnostic } from '../errors.js';
-import { findService } from '../model/catalog.js';
-import type { ServiceCatalog } from '../model/catalog.js';
-import { shortName } from '../model/service.js';
-import type { PortTrafficPolicy, TrafficPolicy } from './istio/destination-rule.js';
-import type { DestinationRuleDocument, PolicySet, VirtualServiceDocument } from './policy-set.js';
+import type { Diagnostic } from '../../errors.js';
+import { findService } from '../catalog.js';
+import { byPrecedence } from '../../istio/documents.js';
+import type { ServiceCatalog } from '../catalog.js';
+import { shortName } from '../service.js';
+import type { PortTrafficPolicy, TrafficPolicy } from '../../istio/destination-rule.js';
+import type { DestinationRuleDocument, PolicySet, VirtualServiceDocument } from '../../istio/policy-set.js';
 
 /** Policy bound to the services that exist now: what translation applies. */
 export interface ResolvedPolicy {
   readonly virtualServices: ReadonlyMap<string, VirtualServiceDocument>;
   readonly destinationRules: ReadonlyMap<string, DestinationRuleDocument>;
+  /** Hosts whose VirtualService was left out for a bad destination: they keep the routes they had. */
+  readonly heldBack: ReadonlySet<string>;
   readonly diagnostics: readonly Diagnostic[];
 }
 
 export const NO_POLICY: ResolvedPolicy = Object.freeze({
   virtualServices: new Map(),
   destinationRules: new Map(),
+  heldBack: new Set<string>(),
   diagnostics: [],
 });
 
@@ -33,16 +37,19 @@ export function resolveHost(catalog: ServiceCatalog, name: string): { hostname?:
 
 /**
  * Binds rules to catalog services. As in Istio for sidecars, one
- * VirtualService and one DestinationRule apply per host: the first in file
- * order wins and later ones are reported, not merged. A rule whose host or
- * destination is missing is reported and not applied until it appears.
+ * VirtualService and one DestinationRule apply per host: the first by
+ * namespace and name wins (Istio's tie-break; files carry no creation time),
+ * then by file and document, so the order files are read or documents written
+ * in never changes the outcome. Later ones are reported, not merged. A rule
+ * whose host or destination is missing is reported and not applied until it appears.
  */
 export function resolvePolicy(catalog: ServiceCatalog, policy: PolicySet): ResolvedPolicy {
   const diagnostics: Diagnostic[] = [];
   const destinationRules = new Map<string, DestinationRuleDocument>();
   const virtualServices = new Map<string, VirtualServiceDocument>();
-  const at = (d: VirtualServiceDocument | DestinationRuleDocument, field: string, message: string): Diagnostic => ({
-    severity: 'warning',
+  const heldBack = new Set<string>();
+  const at = (d: VirtualServiceDocument | DestinationRuleDocument, field: string, message: string, severity: Diagnostic['severity'] = 'warning'): Diagnostic => ({
+    severity,
     source: d.location.source,
     document: d.location.document,
     field,
@@ -51,7 +58,7 @@ export function resolvePolicy(catalog: ServiceCatalog, policy: PolicySet): Resol
   const describe = (d: VirtualServiceDocument | DestinationRuleDocument) =>
     `${d.kind} ${d.name} (${d.location.source} document ${d.location.document})`;
 
-  for (const rule of policy.destinationRules) {
+  for (const rule of [...policy.destinationRules].sort(byPrecedence)) {
     const { hostname, problem } = resolveHost(catalog, rule.spec.host);
     if (hostname === undefined) {
       diagnostics.push(at(rule, 'spec.host', `${problem}; the rule is not applied until it appears`));
@@ -65,8 +72,8 @@ export function resolvePolicy(catalog: ServiceCatalog, policy: PolicySet): Resol
     destinationRules.set(hostname, rule);
   }
 
-  for (const vs of policy.virtualServices) {
-    const problems = destinationProblems(catalog, vs);
+  for (const vs of [...policy.virtualServices].sort(byPrecedence)) {
+    const problems = destinationProblems(catalog, vs, destinationRules);
     vs.spec.hosts.forEach((name, index) => {
       const { hostname, problem } = resolveHost(catalog, name);
       if (hostname === undefined) {
@@ -74,7 +81,8 @@ export function resolvePolicy(catalog: ServiceCatalog, policy: PolicySet): Resol
         return;
       }
       if (problems.length > 0) {
-        diagnostics.push(...problems.map((p) => at(vs, p.field, `${p.message}; routes for ${hostname} stay as they were without this rule`)));
+        diagnostics.push(...problems.map((p) => at(vs, p.field, `${p.message}; routes for ${hostname} stay as they were without this rule`, p.severity)));
+        heldBack.add(hostname);
         return;
       }
       const holder = virtualServices.get(hostname);
@@ -87,11 +95,22 @@ export function resolvePolicy(catalog: ServiceCatalog, policy: PolicySet): Resol
       virtualServices.set(hostname, vs);
     });
   }
-  return { virtualServices, destinationRules, diagnostics };
+  for (const hostname of virtualServices.keys()) heldBack.delete(hostname);
+  return { virtualServices, destinationRules, heldBack, diagnostics };
 }
 
-function destinationProblems(catalog: ServiceCatalog, vs: VirtualServiceDocument): { field: string; message: string }[] {
-  const problems: { field: string; message: string }[] = [];
+interface DestinationProblem {
+  readonly field: string;
+  readonly message: string;
+  readonly severity?: Diagnostic['severity'];
+}
+
+function destinationProblems(
+  catalog: ServiceCatalog,
+  vs: VirtualServiceDocument,
+  destinationRules: ReadonlyMap<string, DestinationRuleDocument>,
+): DestinationProblem[] {
+  const problems: DestinationProblem[] = [];
   vs.spec.http?.forEach((route, r) => {
     const destinations = [
       ...(route.route ?? []).map((d, i) => ({ destination: d.destination, field: `spec.http[${r}].route[${i}].destination` })),
@@ -109,6 +128,22 @@ function destinationProblems(catalog: ServiceCatalog, vs: VirtualServiceDocument
           field: `${field}.port.number`,
           message: `${hostname} has no port ${destination.port.number} (ports: ${service.ports.map((p) => p.number).join(', ')})`,
         });
+      }
+      const subset = destination.subset;
+      if (subset !== undefined) {
+        // Only the rule bound to the host counts: a subset of a rule that lost to another for the host builds no cluster.
+        const bound = destinationRules.get(hostname);
+        if (bound?.spec.subsets?.some((s) => s.name === subset) !== true) {
+          // Unlike a host that has not appeared yet, nothing will make this route valid but an edit: an error.
+          problems.push({
+            severity: 'error',
+            field: `${field}.subset`,
+            message:
+              bound === undefined
+                ? `subset "${subset}" of ${hostname} is not declared: no DestinationRule applies to ${hostname}`
+                : `subset "${subset}" of ${hostname} is not declared by DestinationRule ${bound.name} (${bound.location.source} document ${bound.location.document}), the rule applied to ${hostname}`,
+          });
+        }
       }
     }
   });

@@ -1,6 +1,7 @@
 import { LineCounter, parseAllDocuments } from 'yaml';
 import { z } from 'zod';
-import type { Diagnostic } from '../../errors.js';
+import type { Diagnostic } from '../errors.js';
+import { compareStrings } from '../model/catalog.js';
 import { metadata } from './fields.js';
 import { formatPath, isPlainObject, issuesToDiagnostics, unknownFields } from './schema-report.js';
 import type { DocumentLocation } from './schema-report.js';
@@ -124,4 +125,14 @@ function parseDocument(
 
 export function hasErrors(diagnostics: readonly Diagnostic[]): boolean {
   return diagnostics.some((d) => d.severity === 'error');
+}
+
+/** Istio's order among documents that claim the same host (the first wins), with the place a rule is written as the last tie-break. */
+export function byPrecedence(a: IstioDocument, b: IstioDocument): number {
+  return (
+    compareStrings(a.namespace, b.namespace) ||
+    compareStrings(a.name, b.name) ||
+    compareStrings(a.location.source, b.location.source) ||
+    a.location.document - b.location.document
+  );
 }

@@ -2,8 +2,8 @@ import type { Logger } from 'pino';
 import { map, shareReplay } from 'rxjs';
 import type { Observable } from 'rxjs';
 import { formatDiagnostic } from '../errors.js';
-import { WatchedFiles } from './files/watched-files.js';
-import { POLICY_KIND_HANDLERS, checkSubsetReferences, policyFromFiles } from './policy-set.js';
+import { DEFAULT_FILE_LIMITS, FileSubscription, IstioFileStores, absolutePattern } from './file-store.js';
+import { policyFromFiles } from './policy-set.js';
 import type { PolicySet } from './policy-set.js';
 
 export interface PolicySourceConfig {
@@ -11,21 +11,13 @@ export interface PolicySourceConfig {
   readonly baseDir: string;
 }
 
-/** VirtualService and DestinationRule documents from watched files, as whole policy sets. */
+/** VirtualService and DestinationRule documents from the shared file stores, as whole policy sets. */
 export class PolicySource {
   readonly policies: Observable<PolicySet>;
-  private readonly files: WatchedFiles;
+  private readonly files: FileSubscription;
 
-  constructor(config: PolicySourceConfig, log: Logger) {
-    this.files = new WatchedFiles(
-      {
-        paths: config.paths,
-        baseDir: config.baseDir,
-        handlers: POLICY_KIND_HANDLERS,
-        crossCheck: (_path, candidate, others) => checkSubsetReferences(candidate, others),
-      },
-      log,
-    );
+  constructor(config: PolicySourceConfig, log: Logger, stores = new IstioFileStores(DEFAULT_FILE_LIMITS, log)) {
+    this.files = new FileSubscription(stores, config.paths.map((p) => absolutePattern(p, config.baseDir)));
     this.policies = this.files.contents.pipe(
       map(({ accepted, diagnostics }): PolicySet => {
         const set = policyFromFiles(accepted);

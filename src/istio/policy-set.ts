@@ -1,16 +1,15 @@
 import type { Diagnostic } from '../errors.js';
 import { compareStrings } from '../model/catalog.js';
-import type { IstioDocument, KindHandlers, ParsedFile } from './istio/documents.js';
-import { IGNORED_DESTINATION_RULE_FIELDS, destinationRuleSpec } from './istio/destination-rule.js';
-import type { DestinationRuleSpec } from './istio/destination-rule.js';
-import { formatPath } from './istio/schema-report.js';
-import { virtualServiceSpec } from './istio/virtual-service.js';
-import type { VirtualServiceSpec } from './istio/virtual-service.js';
+import type { IstioDocument, ParsedFile } from './documents.js';
+import { IGNORED_DESTINATION_RULE_FIELDS } from './destination-rule.js';
+import type { DestinationRuleSpec } from './destination-rule.js';
+import { formatPath } from './schema-report.js';
+import type { VirtualServiceSpec } from './virtual-service.js';
 
 export type VirtualServiceDocument = IstioDocument<VirtualServiceSpec>;
 export type DestinationRuleDocument = IstioDocument<DestinationRuleSpec>;
 
-/** Every accepted traffic-policy document, in file then document order (the order that decides conflicts). */
+/** Every accepted traffic-policy document, in file then document order; which rule wins a host is decided by byPrecedence, not by this order. */
 export interface PolicySet {
   readonly virtualServices: readonly VirtualServiceDocument[];
   readonly destinationRules: readonly DestinationRuleDocument[];
@@ -18,14 +17,6 @@ export interface PolicySet {
 }
 
 export const EMPTY_POLICY: PolicySet = Object.freeze({ virtualServices: [], destinationRules: [], diagnostics: [] });
-
-export const POLICY_KIND_HANDLERS: KindHandlers = {
-  VirtualService: virtualServiceSpec,
-  DestinationRule: destinationRuleSpec,
-  // Services live in the same files; the file registry reads them.
-  ServiceEntry: 'skip',
-  WorkloadEntry: 'skip',
-};
 
 export function policyFromFiles(files: ReadonlyMap<string, ParsedFile>): PolicySet {
   const documents = [...files.keys()].sort(compareStrings).flatMap((path) => files.get(path)!.documents);
@@ -36,47 +27,6 @@ export function policyFromFiles(files: ReadonlyMap<string, ParsedFile>): PolicyS
     ...destinationRules.flatMap((dr) => ignoredFields(dr, IGNORED_DESTINATION_RULE_FIELDS)),
   ];
   return { virtualServices, destinationRules, diagnostics };
-}
-
-/**
- * Subsets named by a file's routes must be declared by a DestinationRule, in
- * that file or an accepted one; otherwise the file is rejected and its last
- * good content stays in force, as for any other error.
- */
-export function checkSubsetReferences(candidate: ParsedFile, others: ReadonlyMap<string, ParsedFile>): Diagnostic[] {
-  const rules = [...candidate.documents, ...[...others.values()].flatMap((f) => f.documents)].filter(
-    (d): d is DestinationRuleDocument => d.kind === 'DestinationRule',
-  );
-  const declared = (host: string, subset: string) =>
-    rules.some((r) => sameHost(r.spec.host, host) && r.spec.subsets?.some((s) => s.name === subset));
-  const diagnostics: Diagnostic[] = [];
-  for (const document of candidate.documents) {
-    if (document.kind !== 'VirtualService') continue;
-    const spec = document.spec as VirtualServiceSpec;
-    spec.http?.forEach((route, r) => {
-      const targets = [
-        ...(route.route ?? []).map((d, i) => ({ destination: d.destination, path: `spec.http[${r}].route[${i}].destination.subset` })),
-        ...(route.mirror ? [{ destination: route.mirror, path: `spec.http[${r}].mirror.subset` }] : []),
-      ];
-      for (const { destination, path } of targets) {
-        if (destination.subset !== undefined && !declared(destination.host, destination.subset)) {
-          diagnostics.push({
-            severity: 'error',
-            source: document.location.source,
-            document: document.location.document,
-            field: path,
-            message: `subset "${destination.subset}" of ${destination.host} is not declared by any DestinationRule`,
-          });
-        }
-      }
-    });
-  }
-  return diagnostics;
-}
-
-/** `reviews` and `reviews.shop.mesh` name the same service when one is the other's first label. */
-export function sameHost(a: string, b: string): boolean {
-  return a === b || a.split('.')[0] === b || b.split('.')[0] === a;
 }
 
 const IGNORED_VIRTUAL_SERVICE_FIELDS = [

@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import type { Diagnostic } from '../../errors.js';
+import type { Diagnostic } from '../errors.js';
 
 export type FieldPath = readonly PropertyKey[];
 

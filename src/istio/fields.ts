@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { PROTOCOLS } from '../../model/service.js';
-import type { Protocol } from '../../model/service.js';
+import { PROTOCOLS } from '../model/service.js';
+import type { Protocol } from '../model/service.js';
 
 /** Field schemas shared by the Istio kinds, with messages that say what is expected. */
 
@@ -60,9 +60,11 @@ export const protocol = z
 
 /** Istio's protocol selection by port name prefix (`http-web`, `grpc`), else TCP. */
 export function protocolFromPortName(name: string): Protocol {
-  const prefix = name.split('-')[0]!.toUpperCase();
+  const lower = name.toLowerCase();
+  // gRPC-Web is HTTP/1.1 or HTTP/2 framing a browser can send, not gRPC: splitting on "-" alone would read it as GRPC.
+  if (lower === 'grpc-web' || lower.startsWith('grpc-web-')) return 'HTTP';
+  const prefix = lower.split('-')[0]!.toUpperCase();
   if ((PROTOCOLS as readonly string[]).includes(prefix)) return prefix as Protocol;
-  if (prefix === 'GRPC-WEB') return 'HTTP';
   return 'TCP';
 }
 

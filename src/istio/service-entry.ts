@@ -79,11 +79,3 @@ export type ServiceEntrySpec = z.output<typeof serviceEntrySpec>;
 /** Fields Istio honours that meshbridge does not: accepted, and reported as ignored. */
 export const IGNORED_SERVICE_ENTRY_FIELDS = ['addresses', 'exportTo', 'subjectAltNames'] as const;
 export const IGNORED_WORKLOAD_FIELDS = ['network', 'serviceAccount'] as const;
-
-/** How a reader of services treats each kind: traffic policy in the same files is left to the policy reader. */
-export const SERVICE_KIND_HANDLERS = {
-  ServiceEntry: serviceEntrySpec,
-  WorkloadEntry: workloadEntrySpec,
-  VirtualService: 'skip',
-  DestinationRule: 'skip',
-} as const;
