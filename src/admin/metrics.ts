@@ -11,6 +11,7 @@ export const MetricName = {
   pushes: 'meshbridge_xds_pushes_total',
   acks: 'meshbridge_xds_acks_total',
   nacks: 'meshbridge_xds_nacks_total',
+  orderingTimeouts: 'meshbridge_xds_make_before_break_timeouts_total',
   pushLatency: 'meshbridge_xds_push_latency_seconds',
   registrySynced: 'meshbridge_registry_synced',
   registryStale: 'meshbridge_registry_stale',
@@ -65,9 +66,15 @@ export class Metrics {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers: [registry],
     });
+    const orderingTimeouts = new Counter({
+      name: MetricName.orderingTimeouts,
+      help: 'Listeners or routes sent before the clusters they name were ACKed, because the client did not ACK in time, by type.',
+      labelNames: ['type'],
+      registers: [registry],
+    });
     for (const typeUrl of XDS_TYPES) {
       // Zero, not absent, until the first event: rate() and alerts need the series to exist.
-      for (const counter of [pushes, acks, nacks]) counter.inc({ type: shortTypeName(typeUrl) }, 0);
+      for (const counter of [pushes, acks, nacks, orderingTimeouts]) counter.inc({ type: shortTypeName(typeUrl) }, 0);
     }
     this.callbacks = {
       onResponse: (_stream, typeUrl) => pushes.inc({ type: shortTypeName(typeUrl) }),
@@ -76,6 +83,7 @@ export class Metrics {
         latency.observe({ type: shortTypeName(typeUrl) }, latencyMs / 1000);
       },
       onNack: (_stream, typeUrl) => nacks.inc({ type: shortTypeName(typeUrl) }),
+      onOrderingTimeout: (_stream, typeUrl) => orderingTimeouts.inc({ type: shortTypeName(typeUrl) }),
     };
 
     new Gauge({

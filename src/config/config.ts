@@ -174,6 +174,8 @@ export const configSchema = z.object({
       /** Keepalive ping interval and timeout: how soon a vanished peer's streams are closed. */
       keepaliveTimeMs: z.number().int().min(1_000).default(30_000),
       keepaliveTimeoutMs: z.number().int().min(100).default(10_000),
+      /** Make-before-break: the longest a route waits for its clusters to be ACKed, or a cluster's removal for its routes'. */
+      makeBeforeBreakTimeoutMs: z.number().int().min(0).max(60_000).default(5_000),
       /** TLS on the xDS port; with clientCaFile, every client must present a certificate that CA signed. */
       tls: tlsFiles.extend({ clientCaFile: z.string().min(1).optional() }).optional(),
       /** Serving plaintext on an address other than loopback must be asked for in so many words. */

@@ -130,6 +130,7 @@ export class Daemon implements AdminSource {
       keepaliveTimeMs: config.xds.keepaliveTimeMs,
       keepaliveTimeoutMs: config.xds.keepaliveTimeoutMs,
       interceptors: this.security.interceptors(),
+      makeBeforeBreakTimeoutMs: config.xds.makeBeforeBreakTimeoutMs,
     });
     this.xds.addService(api.csds.envoy.service.status.v3.ClientStatusDiscoveryService.service, csdsHandlers(this));
     this.admin = new AdminServer(this, this.metrics.registry, log.child({ component: 'admin' }), {

@@ -7,10 +7,12 @@ import type { SnapshotSource } from '../cache/snapshot-cache.js';
 import type { EnvoyApi } from '../protos.js';
 import { DeltaStream } from './delta-stream.js';
 import type { DeltaCall } from './delta-stream.js';
+import { ClusterReferences } from './ordering.js';
 import { PushQueue } from './push-queue.js';
 import type { PushQueueOptions } from './push-queue.js';
 import { SotwStream } from './sotw-stream.js';
 import type { SotwCall } from './sotw-stream.js';
+import type { Ordering } from './stream-base.js';
 import type { ServerCallbacks, StreamInfo } from './stream-state.js';
 
 export interface XdsServerOptions {
@@ -40,11 +42,17 @@ export interface XdsServerTuning {
   readonly admission?: () => string | undefined;
   /** Run before any handler sees a call: authentication and authorization (src/security/xds-guard.ts). */
   readonly interceptors?: grpc.ServerInterceptor[];
+  /**
+   * Make-before-break: how long a listener or route waits for the clusters it
+   * names to be ACKed, and a removed cluster for what named it to be ACKed gone.
+   */
+  readonly makeBeforeBreakTimeoutMs?: number;
 }
 
 export const DEFAULT_TUNING = {
   pushConcurrency: 64,
   pushSlotTimeoutMs: 2_000,
+  makeBeforeBreakTimeoutMs: 5_000,
   maxStreamsPerConnection: 100,
   keepaliveTimeMs: 30_000,
   keepaliveTimeoutMs: 10_000,
@@ -99,9 +107,15 @@ export class XdsServer {
     };
     this.queue = new PushQueue(options);
     this.admission = tuning.admission ?? (() => undefined);
+    const ordering: Ordering = {
+      references: new ClusterReferences(),
+      timeoutMs: tuning.makeBeforeBreakTimeoutMs ?? DEFAULT_TUNING.makeBeforeBreakTimeoutMs,
+    };
     const handlers: AggregatedDiscoveryServiceHandlers = {
-      StreamAggregatedResources: (call) => this.open(call, (id, log) => new SotwStream(id, call as unknown as SotwCall, cache, this.queue, callbacks, log)),
-      DeltaAggregatedResources: (call) => this.open(call, (id, log) => new DeltaStream(id, call as unknown as DeltaCall, cache, this.queue, callbacks, log)),
+      StreamAggregatedResources: (call) =>
+        this.open(call, (id, log) => new SotwStream(id, call as unknown as SotwCall, cache, this.queue, callbacks, log, ordering)),
+      DeltaAggregatedResources: (call) =>
+        this.open(call, (id, log) => new DeltaStream(id, call as unknown as DeltaCall, cache, this.queue, callbacks, log, ordering)),
     };
     this.server.addService(
       withEncodedResponses(api.ads.envoy.service.discovery.v3.AggregatedDiscoveryService.service),
