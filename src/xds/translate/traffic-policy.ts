@@ -12,9 +12,30 @@ const LB_POLICIES: Record<string, Cluster['lb_policy']> = {
   RANDOM: 'RANDOM',
 };
 
-/** Istio's DestinationRule traffic policy as Envoy cluster settings, for Envoy and gRPC alike. */
-export function applyTrafficPolicy(cluster: Cluster, policy: ClusterPolicy, protocol: Protocol): void {
+/**
+ * What proxyless gRPC clients accept in lb_policy: grpc-go and grpc-java reject
+ * RANDOM, and grpc-js-xds takes least request only through
+ * load_balancing_policy, so a cluster naming either fails every call. Round
+ * robin is the nearest policy all of them run.
+ */
+const PROXYLESS_LB_POLICIES: Record<string, Cluster['lb_policy']> = {
+  ROUND_ROBIN: 'ROUND_ROBIN',
+  UNSPECIFIED: 'ROUND_ROBIN',
+  LEAST_REQUEST: 'ROUND_ROBIN',
+  LEAST_CONN: 'ROUND_ROBIN',
+  RANDOM: 'ROUND_ROBIN',
+};
+
+/** Envoy sidecars, or proxyless gRPC clients, which implement a subset of Envoy's cluster settings. */
+export type ClusterReader = 'sidecar' | 'proxyless';
+
+/**
+ * Istio's DestinationRule traffic policy as Envoy cluster settings. Returns what
+ * had to be changed for the reader (proxyless clients), for the caller to report.
+ */
+export function applyTrafficPolicy(cluster: Cluster, policy: ClusterPolicy, protocol: Protocol, reader: ClusterReader = 'sidecar'): string[] {
   const { loadBalancer, connectionPool, outlierDetection, tls } = policy;
+  const substitutions: string[] = [];
 
   if (loadBalancer?.consistentHash !== undefined) {
     // The hash key itself is a route setting (hash_policy); see http-route.ts.
@@ -22,7 +43,11 @@ export function applyTrafficPolicy(cluster: Cluster, policy: ClusterPolicy, prot
     cluster.lb_policy = 'RING_HASH';
     if (minimum !== undefined) cluster.ring_hash_lb_config = { minimum_ring_size: { value: String(minimum) } };
   } else if (loadBalancer?.simple !== undefined) {
-    cluster.lb_policy = LB_POLICIES[loadBalancer.simple] ?? 'ROUND_ROBIN';
+    const policies = reader === 'proxyless' ? PROXYLESS_LB_POLICIES : LB_POLICIES;
+    cluster.lb_policy = policies[loadBalancer.simple] ?? 'ROUND_ROBIN';
+    if (reader === 'proxyless' && cluster.lb_policy !== LB_POLICIES[loadBalancer.simple]) {
+      substitutions.push(`loadBalancer.simple ${loadBalancer.simple} is not something proxyless gRPC clients run; they get ${cluster.lb_policy}`);
+    }
   }
 
   const tcp = connectionPool?.tcp;
@@ -90,4 +115,5 @@ export function applyTrafficPolicy(cluster: Cluster, policy: ClusterPolicy, prot
       typed_config: typed(TypeUrl.UpstreamTlsContext, { common_tls_context: common, ...(tls.sni ? { sni: tls.sni } : {}) }),
     };
   }
+  return substitutions;
 }
