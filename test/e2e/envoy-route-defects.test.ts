@@ -113,10 +113,10 @@ ${http}`;
           'absence',
           '    - match: [{ withoutHeaders: { x-flag: {} } }]\n      route: [{ destination: { host: absence.envoy.mesh } }]\n    - directResponse: { status: 418 }\n',
         ),
-        // Defect 9: a 600 ms delay and a 400 ms backend fit a 1 s route timeout, since Envoy starts it after the fault filter.
+        // Defect 9: an 800 ms delay and a 400 ms backend fit a 1 s route timeout, since Envoy starts it after the fault filter.
         vs(
           'delay-timeout',
-          '    - timeout: 1s\n      fault: { delay: { fixedDelay: 600ms, percentage: { value: 100 } } }\n      route: [{ destination: { host: delay-timeout.envoy.mesh } }]\n',
+          '    - timeout: 1s\n      fault: { delay: { fixedDelay: 800ms, percentage: { value: 100 } } }\n      route: [{ destination: { host: delay-timeout.envoy.mesh } }]\n',
         ),
       ].join('---\n'),
     );
@@ -171,7 +171,7 @@ policy: { paths: [policy.yaml] }
     const { status } = await send('delay-timeout', '/slow');
     const took = Date.now() - started;
     expect(status).toBe(200);
-    expect(took).toBeGreaterThanOrEqual(1_000);
+    expect(took).toBeGreaterThanOrEqual(1_200);
   });
 
   it('Envoy rejected nothing meshbridge sent', async () => {
