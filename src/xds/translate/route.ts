@@ -1,6 +1,6 @@
 import type { RouteConfiguration } from '../../generated/envoy/config/route/v3/RouteConfiguration.js';
 import type { VirtualHost } from '../../generated/envoy/config/route/v3/VirtualHost.js';
-import { isHttpProtocol, shortName } from '../../model/service.js';
+import { isHttpProtocol, isProxylessPort, shortName } from '../../model/service.js';
 import type { Service, ServicePort } from '../../model/service.js';
 import type { RoutingModel } from '../../model/routing/types.js';
 import { routesFor } from './http-route.js';
@@ -48,7 +48,7 @@ export function buildSidecarRoutes(services: readonly Service[], routing: Routin
 export function buildProxylessRoutes(services: readonly Service[], routing: RoutingModel): RouteConfiguration[] {
   return services.flatMap((service) =>
     service.ports
-      .filter((port) => isHttpProtocol(port.protocol))
+      .filter(isProxylessPort)
       .map((port) => ({
         name: proxylessRouteName(service.hostname, port.number),
         virtual_hosts: [virtualHost(service, port, [`${service.hostname}:${port.number}`, service.hostname], routing, 'proxyless')],
