@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { compileSafeRegex } from '../util/safe-regex.js';
 import { portNumber } from './fields.js';
 
 const UNIT_MS: Record<string, number> = { h: 3_600_000, m: 60_000, s: 1_000, ms: 1, us: 0.001, µs: 0.001, ns: 0.000001 };
@@ -38,8 +39,9 @@ function checkStringMatch(emptyMeansPresence: boolean) {
       });
     }
     if (match.regex !== undefined) {
+      // Envoy runs it on RE2: JavaScript's syntax (lookaround, backreferences) would be NACKed by every proxy.
       try {
-        new RegExp(match.regex);
+        compileSafeRegex(match.regex, 'regex');
       } catch (error) {
         ctx.addIssue({ code: 'custom', path: ['regex'], message: `invalid regular expression: ${(error as Error).message}` });
       }
