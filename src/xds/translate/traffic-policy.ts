@@ -1,5 +1,6 @@
 import type { Cluster } from '../../generated/envoy/config/cluster/v3/Cluster.js';
-import type { ClusterPolicy } from '../../model/routing/types.js';
+import type { ClusterPolicy, TlsPolicy } from '../../model/routing/types.js';
+import { caInstanceName, identityInstanceName } from './certificate-providers.js';
 import type { Protocol } from '../../model/service.js';
 import { TypeUrl } from '../type-urls.js';
 import { duration, typed } from './typed.js';
@@ -97,7 +98,12 @@ export function applyTrafficPolicy(cluster: Cluster, policy: ClusterPolicy, prot
     cluster.common_lb_config = { ...cluster.common_lb_config, locality_weighted_lb_config: {} };
   }
 
-  if (tls !== undefined && (tls.mode === 'SIMPLE' || tls.mode === 'MUTUAL')) {
+  if (tls !== undefined && (tls.mode === 'SIMPLE' || tls.mode === 'MUTUAL') && reader === 'proxyless') {
+    cluster.transport_socket = {
+      name: 'envoy.transport_sockets.tls',
+      typed_config: typed(TypeUrl.UpstreamTlsContext, { common_tls_context: proxylessTlsContext(tls, substitutions), ...(tls.sni ? { sni: tls.sni } : {}) }),
+    };
+  } else if (tls !== undefined && (tls.mode === 'SIMPLE' || tls.mode === 'MUTUAL')) {
     const common: Record<string, unknown> = {};
     if (tls.mode === 'MUTUAL') {
       common.tls_certificates = [{ certificate_chain: { filename: tls.clientCertificate }, private_key: { filename: tls.privateKey } }];
@@ -116,4 +122,29 @@ export function applyTrafficPolicy(cluster: Cluster, policy: ClusterPolicy, prot
     };
   }
   return substitutions;
+}
+
+/**
+ * TLS as gRPC clients take it: certificates from the provider instances their
+ * bootstrap declares (see certificate-providers.ts), never file names; SANs
+ * in the field gRPC reads (gRFC A29). gRPC always verifies the server, so
+ * without a CA it uses the system roots (gRFC A82).
+ */
+function proxylessTlsContext(tls: TlsPolicy, substitutions: string[]): Record<string, unknown> {
+  const common: Record<string, unknown> = {};
+  if (tls.mode === 'MUTUAL' && tls.clientCertificate !== undefined && tls.privateKey !== undefined) {
+    common.tls_certificate_provider_instance = { instance_name: identityInstanceName(tls.clientCertificate, tls.privateKey) };
+  }
+  const validation: Record<string, unknown> = {};
+  if (tls.caCertificates !== undefined && !tls.insecureSkipVerify) {
+    validation.ca_certificate_provider_instance = { instance_name: caInstanceName(tls.caCertificates) };
+  } else {
+    validation.system_root_certs = {};
+    if (tls.insecureSkipVerify) substitutions.push('tls.insecureSkipVerify is not something proxyless gRPC clients do; they verify against the system roots');
+  }
+  if (tls.subjectAltNames !== undefined && !tls.insecureSkipVerify) {
+    validation.match_subject_alt_names = tls.subjectAltNames.map((san) => ({ exact: san }));
+  }
+  common.validation_context = validation;
+  return common;
 }
