@@ -28,6 +28,11 @@ const registryName = z
   .string({ error: 'must be a name' })
   .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, { error: 'must be lower-case letters, digits and dashes' });
 
+const identityNamespace = z
+  .string({ error: 'must be a namespace name' })
+  .regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, { error: 'must be a namespace name: lower-case letters, digits and dashes, at most 63' })
+  .default('default');
+
 const fileRegistry = z.object({
   kind: z.literal('file'),
   name: registryName,
@@ -87,6 +92,8 @@ const consulRegistry = z
     servicePort: z.enum(['lowest', 'most-common']).default('lowest'),
     /** Dial instances on this tagged address (lan, wan, lan_ipv6, ...) when they have one. */
     taggedAddress: z.string().optional(),
+    /** Namespace of the instances' SPIFFE IDs: spiffe://<trustDomain>/ns/<namespace>/sa/<service, or meta service-account>. */
+    namespace: identityNamespace,
     waitSeconds: positiveInt(600).default(60),
     concurrency: positiveInt(64).default(8),
     minIntervalMs: z.number().int().min(0).default(100),
@@ -127,6 +134,8 @@ const eurekaRegistry = z
     defaultProtocol: z.enum(['HTTP', 'HTTP2', 'GRPC', 'HTTPS', 'TLS', 'TCP']).default('HTTP'),
     /** The service port when instances register different ports. */
     servicePort: z.enum(['lowest', 'most-common']).default('lowest'),
+    /** Namespace of the instances' SPIFFE IDs: spiffe://<trustDomain>/ns/<namespace>/sa/<app, or metadata service-account>. */
+    namespace: identityNamespace,
     refreshIntervalMs: z.number().int().min(50).default(30_000),
     requestTimeoutMs: z.number().int().min(50).default(8_000),
     initialSyncTimeoutMs: z.number().int().min(0).default(10_000),

@@ -488,6 +488,7 @@ function createRegistry(config: RegistryConfig, root: Config, log: Logger, fileS
           warning: config.warning,
           servicePort: config.servicePort,
           taggedAddress: config.taggedAddress,
+          namespace: config.namespace,
           initialSyncTimeoutMs: config.initialSyncTimeoutMs,
           requestTimeoutMs: config.requestTimeoutMs,
           tuning: {
@@ -510,6 +511,7 @@ function createRegistry(config: RegistryConfig, root: Config, log: Logger, fileS
           region: config.region,
           defaultProtocol: config.defaultProtocol,
           servicePort: config.servicePort,
+          namespace: config.namespace,
           refreshIntervalMs: config.refreshIntervalMs,
           requestTimeoutMs: config.requestTimeoutMs,
           initialSyncTimeoutMs: config.initialSyncTimeoutMs,
