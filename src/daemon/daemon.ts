@@ -142,6 +142,10 @@ export class Daemon implements AdminSource {
     return this.latest?.catalog ?? EMPTY_CATALOG;
   }
 
+  get trustDomain(): string {
+    return this.configValue.security.trustDomain;
+  }
+
   get registryStates(): readonly RegistryState[] {
     return this.statesValue;
   }
