@@ -26,7 +26,8 @@ export type ErrorCode =
   | 'MB_PLAINTEXT_REFUSED'
   | 'MB_TOKEN_INVALID'
   | 'MB_CA_FAILED'
-  | 'MB_CSR_REJECTED';
+  | 'MB_CSR_REJECTED'
+  | 'MB_AGENT_FAILED';
 
 export class MeshbridgeError extends Error {
   readonly code: ErrorCode;

@@ -199,6 +199,25 @@ export const configSchema = z.object({
       requireIdentity: z.boolean().optional(),
       /** How often live streams are checked against token expiry and revocation. */
       revocationCheckIntervalMs: z.number().int().min(100).max(600_000).default(5_000),
+      /**
+       * The workload CA (issue 14): signs SPIFFE certificates for the workloads on each node
+       * (meshbridge agent). A root is created in the state directory unless an intermediate's files are given.
+       */
+      workloadCa: z
+        .object({
+          certFile: z.string().min(1).optional(),
+          keyFile: z.string().min(1).optional(),
+          /** The existing PKI's root certificates: the trust bundle sent to workloads. */
+          rootsFile: z.string().min(1).optional(),
+          certificateTtlMs: z.number().int().min(60_000).max(30 * 86_400_000).default(86_400_000),
+          /** The longest lifetime an agent may ask for. */
+          maxCertificateTtlMs: z.number().int().min(60_000).max(365 * 86_400_000).default(86_400_000),
+        })
+        .refine((c) => [c.certFile, c.keyFile, c.rootsFile].every((f) => f === undefined) || [c.certFile, c.keyFile, c.rootsFile].every((f) => f !== undefined), {
+          error: 'give certFile, keyFile and rootsFile together (an intermediate of an existing PKI), or none (a root in the state directory)',
+        })
+        .refine((c) => c.maxCertificateTtlMs >= c.certificateTtlMs, { error: 'maxCertificateTtlMs must be at least certificateTtlMs', path: ['maxCertificateTtlMs'] })
+        .optional(),
       /** Narrows what a node may read: the first rule whose nodes match applies; a node no rule matches reads everything. */
       access: z
         .array(

@@ -8,7 +8,7 @@ import { csdsHandlers } from '../admin/csds.js';
 import { Metrics } from '../admin/metrics.js';
 import type { AdminSource, Readiness, RegistryStatus } from '../admin/source.js';
 import type { Config, RegistryConfig } from '../config/config.js';
-import { formatDiagnostic } from '../errors.js';
+import { MeshbridgeError, formatDiagnostic } from '../errors.js';
 import { EMPTY_CATALOG } from '../model/catalog.js';
 import type { ServiceCatalog } from '../model/catalog.js';
 import type { RegistryError, RegistryState } from '../model/registry-state.js';
@@ -27,6 +27,7 @@ import { SnapshotCache } from '../xds/cache/snapshot-cache.js';
 import { loadEnvoyApi } from '../xds/protos.js';
 import { XdsServer } from '../xds/server/ads-server.js';
 import { XdsSecurity, adminRequiresToken } from '../security/xds-security.js';
+import { certificateServiceDefinition, certificateServiceHandlers } from '../security/certificate-service.js';
 import type { ServerCallbacks, StreamInfo } from '../xds/server/stream-state.js';
 import { BASE_VIEWS, parseView, translateKind } from '../xds/translate/translate.js';
 import type { ProxyKind, ProxyView } from '../xds/translate/translate.js';
@@ -122,6 +123,27 @@ export class Daemon implements AdminSource {
       interceptors: this.security.interceptors(),
     });
     this.xds.addService(api.csds.envoy.service.status.v3.ClientStatusDiscoveryService.service, csdsHandlers(this));
+    const workloadCa = config.security.workloadCa;
+    if (workloadCa !== undefined) {
+      this.xds.addService(
+        certificateServiceDefinition,
+        certificateServiceHandlers(
+          {
+            trustDomain: config.security.trustDomain,
+            defaultTtlMs: workloadCa.certificateTtlMs,
+            maxTtlMs: workloadCa.maxCertificateTtlMs,
+            authenticate: (call) => this.security.guard.authenticate(call, call.metadata),
+            catalog: () => this.catalog,
+            ca: () => {
+              const ca = this.security.workloadCa;
+              if (ca === undefined) throw new MeshbridgeError('MB_CA_FAILED', 'the workload CA is not loaded yet');
+              return ca;
+            },
+          },
+          log.child({ component: 'workload-ca' }),
+        ),
+      );
+    }
     this.admin = new AdminServer(this, this.metrics.registry, log.child({ component: 'admin' }), {
       access: { allowedHosts: config.admin.allowedHosts, requireToken: adminRequiresToken(config), tokens: () => this.security.tokens },
       tls: () => this.security.adminTls,

@@ -43,6 +43,11 @@ export interface Endpoint {
   readonly registry: string;
   /** Who the workload behind this endpoint is, when its registry says; absent, it gets no certificate. */
   readonly identity?: WorkloadIdentity;
+  /**
+   * The machine the endpoint runs on, as its proxy names itself (xDS node id):
+   * a node may obtain certificates for the identities of its own endpoints only.
+   */
+  readonly node?: string;
 }
 
 /**
@@ -53,6 +58,18 @@ export interface Endpoint {
 export interface WorkloadIdentity {
   readonly namespace: string;
   readonly serviceAccount: string;
+}
+
+/** The identities a node may hold: those of the endpoints that run on it, sorted, without repeats. */
+export function identitiesOfNode(services: readonly { readonly endpoints: readonly Endpoint[] }[], node: string): WorkloadIdentity[] {
+  const found = new Map<string, WorkloadIdentity>();
+  for (const service of services) {
+    for (const endpoint of service.endpoints) {
+      if (endpoint.node !== node || endpoint.identity === undefined) continue;
+      found.set(`${endpoint.identity.namespace}/${endpoint.identity.serviceAccount}`, endpoint.identity);
+    }
+  }
+  return [...found.keys()].sort().map((key) => found.get(key)!);
 }
 
 /** The SPIFFE ID Istio gives a workload: `spiffe://<trust-domain>/ns/<namespace>/sa/<service account>`. */

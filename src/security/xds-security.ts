@@ -10,6 +10,7 @@ import { MeshbridgeError } from '../errors.js';
 import type { EnvoyApi } from '../xds/protos.js';
 import { ReloadingTlsFiles, isLoopbackHost, reloadingServerCredentials } from './tls-files.js';
 import { TOKEN_KEY_FILE, TokenAuthority } from './tokens.js';
+import { WorkloadCa } from './workload-ca.js';
 import { XdsGuard } from './xds-guard.js';
 
 type SecurityConfig = Pick<Config, 'xds' | 'admin' | 'security' | 'stateDir' | 'baseDir'>;
@@ -38,6 +39,7 @@ export class XdsSecurity {
   private tlsFiles: ReloadingTlsFiles | undefined;
   private adminTlsFiles: ReloadingTlsFiles | undefined;
   private tokenAuthority: TokenAuthority | undefined;
+  private workloadCaValue: WorkloadCa | undefined;
 
   constructor(
     private readonly config: SecurityConfig,
@@ -69,6 +71,11 @@ export class XdsSecurity {
 
   get tokens(): TokenAuthority | undefined {
     return this.tokenAuthority;
+  }
+
+  /** Set once started, when `security.workloadCa` is configured. */
+  get workloadCa(): WorkloadCa | undefined {
+    return this.workloadCaValue;
   }
 
   get tls(): ReloadingTlsFiles | undefined {
@@ -113,6 +120,14 @@ export class XdsSecurity {
     }
     this.guard.start();
     const path = (p: string) => (isAbsolute(p) ? p : resolve(this.config.baseDir, p));
+    const workloadCa = this.config.security.workloadCa;
+    if (workloadCa !== undefined) {
+      this.workloadCaValue =
+        workloadCa.certFile !== undefined && workloadCa.keyFile !== undefined && workloadCa.rootsFile !== undefined
+          ? await WorkloadCa.fromFiles({ certFile: path(workloadCa.certFile), keyFile: path(workloadCa.keyFile), rootsFile: path(workloadCa.rootsFile) })
+          : await WorkloadCa.open(stateDir, this.config.security.trustDomain);
+      this.log.info({ trustDomain: this.config.security.trustDomain, signer: this.workloadCaValue.signer().subject }, 'workload CA ready');
+    }
     const { admin } = this.config;
     if (admin.tls !== undefined) {
       this.adminTlsFiles = new ReloadingTlsFiles({ certFile: path(admin.tls.certFile), keyFile: path(admin.tls.keyFile) }, admin.tls.reloadIntervalMs, this.log);

@@ -19,7 +19,7 @@ const LOADER_OPTIONS: protoLoader.Options = {
   oneofs: true,
 };
 
-function includeDirs(): string[] {
+export function includeDirs(): string[] {
   const require = createRequire(import.meta.url);
   const packageDir = dirname(require.resolve('@grpc/grpc-js-xds/package.json'));
   return protoFiles.includeDirs.map((dir) => join(packageDir, 'deps', dir));

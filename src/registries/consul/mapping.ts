@@ -275,6 +275,7 @@ export function mapService(name: string, entries: readonly ConsulServiceEntry[],
       health,
       registry: options.registry,
       ...(identity === undefined ? {} : { identity }),
+      node: u.entry.Node.Node,
     };
     const key = endpointKey(endpoint);
     if (!endpoints.has(key)) endpoints.set(key, endpoint);

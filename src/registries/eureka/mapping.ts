@@ -252,5 +252,12 @@ function toEndpoint(u: Usable, portName: string, options: EurekaMappingOptions):
     health: eurekaHealth(instance.status),
     registry: options.registry,
     ...(u.identity === undefined ? {} : { identity: u.identity }),
+    // Eureka knows machines by hostName (Spring's eureka.instance.hostname); metadata `node` names the proxy otherwise.
+    ...(nodeOf(instance) === undefined ? {} : { node: nodeOf(instance)! }),
   };
+}
+
+function nodeOf(instance: EurekaInstance): string | undefined {
+  const node = instance.metadata['node'] ?? instance.hostName;
+  return node === undefined || node === '' ? undefined : node;
 }

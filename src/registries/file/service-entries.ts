@@ -50,10 +50,10 @@ export function servicesFromFiles(files: ReadonlyMap<string, ParsedFile>, regist
     // Inline endpoints live in the ServiceEntry's namespace; selected WorkloadEntries share it (the selector is namespaced).
     const selected =
       spec.workloadSelector === undefined
-        ? (spec.endpoints ?? [])
+        ? (spec.endpoints ?? []).map((e) => ({ ...e, node: e.labels?.[NODE_LABEL] }))
         : workloads
             .filter((w) => w.namespace === entry.namespace && matchesLabels(w.spec.labels ?? {}, spec.workloadSelector!.labels))
-            .map((w) => w.spec);
+            .map((w) => ({ ...w.spec, node: w.spec.labels?.[NODE_LABEL] ?? w.name }));
     const namespaceProblem = selected.some((w) => w.serviceAccount !== undefined)
       ? parseWorkloadIdentity(entry.namespace, 'default')
       : undefined;
@@ -98,8 +98,14 @@ export function servicesFromFiles(files: ReadonlyMap<string, ParsedFile>, regist
   return { services, diagnostics };
 }
 
+/**
+ * The label naming the node (the proxy's xDS node id) a workload runs on;
+ * a WorkloadEntry's name serves when it is absent.
+ */
+export const NODE_LABEL = 'meshbridge.io/node';
+
 function toEndpoint(
-  workload: WorkloadEntrySpec,
+  workload: WorkloadEntrySpec & { readonly node?: string | undefined },
   entry: ServiceEntrySpec,
   namespace: string | undefined,
   registry: string,
@@ -115,6 +121,7 @@ function toEndpoint(
     health: 'HEALTHY',
     registry,
     // As in Istio, a workload that names no service account has no identity (and no certificate).
+    ...(workload.node === undefined ? {} : { node: workload.node }),
     ...(workload.serviceAccount === undefined || namespace === undefined ? {} : { identity: { namespace, serviceAccount: workload.serviceAccount } }),
   };
 }
