@@ -37,6 +37,11 @@ const COMMAND_USAGE = {
   ca issue --dir DIR (--server HOST,... | --node ID | --operator NAME) --out PREFIX [--days N] [--trust-domain TD]
         issue PREFIX.crt and PREFIX.key (0600): a server certificate for the hosts given, or a client
         certificate with the SPIFFE ID spiffe://TD/node/ID or spiffe://TD/operator/NAME`,
+  agent: `agent --out DIR [--xds HOST:PORT] [--sds-socket PATH] [--spiffe-id ID] [--ttl 24h]
+        [--ca FILE [--cert FILE --key FILE] [--server-name NAME]] [--token-file FILE]
+        beside a sidecar: make a key here, have meshbridge sign it for this node's workload, write
+        DIR/cert-chain.pem, DIR/key.pem (0600) and DIR/root-cert.pem, serve them to Envoy over SDS
+        ("default" and "ROOTCA") on --sds-socket, and renew at half life until SIGTERM`,
   token: `token create (--node ID | --operator NAME) [--ttl 24h] [--out FILE] [--config FILE | --state-dir DIR]
         print (or write, 0600) a token signed with the key in the state directory; its id goes to stderr
   token revoke (--id ID | --token-file FILE) [--config FILE | --state-dir DIR]
@@ -360,6 +365,11 @@ export async function main(argv: string[]): Promise<number> {
         return await status(rest);
       case 'catalog':
         return await catalog(rest);
+      case 'agent': {
+        if (rest.includes('--help') || rest.includes('-h')) return printHelp(command);
+        const level = process.env.MESHBRIDGE_LOG_LEVEL ?? 'info';
+        return await (await import('./agent.js')).agent(rest, createLogger(level));
+      }
       case 'ca':
       case 'token':
         // Their subcommands parse their own options; help is answered before any of them runs.

@@ -5,7 +5,10 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requestWorkloadCertificate } from '../../src/agent/certificate-client.js';
 import type { ControlPlaneCredentials } from '../../src/agent/certificate-client.js';
+import { request as httpsRequest } from 'node:https';
 import { DaemonProcess, meshbridge } from '../helpers/daemon-process.js';
+import { freePort } from '../helpers/envoy.js';
+import { EnvoyProcess } from './envoy-process.js';
 import { eventually } from '../helpers/eventually.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -130,5 +133,128 @@ registries:
     await expect(refused).rejects.toMatchObject({ grpcCode: grpc.status.UNAVAILABLE });
     await eventually(() => expect(daemon.logs.slice(from).some((l) => /no client certificate|handshake/i.test(l.msg))).toBe(true), 5_000, 100);
     expect(daemon.logs.slice(from).some((l) => l.msg === 'workload certificate signed')).toBe(false);
+  });
+
+  describe('meshbridge agent serving a real Envoy over SDS', () => {
+    let agent: DaemonProcess;
+    let envoy: EnvoyProcess;
+    let listenerPort: number;
+    const out = () => join(dir.path, 'vm-1-agent');
+    const socket = () => join(dir.path, 'vm-1-agent', 'sds.sock');
+
+    /** An HTTPS request to Envoy's inbound listener with a client certificate; resolves with status and the server's SAN. */
+    const call = (client: { cert: string; key: string; ca: string }) =>
+      new Promise<{ status: number; serverSan: string | undefined; body: string }>((resolve, reject) => {
+        const req = httpsRequest(
+          { host: '127.0.0.1', port: listenerPort, path: '/', ...client, checkServerIdentity: () => undefined, agent: false },
+          (res) => {
+            let body = '';
+            res.setEncoding('utf8').on('data', (c: string) => (body += c));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, serverSan: (res.socket as import('node:tls').TLSSocket).getPeerCertificate?.()?.subjectaltname, body }));
+          },
+        );
+        req.on('error', reject);
+        req.end();
+      });
+
+    beforeAll(async () => {
+      agent = new DaemonProcess([
+        'agent', '--xds', xds, '--out', out(), '--sds-socket', socket(),
+        '--ca', join(dir.path, 'ca.crt'), '--cert', join(dir.path, 'vm-1.crt'), '--key', join(dir.path, 'vm-1.key'), '--server-name', 'localhost',
+      ]);
+      await agent.waitForLog((l) => l.msg === 'workload certificate installed', 30_000);
+      listenerPort = await freePort();
+      const sds = (name: string) => ({
+        name,
+        sds_config: { resource_api_version: 'V3', api_config_source: { api_type: 'GRPC', transport_api_version: 'V3', grpc_services: [{ envoy_grpc: { cluster_name: 'sds-agent' } }] } },
+      });
+      const bootstrap = {
+        node: { id: 'vm-1', cluster: 'reviews' },
+        admin: { address: { socket_address: { address: '127.0.0.1', port_value: 0 } } },
+        static_resources: {
+          clusters: [
+            {
+              name: 'sds-agent',
+              type: 'STATIC',
+              connect_timeout: '2s',
+              typed_extension_protocol_options: {
+                'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
+                  '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+                  explicit_http_config: { http2_protocol_options: {} },
+                },
+              },
+              load_assignment: { cluster_name: 'sds-agent', endpoints: [{ lb_endpoints: [{ endpoint: { address: { pipe: { path: socket() } } } }] }] },
+            },
+          ],
+          listeners: [
+            {
+              name: 'inbound',
+              address: { socket_address: { address: '127.0.0.1', port_value: listenerPort } },
+              filter_chains: [
+                {
+                  transport_socket: {
+                    name: 'envoy.transport_sockets.tls',
+                    typed_config: {
+                      '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext',
+                      require_client_certificate: true,
+                      common_tls_context: { tls_certificate_sds_secret_configs: [sds('default')], validation_context_sds_secret_config: sds('ROOTCA') },
+                    },
+                  },
+                  filters: [
+                    {
+                      name: 'envoy.filters.network.http_connection_manager',
+                      typed_config: {
+                        '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
+                        stat_prefix: 'inbound',
+                        forward_client_cert_details: 'SANITIZE_SET',
+                        set_current_client_cert_details: { uri: true },
+                        route_config: {
+                          virtual_hosts: [
+                            {
+                              name: 'all',
+                              domains: ['*'],
+                              routes: [{ match: { prefix: '/' }, direct_response: { status: 200, body: { inline_string: 'hello from reviews' } } }],
+                            },
+                          ],
+                        },
+                        http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } }],
+                      },
+                    },
+                  ],
+                },
+              ],
+            },
+          ],
+        },
+      };
+      envoy = new EnvoyProcess(JSON.stringify(bootstrap), dir.path, 'vm-1-sds');
+      await eventually(async () => expect(await envoy.stat('listener_manager.total_listeners_active')).toBe(1), 30_000, 250);
+    }, 90_000);
+
+    afterAll(async () => {
+      await envoy?.stop();
+      expect(await agent?.stop()).toBe(0);
+    });
+
+    it('wrote cert-chain.pem, key.pem (0600) and root-cert.pem; the key file exists only in the agent directory', () => {
+      expect(statSync(join(out(), 'key.pem')).mode & 0o777).toBe(0o600);
+      const leaf = new X509Certificate(readFileSync(join(out(), 'cert-chain.pem')));
+      expect(leaf.subjectAltName).toBe('URI:spiffe://test.mesh/ns/shop/sa/reviews');
+      expect(leaf.verify(new X509Certificate(readFileSync(join(out(), 'root-cert.pem'))).publicKey)).toBe(true);
+      const keyBody = readFileSync(join(out(), 'key.pem'), 'utf8').split('\n')[1]!;
+      const holders = (readdirSync(dir.path, { recursive: true }) as string[])
+        .map((file) => join(dir.path, file))
+        .filter((path) => statSync(path).isFile() && readFileSync(path, 'utf8').includes(keyBody));
+      expect(holders).toEqual([join(out(), 'key.pem')]);
+    });
+
+    it('Envoy serves the SDS certificate and requires a client certificate from the workload CA', async () => {
+      const peer = await requestWorkloadCertificate(xds, creds('vm-2'), { spiffeId: 'spiffe://test.mesh/ns/shop/sa/ratings' });
+      const result = await eventually(() => call({ cert: peer.certChainPem, key: peer.keyPem, ca: peer.trustBundlePem }), 20_000, 250);
+      expect(result).toEqual({ status: 200, serverSan: 'URI:spiffe://test.mesh/ns/shop/sa/reviews', body: 'hello from reviews' });
+      expect(await envoy.stat('sds.default.update_success')).toBeGreaterThan(0);
+      // The control plane's own client certificate (another CA) is not a workload certificate: the handshake fails.
+      await expect(call({ cert: readFileSync(join(dir.path, 'vm-2.crt'), 'utf8'), key: readFileSync(join(dir.path, 'vm-2.key'), 'utf8'), ca: peer.trustBundlePem })).rejects.toThrow();
+    });
   });
 });
