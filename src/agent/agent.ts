@@ -24,6 +24,8 @@ export const ROOT_CERT_FILE = 'root-cert.pem';
 const SECRET_TYPE = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret';
 /** Bounded per stream: a local Envoy asks for two names. */
 const MAX_NAMES_PER_STREAM = 64;
+/** However short the certificate, renewals do not become a loop against meshbridge. */
+const MIN_RENEW_DELAY_MS = 1_000;
 
 export interface AgentOptions {
   readonly xds: string;
@@ -110,9 +112,10 @@ export class WorkloadAgent {
   }
 
   private schedule(issued: IssuedWorkloadCertificate): void {
-    const life = issued.notAfter.getTime() - issued.notBefore.getTime();
-    const at = issued.notBefore.getTime() + life * (this.options.renewAt ?? 0.5);
-    const delay = Math.max(0, Math.min(at - Date.now(), 2 ** 31 - 1));
+    // From when it arrived, not notBefore: the CA backdates notBefore for clock skew, which would make short certificates renew at once.
+    const now = Date.now();
+    const at = now + (issued.notAfter.getTime() - now) * (this.options.renewAt ?? 0.5);
+    const delay = Math.max(MIN_RENEW_DELAY_MS, Math.min(at - now, 2 ** 31 - 1));
     this.log.info({ spiffeId: issued.spiffeId, notAfter: issued.notAfter.toISOString(), renewInMs: delay }, 'workload certificate installed');
     this.timer = setTimeout(() => void this.renew(this.options.retry?.initialMs ?? 1_000), delay);
     this.timer.unref();

@@ -159,7 +159,8 @@ registries:
 
     beforeAll(async () => {
       agent = new DaemonProcess([
-        'agent', '--xds', xds, '--out', out(), '--sds-socket', socket(),
+        // Short-lived, so the test sees a renewal (at half life) reach Envoy.
+        'agent', '--xds', xds, '--out', out(), '--sds-socket', socket(), '--ttl', '20s',
         '--ca', join(dir.path, 'ca.crt'), '--cert', join(dir.path, 'vm-1.crt'), '--key', join(dir.path, 'vm-1.key'), '--server-name', 'localhost',
       ]);
       await agent.waitForLog((l) => l.msg === 'workload certificate installed', 30_000);
@@ -256,5 +257,48 @@ registries:
       // The control plane's own client certificate (another CA) is not a workload certificate: the handshake fails.
       await expect(call({ cert: readFileSync(join(dir.path, 'vm-2.crt'), 'utf8'), key: readFileSync(join(dir.path, 'vm-2.key'), 'utf8'), ca: peer.trustBundlePem })).rejects.toThrow();
     });
+
+    it('renews at half life: files and Envoy get the new certificate, a connection opened before keeps working', async () => {
+      const peer = await requestWorkloadCertificate(xds, creds('vm-2'), { spiffeId: 'spiffe://test.mesh/ns/shop/sa/ratings' });
+      const firstSerial = new X509Certificate(readFileSync(join(out(), 'cert-chain.pem'))).serialNumber;
+      // One TLS connection held open across the renewal.
+      const { connect } = await import('node:tls');
+      const held = connect({ host: '127.0.0.1', port: listenerPort, cert: peer.certChainPem, key: peer.keyPem, ca: peer.trustBundlePem, checkServerIdentity: () => undefined });
+      await new Promise<void>((resolve, reject) => held.once('secureConnect', resolve).once('error', reject));
+      const heldSerial = held.getPeerX509Certificate()!.serialNumber;
+      const ask = () =>
+        new Promise<string>((resolve, reject) => {
+          let text = '';
+          const onData = (chunk: Buffer) => {
+            text += chunk.toString();
+            if (text.includes('hello from reviews')) {
+              held.off('data', onData);
+              resolve(text);
+            }
+          };
+          held.on('data', onData).once('error', reject);
+          held.write('GET / HTTP/1.1\r\nhost: reviews\r\n\r\n');
+        });
+      expect(await ask()).toMatch(/^HTTP\/1\.1 200/);
+
+      const installs = () => agent.logs.filter((l) => l.msg === 'workload certificate installed').length;
+      const before = installs();
+      await eventually(() => expect(installs()).toBeGreaterThan(before), 30_000, 250);
+      const renewedSerial = new X509Certificate(readFileSync(join(out(), 'cert-chain.pem'))).serialNumber;
+      expect(renewedSerial).not.toBe(firstSerial);
+      // New connections get the renewed certificate from Envoy; the held one still answers.
+      await eventually(async () => {
+        const fresh = await new Promise<string>((resolve, reject) => {
+          const socket = connect({ host: '127.0.0.1', port: listenerPort, cert: peer.certChainPem, key: peer.keyPem, ca: peer.trustBundlePem, checkServerIdentity: () => undefined }, () => {
+            resolve(socket.getPeerX509Certificate()!.serialNumber);
+            socket.destroy();
+          });
+          socket.once('error', reject);
+        });
+        expect(fresh).not.toBe(heldSerial);
+      }, 20_000, 250);
+      expect(await ask()).toMatch(/^HTTP\/1\.1 200/);
+      held.destroy();
+    }, 60_000);
   });
 });
