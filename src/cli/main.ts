@@ -36,7 +36,10 @@ const COMMAND_USAGE = {
         create a CA for meshbridge's own TLS: DIR/ca.crt and DIR/ca.key (0600)
   ca issue --dir DIR (--server HOST,... | --node ID | --operator NAME) --out PREFIX [--days N] [--trust-domain TD]
         issue PREFIX.crt and PREFIX.key (0600): a server certificate for the hosts given, or a client
-        certificate with the SPIFFE ID spiffe://TD/node/ID or spiffe://TD/operator/NAME`,
+        certificate with the SPIFFE ID spiffe://TD/node/ID or spiffe://TD/operator/NAME
+  ca rotate-workload-root [--config FILE | --state-dir DIR] [--activate-after 24h] [--overlap 48h]
+        add a workload root: trusted at once, signing after --activate-after; the old root stays
+        trusted for --overlap after that. A running daemon picks it up within a few seconds`,
   agent: `agent --out DIR [--xds HOST:PORT] [--sds-socket PATH] [--spiffe-id ID] [--ttl 24h]
         [--ca FILE [--cert FILE --key FILE] [--server-name NAME]] [--token-file FILE]
         beside a sidecar: make a key here, have meshbridge sign it for this node's workload, write

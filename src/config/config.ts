@@ -225,6 +225,8 @@ export const configSchema = z.object({
           certificateTtlMs: z.number().int().min(60_000).max(30 * 86_400_000).default(86_400_000),
           /** The longest lifetime an agent may ask for. */
           maxCertificateTtlMs: z.number().int().min(60_000).max(365 * 86_400_000).default(86_400_000),
+          /** How often the root schedule in the state directory is checked for a rotation. */
+          reloadIntervalMs: z.number().int().min(100).max(3_600_000).default(5_000),
         })
         .refine((c) => [c.certFile, c.keyFile, c.rootsFile].every((f) => f === undefined) || [c.certFile, c.keyFile, c.rootsFile].every((f) => f !== undefined), {
           error: 'give certFile, keyFile and rootsFile together (an intermediate of an existing PKI), or none (a root in the state directory)',

@@ -62,7 +62,7 @@ describe('workload certificates over the xDS port: a node obtains only its own w
 admin: { listen: 127.0.0.1:0 }
 security:
   trustDomain: test.mesh
-  workloadCa: { maxCertificateTtlMs: 172800000 }
+  workloadCa: { maxCertificateTtlMs: 172800000, reloadIntervalMs: 200 }
 stateDir: ./state
 batching: { debounceMs: 20, maxDelayMs: 100 }
 registries:
@@ -300,5 +300,24 @@ registries:
       expect(await ask()).toMatch(/^HTTP\/1\.1 200/);
       held.destroy();
     }, 60_000);
+  });
+
+  it('`meshbridge ca rotate-workload-root` is picked up while serving: both roots trusted, the new one signs once active', async () => {
+    const rotated = await meshbridge(['ca', 'rotate-workload-root', '--state-dir', join(dir.path, 'state'), '--trust-domain', 'test.mesh', '--activate-after', '2s', '--overlap', '1h']);
+    expect(rotated.code, rotated.stderr).toBe(0);
+    expect(rotated.stdout).toMatch(/^root-2 is trusted now and signs from \S+; the previous root is trusted until \S+$/m);
+    await daemon.waitForLog((l) => l.msg === 'workload CA roots reloaded' && l.roots === 2, 10_000);
+    const root = (id: string) => new X509Certificate(readFileSync(join(dir.path, 'state', 'workload-ca', `${id}.crt`)));
+    // Both roots are in the bundle at once; the new one signs after --activate-after.
+    const during = await requestWorkloadCertificate(xds, creds('vm-1'));
+    expect(during.trustBundlePem.match(/BEGIN CERTIFICATE/g)).toHaveLength(2);
+    await eventually(async () => {
+      const issued = await requestWorkloadCertificate(xds, creds('vm-1'));
+      expect(new X509Certificate(issued.certChainPem).verify(root('root-2').publicKey)).toBe(true);
+    }, 10_000, 250);
+    // Certificates the old root signed keep verifying during the overlap: it is still in every bundle handed out.
+    const bundle = (await requestWorkloadCertificate(xds, creds('vm-1'))).trustBundlePem;
+    expect(bundle).toContain(root('root-1').toString().trim());
+    expect(bundle).toContain(root('root-2').toString().trim());
   });
 });
