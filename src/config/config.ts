@@ -227,6 +227,8 @@ export const configSchema = z.object({
           maxCertificateTtlMs: z.number().int().min(60_000).max(365 * 86_400_000).default(86_400_000),
           /** How often the root schedule in the state directory is checked for a rotation. */
           reloadIntervalMs: z.number().int().min(100).max(3_600_000).default(5_000),
+          /** Signings in progress at once; beyond it callers get RESOURCE_EXHAUSTED and retry. */
+          maxConcurrentSigns: z.number().int().min(1).max(1024).default(16),
         })
         .refine((c) => [c.certFile, c.keyFile, c.rootsFile].every((f) => f === undefined) || [c.certFile, c.keyFile, c.rootsFile].every((f) => f !== undefined), {
           error: 'give certFile, keyFile and rootsFile together (an intermediate of an existing PKI), or none (a root in the state directory)',

@@ -143,6 +143,7 @@ export class Daemon implements AdminSource {
             trustDomain: config.security.trustDomain,
             defaultTtlMs: workloadCa.certificateTtlMs,
             maxTtlMs: workloadCa.maxCertificateTtlMs,
+            maxConcurrent: workloadCa.maxConcurrentSigns,
             authenticate: (call) => this.security.guard.authenticate(call, call.metadata),
             catalog: () => this.catalog,
             ca: () => {

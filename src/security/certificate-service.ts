@@ -80,13 +80,27 @@ export interface CertificateServiceOptions {
   readonly catalog: () => ServiceCatalog;
   readonly ca: () => WorkloadCa;
   readonly onSigned?: (outcome: 'signed' | 'refused') => void;
+  /** Signings in progress at once; more are refused with RESOURCE_EXHAUSTED (the agent retries), so a flood cannot take the event loop. */
+  readonly maxConcurrent: number;
 }
 
 /** The request size limit: a CSR and a SPIFFE ID, with room to spare; gRPC refuses more before decoding. */
 export const MAX_SIGN_REQUEST_BYTES = MAX_CSR_BYTES + 4096;
 
 export function certificateServiceHandlers(options: CertificateServiceOptions, log: Logger): grpc.UntypedServiceImplementation {
+  let inFlight = 0;
   const sign = async (call: grpc.ServerUnaryCall<SignRequest, SignResponse>): Promise<SignResponse> => {
+    if (inFlight >= options.maxConcurrent) {
+      throw status(grpc.status.RESOURCE_EXHAUSTED, `${inFlight} certificates are being signed; retry later`);
+    }
+    inFlight += 1;
+    try {
+      return await signCounted(call);
+    } finally {
+      inFlight -= 1;
+    }
+  };
+  const signCounted = async (call: grpc.ServerUnaryCall<SignRequest, SignResponse>): Promise<SignResponse> => {
     const caller = await options.authenticate(call);
     if ('error' in caller) throw status(grpc.status.UNAUTHENTICATED, caller.error);
     if (caller.role !== 'node' || caller.name === undefined) {
