@@ -22,8 +22,10 @@ const COMMAND_USAGE = {
         --log-level (or $MESHBRIDGE_LOG_LEVEL) overrides log.level of the config, also across reloads`,
   bootstrap: `bootstrap (--envoy [--delta] | --grpc) --node-id ID [--cluster NAME] [--xds HOST:PORT] [--locality R/Z/S] [--admin-port N]
             [--ca FILE [--cert FILE --key FILE] [--server-name NAME]] [--token-file FILE]
+            [--sds-socket PATH (Envoy) | --workload-certs DIR (gRPC)]
         print a bootstrap that points a client at meshbridge (--delta: Envoy uses incremental xDS);
-        --ca: TLS to meshbridge, --cert/--key: mutual TLS, --token-file: a token from \`meshbridge token create\`.
+        --ca: TLS to meshbridge, --cert/--key: mutual TLS, --token-file: a token from \`meshbridge token create\`;
+        --sds-socket/--workload-certs: where meshbridge agent serves the workload certificate (ISTIO_MUTUAL).
         --xds defaults to 127.0.0.1:15010, --cluster to the node id, --admin-port (Envoy's own) to 15000`,
   validate: `validate [--config FILE]... [FILE...]
         check Istio YAML files (all four kinds, across the files given) and daemon configs
@@ -246,10 +248,14 @@ function bootstrap(args: string[]): number {
       key: { type: 'string' },
       'token-file': { type: 'string' },
       'server-name': { type: 'string' },
+      'sds-socket': { type: 'string' },
+      'workload-certs': { type: 'string' },
     },
     strict: true,
   });
   if (values.help) return printHelp('bootstrap');
+  if (values['sds-socket'] !== undefined && !values.envoy) throw new UsageError('--sds-socket is for --envoy; gRPC reads --workload-certs');
+  if (values['workload-certs'] !== undefined && !values.grpc) throw new UsageError('--workload-certs is for --grpc; Envoy reads --sds-socket');
   if (values.envoy === values.grpc) throw new UsageError('bootstrap needs exactly one of --envoy or --grpc');
   if (!values['node-id']) throw new UsageError('bootstrap needs --node-id');
   if (values.delta && !values.envoy) throw new UsageError('--delta is for --envoy; gRPC clients speak state-of-the-world xDS');
@@ -266,6 +272,8 @@ function bootstrap(args: string[]): number {
     serverName: values['server-name'],
     tokenFile: absolute(values['token-file']),
     token: values['token-file'] === undefined ? undefined : readTokenFile(values['token-file']),
+    sdsSocket: absolute(values['sds-socket']),
+    workloadCertDir: absolute(values['workload-certs']),
   };
   process.stdout.write(values.envoy ? envoyBootstrap(options) : grpcBootstrap(options));
   return 0;

@@ -506,7 +506,7 @@ export class Daemon implements AdminSource {
     const { routing, kinds } = this.latest;
     const { kind, locality } = parseView(view);
     const catalog = kind === 'proxyless' ? this.latest.proxylessCatalog : this.latest.catalog;
-    const options = { sidecarBind: this.config.xds.sidecarBind };
+    const options = { sidecarBind: this.config.xds.sidecarBind, trustDomain: this.config.security.trustDomain };
     let build: ViewBuild;
     try {
       let shared = kinds.get(kind);

@@ -67,6 +67,7 @@ stateDir: ./state
 batching: { debounceMs: 20, maxDelayMs: 100 }
 registries:
   - { kind: file, name: local, paths: ['./*.mesh.yaml'] }
+policy: { paths: ['./*.policy.yaml'] }
 `,
     );
     dir.write('workloads.mesh.yaml', WORKLOADS);
@@ -257,6 +258,79 @@ registries:
       // The control plane's own client certificate (another CA) is not a workload certificate: the handshake fails.
       await expect(call({ cert: readFileSync(join(dir.path, 'vm-2.crt'), 'utf8'), key: readFileSync(join(dir.path, 'vm-2.key'), 'utf8'), ca: peer.trustBundlePem })).rejects.toThrow();
     });
+
+    it('ISTIO_MUTUAL: a client Envoy with its own agent reaches the server Envoy over mTLS; a destination holding another identity fails the SAN check', async () => {
+      const [goodPort, wrongPort] = [await freePort(), await freePort()];
+      // Both destinations are the server Envoy above; only the identity the catalog gives them differs.
+      dir.write(
+        'mtls.mesh.yaml',
+        `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: reviews-mtls, namespace: shop }
+spec:
+  hosts: [reviews-mtls.shop.mesh]
+  ports: [{ number: ${goodPort}, name: http }]
+  endpoints: [{ address: 127.0.0.1, ports: { http: ${listenerPort} }, labels: { meshbridge.io/node: vm-1 }, serviceAccount: reviews }]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: impostor, namespace: shop }
+spec:
+  hosts: [impostor.shop.mesh]
+  ports: [{ number: ${wrongPort}, name: http }]
+  endpoints: [{ address: 127.0.0.1, ports: { http: ${listenerPort} }, labels: { meshbridge.io/node: vm-9 }, serviceAccount: payments }]
+`,
+      );
+      dir.write(
+        'mtls.policy.yaml',
+        ['reviews-mtls', 'impostor']
+          .map(
+            (name) => `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: ${name}, namespace: shop }
+spec:
+  host: ${name}.shop.mesh
+  trafficPolicy: { tls: { mode: ISTIO_MUTUAL } }
+`,
+          )
+          .join('---\n'),
+      );
+      const clientAgent = new DaemonProcess([
+        'agent', '--xds', xds, '--out', join(dir.path, 'vm-2-agent'), '--sds-socket', join(dir.path, 'vm-2-agent', 'sds.sock'),
+        '--spiffe-id', 'spiffe://test.mesh/ns/shop/sa/ratings',
+        '--ca', join(dir.path, 'ca.crt'), '--cert', join(dir.path, 'vm-2.crt'), '--key', join(dir.path, 'vm-2.key'), '--server-name', 'localhost',
+      ]);
+      let client: EnvoyProcess | undefined;
+      try {
+        await clientAgent.waitForLog((l) => l.msg === 'workload certificate installed', 30_000);
+        const printed = await meshbridge([
+          'bootstrap', '--envoy', '--node-id', 'vm-2', '--xds', xds, '--server-name', 'localhost',
+          '--ca', join(dir.path, 'ca.crt'), '--cert', join(dir.path, 'vm-2.crt'), '--key', join(dir.path, 'vm-2.key'),
+          '--sds-socket', join(dir.path, 'vm-2-agent', 'sds.sock'),
+        ]);
+        expect(printed.code, printed.stderr).toBe(0);
+        client = new EnvoyProcess(printed.stdout, dir.path, 'vm-2-client');
+        // fetch() cannot set Host (a forbidden header); the outbound route is chosen by it.
+        const { request } = await import('node:http');
+        const get = (port: number, host: string) =>
+          new Promise<{ status: number; body: string }>((resolve, reject) => {
+            const req = request({ host: '127.0.0.1', port, path: '/', headers: { host }, agent: false }, (res) => {
+              let body = '';
+              res.setEncoding('utf8').on('data', (c: string) => (body += c));
+              res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+            });
+            req.on('error', reject);
+            req.end();
+          });
+        await eventually(async () => expect(await get(goodPort, 'reviews-mtls.shop.mesh')).toEqual({ status: 200, body: 'hello from reviews' }), 30_000, 250);
+        await eventually(async () => expect((await get(wrongPort, 'impostor.shop.mesh')).status).toBe(503), 20_000, 250);
+        expect(await client.stat(`cluster.outbound|${wrongPort}||impostor.shop.mesh.ssl.fail_verify_san`)).toBeGreaterThan(0);
+        expect(await client.stat('cluster_manager.cds.update_rejected')).toBe(0);
+      } finally {
+        await client?.stop();
+        await clientAgent.stop();
+      }
+    }, 90_000);
 
     it('renews at half life: files and Envoy get the new certificate, a connection opened before keeps working', async () => {
       const peer = await requestWorkloadCertificate(xds, creds('vm-2'), { spiffeId: 'spiffe://test.mesh/ns/shop/sa/ratings' });

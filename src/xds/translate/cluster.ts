@@ -1,7 +1,10 @@
 import type { Cluster } from '../../generated/envoy/config/cluster/v3/Cluster.js';
 import { portRouting } from '../../model/routing/build.js';
 import type { ClusterModel, RoutingModel } from '../../model/routing/types.js';
+import { matchesLabels } from '../../model/labels.js';
+import { workloadSpiffeId } from '../../model/service.js';
 import type { Service } from '../../model/service.js';
+import type { ProxyKind } from './translate.js';
 import { TypeUrl } from '../type-urls.js';
 import { addTlsEndpointMatch } from './tls-endpoints.js';
 import { applyTrafficPolicy } from './traffic-policy.js';
@@ -10,7 +13,20 @@ import { ADS_CONFIG_SOURCE, duration, typed } from './typed.js';
 /** Istio's default; long enough for a VM across a WAN, short enough to fail over. */
 const CONNECT_TIMEOUT_MS = 10_000;
 
-export function buildCluster(service: Service, model: ClusterModel): Cluster {
+/** `security.trustDomain`'s default. */
+export const DEFAULT_TRUST_DOMAIN = 'meshbridge.local';
+
+/** The SPIFFE IDs of the endpoints a cluster selects: who may answer for it (secure naming). */
+function peerIdentities(service: Service, model: ClusterModel, trustDomain: string): string[] {
+  const ids = new Set<string>();
+  for (const endpoint of service.endpoints) {
+    if (endpoint.identity === undefined || !matchesLabels(endpoint.labels, model.selector)) continue;
+    ids.add(workloadSpiffeId(trustDomain, endpoint.identity));
+  }
+  return [...ids].sort();
+}
+
+export function buildCluster(service: Service, model: ClusterModel, kind: ProxyKind = 'sidecar', trustDomain = DEFAULT_TRUST_DOMAIN): Cluster {
   const { name, port } = model;
   const cluster: Cluster = {
     name,
@@ -27,14 +43,18 @@ export function buildCluster(service: Service, model: ClusterModel): Cluster {
       }),
     };
   }
-  applyTrafficPolicy(cluster, model.policy, port.protocol);
+  applyTrafficPolicy(cluster, model.policy, port.protocol, {
+    kind,
+    trustDomain,
+    peers: model.policy.tls?.mode === 'ISTIO_MUTUAL' ? peerIdentities(service, model, trustDomain) : [],
+  });
   addTlsEndpointMatch(cluster, service);
   return cluster;
 }
 
 /** The default cluster of every service port, and one per subset of the DestinationRule bound to it. */
-export function buildClusters(services: readonly Service[], routing: RoutingModel): Cluster[] {
+export function buildClusters(services: readonly Service[], routing: RoutingModel, kind: ProxyKind = 'sidecar', trustDomain = DEFAULT_TRUST_DOMAIN): Cluster[] {
   return services.flatMap((service) =>
-    service.ports.flatMap((port) => portRouting(routing, service, port).clusters.map((cluster) => buildCluster(service, cluster))),
+    service.ports.flatMap((port) => portRouting(routing, service, port).clusters.map((cluster) => buildCluster(service, cluster, kind, trustDomain))),
   );
 }
