@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { stringify } from 'yaml';
 import { UsageError } from '../errors.js';
+import { SDS_CLUSTER, WORKLOAD_CERTIFICATE_PROVIDER } from '../xds/translate/traffic-policy.js';
 import { TypeUrl } from '../xds/type-urls.js';
 import type { FileWatcherInstance } from '../xds/translate/certificate-providers.js';
 
@@ -24,6 +25,10 @@ export interface BootstrapOptions {
   readonly token?: string;
   /** gRPC: certificate provider instances for the TLS files DestinationRules name (see certificate-providers.ts). */
   readonly certificateProviders?: ReadonlyMap<string, FileWatcherInstance>;
+  /** Envoy: meshbridge agent's SDS socket, for ISTIO_MUTUAL clusters (cluster `sds-grpc`). */
+  readonly sdsSocket?: string;
+  /** gRPC: meshbridge agent's --out directory, as the `default` file_watcher certificate provider. */
+  readonly workloadCertDir?: string;
 }
 
 function checkTls(options: BootstrapOptions): void {
@@ -119,6 +124,22 @@ export function envoyBootstrap(options: BootstrapOptions): string {
             endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: host, port_value: port } } } }] }],
           },
         },
+        ...(options.sdsSocket === undefined
+          ? []
+          : [
+              {
+                name: SDS_CLUSTER,
+                type: 'STATIC',
+                connect_timeout: '1s',
+                typed_extension_protocol_options: {
+                  'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
+                    '@type': TypeUrl.HttpProtocolOptions,
+                    explicit_http_config: { http2_protocol_options: {} },
+                  },
+                },
+                load_assignment: { cluster_name: SDS_CLUSTER, endpoints: [{ lb_endpoints: [{ endpoint: { address: { pipe: { path: options.sdsSocket } } } }] }] },
+              },
+            ]),
       ],
     },
     admin: { address: { socket_address: { address: '127.0.0.1', port_value: options.adminPort } } },
@@ -157,9 +178,23 @@ export function grpcBootstrap(options: BootstrapOptions): string {
     ],
     // grpc-js-xds refuses a node without a locality, so an empty one is always written.
     node: { id: options.nodeId, cluster: options.cluster, locality: locality(options.locality ?? '') },
-    ...(options.certificateProviders !== undefined && options.certificateProviders.size > 0
-      ? { certificate_providers: Object.fromEntries(options.certificateProviders) }
-      : {}),
+    ...(() => {
+      // DestinationRule TLS files (--policy) and meshbridge agent's workload certificate (--workload-certs).
+      const providers: Record<string, unknown> = Object.fromEntries(options.certificateProviders ?? new Map());
+      if (options.workloadCertDir !== undefined) {
+        // ISTIO_MUTUAL clusters name this instance; meshbridge agent keeps the files fresh.
+        providers[WORKLOAD_CERTIFICATE_PROVIDER] = {
+          plugin_name: 'file_watcher',
+          config: {
+            certificate_file: `${options.workloadCertDir}/cert-chain.pem`,
+            private_key_file: `${options.workloadCertDir}/key.pem`,
+            ca_certificate_file: `${options.workloadCertDir}/root-cert.pem`,
+            refresh_interval: '60s',
+          },
+        };
+      }
+      return Object.keys(providers).length > 0 ? { certificate_providers: providers } : {};
+    })(),
   };
   return `${JSON.stringify(bootstrap, null, 2)}\n`;
 }

@@ -7,13 +7,13 @@ function endpointAddress(service: CatalogServiceView, endpoint: CatalogEndpointV
   return `${endpoint.address} (${ports.map((p) => `${p.name}=${p.port}`).join(',')})`;
 }
 
-/** `meshbridge catalog [HOST]`: one row per endpoint, with its health and the registry it came from. */
+/** `meshbridge catalog [HOST]`: one row per endpoint, with its health, the registry it came from and its workload identity. */
 export function formatCatalog(body: CatalogzBody): string {
   if (body.services.length === 0) return 'the catalog is empty\n';
-  const rows = [['SERVICE', 'PORTS', 'ENDPOINT', 'HEALTH', 'WEIGHT', 'LOCALITY', 'SOURCE']];
+  const rows = [['SERVICE', 'PORTS', 'ENDPOINT', 'HEALTH', 'WEIGHT', 'LOCALITY', 'SOURCE', 'IDENTITY']];
   for (const service of body.services) {
     const ports = service.ports.map((p) => `${p.number}/${p.protocol}`).join(',');
-    if (service.endpoints.length === 0) rows.push([service.hostname, ports, '-', '-', '-', '-', service.registries.join(',')]);
+    if (service.endpoints.length === 0) rows.push([service.hostname, ports, '-', '-', '-', '-', service.registries.join(','), '-']);
     for (const endpoint of service.endpoints) {
       rows.push([
         service.hostname,
@@ -23,6 +23,7 @@ export function formatCatalog(body: CatalogzBody): string {
         String(endpoint.weight),
         endpoint.locality || '-',
         endpoint.registry,
+        endpoint.identity ?? '-',
       ]);
     }
   }

@@ -9,7 +9,7 @@ import { Metrics } from '../admin/metrics.js';
 import type { AdminSource, Readiness, RegistryStatus } from '../admin/source.js';
 import { resolveStateDir } from '../config/config.js';
 import type { Config, RegistryConfig } from '../config/config.js';
-import { formatDiagnostic } from '../errors.js';
+import { MeshbridgeError, formatDiagnostic } from '../errors.js';
 import { EMPTY_CATALOG } from '../model/catalog.js';
 import type { ServiceCatalog } from '../model/catalog.js';
 import type { RegistryError, RegistryState } from '../model/registry-state.js';
@@ -29,6 +29,7 @@ import { SnapshotCache } from '../xds/cache/snapshot-cache.js';
 import { loadEnvoyApi } from '../xds/protos.js';
 import { XdsServer } from '../xds/server/ads-server.js';
 import { XdsSecurity, adminRequiresToken } from '../security/xds-security.js';
+import { certificateServiceDefinition, certificateServiceHandlers } from '../security/certificate-service.js';
 import type { ServerCallbacks, StreamInfo } from '../xds/server/stream-state.js';
 import { BASE_VIEWS, parseView, translateKind } from '../xds/translate/translate.js';
 import type { ProxyKind, ProxyView } from '../xds/translate/translate.js';
@@ -133,6 +134,28 @@ export class Daemon implements AdminSource {
       makeBeforeBreakTimeoutMs: config.xds.makeBeforeBreakTimeoutMs,
     });
     this.xds.addService(api.csds.envoy.service.status.v3.ClientStatusDiscoveryService.service, csdsHandlers(this));
+    const workloadCa = config.security.workloadCa;
+    if (workloadCa !== undefined) {
+      this.xds.addService(
+        certificateServiceDefinition,
+        certificateServiceHandlers(
+          {
+            trustDomain: config.security.trustDomain,
+            defaultTtlMs: workloadCa.certificateTtlMs,
+            maxTtlMs: workloadCa.maxCertificateTtlMs,
+            maxConcurrent: workloadCa.maxConcurrentSigns,
+            authenticate: (call) => this.security.guard.authenticate(call, call.metadata),
+            catalog: () => this.catalog,
+            ca: () => {
+              const ca = this.security.workloadCa;
+              if (ca === undefined) throw new MeshbridgeError('MB_CA_FAILED', 'the workload CA is not loaded yet');
+              return ca;
+            },
+          },
+          log.child({ component: 'workload-ca' }),
+        ),
+      );
+    }
     this.admin = new AdminServer(this, this.metrics.registry, log.child({ component: 'admin' }), {
       access: { allowedHosts: config.admin.allowedHosts, requireToken: adminRequiresToken(config), tokens: () => this.security.tokens },
       tls: () => this.security.adminTls,
@@ -151,6 +174,10 @@ export class Daemon implements AdminSource {
 
   get catalog(): ServiceCatalog {
     return this.latest?.catalog ?? EMPTY_CATALOG;
+  }
+
+  get trustDomain(): string {
+    return this.configValue.security.trustDomain;
   }
 
   get registryStates(): readonly RegistryState[] {
@@ -479,7 +506,7 @@ export class Daemon implements AdminSource {
     const { routing, kinds } = this.latest;
     const { kind, locality } = parseView(view);
     const catalog = kind === 'proxyless' ? this.latest.proxylessCatalog : this.latest.catalog;
-    const options = { sidecarBind: this.config.xds.sidecarBind };
+    const options = { sidecarBind: this.config.xds.sidecarBind, trustDomain: this.config.security.trustDomain };
     let build: ViewBuild;
     try {
       let shared = kinds.get(kind);
@@ -548,6 +575,7 @@ function createRegistry(config: RegistryConfig, root: Config, log: Logger, fileS
           warning: config.warning,
           servicePort: config.servicePort,
           taggedAddress: config.taggedAddress,
+          namespace: config.namespace,
           initialSyncTimeoutMs: config.initialSyncTimeoutMs,
           requestTimeoutMs: config.requestTimeoutMs,
           maxBodyBytes: root.limits.registryResponseBytes,
@@ -571,6 +599,7 @@ function createRegistry(config: RegistryConfig, root: Config, log: Logger, fileS
           region: config.region,
           defaultProtocol: config.defaultProtocol,
           servicePort: config.servicePort,
+          namespace: config.namespace,
           refreshIntervalMs: config.refreshIntervalMs,
           requestTimeoutMs: config.requestTimeoutMs,
           initialSyncTimeoutMs: config.initialSyncTimeoutMs,

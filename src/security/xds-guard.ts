@@ -192,7 +192,8 @@ export class XdsGuard {
     return undefined;
   }
 
-  private async authenticate(call: grpc.ServerInterceptingCallInterface, metadata: grpc.Metadata): Promise<PeerIdentity | { error: string }> {
+  /** Who a call's peer is: its client certificate, else its bearer token. Also used by handlers that need the identity. */
+  async authenticate(call: Pick<grpc.ServerInterceptingCallInterface, 'getAuthContext'>, metadata: grpc.Metadata): Promise<PeerIdentity | { error: string }> {
     const certificate = call.getAuthContext().sslPeerCertificate;
     if (certificate !== undefined) return identityFromCertificate(certificate, this.options.trustDomain);
     const header = metadata.get('authorization')[0];

@@ -69,7 +69,7 @@ describe('policy validation: every field with a wrong type or value names file, 
     ['consecutive5xxErrors as text', dr('    outlierDetection: { consecutive5xxErrors: five }\n'), 'spec.trafficPolicy.outlierDetection.consecutive5xxErrors: must be a whole number'],
     ['unknown tls mode', dr('    tls: { mode: STRICT }\n'), 'spec.trafficPolicy.tls.mode: must be DISABLE, SIMPLE, MUTUAL or ISTIO_MUTUAL'],
     ['MUTUAL without certificates', dr('    tls: { mode: MUTUAL }\n'), 'spec.trafficPolicy.tls: MUTUAL needs clientCertificate and privateKey'],
-    ['ISTIO_MUTUAL', dr('    tls: { mode: ISTIO_MUTUAL }\n'), 'spec.trafficPolicy.tls.mode: ISTIO_MUTUAL needs Istio-issued certificates'],
+    ['ISTIO_MUTUAL with certificate files', dr('    tls: { mode: ISTIO_MUTUAL, clientCertificate: /etc/c.pem }\n'), 'spec.trafficPolicy.tls.clientCertificate: ISTIO_MUTUAL uses the workload certificate from meshbridge agent'],
     ['port level twice', dr('    portLevelSettings: [{ port: { number: 80 } }, { port: { number: 80 } }]\n'), 'spec.trafficPolicy.portLevelSettings[1].port.number: port 80 has two settings'],
     ['port level without port', dr('    portLevelSettings: [{ loadBalancer: { simple: RANDOM } }]\n'), 'spec.trafficPolicy.portLevelSettings[0].port: '],
   ];

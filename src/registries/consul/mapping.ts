@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import type { Diagnostic } from '../../errors.js';
 import { compareEndpoints, compareStrings, endpointKey } from '../../model/catalog.js';
 import type { Endpoint, HealthStatus, Protocol, Service } from '../../model/service.js';
+import { SERVICE_ACCOUNT_KEY, registryIdentity } from '../workload-identity.js';
 import type { ConsulHealthCheck, ConsulServiceEntry } from './consul-types.js';
 
 /**
@@ -25,6 +26,8 @@ export interface ConsulMappingOptions {
   readonly servicePort: PortChoice;
   /** Prefer this tagged address (`lan`, `wan`, `lan_ipv6`, ...) over `Service.Address`/`Node.Address`. */
   readonly taggedAddress?: string | undefined;
+  /** Namespace of the instances' identities: `spiffe://<td>/ns/<namespace>/sa/<service or meta service-account>`. */
+  readonly namespace: string;
 }
 
 export type AggregateStatus = 'passing' | 'warning' | 'critical' | 'maintenance';
@@ -257,8 +260,20 @@ export function mapService(name: string, entries: readonly ConsulServiceEntry[],
   });
 
   const endpoints = new Map<string, Endpoint>();
+  const identityProblems = new Set<string>();
   for (const u of usable) {
     const { health, weight } = instanceHealth(u.entry, options.warning);
+    const { identity, problem } = registryIdentity(options.namespace, name, u.entry.Service.Meta?.[SERVICE_ACCOUNT_KEY]);
+    // Reported once per service and problem: a badly named service must not flood the log with one line per instance.
+    if (problem !== undefined && !identityProblems.has(problem)) {
+      identityProblems.add(problem);
+      diagnostics.push({
+        severity: 'warning',
+        source,
+        field: `services.${name}.instances.${u.entry.Node.Node}/${u.entry.Service.ID}.meta.${SERVICE_ACCOUNT_KEY}`,
+        message: problem,
+      });
+    }
     const endpoint: Endpoint = {
       address: u.address,
       ports: { [portName]: u.port },
@@ -267,6 +282,8 @@ export function mapService(name: string, entries: readonly ConsulServiceEntry[],
       weight,
       health,
       registry: options.registry,
+      ...(identity === undefined ? {} : { identity }),
+      node: u.entry.Node.Node,
     };
     const key = endpointKey(endpoint);
     if (!endpoints.has(key)) endpoints.set(key, endpoint);

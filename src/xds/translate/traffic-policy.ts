@@ -13,6 +13,56 @@ const LB_POLICIES: Record<string, Cluster['lb_policy']> = {
   RANDOM: 'RANDOM',
 };
 
+/** The static cluster `meshbridge bootstrap --envoy --sds-socket` adds: meshbridge agent's SDS socket. */
+export const SDS_CLUSTER = 'sds-grpc';
+/** meshbridge agent's secret names (Istio's): the workload certificate and the trust bundle. */
+export const WORKLOAD_CERTIFICATE_SECRET = 'default';
+export const WORKLOAD_ROOTS_SECRET = 'ROOTCA';
+/** gRPC clients name their certificate provider instance (bootstrap `certificate_providers`) after Istio's. */
+export const WORKLOAD_CERTIFICATE_PROVIDER = 'default';
+
+const SDS_SOURCE = {
+  resource_api_version: 'V3',
+  api_config_source: { api_type: 'GRPC', transport_api_version: 'V3', grpc_services: [{ envoy_grpc: { cluster_name: SDS_CLUSTER } }] },
+} as const;
+
+export interface MeshTlsContext {
+  readonly kind: ClusterReader;
+  readonly trustDomain: string;
+  /** SPIFFE IDs of the cluster's endpoints; the server must hold one of them. */
+  readonly peers: readonly string[];
+}
+
+/**
+ * ISTIO_MUTUAL: the workload's own certificate and trust bundle (Envoy: over
+ * SDS from meshbridge agent; gRPC: its certificate provider instance), and the
+ * server must show one of the destination's SPIFFE IDs. With no identity
+ * known for the destination, any workload of the trust domain is accepted,
+ * as Istio does; never any certificate the roots signed for another domain.
+ */
+function istioMutualContext(mesh: MeshTlsContext): Record<string, unknown> {
+  const sans =
+    mesh.peers.length > 0
+      ? mesh.peers.map((id) => ({ san_type: 'URI', matcher: { exact: id } }))
+      : [{ san_type: 'URI', matcher: { prefix: `spiffe://${mesh.trustDomain}/` } }];
+  if (mesh.kind === 'proxyless') {
+    return {
+      tls_certificate_provider_instance: { instance_name: WORKLOAD_CERTIFICATE_PROVIDER },
+      validation_context: {
+        ca_certificate_provider_instance: { instance_name: WORKLOAD_CERTIFICATE_PROVIDER },
+        match_typed_subject_alt_names: sans,
+      },
+    };
+  }
+  return {
+    tls_certificate_sds_secret_configs: [{ name: WORKLOAD_CERTIFICATE_SECRET, sds_config: SDS_SOURCE }],
+    combined_validation_context: {
+      default_validation_context: { match_typed_subject_alt_names: sans },
+      validation_context_sds_secret_config: { name: WORKLOAD_ROOTS_SECRET, sds_config: SDS_SOURCE },
+    },
+  };
+}
+
 /**
  * What proxyless gRPC clients accept in lb_policy: grpc-go and grpc-java reject
  * RANDOM, and grpc-js-xds takes least request only through
@@ -34,7 +84,13 @@ export type ClusterReader = 'sidecar' | 'proxyless';
  * Istio's DestinationRule traffic policy as Envoy cluster settings. Returns what
  * had to be changed for the reader (proxyless clients), for the caller to report.
  */
-export function applyTrafficPolicy(cluster: Cluster, policy: ClusterPolicy, protocol: Protocol, reader: ClusterReader = 'sidecar'): string[] {
+export function applyTrafficPolicy(
+  cluster: Cluster,
+  policy: ClusterPolicy,
+  protocol: Protocol,
+  reader: ClusterReader = 'sidecar',
+  mesh?: Omit<MeshTlsContext, 'kind'>,
+): string[] {
   const { loadBalancer, connectionPool, outlierDetection, tls } = policy;
   const substitutions: string[] = [];
 
@@ -98,6 +154,12 @@ export function applyTrafficPolicy(cluster: Cluster, policy: ClusterPolicy, prot
     cluster.common_lb_config = { ...cluster.common_lb_config, locality_weighted_lb_config: {} };
   }
 
+  if (tls?.mode === 'ISTIO_MUTUAL' && mesh !== undefined) {
+    cluster.transport_socket = {
+      name: 'envoy.transport_sockets.tls',
+      typed_config: typed(TypeUrl.UpstreamTlsContext, { common_tls_context: istioMutualContext({ ...mesh, kind: reader }), ...(tls.sni ? { sni: tls.sni } : {}) }),
+    };
+  }
   if (tls !== undefined && (tls.mode === 'SIMPLE' || tls.mode === 'MUTUAL') && reader === 'proxyless') {
     cluster.transport_socket = {
       name: 'envoy.transport_sockets.tls',

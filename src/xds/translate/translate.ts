@@ -7,7 +7,7 @@ import type { ServiceCatalog } from '../../model/catalog.js';
 import type { Locality } from '../../model/service.js';
 import { EMPTY_ROUTING } from '../../model/routing/build.js';
 import type { RoutingModel } from '../../model/routing/types.js';
-import { buildClusters } from './cluster.js';
+import { DEFAULT_TRUST_DOMAIN, buildClusters } from './cluster.js';
 import { buildLoadAssignments } from './endpoint.js';
 import { buildProxylessListeners, buildSidecarListeners } from './listener.js';
 import { buildProxylessRoutes, buildSidecarRoutes } from './route.js';
@@ -43,6 +43,8 @@ export function parseView(view: ProxyView): { kind: ProxyKind; locality?: Locali
 export interface TranslateOptions {
   /** Address sidecar listeners bind to. */
   readonly sidecarBind: string;
+  /** Of the destinations' SPIFFE IDs, for ISTIO_MUTUAL's SAN match; the config's default when absent. */
+  readonly trustDomain?: string;
 }
 
 export interface Translation {
@@ -62,7 +64,7 @@ const byName = <T extends { name?: string }>(a: T, b: T) => ((a.name ?? '') < (b
 export function translateKind(catalog: ServiceCatalog, kind: ProxyKind, options: TranslateOptions, routing: RoutingModel = EMPTY_ROUTING): KindTranslation {
   const diagnostics: Diagnostic[] = [];
   const { services } = catalog;
-  const clusters = buildClusters(services, routing, kind, diagnostics);
+  const clusters = buildClusters(services, routing, kind, diagnostics, options.trustDomain ?? DEFAULT_TRUST_DOMAIN);
   const listeners =
     kind === 'sidecar' ? buildSidecarListeners(services, options.sidecarBind, diagnostics) : buildProxylessListeners(services);
   const routes = kind === 'sidecar' ? buildSidecarRoutes(services, routing) : buildProxylessRoutes(services, routing);
