@@ -87,11 +87,15 @@ spec:
       cds.send({ type_url: TypeUrl.Cluster });
       let response = await cds.next(5_000);
       expect(RawAdsClient.names(response)).toContain(`outbound|${port}||greeter`);
+      const appLog = greeter!.log;
       await greeter!.stop();
       greeter = undefined;
       // Spring sends DOWN and then cancels the lease moments later; a refresh can fall between the two or after
       // both, so the endpoint is seen UNHEALTHY or not at all, but never HEALTHY again.
-      await eventually(() => expect([[`127.0.0.1:${port}/UNHEALTHY`], []]).toContainEqual(all.summary()), 20_000);
+      await eventually(
+        () => expect([[`127.0.0.1:${port}/UNHEALTHY`], []], `the app's last log lines:\n${appLog.slice(-25).join('\n')}`).toContainEqual(all.summary()),
+        20_000,
+      );
       for (;;) {
         cds.send({ type_url: TypeUrl.Cluster, version_info: response.version_info, response_nonce: response.nonce });
         response = await cds.next(10_000);
