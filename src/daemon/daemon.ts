@@ -16,6 +16,11 @@ import { IstioFileStores, absolutePattern } from '../istio/file-store.js';
 import { MisplacedDocuments } from '../istio/misplaced-documents.js';
 import { PolicySource } from '../istio/policy-source.js';
 import { EMPTY_POLICY } from '../istio/policy-set.js';
+import type { PolicySet } from '../istio/policy-set.js';
+import { scopeCatalog, scopedHostnames, selectSidecar, sidecarHostFilter } from '../model/routing/scope.js';
+import type { HostFilter } from '../model/routing/scope.js';
+import { accessRuleFor, serviceFilterOf } from '../security/access.js';
+import type { ScopeResolver } from '../xds/node.js';
 import type { RoutingModel } from '../model/routing/types.js';
 import { ConsulRegistry } from '../registries/consul/consul-registry.js';
 import { EurekaRegistry } from '../registries/eureka/eureka-registry.js';
@@ -93,8 +98,9 @@ export class Daemon implements AdminSource {
         catalog: ServiceCatalog;
         routing: RoutingModel;
         proxylessCatalog: ServiceCatalog;
-        /** Per proxy kind, what its views share in this update; filled as views are built. */
-        kinds: Map<ProxyKind, KindBuild>;
+        policySet: PolicySet;
+        /** Per proxy kind and scope (`kind~scope`), what its views share in this update; filled as views are built. */
+        kinds: Map<string, KindBuild>;
       }
     | undefined;
   private seenServices: SeenServices = new Map();
@@ -120,6 +126,7 @@ export class Daemon implements AdminSource {
       pushConcurrency: config.xds.pushConcurrency,
       pushSlotTimeoutMs: config.xds.pushSlotTimeoutMs,
       interceptors: this.security.interceptors(),
+      scopeOf: this.scopeOf,
     });
     this.xds.addService(api.csds.envoy.service.status.v3.ClientStatusDiscoveryService.service, csdsHandlers(this));
     this.admin = new AdminServer(this, this.metrics.registry, log.child({ component: 'admin' }), {
@@ -366,7 +373,46 @@ export class Daemon implements AdminSource {
     ).subscribe((update) => this.onUpdate(update));
   }
 
-  private onUpdate({ states, catalog, routing }: CatalogUpdate): void {
+  /**
+   * The scope a node is served: the Sidecar that selects it (by name, so an
+   * edit of its hosts applies at once; which Sidecar selects a node is decided
+   * when its stream opens) and the security.access rule that names it (by
+   * index: access is fixed for the life of the process).
+   */
+  private readonly scopeOf: ScopeResolver = (node) => {
+    const parts: string[] = [];
+    const sidecar = this.latest === undefined ? undefined : selectSidecar(this.latest.policySet.sidecars, node);
+    if (sidecar !== undefined) parts.push(`sidecar:${sidecar.namespace}/${sidecar.name}`);
+    const rule = accessRuleFor(this.config.security.access, node.id);
+    if (rule !== -1) {
+      parts.push(`access:${rule}`);
+      this.log.info({ component: 'xds', node: node.id, rule }, 'xDS stream narrowed by security.access');
+    }
+    return parts.join(',');
+  };
+
+  /** What a scope name lets through: the Sidecar's hosts and the access rule's services. Fails closed on a scope it cannot read. */
+  private scopeFilters(scope: string, policySet: PolicySet): { declared: HostFilter | undefined; allowed: HostFilter | undefined } {
+    let declared: HostFilter | undefined;
+    let allowed: HostFilter | undefined;
+    for (const part of scope.split(',')) {
+      const colon = part.indexOf(':');
+      const kind = part.slice(0, colon);
+      const name = part.slice(colon + 1);
+      if (kind === 'sidecar') {
+        // A Sidecar removed since the stream opened: its node gets what a node without one gets, until it reconnects.
+        const sidecar = policySet.sidecars.find((s) => `${s.namespace}/${s.name}` === name);
+        declared = sidecar === undefined ? undefined : sidecarHostFilter(sidecar);
+      } else if (kind === 'access' && /^\d+$/.test(name) && this.config.security.access[Number(name)] !== undefined) {
+        allowed = serviceFilterOf(this.config.security.access[Number(name)]!);
+      } else {
+        allowed = () => false;
+      }
+    }
+    return { declared, allowed };
+  }
+
+  private onUpdate({ states, catalog, routing, policySet }: CatalogUpdate): void {
     this.statesValue = states;
     this.reportOnce('conflicts', catalog.conflicts.map((c) => `${c.hostname}: ${c.message}`));
     // A rule left out is an error, logged as one; a field without effect or a host not there yet is a warning.
@@ -374,7 +420,7 @@ export class Daemon implements AdminSource {
     this.reportOnce('policy', routing.diagnostics.filter((d) => d.severity === 'warning').map(formatDiagnostic));
     const retained = retainVanished(catalog, this.seenServices, Date.now(), this.config.xds.proxylessRetentionMs);
     this.seenServices = retained.seen;
-    this.latest = { catalog, routing, proxylessCatalog: retained.catalog, kinds: new Map() };
+    this.latest = { catalog, routing, proxylessCatalog: retained.catalog, policySet, kinds: new Map() };
     const endpoints = catalog.services.reduce((sum, s) => sum + s.endpoints.length, 0);
     this.log.info({ services: catalog.services.length, endpoints, conflicts: catalog.conflicts.length }, 'catalog updated');
     // The base views always, so /readyz means translated and being served; other views once a client asked for them.
@@ -416,17 +462,23 @@ export class Daemon implements AdminSource {
    */
   private build(view: ProxyView): ViewBuild | undefined {
     if (this.latest === undefined) return undefined;
-    const { routing, kinds } = this.latest;
-    const { kind, locality } = parseView(view);
-    const catalog = kind === 'proxyless' ? this.latest.proxylessCatalog : this.latest.catalog;
+    const { routing, kinds, policySet } = this.latest;
+    const { kind, locality, scope } = parseView(view);
     const options = { sidecarBind: this.config.xds.sidecarBind };
+    const sharedKey = `${kind}~${scope ?? ''}`;
     let build: ViewBuild;
     try {
-      let shared = kinds.get(kind);
+      let shared = kinds.get(sharedKey);
       if (shared === undefined) {
-        shared = { translation: translateKind(catalog, kind, options, routing) };
-        kinds.set(kind, shared);
+        let catalog = kind === 'proxyless' ? this.latest.proxylessCatalog : this.latest.catalog;
+        if (scope !== undefined) {
+          const { declared, allowed } = this.scopeFilters(scope, policySet);
+          catalog = scopeCatalog(catalog, scopedHostnames(catalog, routing, declared, allowed));
+        }
+        shared = { catalog, translation: translateKind(catalog, kind, options, routing) };
+        kinds.set(sharedKey, shared);
       }
+      const catalog = shared.catalog ?? (kind === 'proxyless' ? this.latest.proxylessCatalog : this.latest.catalog);
       build = buildView(view, catalog, routing, options, this.pack, this.cache.peek(view), shared);
       if (locality === undefined) shared.donor = build.snapshot;
     } catch (error) {

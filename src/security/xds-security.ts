@@ -59,8 +59,6 @@ export class XdsSecurity {
         trustDomain: config.security.trustDomain,
         requireIdentity: identityRequired(config),
         revocationCheckIntervalMs: config.security.revocationCheckIntervalMs,
-        access: config.security.access,
-        ...(api === undefined ? {} : { api }),
         ...(refused === undefined ? {} : { onRefused: (code: string) => refused.inc({ code }) }),
       },
       log,

@@ -1,3 +1,4 @@
+import type { ScopeResolver } from '../node.js';
 import type { TLSSocket } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
@@ -33,6 +34,8 @@ export interface XdsServerTuning {
   readonly pushSlotTimeoutMs?: number;
   /** Run before any handler sees a call: authentication and authorization (src/security/xds-guard.ts). */
   readonly interceptors?: grpc.ServerInterceptor[];
+  /** What narrows each node's view (its Sidecar, security.access); without it every node of a kind and locality shares one. */
+  readonly scopeOf?: ScopeResolver;
 }
 
 export const DEFAULT_TUNING = { pushConcurrency: 64, pushSlotTimeoutMs: 2_000 } as const;
@@ -83,8 +86,8 @@ export class XdsServer {
     };
     this.queue = new PushQueue(options);
     const handlers: AggregatedDiscoveryServiceHandlers = {
-      StreamAggregatedResources: (call) => this.open((id, log) => new SotwStream(id, call as unknown as SotwCall, cache, this.queue, callbacks, log)),
-      DeltaAggregatedResources: (call) => this.open((id, log) => new DeltaStream(id, call as unknown as DeltaCall, cache, this.queue, callbacks, log)),
+      StreamAggregatedResources: (call) => this.open((id, log) => new SotwStream(id, call as unknown as SotwCall, cache, this.queue, callbacks, log, tuning.scopeOf)),
+      DeltaAggregatedResources: (call) => this.open((id, log) => new DeltaStream(id, call as unknown as DeltaCall, cache, this.queue, callbacks, log, tuning.scopeOf)),
     };
     this.server.addService(
       withEncodedResponses(api.ads.envoy.service.discovery.v3.AggregatedDiscoveryService.service),
