@@ -20,9 +20,11 @@ commands:
   run [--config FILE] [--log-level LEVEL]
         serve xDS and the admin API; with no --config, serves the quickstart example.
         SIGTERM/SIGINT drain and exit 0; SIGHUP reloads the config (a bad one is logged and ignored)
-  bootstrap (--envoy [--delta] | --grpc) --node-id ID [--cluster NAME] [--xds HOST:PORT] [--locality R/Z/S] [--admin-port N]
-            [--ca FILE [--cert FILE --key FILE] [--server-name NAME]] [--token-file FILE]
+  bootstrap (--envoy [--delta] | --grpc) --node-id ID [--cluster NAME] [--xds HOST:PORT]... [--locality R/Z/S] [--admin-port N]
+            [--namespace NS] [--label KEY=VALUE]... [--ca FILE [--cert FILE --key FILE] [--server-name NAME]] [--token-file FILE]
         print a bootstrap that points a client at meshbridge (--delta: Envoy uses incremental xDS);
+        --xds again for each replica (Envoy: all in its xds cluster; gRPC: xds_servers in fallback order);
+        --namespace/--label: node metadata a Sidecar's workloadSelector matches;
         --ca: TLS to meshbridge, --cert/--key: mutual TLS, --token-file: a token from \`meshbridge token create\`
   validate [--config FILE]... [FILE...]
         check Istio YAML files (all four kinds, across the files given) and daemon configs
@@ -166,6 +168,16 @@ function readTokenFile(file: string): string {
   return text;
 }
 
+function parseLabels(values: readonly string[]): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const value of values) {
+    const equals = value.indexOf('=');
+    if (equals <= 0) throw new UsageError(`--label must be KEY=VALUE, got "${value}"`);
+    labels[value.slice(0, equals)] = value.slice(equals + 1);
+  }
+  return labels;
+}
+
 function bootstrap(args: string[]): number {
   const { values } = parseArgs({
     args,
@@ -175,8 +187,10 @@ function bootstrap(args: string[]): number {
       delta: { type: 'boolean', default: false },
       'node-id': { type: 'string' },
       cluster: { type: 'string' },
-      xds: { type: 'string', default: '127.0.0.1:15010' },
+      xds: { type: 'string', multiple: true, default: ['127.0.0.1:15010'] },
       locality: { type: 'string' },
+      namespace: { type: 'string' },
+      label: { type: 'string', multiple: true, default: [] },
       'admin-port': { type: 'string', default: '15000' },
       ca: { type: 'string' },
       cert: { type: 'string' },
@@ -193,6 +207,8 @@ function bootstrap(args: string[]): number {
     nodeId: values['node-id'],
     cluster: values.cluster ?? values['node-id'],
     xds: values.xds,
+    namespace: values.namespace,
+    labels: parseLabels(values.label),
     adminPort: Number(values['admin-port']),
     locality: values.locality,
     delta: values.delta,
