@@ -22,3 +22,5 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
 fi
 
 ./node_modules/.bin/tsc -p tsconfig.build.json
+# Envoy API descriptor and version info beside the compiled code (what `npm run build` does).
+node scripts/build-dist-data.mjs

@@ -30,4 +30,15 @@ if ! grpc_go_client="$(bash scripts/install-grpc-go-client.sh | tail -n1)"; then
   exit 1
 fi
 export MESHBRIDGE_GRPC_GO_CLIENT="$grpc_go_client"
+# test/package builds the .deb and checks it with Debian's lintian and systemd-analyze;
+# installs them from Debian's packages once (root, as on CI); a missing tool fails the run.
+if ! bash scripts/install-packaging-tools.sh; then
+  echo "scripts/test.sh: cannot install the packaging tools (see the reason above); test/package needs them" >&2
+  exit 1
+fi
+# The dpkg install/upgrade/remove/purge test runs in a minimal Debian 12 root: debootstrap once, cached.
+if ! bash scripts/install-debian-chroot.sh >/dev/null; then
+  echo "scripts/test.sh: cannot build the Debian root (see the reason above); test/package needs it" >&2
+  exit 1
+fi
 exec ./node_modules/.bin/vitest run "$@"

@@ -7,6 +7,7 @@ import type { ConfigStatus } from '../generated/envoy/service/status/v3/ConfigSt
 import type { StringMatcher__Output } from '../generated/envoy/type/matcher/v3/StringMatcher.js';
 import type { Timestamp } from '../generated/google/protobuf/Timestamp.js';
 import type { StreamInfo } from '../xds/server/stream-state.js';
+import { compileSafeRegex, RegexError } from '../util/safe-regex.js';
 import { XDS_TYPES } from '../xds/type-urls.js';
 import type { AdminSource } from './source.js';
 import { syncStatus } from './sync-status.js';
@@ -31,6 +32,17 @@ function timestamp(date: Date): Timestamp {
   return { seconds: String(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1_000_000 };
 }
 
+/** A node matcher compiled once per request; a regex from the request is RE2 (see util/safe-regex.ts). */
+type NodeMatcher = (value: string) => boolean;
+
+function compileMatcher(matcher: StringMatcher__Output | null, index: number): NodeMatcher {
+  if (matcher?.match_pattern === 'safe_regex') {
+    const regex = compileSafeRegex(matcher.safe_regex?.regex ?? '', `node_matchers[${index}].node_id.safe_regex`);
+    return (value) => regex.matchesWhole(value);
+  }
+  return (value) => matches(matcher, value);
+}
+
 function matches(matcher: StringMatcher__Output | null, value: string): boolean {
   if (matcher === null) return true;
   const fold = (s: string) => (matcher.ignore_case ? s.toLowerCase() : s);
@@ -44,8 +56,6 @@ function matches(matcher: StringMatcher__Output | null, value: string): boolean 
       return v.endsWith(fold(matcher.suffix ?? ''));
     case 'contains':
       return v.includes(fold(matcher.contains ?? ''));
-    case 'safe_regex':
-      return new RegExp(`^(?:${matcher.safe_regex?.regex ?? ''})$`).test(value);
     default:
       return true;
   }
@@ -58,11 +68,11 @@ function matches(matcher: StringMatcher__Output | null, value: string): boolean 
  * resource for is DOES_NOT_EXIST.
  */
 export function clientStatus(source: Pick<AdminSource, 'connections' | 'snapshot'>, request: ClientStatusRequest__Output): ClientStatusResponse {
-  const matchers = request.node_matchers ?? [];
+  const matchers = (request.node_matchers ?? []).map((m, index) => compileMatcher(m.node_id, index));
   const streams = source
     .connections()
     .filter((s) => s.types().length > 0)
-    .filter((s) => matchers.length === 0 || matchers.some((m) => matches(m.node_id, s.node.id)));
+    .filter((s) => matchers.length === 0 || matchers.some((m) => m(s.node.id)));
   return { config: streams.map((s) => clientConfig(source, s, request.exclude_resource_contents)) };
 }
 
@@ -109,7 +119,7 @@ export function csdsHandlers(source: Pick<AdminSource, 'connections' | 'snapshot
       try {
         callback(null, clientStatus(source, call.request));
       } catch (error) {
-        callback({ code: 13, details: (error as Error).message });
+        callback({ code: statusFor(error), details: (error as Error).message });
       }
     },
     StreamClientStatus: (call) => {
@@ -117,10 +127,15 @@ export function csdsHandlers(source: Pick<AdminSource, 'connections' | 'snapshot
         try {
           call.write(clientStatus(source, request));
         } catch (error) {
-          call.emit('error', { code: 13, details: (error as Error).message });
+          call.emit('error', { code: statusFor(error), details: (error as Error).message });
         }
       });
       call.on('end', () => call.end());
     },
   };
+}
+
+/** A bad matcher in the request is the caller's mistake (INVALID_ARGUMENT), anything else ours (INTERNAL). */
+function statusFor(error: unknown): number {
+  return error instanceof RegexError ? 3 : 13;
 }

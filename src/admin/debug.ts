@@ -142,6 +142,8 @@ export interface RegistryView {
   readonly services: number;
   readonly endpoints: number;
   readonly lastSyncAt: string | null;
+  /** When the services served are those an earlier run saved (the source not read yet in this one): when they were saved. */
+  readonly restoredFrom: string | null;
   readonly lastError: { readonly message: string; readonly at: string } | null;
   readonly diagnostics: readonly string[];
 }
@@ -155,6 +157,7 @@ export function registryz(statuses: readonly RegistryStatus[]): { registries: Re
       services: r.state?.services.length ?? 0,
       endpoints: r.state?.services.reduce((n, s) => n + s.endpoints.length, 0) ?? 0,
       lastSyncAt: r.lastSyncAt?.toISOString() ?? null,
+      restoredFrom: r.state?.restoredAt?.toISOString() ?? null,
       lastError: r.lastError ? { message: r.lastError.message, at: r.lastError.at.toISOString() } : null,
       diagnostics: (r.state?.diagnostics ?? []).map(formatDiagnostic),
     })),

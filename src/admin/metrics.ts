@@ -11,6 +11,7 @@ export const MetricName = {
   pushes: 'meshbridge_xds_pushes_total',
   acks: 'meshbridge_xds_acks_total',
   nacks: 'meshbridge_xds_nacks_total',
+  orderingTimeouts: 'meshbridge_xds_make_before_break_timeouts_total',
   pushLatency: 'meshbridge_xds_push_latency_seconds',
   registrySynced: 'meshbridge_registry_synced',
   registryStale: 'meshbridge_registry_stale',
@@ -22,6 +23,10 @@ export const MetricName = {
   catalogEndpoints: 'meshbridge_catalog_endpoints',
   catalogConflicts: 'meshbridge_catalog_conflicts',
   configReloads: 'meshbridge_config_reloads_total',
+  limitHits: 'meshbridge_limit_hits_total',
+  views: 'meshbridge_xds_views',
+  streamsNotReady: 'meshbridge_xds_streams_not_ready_total',
+  savedStates: 'meshbridge_registry_saved_state_total',
 } as const;
 
 /**
@@ -35,6 +40,9 @@ export class Metrics {
   readonly callbacks: ServerCallbacks;
   private readonly registryErrors: Counter<'registry'>;
   private readonly reloads: Counter<'result'>;
+  private readonly limitHits: Counter<'limit'>;
+  private readonly notReady: Counter;
+  private readonly savedStates: Counter<'registry' | 'event'>;
   private readonly lastErrorSeen = new Map<string, number | undefined>();
 
   constructor(
@@ -58,9 +66,15 @@ export class Metrics {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers: [registry],
     });
+    const orderingTimeouts = new Counter({
+      name: MetricName.orderingTimeouts,
+      help: 'Listeners or routes sent before the clusters they name were ACKed, because the client did not ACK in time, by type.',
+      labelNames: ['type'],
+      registers: [registry],
+    });
     for (const typeUrl of XDS_TYPES) {
       // Zero, not absent, until the first event: rate() and alerts need the series to exist.
-      for (const counter of [pushes, acks, nacks]) counter.inc({ type: shortTypeName(typeUrl) }, 0);
+      for (const counter of [pushes, acks, nacks, orderingTimeouts]) counter.inc({ type: shortTypeName(typeUrl) }, 0);
     }
     this.callbacks = {
       onResponse: (_stream, typeUrl) => pushes.inc({ type: shortTypeName(typeUrl) }),
@@ -69,6 +83,7 @@ export class Metrics {
         latency.observe({ type: shortTypeName(typeUrl) }, latencyMs / 1000);
       },
       onNack: (_stream, typeUrl) => nacks.inc({ type: shortTypeName(typeUrl) }),
+      onOrderingTimeout: (_stream, typeUrl) => orderingTimeouts.inc({ type: shortTypeName(typeUrl) }),
     };
 
     new Gauge({
@@ -82,6 +97,15 @@ export class Metrics {
           for (const kind of ['sidecar', 'proxyless'] as const) this.set({ protocol, kind }, 0);
         }
         for (const stream of source.connections()) this.inc({ protocol: stream.protocol, kind: stream.node.kind });
+      },
+    });
+
+    new Gauge({
+      name: MetricName.views,
+      help: 'Views (proxy kind and locality) whose snapshots are kept and rebuilt on every change; follows the views connected clients use.',
+      registers: [registry],
+      collect() {
+        this.set(source.viewCount?.() ?? 0);
       },
     });
 
@@ -147,6 +171,25 @@ export class Metrics {
       labelNames: ['result'],
       registers: [registry],
     });
+    this.limitHits = new Counter({
+      name: MetricName.limitHits,
+      help: 'Inputs refused or cut because they passed a configured limit, by limit (config key).',
+      labelNames: ['limit'],
+      registers: [registry],
+    });
+    for (const limit of ['limits.registryResponseBytes', 'limits.savedStateBytes']) this.limitHits.inc({ limit }, 0);
+    // Refusals by authentication are meshbridge_xds_streams_refused_total{code} (src/security); these are the daemon's own.
+    this.notReady = new Counter({
+      name: MetricName.streamsNotReady,
+      help: 'ADS streams refused with UNAVAILABLE at startup: registries neither synced nor restored yet.',
+      registers: [registry],
+    });
+    this.savedStates = new Counter({
+      name: MetricName.savedStates,
+      help: 'Saved registry states loaded at startup, written, rejected as invalid, or failed to write, by registry.',
+      labelNames: ['registry', 'event'],
+      registers: [registry],
+    });
   }
 
   /** Counts each new error a registry reports (a state carrying a `lastError` not seen before). */
@@ -160,6 +203,19 @@ export class Metrics {
     if (this.lastErrorSeen.get(state.registry) === at) return;
     this.lastErrorSeen.set(state.registry, at);
     this.registryErrors.inc({ registry: state.registry });
+  }
+
+  /** Something from outside hit a configured limit (the `limits.*` key, or another config key, named as label). */
+  limitHit(limit: string): void {
+    this.limitHits.inc({ limit });
+  }
+
+  streamNotReady(): void {
+    this.notReady.inc();
+  }
+
+  savedState(registry: string, event: 'loaded' | 'written' | 'rejected' | 'write-failed'): void {
+    this.savedStates.inc({ registry, event });
   }
 
   reloaded(result: 'success' | 'failure'): void {

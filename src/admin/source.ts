@@ -33,4 +33,6 @@ export interface AdminSource {
   connections(): readonly StreamInfo[];
   snapshot(view: ProxyView): Snapshot | undefined;
   readiness(): Readiness;
+  /** How many views (proxy kind and locality) have snapshots kept and rebuilt. */
+  viewCount?(): number;
 }

@@ -97,6 +97,10 @@ function locality(value: string): { region: string; zone: string; sub_zone: stri
   return { region, zone, sub_zone };
 }
 
+/** First and longest wait between Envoy's attempts to reach meshbridge again (jittered exponential backoff). */
+const XDS_RECONNECT_BASE = '0.25s';
+const XDS_RECONNECT_MAX = '2s';
+
 /** An Envoy bootstrap that gets everything else from meshbridge over ADS. */
 export function envoyBootstrap(options: BootstrapOptions): string {
   checkTls(options);
@@ -111,7 +115,11 @@ export function envoyBootstrap(options: BootstrapOptions): string {
         set_node_on_first_message_only: true,
         grpc_services: [
           {
-            envoy_grpc: { cluster_name: 'meshbridge-xds' },
+            envoy_grpc: {
+              cluster_name: 'meshbridge-xds',
+              // Envoy's default reconnect backoff grows to 30 s; after a meshbridge restart a fleet should be back in seconds.
+              retry_policy: { retry_back_off: { base_interval: XDS_RECONNECT_BASE, max_interval: XDS_RECONNECT_MAX } },
+            },
             // Envoy cannot read a header from a file: the token is written here, so keep this file private.
             ...(options.token !== undefined ? { initial_metadata: [{ key: 'authorization', value: `Bearer ${options.token}` }] } : {}),
           },
@@ -126,6 +134,8 @@ export function envoyBootstrap(options: BootstrapOptions): string {
           name: 'meshbridge-xds',
           // Every replica is an endpoint: the ADS stream goes to one, and to another when it fails.
           type: addresses.every((a) => isIP(a.host) !== 0) ? 'STATIC' : 'STRICT_DNS',
+          // Envoy 1.40 resolves a name to IPv6 first by default, so `localhost` meant [::1] while meshbridge listens on 127.0.0.1.
+          ...(addresses.some((a) => isIP(a.host) === 0) ? { dns_lookup_family: 'V4_PREFERRED' } : {}),
           connect_timeout: '5s',
           typed_extension_protocol_options: {
             'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {

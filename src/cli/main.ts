@@ -14,38 +14,87 @@ import { formatCatalog } from './catalog.js';
 import { formatNodeStatus, formatStatus } from './status.js';
 import { printFindings, validateFiles } from './validate.js';
 
-const USAGE = `usage: meshbridge <command> [options]
-
-commands:
-  run [--config FILE] [--log-level LEVEL]
+/** Per command: its synopsis and what it does, shown by `meshbridge <command> --help` and, together, by `meshbridge --help`. */
+const COMMAND_USAGE = {
+  run: `run [--config FILE] [--log-level LEVEL]
         serve xDS and the admin API; with no --config, serves the quickstart example.
         SIGTERM/SIGINT drain and exit 0; SIGHUP reloads the config (a bad one is logged and ignored)
-  bootstrap (--envoy [--delta] | --grpc) --node-id ID [--cluster NAME] [--xds HOST:PORT]... [--locality R/Z/S] [--admin-port N]
+        --log-level (or $MESHBRIDGE_LOG_LEVEL) overrides log.level of the config, also across reloads`,
+  bootstrap: `bootstrap (--envoy [--delta] | --grpc) --node-id ID [--cluster NAME] [--xds HOST:PORT]... [--locality R/Z/S] [--admin-port N]
             [--namespace NS] [--label KEY=VALUE]... [--ca FILE [--cert FILE --key FILE] [--server-name NAME]] [--token-file FILE]
         print a bootstrap that points a client at meshbridge (--delta: Envoy uses incremental xDS);
         --xds again for each replica (Envoy: all in its xds cluster; gRPC: xds_servers in fallback order);
         --namespace/--label: node metadata a Sidecar's workloadSelector matches;
-        --ca: TLS to meshbridge, --cert/--key: mutual TLS, --token-file: a token from \`meshbridge token create\`
-  validate [--config FILE]... [FILE...]
+        --ca: TLS to meshbridge, --cert/--key: mutual TLS, --token-file: a token from \`meshbridge token create\`.
+        --xds defaults to 127.0.0.1:15010, --cluster to the node id, --admin-port (Envoy's own) to 15000`,
+  validate: `validate [--config FILE]... [FILE...]
         check Istio YAML files (all four kinds, across the files given) and daemon configs
-        (--config, or any file with a top-level registries:); exits 1 on errors
-  status [NODE] [--admin HOST:PORT|https://HOST:PORT] [--token-file FILE] [--ca FILE] [--json]
-        connected proxies and, per type, SYNCED / NACKED / STALE / NOT SENT (like istioctl proxy-status)
-  catalog [HOST] [--admin HOST:PORT|https://HOST:PORT] [--token-file FILE] [--ca FILE] [--json]
-        services and endpoints of the merged catalog, with health and source registry
-  ca create --dir DIR [--trust-domain TD] [--days N]
+        (--config, or any file with a top-level registries:); exits 1 on errors`,
+  status: `status [NODE] [--admin HOST:PORT|https://HOST:PORT] [--token-file FILE] [--ca FILE] [--json]
+        connected proxies and, per type, SYNCED / NACKED / STALE / NOT SENT (like istioctl proxy-status)`,
+  catalog: `catalog [HOST] [--admin HOST:PORT|https://HOST:PORT] [--token-file FILE] [--ca FILE] [--json]
+        services and endpoints of the merged catalog, with health and source registry`,
+  ca: `ca create --dir DIR [--trust-domain TD] [--days N]
         create a CA for meshbridge's own TLS: DIR/ca.crt and DIR/ca.key (0600)
   ca issue --dir DIR (--server HOST,... | --node ID | --operator NAME) --out PREFIX [--days N] [--trust-domain TD]
         issue PREFIX.crt and PREFIX.key (0600): a server certificate for the hosts given, or a client
-        certificate with the SPIFFE ID spiffe://TD/node/ID or spiffe://TD/operator/NAME
-  token create (--node ID | --operator NAME) [--ttl 24h] [--out FILE] [--config FILE | --state-dir DIR]
+        certificate with the SPIFFE ID spiffe://TD/node/ID or spiffe://TD/operator/NAME`,
+  token: `token create (--node ID | --operator NAME) [--ttl 24h] [--out FILE] [--config FILE | --state-dir DIR]
         print (or write, 0600) a token signed with the key in the state directory; its id goes to stderr
   token revoke (--id ID | --token-file FILE) [--config FILE | --state-dir DIR]
-        revoke a token: a running daemon refuses it and ends its streams within security.revocationCheckIntervalMs
+        revoke a token: a running daemon refuses it and ends its streams within security.revocationCheckIntervalMs`,
+} as const;
+type Command = keyof typeof COMMAND_USAGE;
 
-  --admin defaults to $MESHBRIDGE_ADMIN or ${DEFAULT_ADMIN_LISTEN}; --token-file (an operator token) to
+const ADMIN_NOTE = `  --admin defaults to $MESHBRIDGE_ADMIN or ${DEFAULT_ADMIN_LISTEN}; --token-file (an operator token) to
   $MESHBRIDGE_ADMIN_TOKEN_FILE, --ca (the CA of an https admin API) to $MESHBRIDGE_ADMIN_CA.
 `;
+
+const USAGE = `usage: meshbridge <command> [options]
+       meshbridge <command> --help
+       meshbridge --version
+
+commands:
+${Object.values(COMMAND_USAGE)
+  .map((text) => `  ${text}\n`)
+  .join('')}
+${ADMIN_NOTE}`;
+
+function isCommand(name: string | undefined): name is Command {
+  return name !== undefined && Object.hasOwn(COMMAND_USAGE, name);
+}
+
+function commandUsage(command: Command): string {
+  const note = command === 'status' || command === 'catalog' ? `\n${ADMIN_NOTE}` : '';
+  // Commands with subcommands list each as `meshbridge <command> <subcommand> ...`.
+  return `usage: ${COMMAND_USAGE[command].replace(/^  (?=\S)/gm, '  meshbridge ').replace(/^/, 'meshbridge ')}\n${note}`;
+}
+
+/** `--help`/`-h`, accepted by every command. */
+const HELP_OPTION = { help: { type: 'boolean', short: 'h', default: false } } as const;
+
+function printHelp(command: Command): number {
+  process.stdout.write(commandUsage(command));
+  return 0;
+}
+
+interface BuildInfo {
+  readonly version: string;
+  readonly commit: string;
+}
+
+/** Version and commit, written into dist/ by the build (scripts/build-dist-data.mjs). */
+export function buildInfo(): BuildInfo {
+  const file = join(packageRoot(), 'dist', 'build-info.json');
+  try {
+    const info = JSON.parse(readFileSync(file, 'utf8')) as Partial<BuildInfo>;
+    if (typeof info.version === 'string' && typeof info.commit === 'string') return { version: info.version, commit: info.commit };
+  } catch {
+    // A checkout running from src/ before any build: say so rather than guess.
+  }
+  const pkg = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string };
+  return { version: pkg.version, commit: 'unknown (not built)' };
+}
 
 /** How long a drain may take before the process gives up on it. */
 const DRAIN_TIMEOUT_MS = 10_000;
@@ -66,13 +115,18 @@ export function quickstartConfigPath(): string {
 async function run(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
-    options: { config: { type: 'string' }, 'log-level': { type: 'string' } },
+    options: { ...HELP_OPTION, config: { type: 'string' }, 'log-level': { type: 'string' } },
     strict: true,
   });
+  if (values.help) return printHelp('run');
   const file = values.config ?? quickstartConfigPath();
   const { config, diagnostics } = await loadConfig(file);
   const fixedLevel = values['log-level'] ?? process.env.MESHBRIDGE_LOG_LEVEL;
-  const log = createLogger(fixedLevel ?? config.log.level);
+  const log = createLogger(fixedLevel ?? config.log.level, undefined, {
+    maxFieldChars: config.log.maxFieldChars,
+    maxListItems: config.log.maxListItems,
+    repeatedWarningsPerMinute: config.log.repeatedWarningsPerMinute,
+  });
   for (const d of diagnostics) log.warn(formatDiagnostic(d));
   if (values.config === undefined) log.info({ config: file }, 'no --config given: serving the quickstart example');
 
@@ -182,6 +236,7 @@ function bootstrap(args: string[]): number {
   const { values } = parseArgs({
     args,
     options: {
+      ...HELP_OPTION,
       envoy: { type: 'boolean', default: false },
       grpc: { type: 'boolean', default: false },
       delta: { type: 'boolean', default: false },
@@ -200,6 +255,7 @@ function bootstrap(args: string[]): number {
     },
     strict: true,
   });
+  if (values.help) return printHelp('bootstrap');
   if (values.envoy === values.grpc) throw new UsageError('bootstrap needs exactly one of --envoy or --grpc');
   if (!values['node-id']) throw new UsageError('bootstrap needs --node-id');
   if (values.delta && !values.envoy) throw new UsageError('--delta is for --envoy; gRPC clients speak state-of-the-world xDS');
@@ -226,10 +282,11 @@ function bootstrap(args: string[]): number {
 async function validate(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
-    options: { config: { type: 'string', multiple: true } },
+    options: { ...HELP_OPTION, config: { type: 'string', multiple: true } },
     allowPositionals: true,
     strict: true,
   });
+  if (values.help) return printHelp('validate');
   const configs = values.config ?? [];
   if (positionals.length + configs.length === 0) throw new UsageError('validate needs at least one file');
   const findings = await validateFiles(positionals, configs);
@@ -240,6 +297,7 @@ async function validate(args: string[]): Promise<number> {
 }
 
 const ADMIN_OPTIONS = {
+  ...HELP_OPTION,
   admin: { type: 'string' },
   json: { type: 'boolean', default: false },
   'token-file': { type: 'string' },
@@ -267,6 +325,7 @@ function adminAddress(value: string | undefined): string {
 
 async function status(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, options: ADMIN_OPTIONS, allowPositionals: true, strict: true });
+  if (values.help) return printHelp('status');
   if (positionals.length > 1) throw new UsageError('status takes at most one node id');
   const body = await fetchAdmin<SynczBody>(adminAddress(values.admin), '/debug/syncz', undefined, adminCredentials(values));
   const node = positionals[0];
@@ -290,6 +349,7 @@ async function status(args: string[]): Promise<number> {
 
 async function catalog(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, options: ADMIN_OPTIONS, allowPositionals: true, strict: true });
+  if (values.help) return printHelp('catalog');
   if (positionals.length > 1) throw new UsageError('catalog takes at most one hostname');
   const host = positionals[0];
   const query = host === undefined ? '' : `?host=${encodeURIComponent(host.toLowerCase())}`;
@@ -317,12 +377,23 @@ export async function main(argv: string[]): Promise<number> {
       case 'catalog':
         return await catalog(rest);
       case 'ca':
-        // X.509 generation is loaded only by the commands that use it.
-        return await (await import('./security.js')).ca(rest);
       case 'token':
-        return await (await import('./security.js')).token(rest);
-      case undefined:
+        // Their subcommands parse their own options; help is answered before any of them runs.
+        if (rest.includes('--help') || rest.includes('-h')) return printHelp(command);
+        // X.509 generation is loaded only by the commands that use it.
+        return command === 'ca' ? await (await import('./security.js')).ca(rest) : await (await import('./security.js')).token(rest);
+      case '--version':
+      case '-V':
+      case 'version': {
+        const { version, commit } = buildInfo();
+        process.stdout.write(`meshbridge ${version} (commit ${commit})\n`);
+        return 0;
+      }
       case 'help':
+        if (isCommand(rest[0])) return printHelp(rest[0]);
+        process.stdout.write(USAGE);
+        return 0;
+      case undefined:
       case '--help':
       case '-h':
         process.stdout.write(USAGE);
@@ -332,7 +403,7 @@ export async function main(argv: string[]): Promise<number> {
     }
   } catch (error) {
     if (error instanceof UsageError || String((error as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`meshbridge: ${(error as Error).message}\n\n${USAGE}`);
+      process.stderr.write(`meshbridge: ${(error as Error).message}\n\n${isCommand(command) ? commandUsage(command) : USAGE}`);
       return 2;
     }
     if (error instanceof MeshbridgeError) {

@@ -163,6 +163,19 @@ export const configSchema = z.object({
       pushConcurrency: z.number().int().min(1).default(64),
       /** How long a push to a client that does not read may hold its slot. */
       pushSlotTimeoutMs: z.number().int().min(1).default(2_000),
+      /**
+       * At startup, ADS streams are refused (UNAVAILABLE "not ready", so
+       * proxies keep the config they have) until every registry has synced or
+       * its saved state is loaded; after this long they are served anyway.
+       */
+      readyTimeoutMs: z.number().int().min(0).default(30_000),
+      /** Concurrent ADS/CSDS streams one client connection may hold; Envoy uses one, a gRPC client a few. */
+      maxStreamsPerConnection: z.number().int().min(1).default(100),
+      /** Keepalive ping interval and timeout: how soon a vanished peer's streams are closed. */
+      keepaliveTimeMs: z.number().int().min(1_000).default(30_000),
+      keepaliveTimeoutMs: z.number().int().min(100).default(10_000),
+      /** Make-before-break: the longest a route waits for its clusters to be ACKed, or a cluster's removal for its routes'. */
+      makeBeforeBreakTimeoutMs: z.number().int().min(0).max(60_000).default(5_000),
       /** TLS on the xDS port; with clientCaFile, every client must present a certificate that CA signed. */
       tls: tlsFiles.extend({ clientCaFile: z.string().min(1).optional() }).optional(),
       /** Serving plaintext on an address other than loopback must be asked for in so many words. */
@@ -202,7 +215,15 @@ export const configSchema = z.object({
     })
     .prefault({}),
   log: z
-    .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
+    .object({
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+      /** Longest string a log line carries whole (node ids, NACK messages and names come from clients). */
+      maxFieldChars: z.number().int().min(16).default(1024),
+      /** Longest list a log line carries whole. */
+      maxListItems: z.number().int().min(1).default(20),
+      /** Same warning from the same stream or registry logged at most this often per minute (0: no limit). */
+      repeatedWarningsPerMinute: z.number().int().min(0).default(20),
+    })
     .prefault({}),
   batching: z
     .object({
@@ -219,6 +240,10 @@ export const configSchema = z.object({
     .object({
       /** Istio YAML files (file registries, policy) larger than this are rejected before parsing. */
       fileBytes: positiveInt(1024 * 1024 * 1024).default(DEFAULT_FILE_BYTES),
+      /** Largest Consul or Eureka response body read; a larger one is a failed read (last good state kept). */
+      registryResponseBytes: z.number().int().min(1024).default(64 * 1024 * 1024),
+      /** Largest saved registry state loaded at startup (see src/registries/saved-state.ts). */
+      savedStateBytes: z.number().int().min(1024).default(256 * 1024 * 1024),
     })
     .prefault({}),
   /**

@@ -21,5 +21,6 @@ export function combineCallbacks(...sets: readonly (ServerCallbacks | undefined)
     onResponse: each('onResponse'),
     onAck: each('onAck'),
     onNack: each('onNack'),
+    onOrderingTimeout: each('onOrderingTimeout'),
   } satisfies Required<ServerCallbacks>;
 }

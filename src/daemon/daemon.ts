@@ -7,6 +7,7 @@ import { AdminServer } from '../admin/admin-server.js';
 import { csdsHandlers } from '../admin/csds.js';
 import { Metrics } from '../admin/metrics.js';
 import type { AdminSource, Readiness, RegistryStatus } from '../admin/source.js';
+import { resolveStateDir } from '../config/config.js';
 import type { Config, RegistryConfig } from '../config/config.js';
 import { formatDiagnostic } from '../errors.js';
 import { EMPTY_CATALOG } from '../model/catalog.js';
@@ -26,6 +27,7 @@ import { ConsulRegistry } from '../registries/consul/consul-registry.js';
 import { EurekaRegistry } from '../registries/eureka/eureka-registry.js';
 import { FileRegistry } from '../registries/file/file-registry.js';
 import type { Registry } from '../registries/registry.js';
+import { configHash, SavedStateRegistry, SavedStateStore } from '../registries/saved-state.js';
 import { checkConsistent } from '../xds/cache/snapshot.js';
 import type { Packer, Snapshot } from '../xds/cache/snapshot.js';
 import { SnapshotCache } from '../xds/cache/snapshot-cache.js';
@@ -65,6 +67,8 @@ interface RegistryHandle {
   readonly latest: BehaviorSubject<RegistryState | undefined>;
   readonly subscription: Subscription;
   syncedOnce: boolean;
+  /** Serving the state an earlier run saved, the source not read yet. */
+  restored: boolean;
   lastSyncAt: Date | undefined;
   lastError: RegistryError | undefined;
 }
@@ -108,6 +112,8 @@ export class Daemon implements AdminSource {
   private draining = false;
   private waitingTimer: NodeJS.Timeout | undefined;
   private reloading: Promise<unknown> = Promise.resolve();
+  private startedAt: number | undefined;
+  private gateOpened = false;
 
   constructor(
     config: Config,
@@ -125,7 +131,12 @@ export class Daemon implements AdminSource {
     this.xds = new XdsServer(api, this.cache, log.child({ component: 'xds' }), combineCallbacks(this.metrics.callbacks, options.callbacks), {
       pushConcurrency: config.xds.pushConcurrency,
       pushSlotTimeoutMs: config.xds.pushSlotTimeoutMs,
+      admission: () => this.admission(),
+      maxStreamsPerConnection: config.xds.maxStreamsPerConnection,
+      keepaliveTimeMs: config.xds.keepaliveTimeMs,
+      keepaliveTimeoutMs: config.xds.keepaliveTimeoutMs,
       interceptors: this.security.interceptors(),
+      makeBeforeBreakTimeoutMs: config.xds.makeBeforeBreakTimeoutMs,
       scopeOf: this.scopeOf,
     });
     this.xds.addService(api.csds.envoy.service.status.v3.ClientStatusDiscoveryService.service, csdsHandlers(this));
@@ -173,6 +184,10 @@ export class Daemon implements AdminSource {
     return this.xds.connections();
   }
 
+  viewCount(): number {
+    return this.cache.views().length;
+  }
+
   /**
    * A view's current snapshot; for a view no client uses, what it would be,
    * translated for the asker and not kept, so an admin request never adds a view to serve.
@@ -189,7 +204,31 @@ export class Daemon implements AdminSource {
     return { ready: true, reason: '' };
   }
 
+  /**
+   * Why an ADS stream is refused now, or undefined to serve it. At startup,
+   * until every registry has synced or stands in with its saved state (or
+   * xds.readyTimeoutMs has passed), a catalog would lack a registry that
+   * exists: a proxy told that would drop its clusters. Refusing with
+   * UNAVAILABLE, as istiod does, makes it keep its config and retry.
+   */
+  admission(): string | undefined {
+    if (this.gateOpened) return undefined;
+    const waiting = this.handles.filter((h) => !h.syncedOnce && !h.restored).map((h) => h.registry.name);
+    const timedOut = this.startedAt !== undefined && Date.now() - this.startedAt >= this.config.xds.readyTimeoutMs;
+    // A stream admitted before the first snapshot waits for it, and that snapshot already holds every registry.
+    if (waiting.length === 0 || timedOut) {
+      this.gateOpened = true;
+      if (waiting.length > 0) {
+        this.log.warn({ waitingFor: waiting, readyTimeoutMs: this.config.xds.readyTimeoutMs }, 'serving xDS without registries that have neither synced nor a saved state');
+      }
+      return undefined;
+    }
+    this.metrics.streamNotReady();
+    return `not ready: waiting for ${waiting.join(', ')}`;
+  }
+
   async start(): Promise<{ xdsPort: number; adminPort: number }> {
+    this.startedAt = Date.now();
     this.cache.onWanted((view) => this.buildWanted(view));
     this.startPipeline();
     const credentials = await this.security.start();
@@ -208,8 +247,8 @@ export class Daemon implements AdminSource {
 
   /**
    * Drains: readiness turns false, xDS streams are ended cleanly (forced after
-   * `graceMs`), then the pipeline, registries and policy stop and the admin API
-   * closes. Nothing is written to disk, so nothing can be left half-written.
+   * `graceMs`), then the pipeline, registries and policy stop (each registry's
+   * latest good state written to disk, atomically) and the admin API closes.
    */
   async stop(graceMs = 5_000): Promise<void> {
     this.draining = true;
@@ -301,13 +340,29 @@ export class Daemon implements AdminSource {
   }
 
   private createHandle(config: RegistryConfig, root: Config): RegistryHandle {
-    const registry = createRegistry(config, root, this.log.child({ registry: config.name }), this.fileStores);
+    const log = this.log.child({ registry: config.name });
+    const live = createRegistry(config, root, log, this.fileStores, () => this.metrics.limitHit('limits.registryResponseBytes'));
+    // Local files are their own saved state; remote registries keep theirs under the state directory.
+    const registry =
+      live.kind === 'file'
+        ? live
+        : new SavedStateRegistry(
+            live,
+            {
+              store: new SavedStateStore(resolveStateDir(root), root.limits.savedStateBytes),
+              hash: configHash(registryKey(config, root)),
+              onEvent: (event) => this.metrics.savedState(config.name, event),
+              onLimit: (limit) => this.metrics.limitHit(limit),
+            },
+            log,
+          );
     const latest = new BehaviorSubject<RegistryState | undefined>(undefined);
     const handle: RegistryHandle = {
       key: registryKey(config, root),
       registry,
       latest,
       syncedOnce: false,
+      restored: false,
       lastSyncAt: undefined,
       lastError: undefined,
       subscription: registry.states.subscribe({
@@ -335,6 +390,7 @@ export class Daemon implements AdminSource {
       handle.lastError = { message: reason ? formatDiagnostic(reason) : 'the source cannot be read; the log has the reason', at: now };
     }
     this.metrics.observeRegistryState(state, handle.lastError);
+    if (state.restoredAt !== undefined) handle.restored = true;
     if (state.synced && !handle.syncedOnce) {
       handle.syncedOnce = true;
       this.log.info(
@@ -423,7 +479,11 @@ export class Daemon implements AdminSource {
     this.latest = { catalog, routing, proxylessCatalog: retained.catalog, policySet, kinds: new Map() };
     const endpoints = catalog.services.reduce((sum, s) => sum + s.endpoints.length, 0);
     this.log.info({ services: catalog.services.length, endpoints, conflicts: catalog.conflicts.length }, 'catalog updated');
-    // The base views always, so /readyz means translated and being served; other views once a client asked for them.
+    // The base views always, so /readyz means translated and being served; other views while a connected
+    // client uses them: a locality whose clients all left (each VM may report its own subzone) is forgotten,
+    // not rebuilt forever.
+    const dropped = this.cache.retain(new Set([...BASE_VIEWS, ...this.xds.connections().map((s) => s.node.view)]));
+    if (dropped.length > 0) this.log.debug({ views: dropped.length }, 'views without clients forgotten');
     const views = [...new Set([...BASE_VIEWS, ...this.cache.views()])];
     const builds: ViewBuild[] = [];
     for (const view of views) {
@@ -514,7 +574,7 @@ function fileRegistryPatterns(config: Config): string[] {
   return config.registries.flatMap((r) => (r.kind === 'file' ? r.paths.map((p) => absolutePattern(p, config.baseDir)) : []));
 }
 
-function createRegistry(config: RegistryConfig, root: Config, log: Logger, fileStores: IstioFileStores): Registry {
+function createRegistry(config: RegistryConfig, root: Config, log: Logger, fileStores: IstioFileStores, onBodyTooLarge: () => void): Registry {
   switch (config.kind) {
     case 'file':
       return new FileRegistry(
@@ -542,6 +602,7 @@ function createRegistry(config: RegistryConfig, root: Config, log: Logger, fileS
           taggedAddress: config.taggedAddress,
           initialSyncTimeoutMs: config.initialSyncTimeoutMs,
           requestTimeoutMs: config.requestTimeoutMs,
+          maxBodyBytes: root.limits.registryResponseBytes,
           tuning: {
             waitSeconds: config.waitSeconds,
             concurrency: config.concurrency,
@@ -551,7 +612,7 @@ function createRegistry(config: RegistryConfig, root: Config, log: Logger, fileS
           },
         },
         log,
-        { resolvePath: (p) => (isAbsolute(p) ? p : resolve(root.baseDir, p)), env: process.env },
+        { resolvePath: (p) => (isAbsolute(p) ? p : resolve(root.baseDir, p)), env: process.env, onBodyTooLarge },
       );
     case 'eureka':
       return new EurekaRegistry(
@@ -568,8 +629,10 @@ function createRegistry(config: RegistryConfig, root: Config, log: Logger, fileS
           deltaRetentionMs: config.deltaRetentionMs,
           backoff: config.backoff,
           dropGuard: { maxDropFraction: config.maxDropFraction, minInstances: config.dropGuardMinInstances, holdMs: config.dropGuardHoldMs },
+          maxBodyBytes: root.limits.registryResponseBytes,
         },
         log,
+        { onBodyTooLarge },
       );
   }
 }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { compileSafeRegex } from '../util/safe-regex.js';
 import { portNumber } from './fields.js';
 
 const UNIT_MS: Record<string, number> = { h: 3_600_000, m: 60_000, s: 1_000, ms: 1, us: 0.001, µs: 0.001, ns: 0.000001 };
@@ -30,8 +31,9 @@ export const stringMatch = z
     const set = [match.exact, match.prefix, match.regex].filter((v) => v !== undefined).length;
     if (set !== 1) ctx.addIssue({ code: 'custom', message: 'must have exactly one of exact, prefix or regex' });
     if (match.regex !== undefined) {
+      // Envoy runs it on RE2: JavaScript's syntax (lookaround, backreferences) would be NACKed by every proxy.
       try {
-        new RegExp(match.regex);
+        compileSafeRegex(match.regex, 'regex');
       } catch (error) {
         ctx.addIssue({ code: 'custom', path: ['regex'], message: `invalid regular expression: ${(error as Error).message}` });
       }

@@ -23,6 +23,11 @@ export interface RegistryState {
    * daemon received its latest synced, non-stale state.
    */
   readonly lastSyncAt?: Date;
+  /**
+   * Set while `services` are the state an earlier run saved (see
+   * registries/saved-state.ts), because the source has not answered yet in this one.
+   */
+  readonly restoredAt?: Date;
   /** Optional: the latest failure to read the source, kept after recovery so operators can see it. */
   readonly lastError?: RegistryError;
 }

@@ -1,6 +1,7 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import protobuf from 'protobufjs';
@@ -19,9 +20,26 @@ const LOADER_OPTIONS: protoLoader.Options = {
   oneofs: true,
 };
 
+/**
+ * The descriptor `npm run build` writes beside the compiled module
+ * (scripts/build-dist-data.mjs): what a package loads, so that installs need
+ * neither the .proto files nor @grpc/grpc-js-xds, which is a devDependency.
+ */
+export const DESCRIPTOR_FILE = 'envoy-api.json';
+
+/** The .proto include dirs inside @grpc/grpc-js-xds; only a checkout with its devDependencies has them. */
 function includeDirs(): string[] {
   const require = createRequire(import.meta.url);
-  const packageDir = dirname(require.resolve('@grpc/grpc-js-xds/package.json'));
+  let packageDir: string;
+  try {
+    packageDir = dirname(require.resolve('@grpc/grpc-js-xds/package.json'));
+  } catch (error) {
+    throw new MeshbridgeError(
+      'MB_PROTO_LOAD',
+      `no ${DESCRIPTOR_FILE} beside ${fileURLToPath(import.meta.url)} and no @grpc/grpc-js-xds to read the .proto files from: run \`npm run build\``,
+      { cause: error },
+    );
+  }
   return protoFiles.includeDirs.map((dir) => join(packageDir, 'deps', dir));
 }
 
@@ -61,17 +79,45 @@ export function loadEnvoyRoot(files: readonly string[]): protobuf.Root {
   return root;
 }
 
+/** The Envoy API files meshbridge serves, as protobufjs JSON: what the build writes to DESCRIPTOR_FILE. */
+export function envoyApiDescriptor(): protobuf.INamespace {
+  return loadEnvoyRoot(protoFiles.files).toJSON({ keepComments: false });
+}
+
 /**
- * Loads Envoy's v3 API from the .proto files shipped inside @grpc/grpc-js-xds.
- * Parsing them takes about a second, so the result is shared; it holds no state.
+ * The built descriptor when there is one; otherwise (a checkout running from
+ * src/, as the tests do) the same API parsed from the .proto files.
+ */
+function envoyApiSource(): { json: protobuf.INamespace; from: string } {
+  const built = fileURLToPath(new URL(DESCRIPTOR_FILE, import.meta.url));
+  if (!existsSync(built)) {
+    const from = includeDirs().join(', ');
+    try {
+      return { json: envoyApiDescriptor(), from };
+    } catch (error) {
+      throw new MeshbridgeError('MB_PROTO_LOAD', `cannot load Envoy's API from ${from}`, { cause: error });
+    }
+  }
+  try {
+    return { json: JSON.parse(readFileSync(built, 'utf8')) as protobuf.INamespace, from: built };
+  } catch (error) {
+    throw new MeshbridgeError('MB_PROTO_LOAD', `cannot read Envoy's API from ${built}`, { cause: error });
+  }
+}
+
+/**
+ * Envoy's v3 API: the descriptor built from the .proto files shipped inside
+ * @grpc/grpc-js-xds. Building it from the .proto files takes about a second,
+ * so the result is shared; it holds no state.
  */
 export function loadEnvoyApi(): EnvoyApi {
   if (loaded !== undefined) return loaded;
-  const dirs = includeDirs();
+  const { json, from } = envoyApiSource();
   try {
-    const definition = protoLoader.loadSync(protoFiles.files, { ...LOADER_OPTIONS, includeDirs: dirs });
+    const definition = protoLoader.fromJSON(json, LOADER_OPTIONS);
     const grpcObject = grpc.loadPackageDefinition(definition);
-    const root = loadEnvoyRoot(protoFiles.files);
+    const root = protobuf.Root.fromJSON(json);
+    root.resolveAll();
     const types = new Map<string, protobuf.Type>();
     const typeFor = (typeUrl: string): protobuf.Type => {
       let type = types.get(typeUrl);
@@ -104,6 +150,6 @@ export function loadEnvoyApi(): EnvoyApi {
     };
     return loaded;
   } catch (error) {
-    throw new MeshbridgeError('MB_PROTO_LOAD', `cannot load Envoy's API from ${dirs.join(', ')}`, { cause: error });
+    throw new MeshbridgeError('MB_PROTO_LOAD', `cannot load Envoy's API from ${from}`, { cause: error });
   }
 }

@@ -17,7 +17,8 @@ function bootstrapType(): protobuf.Type {
 
 /** YAML durations ("5s") are proto-JSON; protobufjs wants {seconds}. */
 function withDurationObjects(value: unknown): unknown {
-  if (typeof value === 'string' && /^\d+s$/.test(value)) return { seconds: Number(value.slice(0, -1)) };
+  const duration = typeof value === 'string' ? /^(\d+)(?:\.(\d{1,9}))?s$/.exec(value) : null;
+  if (duration) return { seconds: Number(duration[1]), ...(duration[2] ? { nanos: Number(duration[2].padEnd(9, '0')) } : {}) };
   if (Array.isArray(value)) return value.map(withDurationObjects);
   if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, withDurationObjects(v)]));
   return value;

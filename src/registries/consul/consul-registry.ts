@@ -38,6 +38,8 @@ export interface ConsulRegistryConfig {
   readonly taggedAddress?: string | undefined;
   readonly initialSyncTimeoutMs: number;
   readonly requestTimeoutMs: number;
+  /** Largest response body read (limits.registryResponseBytes); 64 MiB when left out. */
+  readonly maxBodyBytes?: number | undefined;
   readonly tuning: WatchTuning;
 }
 
@@ -45,6 +47,8 @@ export interface ConsulRegistryConfig {
 export interface ConsulRegistryDeps {
   readonly resolvePath: (path: string) => string;
   readonly env: NodeJS.ProcessEnv;
+  /** Told of every response refused for its size, for the metric. */
+  readonly onBodyTooLarge?: (() => void) | undefined;
 }
 
 /**
@@ -64,6 +68,13 @@ export class ConsulRegistry implements Registry {
   private localDatacenter: string | undefined;
   private lastPublished = '';
   private initialTimer: NodeJS.Timeout | undefined;
+  /**
+   * True until the first full read of every datacenter succeeds or
+   * initialSyncTimeoutMs passes: a failed request meanwhile (Consul still
+   * starting, a slow first answer) publishes nothing, so the daemon does not
+   * serve a catalog without Consul in it before the promised wait is over.
+   */
+  private holding = true;
   private warnedEmpty = false;
 
   constructor(
@@ -106,6 +117,8 @@ export class ConsulRegistry implements Registry {
       token: () => this.token,
       requestTimeoutMs: config.requestTimeoutMs,
       maxSockets: this.maxConnections,
+      maxBodyBytes: config.maxBodyBytes ?? 64 * 1024 * 1024,
+      onBodyTooLarge: this.deps.onBodyTooLarge,
     });
     if (config.tokenEnv !== undefined) this.token = this.deps.env[config.tokenEnv];
 
@@ -142,22 +155,24 @@ export class ConsulRegistry implements Registry {
 
     let pending = this.watches.length;
     let resolveFirst!: () => void;
-    const firstAttempts = new Promise<void>((resolve) => (resolveFirst = resolve));
+    const firstSyncs = new Promise<void>((resolve) => (resolveFirst = resolve));
     this.running = this.watches.map((watch) => {
       let reported = false;
-      return watch.run(this.controller.signal, () => {
-        if (reported) return;
+      return watch.run(this.controller.signal, (outcome) => {
+        if (reported || outcome === 'failed') return;
         reported = true;
         if (--pending === 0) resolveFirst();
       });
     });
-    // A Consul that is down at startup must not hold the daemon back: after the
-    // initial-sync timeout an unsynced, empty state lets the other registries serve.
+    // A Consul that is down at startup must not hold the daemon back forever:
+    // after the initial-sync timeout an unsynced, stale, empty state lets the
+    // other registries serve (and the daemon's saved state stand in for this one).
     const timeout = new Promise<void>((resolve) => {
       this.initialTimer = setTimeout(resolve, config.initialSyncTimeoutMs);
     });
-    await Promise.race([firstAttempts, timeout]);
+    await Promise.race([firstSyncs, timeout]);
     clearTimeout(this.initialTimer);
+    this.holding = false;
     if (this.subject.value === undefined) this.publish(true);
   }
 
@@ -216,7 +231,7 @@ export class ConsulRegistry implements Registry {
   private publish(force = false): void {
     const synced = this.watches.length > 0 && this.watches.every((w) => w.synced);
     const stale = this.watches.some((w) => w.stale) || (force && !synced);
-    if (!force && this.subject.value === undefined && !synced && !stale) return;
+    if (!force && this.subject.value === undefined && (this.holding ? !synced : !synced && !stale)) return;
     const services = this.watches.flatMap((w) => w.services);
     const diagnostics = this.watches.flatMap((w) => w.diagnostics);
     const key = JSON.stringify([synced, stale, services, diagnostics.length]);

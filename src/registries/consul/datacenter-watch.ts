@@ -102,8 +102,8 @@ export class DatacenterWatch {
     return [...this.entries.values()].flatMap((e) => e.diagnostics);
   }
 
-  /** Runs until `signal` aborts; never throws. Resolves `firstAttempt` after the first full read, good or bad. */
-  async run(signal: AbortSignal, firstAttempt: () => void): Promise<void> {
+  /** Runs until `signal` aborts; never throws. Tells `attempted` how every full read ended. */
+  async run(signal: AbortSignal, attempted: (outcome: 'synced' | 'failed') => void): Promise<void> {
     let attempt = 0;
     while (!signal.aborted) {
       try {
@@ -115,7 +115,7 @@ export class DatacenterWatch {
         this.lastError = undefined;
         this.lastSyncAt = new Date();
         this.onChange();
-        firstAttempt();
+        attempted('synced');
         await this.watch(signal);
       } catch (error) {
         if (signal.aborted) break;
@@ -135,7 +135,7 @@ export class DatacenterWatch {
           this.log.error(fields, `consul registry stale, keeping the last good state: ${err.message}`);
         } else this.log.warn(fields, `consul still failing: ${err.message}`);
         this.onChange();
-        firstAttempt();
+        attempted('failed');
         await sleep(delay, signal);
       }
     }

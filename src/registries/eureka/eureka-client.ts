@@ -1,5 +1,6 @@
 import { EurekaError } from '../../errors.js';
 import type { ErrorCode } from '../../errors.js';
+import { readCappedBody, ResponseTooLargeError } from '../response-body.js';
 import { EurekaShapeError, parseApplications } from './eureka-json.js';
 import type { EurekaApplications } from './eureka-json.js';
 
@@ -7,6 +8,10 @@ export interface EurekaClientOptions {
   /** Eureka service URLs: Spring Cloud's `http://host:8761/eureka`, Netflix's `http://host:8080/eureka/v2`; `user:pass@` allowed. */
   readonly serviceUrls: readonly string[];
   readonly requestTimeoutMs: number;
+  /** Largest response body read (limits.registryResponseBytes); a larger one is a failed read. */
+  readonly maxBodyBytes?: number | undefined;
+  /** Told of every body refused for its size, for the metric. */
+  readonly onBodyTooLarge?: (() => void) | undefined;
   /** Injected for tests; Node's built-in fetch otherwise. */
   readonly fetch?: typeof fetch;
 }
@@ -139,8 +144,12 @@ export class EurekaClient {
         headers,
         signal: signal === undefined ? timeout : AbortSignal.any([signal, timeout]),
       });
-      body = await response.text();
+      body = await readBody(response, this.options.maxBodyBytes ?? 64 * 1024 * 1024);
     } catch (error) {
+      if (error instanceof ResponseTooLargeError) {
+        this.options.onBodyTooLarge?.();
+        throw new Attempt('MB_REGISTRY_RESPONSE_TOO_LARGE', error.message, undefined, { cause: error });
+      }
       const why = timeout.aborted ? `no answer within ${this.options.requestTimeoutMs} ms` : describeFetchError(error);
       throw new Attempt('MB_EUREKA_REQUEST_FAILED', why, undefined, { cause: error });
     }
@@ -150,6 +159,7 @@ export class EurekaClient {
       throw new Attempt('MB_EUREKA_FORBIDDEN', 'HTTP 403 (a server that has just started refuses reads until it has synced)', 403);
     }
     if (response.status >= 500) throw new Attempt('MB_EUREKA_SERVER_ERROR', `HTTP ${response.status}`, response.status);
+    // Error bodies are not copied into messages at all: a server echoing our Authorization header must not leak it.
     if (response.status < 200 || response.status >= 300) {
       throw new Attempt('MB_EUREKA_REQUEST_FAILED', `HTTP ${response.status}`, response.status);
     }
@@ -176,6 +186,13 @@ function parseTarget(serviceUrl: string): Target {
   url.search = '';
   url.hash = '';
   return { base: url.toString().replace(/\/+$/, ''), authorization };
+}
+
+/** The body as text, refused past `maxBytes` without reading it whole. */
+async function readBody(response: Response, maxBytes: number): Promise<string> {
+  if (response.body === null) return '';
+  const declared = response.headers.get('content-length');
+  return readCappedBody(response.body as AsyncIterable<Uint8Array>, maxBytes, undefined, declared !== null && /^\d+$/.test(declared) ? Number(declared) : undefined);
 }
 
 /** undici hides the useful part (ECONNREFUSED, ...) in `cause`. */

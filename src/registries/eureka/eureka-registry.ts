@@ -43,11 +43,15 @@ export interface EurekaRegistryConfig {
   /** Retry delays after failed reads: doubling from initialMs up to maxMs. */
   readonly backoff: { readonly initialMs: number; readonly maxMs: number };
   readonly dropGuard: DropGuardConfig;
+  /** Largest response body read (limits.registryResponseBytes); 64 MiB when left out. */
+  readonly maxBodyBytes?: number | undefined;
 }
 
 export interface EurekaRegistryDeps {
   readonly fetch?: typeof fetch;
   readonly now?: () => number;
+  /** Told of every response refused for its size, for the metric. */
+  readonly onBodyTooLarge?: (() => void) | undefined;
 }
 
 export interface EurekaRegistryStats extends EurekaClientStats {
@@ -109,6 +113,8 @@ export class EurekaRegistry implements Registry {
     this.client = new EurekaClient({
       serviceUrls: config.serviceUrls,
       requestTimeoutMs: config.requestTimeoutMs,
+      maxBodyBytes: config.maxBodyBytes,
+      onBodyTooLarge: deps.onBodyTooLarge,
       ...(deps.fetch === undefined ? {} : { fetch: deps.fetch }),
     });
   }

@@ -48,6 +48,20 @@ export class SnapshotCache implements SnapshotSource {
     return [...new Set([...this.snapshots.keys(), ...this.wanted])];
   }
 
+  /**
+   * Forgets every view not in `inUse`: a locality whose last client left
+   * costs neither memory nor rebuilds. A client from there later gets its view
+   * built again on first use.
+   */
+  retain(inUse: ReadonlySet<ProxyView>): ProxyView[] {
+    const dropped = this.views().filter((view) => !inUse.has(view));
+    for (const view of dropped) {
+      this.snapshots.delete(view);
+      this.wanted.delete(view);
+    }
+    return dropped;
+  }
+
   /** Stores the snapshot; returns false, and notifies nobody, when nothing in it changed. */
   set(snapshot: Snapshot): boolean {
     if (this.snapshots.get(snapshot.view)?.version === snapshot.version) return false;

@@ -8,10 +8,12 @@ import type { SnapshotSource } from '../cache/snapshot-cache.js';
 import type { EnvoyApi } from '../protos.js';
 import { DeltaStream } from './delta-stream.js';
 import type { DeltaCall } from './delta-stream.js';
+import { ClusterReferences } from './ordering.js';
 import { PushQueue } from './push-queue.js';
 import type { PushQueueOptions } from './push-queue.js';
 import { SotwStream } from './sotw-stream.js';
 import type { SotwCall } from './sotw-stream.js';
+import type { Ordering } from './stream-base.js';
 import type { ServerCallbacks, StreamInfo } from './stream-state.js';
 
 export interface XdsServerOptions {
@@ -32,13 +34,32 @@ export interface XdsServerTuning {
   readonly pushConcurrency?: number;
   /** How long one push may hold its slot while its client does not read. */
   readonly pushSlotTimeoutMs?: number;
+  /** Concurrent streams one client connection may hold (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS). */
+  readonly maxStreamsPerConnection?: number;
+  /** Keepalive pings to each client connection: how often, and how long an unanswered one may take before it is closed. */
+  readonly keepaliveTimeMs?: number;
+  readonly keepaliveTimeoutMs?: number;
+  /** Asked at every stream open: a reason to refuse it with UNAVAILABLE (the daemon not ready), or undefined. */
+  readonly admission?: () => string | undefined;
   /** Run before any handler sees a call: authentication and authorization (src/security/xds-guard.ts). */
   readonly interceptors?: grpc.ServerInterceptor[];
   /** What narrows each node's view (its Sidecar, security.access); without it every node of a kind and locality shares one. */
   readonly scopeOf?: ScopeResolver;
+  /**
+   * Make-before-break: how long a listener or route waits for the clusters it
+   * names to be ACKed, and a removed cluster for what named it to be ACKed gone.
+   */
+  readonly makeBeforeBreakTimeoutMs?: number;
 }
 
-export const DEFAULT_TUNING = { pushConcurrency: 64, pushSlotTimeoutMs: 2_000 } as const;
+export const DEFAULT_TUNING = {
+  pushConcurrency: 64,
+  pushSlotTimeoutMs: 2_000,
+  makeBeforeBreakTimeoutMs: 5_000,
+  maxStreamsPerConnection: 100,
+  keepaliveTimeMs: 30_000,
+  keepaliveTimeoutMs: 10_000,
+} as const;
 
 /**
  * The ADS service with responses written as bytes: streams encode them from
@@ -62,6 +83,7 @@ export class XdsServer {
   private readonly queue: PushQueue;
   private nextStreamId = 1;
   private boundPort: number | undefined;
+  private readonly admission: () => string | undefined;
   private handshakeFailures = 0;
 
   constructor(
@@ -73,11 +95,13 @@ export class XdsServer {
   ) {
     this.server = new grpc.Server({
       // Envoy and gRPC keep ADS streams open for hours; let idle ones live, but notice dead peers.
-      'grpc.keepalive_time_ms': 30_000,
-      'grpc.keepalive_timeout_ms': 10_000,
+      'grpc.keepalive_time_ms': tuning.keepaliveTimeMs ?? DEFAULT_TUNING.keepaliveTimeMs,
+      'grpc.keepalive_timeout_ms': tuning.keepaliveTimeoutMs ?? DEFAULT_TUNING.keepaliveTimeoutMs,
       'grpc.keepalive_permit_without_calls': 1,
       'grpc.http2.min_ping_interval_without_data_ms': 10_000,
       'grpc.max_send_message_length': 64 * 1024 * 1024,
+      // HTTP/2's own bound: a client's streams past it wait in the client, costing the server nothing.
+      'grpc.max_concurrent_streams': tuning.maxStreamsPerConnection ?? DEFAULT_TUNING.maxStreamsPerConnection,
       interceptors: tuning.interceptors ?? [],
     });
     const options: PushQueueOptions = {
@@ -85,9 +109,16 @@ export class XdsServer {
       slotTimeoutMs: tuning.pushSlotTimeoutMs ?? DEFAULT_TUNING.pushSlotTimeoutMs,
     };
     this.queue = new PushQueue(options);
+    this.admission = tuning.admission ?? (() => undefined);
+    const ordering: Ordering = {
+      references: new ClusterReferences(),
+      timeoutMs: tuning.makeBeforeBreakTimeoutMs ?? DEFAULT_TUNING.makeBeforeBreakTimeoutMs,
+    };
     const handlers: AggregatedDiscoveryServiceHandlers = {
-      StreamAggregatedResources: (call) => this.open((id, log) => new SotwStream(id, call as unknown as SotwCall, cache, this.queue, callbacks, log, tuning.scopeOf)),
-      DeltaAggregatedResources: (call) => this.open((id, log) => new DeltaStream(id, call as unknown as DeltaCall, cache, this.queue, callbacks, log, tuning.scopeOf)),
+      StreamAggregatedResources: (call) =>
+        this.open(call, (id, log) => new SotwStream(id, call as unknown as SotwCall, cache, this.queue, callbacks, log, ordering, tuning.scopeOf)),
+      DeltaAggregatedResources: (call) =>
+        this.open(call, (id, log) => new DeltaStream(id, call as unknown as DeltaCall, cache, this.queue, callbacks, log, ordering, tuning.scopeOf)),
     };
     this.server.addService(
       withEncodedResponses(api.ads.envoy.service.discovery.v3.AggregatedDiscoveryService.service),
@@ -193,7 +224,13 @@ export class XdsServer {
     this.streams.clear();
   }
 
-  private open(create: (id: number, log: Logger) => SotwStream | DeltaStream): void {
+  private open(call: { emit(event: 'error', error: Partial<grpc.StatusObject>): boolean }, create: (id: number, log: Logger) => SotwStream | DeltaStream): void {
+    const refusal = this.admission();
+    if (refusal !== undefined) {
+      // Ends the stream with this status before anything is read or sent.
+      call.emit('error', { code: grpc.status.UNAVAILABLE, details: refusal });
+      return;
+    }
     const id = this.nextStreamId++;
     const stream = create(id, this.log.child({ stream: id }));
     this.streams.set(id, stream);

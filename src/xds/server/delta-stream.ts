@@ -1,8 +1,8 @@
 import type { DeltaDiscoveryRequest__Output } from '../../generated/envoy/service/discovery/v3/DeltaDiscoveryRequest.js';
 import { changedNames } from '../cache/snapshot.js';
-import type { Snapshot } from '../cache/snapshot.js';
+import type { Resource, Snapshot } from '../cache/snapshot.js';
 import { encodeDeltaDiscoveryResponse } from '../cache/wire.js';
-import { isFullStateType, isXdsType, shortTypeName } from '../type-urls.js';
+import { TypeUrl, isFullStateType, isXdsType, shortTypeName } from '../type-urls.js';
 import type { XdsTypeUrl } from '../type-urls.js';
 import { XdsStream } from './stream-base.js';
 import type { AdsCall } from './stream-base.js';
@@ -47,7 +47,10 @@ export class DeltaStream extends XdsStream<DeltaDiscoveryRequest__Output> {
       type.requested = true;
       type.answer = true;
       type.fullScan = true;
-      for (const [name, version] of Object.entries(request.initial_resource_versions ?? {})) type.sent.set(name, version);
+      for (const [name, version] of Object.entries(request.initial_resource_versions ?? {})) {
+        type.sent.set(name, version);
+        type.presumedHeld.set(name, version);
+      }
       if (subscribe.length === 0 && unsubscribe.length === 0 && isFullStateType(type.typeUrl)) type.wildcard = true;
     }
     const initial = request.initial_resource_versions ?? {};
@@ -65,7 +68,11 @@ export class DeltaStream extends XdsStream<DeltaDiscoveryRequest__Output> {
       if (name === '*') {
         type.wildcard = false;
         // What only the wildcard brought, the client drops itself.
-        for (const sent of type.sent.keys()) if (!type.names.has(sent)) type.sent.delete(sent);
+        for (const sent of type.sent.keys()) {
+          if (type.names.has(sent)) continue;
+          type.sent.delete(sent);
+          type.forget(sent);
+        }
         continue;
       }
       if (!type.names.delete(name)) continue; // a phantom unsubscription
@@ -75,6 +82,7 @@ export class DeltaStream extends XdsStream<DeltaDiscoveryRequest__Output> {
       } else {
         type.sent.delete(name); // forgotten, so subscribing again sends it again
         type.force.delete(name);
+        type.forget(name);
       }
     }
   }
@@ -88,6 +96,7 @@ export class DeltaStream extends XdsStream<DeltaDiscoveryRequest__Output> {
       return;
     }
     // This response and every older one are settled.
+    this.settleSent(type, nonce, request.error_detail == null);
     for (const key of [...type.outstanding.keys()]) {
       type.outstanding.delete(key);
       if (key === nonce) break;
@@ -112,26 +121,46 @@ export class DeltaStream extends XdsStream<DeltaDiscoveryRequest__Output> {
       candidates = new Set([...(type.wildcard ? available.keys() : []), ...type.names, ...type.sent.keys(), ...type.force]);
     } else {
       const changed = changedNames(type.syncedTo, snapshot).get(typeUrl)!;
-      candidates = type.force.size === 0 ? changed : new Set([...changed, ...type.force]);
+      candidates = type.force.size === 0 && type.retained.size === 0 ? changed : new Set([...changed, ...type.force, ...type.retained]);
     }
 
-    const entries: Buffer[] = [];
+    if (type.presumedHeld.size > 0) {
+      // A reconnecting client holds what it listed; those of the current version count as ACKed, so they do not hold back routes naming them.
+      for (const [name, version] of type.presumedHeld) {
+        const resource = available.get(name);
+        if (resource?.version === version) type.presumeAcked(resource);
+      }
+      type.presumedHeld.clear();
+    }
+    const updated: Resource[] = [];
     const removed: string[] = [];
+    const retained = new Set<string>();
+    let referenced: ReadonlySet<string> | undefined;
+    const mustKeep = (name: string): boolean => {
+      // Make-before-break: a cluster gone from the snapshot stays while something the client may use names it, and its endpoints with it.
+      if (typeUrl === TypeUrl.Cluster) return (referenced ??= this.clustersStillReferenced()).has(name);
+      if (typeUrl === TypeUrl.ClusterLoadAssignment) return this.clusterHeld(name);
+      return false;
+    };
     for (const name of candidates) {
       const wanted = type.wildcard || type.names.has(name);
       const resource = available.get(name);
       if (resource !== undefined) {
-        if (wanted && (type.force.has(name) || type.sent.get(name) !== resource.version)) {
-          entries.push(resource.wire.delta);
-          type.sent.set(name, resource.version);
-        }
-      } else if (type.sent.delete(name) || (wanted && type.force.has(name))) {
+        if (wanted && (type.force.has(name) || type.sent.get(name) !== resource.version)) updated.push(resource);
+      } else if (type.sent.has(name) && mustKeep(name)) {
+        retained.add(name);
+      } else if (type.sent.has(name) || (wanted && type.force.has(name))) {
         // Gone, or asked for and not there (yet): either way the client learns it does not exist.
         removed.push(name);
       }
     }
+    if (this.mustWaitForClusters(type, updated, snapshot)) return;
+    for (const resource of updated) type.sent.set(resource.name, resource.version);
+    for (const name of removed) type.sent.delete(name);
+    type.retained.clear();
+    for (const name of retained) type.retained.add(name);
     const answer = type.settle(snapshot);
-    if (entries.length === 0 && removed.length === 0 && !answer) return;
+    if (updated.length === 0 && removed.length === 0 && !answer) return;
 
     const version = snapshot.typeVersions.get(typeUrl)!;
     const nonce = this.nextNonce();
@@ -141,8 +170,9 @@ export class DeltaStream extends XdsStream<DeltaDiscoveryRequest__Output> {
     type.responses += 1;
     type.outstanding.set(nonce, { version, sentAt: type.sentAt });
     if (type.outstanding.size > MAX_OUTSTANDING) type.outstanding.delete(type.outstanding.keys().next().value!);
-    this.write(encodeDeltaDiscoveryResponse({ systemVersion: version, typeUrl, nonce, entries, removed }));
-    this.log.debug({ type: shortTypeName(typeUrl), version, nonce, resources: entries.length, removed: removed.length }, 'delta response sent');
-    this.callbacks.onResponse?.(this, typeUrl, version, entries.length);
+    type.recordSent(nonce, type.sentAt, false, updated, removed);
+    this.write(encodeDeltaDiscoveryResponse({ systemVersion: version, typeUrl, nonce, entries: updated.map((r) => r.wire.delta), removed }));
+    this.log.debug({ type: shortTypeName(typeUrl), version, nonce, resources: updated.length, removed: removed.length, retained: retained.size }, 'delta response sent');
+    this.callbacks.onResponse?.(this, typeUrl, version, updated.length);
   }
 }

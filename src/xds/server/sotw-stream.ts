@@ -40,9 +40,11 @@ export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
       // A NACK is the presence of error_detail: version_info then holds the last version the client accepted.
       const message = request.error_detail.message || `code ${request.error_detail.code}`;
       type.nack = { version: type.versionSent, message, at: new Date() };
+      this.settleSent(type, request.response_nonce, false);
       this.log.warn({ type: shortTypeName(typeUrl), version: type.versionSent, error: message }, 'NACK');
       this.callbacks.onNack?.(this, typeUrl, type.versionSent, message);
     } else if (answersLatest) {
+      this.settleSent(type, request.response_nonce, true);
       if (type.versionAcked !== type.versionSent) {
         type.versionAcked = type.versionSent;
         type.nack = undefined;
@@ -79,6 +81,7 @@ export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
         type.names.delete(name);
         // Forgotten, so that subscribing again sends it again.
         type.sent.delete(name);
+        type.forget(name);
       }
     }
     for (const name of added) type.names.add(name);
@@ -98,23 +101,31 @@ export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
     if (type.fullScan || type.syncedTo === undefined) {
       candidates = type.wildcard ? new Set([...available.keys(), ...type.names, ...type.sent.keys()]) : new Set([...type.names, ...type.sent.keys()]);
     } else {
-      candidates = new Set([...changedNames(type.syncedTo, snapshot).get(typeUrl)!, ...type.force]);
+      candidates = new Set([...changedNames(type.syncedTo, snapshot).get(typeUrl)!, ...type.force, ...type.retained]);
     }
     const changed: Resource[] = [];
     let removedAny = false;
+    const retained = new Set<string>();
+    let referenced: ReadonlySet<string> | undefined;
     for (const name of candidates) {
       if (!subscribed(name)) continue;
       const resource = available.get(name);
       if (resource === undefined) {
-        if (type.sent.has(name)) removedAny = true;
+        if (!type.sent.has(name)) continue;
+        // Make-before-break: a cluster stays until no listener or route the client may use names it.
+        if (typeUrl === TypeUrl.Cluster && type.current.has(name) && (referenced ??= this.clustersStillReferenced()).has(name)) retained.add(name);
+        else removedAny = true;
       } else if (type.force.has(name) || type.force.has('*') || type.sent.get(name) !== resource.version) {
         changed.push(resource);
       }
     }
+    if (this.mustWaitForClusters(type, changed, snapshot)) return;
     // A client that subscribed to a name that is not there must still get an answer: for full-state types,
     // its absence from the response is how the protocol says it does not exist.
     const askedForMissing = fullState && [...type.force].some((name) => name !== '*' && subscribed(name) && !available.has(name));
     const answer = type.settle(snapshot);
+    type.retained.clear();
+    for (const name of retained) type.retained.add(name);
     if (!answer && changed.length === 0 && !(fullState && (removedAny || askedForMissing))) return;
     if (!fullState && changed.length === 0 && !answer) return; // nothing to say about names that do not exist yet
 
@@ -126,6 +137,7 @@ export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
         const resource = available.get(name);
         if (resource !== undefined) toSend.push(resource);
       }
+      for (const name of retained) toSend.push(type.current.get(name)!);
       type.sent.clear();
     } else {
       toSend = changed;
@@ -141,8 +153,9 @@ export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
     type.nonceSent = nonce;
     type.sentAt = Date.now();
     type.responses += 1;
+    type.recordSent(nonce, type.sentAt, fullState, toSend, []);
     this.write(encodeDiscoveryResponse({ version, typeUrl, nonce, entries: toSend.map((r) => r.wire.sotw) }));
-    this.log.debug({ type: shortTypeName(typeUrl), version, nonce, resources: toSend.length }, 'response sent');
+    this.log.debug({ type: shortTypeName(typeUrl), version, nonce, resources: toSend.length, retained: retained.size }, 'response sent');
     this.callbacks.onResponse?.(this, typeUrl, version, toSend.length);
   }
 

@@ -1,18 +1,26 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { Node__Output } from '../../generated/envoy/config/core/v3/Node.js';
-import type { Snapshot } from '../cache/snapshot.js';
+import type { Resource, Snapshot } from '../cache/snapshot.js';
 import type { SnapshotSource } from '../cache/snapshot-cache.js';
 import { identifyNode } from '../node.js';
 import type { NodeIdentity, ScopeResolver } from '../node.js';
-import { XDS_TYPES } from '../type-urls.js';
+import { TypeUrl, XDS_TYPES, shortTypeName } from '../type-urls.js';
 import type { XdsTypeUrl } from '../type-urls.js';
+import type { ClusterReferences } from './ordering.js';
 import type { PushQueue, Pushable } from './push-queue.js';
 import { TypeState } from './stream-state.js';
 import type { FlowStatus, ServerCallbacks, StreamInfo, TypeStatus } from './stream-state.js';
 
 /** A bidirectional ADS call whose responses are written as ready-encoded bytes. */
 export type AdsCall<Request> = grpc.ServerDuplexStream<Request, Buffer>;
+
+/** Make-before-break: what a stream needs to order its pushes. */
+export interface Ordering {
+  readonly references: ClusterReferences;
+  /** How long a listener or route waits for the clusters it names to be ACKed before it is sent anyway. */
+  readonly timeoutMs: number;
+}
 
 /**
  * What state-of-the-world and delta streams share: the call's lifecycle, the
@@ -40,6 +48,8 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
   private pushPending = false;
   private coalesced = 0;
   private readonly flushed: (() => void)[] = [];
+  private wakeTimer: NodeJS.Timeout | undefined;
+  private wakeTime = Infinity;
 
   constructor(
     readonly id: number,
@@ -48,6 +58,7 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
     private readonly queue: PushQueue,
     protected readonly callbacks: ServerCallbacks,
     protected log: Logger,
+    protected readonly ordering: Ordering,
     /** Names what narrows a node's view; read once, when its first request names it. */
     private readonly scopeOf?: ScopeResolver,
   ) {
@@ -80,6 +91,7 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
       if (this.closed) return;
       this.closed = true;
       this.unwatch?.();
+      if (this.wakeTimer !== undefined) clearTimeout(this.wakeTimer);
       this.queue.remove(this);
       for (const done of this.flushed.splice(0)) done();
       this.callbacks.onStreamClose?.(this);
@@ -170,6 +182,112 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
     this.reconcile(snapshot);
     if (this.writesInFlight === 0) done();
     else this.flushed.push(done);
+  }
+
+  /**
+   * Make-before-break, the make half: may listeners or routes naming clusters
+   * go out now? Not while a cluster they name, which the client subscribes to,
+   * has not been ACKed with its endpoints: Envoy would answer 503 (no_cluster)
+   * until it warmed. Gives up after `ordering.timeoutMs`, so a client that
+   * never ACKs still gets updates.
+   */
+  protected mustWaitForClusters(type: TypeState, sending: readonly Resource[], snapshot: Snapshot): boolean {
+    if (type.typeUrl !== TypeUrl.Listener && type.typeUrl !== TypeUrl.RouteConfiguration) return false;
+    const waitingFor = this.unwarmedClusters(sending, snapshot);
+    if (waitingFor.length === 0) {
+      type.heldSince = undefined;
+      return false;
+    }
+    const now = Date.now();
+    type.heldSince ??= now;
+    const giveUpAt = type.heldSince + this.ordering.timeoutMs;
+    if (now < giveUpAt) {
+      this.wakeUpAt(giveUpAt);
+      return true;
+    }
+    type.heldSince = undefined;
+    this.log.warn({ type: shortTypeName(type.typeUrl), waitingFor: waitingFor.slice(0, 10), clusters: waitingFor.length, waitedMs: this.ordering.timeoutMs }, 'clusters not acknowledged in time; sending what names them anyway');
+    this.callbacks.onOrderingTimeout?.(this, type.typeUrl, waitingFor);
+    return false;
+  }
+
+  private unwarmedClusters(sending: readonly Resource[], snapshot: Snapshot): string[] {
+    const cds = this.state.get(TypeUrl.Cluster);
+    if (cds === undefined || !cds.requested) return [];
+    const eds = this.state.get(TypeUrl.ClusterLoadAssignment);
+    const clusters = snapshot.resources.get(TypeUrl.Cluster)!;
+    const assignments = snapshot.resources.get(TypeUrl.ClusterLoadAssignment)!;
+    const missing = new Set<string>();
+    for (const resource of sending) {
+      for (const name of this.ordering.references.of(resource)) {
+        // Nothing to warm for a name that does not exist; a client that does not subscribe to it (gRPC asks after reading the route) fetches it itself.
+        if (!clusters.has(name) || !(cds.wildcard || cds.names.has(name))) continue;
+        if (!cds.acked.has(name) || (assignments.has(name) && eds?.acked.has(name) !== true)) missing.add(name);
+      }
+    }
+    return [...missing].sort();
+  }
+
+  /**
+   * Make-before-break, the break half: the clusters named by a listener or
+   * route the client may be using. A cluster among them must not be removed yet.
+   */
+  protected clustersStillReferenced(): ReadonlySet<string> {
+    const now = Date.now();
+    const { references, timeoutMs } = this.ordering;
+    const clusters = new Set<string>();
+    const routeNames = new Set<string>();
+    const listeners = this.state.get(TypeUrl.Listener);
+    if (listeners !== undefined) {
+      this.wakeWhenPatienceEnds(listeners, now);
+      for (const listener of listeners.mayHold(now, timeoutMs)) {
+        for (const name of references.of(listener)) clusters.add(name);
+        for (const name of references.routesOf(listener)) routeNames.add(name);
+      }
+    }
+    const routes = this.state.get(TypeUrl.RouteConfiguration);
+    if (routes !== undefined) {
+      this.wakeWhenPatienceEnds(routes, now);
+      // Only routes a held listener names count: Envoy keeps a removed listener's routes while it drains (minutes), and routes nothing new there.
+      for (const route of routes.mayHold(now, timeoutMs)) {
+        if (listeners !== undefined && !routeNames.has(route.name)) continue;
+        for (const name of references.of(route)) clusters.add(name);
+      }
+    }
+    return clusters;
+  }
+
+  private wakeWhenPatienceEnds(type: TypeState, now: number): void {
+    const patienceEnds = type.patienceEndsAt(this.ordering.timeoutMs);
+    if (patienceEnds !== undefined && patienceEnds > now) this.wakeUpAt(patienceEnds);
+  }
+
+  /** Whether the client may still hold cluster `name` (so its endpoints must stay). */
+  protected clusterHeld(name: string): boolean {
+    const cds = this.state.get(TypeUrl.Cluster);
+    return cds !== undefined && cds.current.has(name);
+  }
+
+  /** Applies the client's answer to the response `nonce` to what it is known to hold. */
+  protected settleSent(type: TypeState, nonce: string, accepted: boolean): void {
+    const gone = type.settleUpTo(nonce, accepted);
+    if (type.typeUrl !== TypeUrl.Cluster || gone.length === 0) return;
+    // A cluster removed and later added again warms afresh: its old endpoints do not make it warm.
+    const eds = this.state.get(TypeUrl.ClusterLoadAssignment);
+    for (const name of gone) eds?.forget(name);
+  }
+
+  /** Reconciles again at `at` (a wait ends then), unless an earlier wake-up is already set. */
+  private wakeUpAt(at: number): void {
+    if (this.closed || at >= this.wakeTime) return;
+    if (this.wakeTimer !== undefined) clearTimeout(this.wakeTimer);
+    this.wakeTime = at;
+    this.wakeTimer = setTimeout(() => {
+      this.wakeTimer = undefined;
+      this.wakeTime = Infinity;
+      this.schedule();
+    }, Math.max(0, at - Date.now()) + 5);
+    this.wakeTimer.unref();
   }
 
   protected nextNonce(): string {

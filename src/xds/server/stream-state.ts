@@ -1,4 +1,4 @@
-import type { Snapshot } from '../cache/snapshot.js';
+import type { Resource, Snapshot } from '../cache/snapshot.js';
 import type { NodeIdentity } from '../node.js';
 
 /** A client's verdict on one type, as the server last saw it. */
@@ -46,7 +46,25 @@ export interface ServerCallbacks {
   onResponse?(stream: StreamInfo, typeUrl: string, version: string, resources: number): void;
   onAck?(stream: StreamInfo, typeUrl: string, version: string, latencyMs: number): void;
   onNack?(stream: StreamInfo, typeUrl: string, version: string | undefined, message: string): void;
+  /**
+   * Make-before-break gave up waiting: `typeUrl` was held back for clusters the
+   * client had not yet acknowledged (`waitingFor`), and is sent anyway.
+   */
+  onOrderingTimeout?(stream: StreamInfo, typeUrl: string, waitingFor: readonly string[]): void;
 }
+
+/** A response the client has not yet ACKed or NACKed, and what it changes in the client's view. */
+interface Unacked {
+  readonly nonce: string;
+  readonly sentAt: number;
+  /** A state-of-the-world CDS/LDS response replaces the whole set. */
+  readonly replaceAll: boolean;
+  readonly updated: readonly Resource[];
+  readonly removed: readonly string[];
+}
+
+/** Unanswered responses remembered per type; a client that never answers loses the oldest. */
+const MAX_UNACKED = 32;
 
 /** Per-stream, per-type state: subscription, what was sent, and the client's answers. */
 export class TypeState implements TypeStatus {
@@ -75,6 +93,19 @@ export class TypeState implements TypeStatus {
   /** Delta: responses awaiting an ACK or NACK, by nonce, oldest first. */
   readonly outstanding = new Map<string, { version: string; sentAt: number }>();
 
+  /** What the client has accepted: every ACKed response applied in order. */
+  readonly acked = new Map<string, Resource>();
+  /** What the client was last told, ACKed or not: where a retained resource is taken from. */
+  readonly current = new Map<string, Resource>();
+  /** Responses not yet answered, oldest first: the client may be applying any of them. */
+  private readonly unacked: Unacked[] = [];
+  /** Names kept although gone from the snapshot, because something the client may use still references them. */
+  readonly retained = new Set<string>();
+  /** Delta: what a reconnecting client said it has (`initial_resource_versions`), until the first response is computed. */
+  readonly presumedHeld = new Map<string, string>();
+  /** Since when a response of this type has been held back for clusters to warm (make-before-break). */
+  heldSince: number | undefined;
+
   constructor(readonly typeUrl: string) {}
 
   get subscribed(): readonly string[] {
@@ -89,6 +120,64 @@ export class TypeState implements TypeStatus {
     this.force.clear();
     this.answer = false;
     return answer;
+  }
+
+  /** Records a response written to the client, for make-before-break. */
+  recordSent(nonce: string, sentAt: number, replaceAll: boolean, updated: readonly Resource[], removed: readonly string[]): void {
+    if (replaceAll) this.current.clear();
+    for (const name of removed) this.current.delete(name);
+    for (const resource of updated) this.current.set(resource.name, resource);
+    this.unacked.push({ nonce, sentAt, replaceAll, updated, removed });
+    if (this.unacked.length > MAX_UNACKED) this.unacked.shift();
+  }
+
+  /**
+   * The client answered the response with `nonce`: every older one is settled
+   * too. An ACK applies them to `acked`; a NACK applies only the older ones
+   * (the client keeps what it had). Returns the names that left `acked`.
+   */
+  settleUpTo(nonce: string, accepted: boolean): string[] {
+    const index = this.unacked.findIndex((u) => u.nonce === nonce);
+    if (index === -1) return [];
+    const settled = this.unacked.splice(0, index + 1);
+    if (!accepted) settled.pop();
+    const before = new Set(this.acked.keys());
+    for (const response of settled) {
+      if (response.replaceAll) this.acked.clear();
+      for (const name of response.removed) this.acked.delete(name);
+      for (const resource of response.updated) this.acked.set(resource.name, resource);
+    }
+    return [...before].filter((name) => !this.acked.has(name));
+  }
+
+  /** The client already has `resource` (it said so when it reconnected). */
+  presumeAcked(resource: Resource): void {
+    this.acked.set(resource.name, resource);
+    this.current.set(resource.name, resource);
+  }
+
+  /** The client no longer wants `name` (it unsubscribed), so it holds it no more. */
+  forget(name: string): void {
+    this.acked.delete(name);
+    this.current.delete(name);
+  }
+
+  /**
+   * Every version of a resource the client may be using: ACKed, or sent and not
+   * yet answered. Once the oldest unanswered response is older than
+   * `patienceMs`, the client is taken to have what it was told, so one that
+   * never ACKs cannot keep old resources alive forever.
+   */
+  mayHold(now: number, patienceMs: number): Iterable<Resource> {
+    const oldest = this.unacked[0];
+    if (oldest !== undefined && now - oldest.sentAt > patienceMs) return this.current.values();
+    return [...this.acked.values(), ...this.unacked.flatMap((u) => u.updated)];
+  }
+
+  /** When the oldest unanswered response stops counting (see `mayHold`), if there is one. */
+  patienceEndsAt(patienceMs: number): number | undefined {
+    const oldest = this.unacked[0];
+    return oldest === undefined ? undefined : oldest.sentAt + patienceMs;
   }
 
   status(): TypeStatus {

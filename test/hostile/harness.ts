@@ -1,0 +1,174 @@
+import { createServer } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type * as net from 'node:net';
+import { join } from 'node:path';
+import { expect } from 'vitest';
+import { DaemonProcess } from '../helpers/daemon-process.js';
+import { eventually } from '../helpers/eventually.js';
+import { tempDir } from '../helpers/tmp.js';
+import type { TempDir } from '../helpers/tmp.js';
+import { ReconnectingFollower } from './follower.js';
+
+export const CONSUL_API = 'outbound|8080||api.service.consul';
+
+/** What a hostile Consul does with one request instead of answering it well; true when it took over. */
+export type ConsulAttack = (req: IncomingMessage, res: ServerResponse, path: string) => boolean;
+
+/**
+ * A real daemon under attack, watched from outside the way an operator would:
+ * a well-behaved SotW client following every change, `/healthz` polled every
+ * 100 ms with its latency recorded, and the daemon's resident memory sampled
+ * from its own `/metrics`. Its registries: a file (the test changes it to
+ * prove changes still flow) and a Consul stand-in that answers real shapes
+ * until an attack is set.
+ */
+export class HostileHarness {
+  readonly dir: TempDir = tempDir('meshbridge-hostile-');
+  daemon!: DaemonProcess;
+  good!: ReconnectingFollower;
+  xds = '';
+  admin = '';
+  /** Every /healthz latency in ms, and failures as Infinity. */
+  readonly health: number[] = [];
+  readonly rssBytes: number[] = [];
+  private consul: Server | undefined;
+  private attack: ConsulAttack | undefined;
+  private pollers: NodeJS.Timeout[] = [];
+  private changes = 0;
+
+  async start(extraConfig = ''): Promise<void> {
+    const consulUrl = await this.startConsul();
+    this.writeServices();
+    const config = this.dir.write(
+      'meshbridge.yaml',
+      `xds: { listen: 127.0.0.1:0 }
+admin: { listen: 127.0.0.1:0 }
+stateDir: ./state
+batching: { debounceMs: 50, maxDelayMs: 200 }
+registries:
+  - { kind: file, name: local, paths: [./services.yaml] }
+  - kind: consul
+    name: dc1
+    address: ${consulUrl}
+    localDatacenter: dc1
+    backoff: { initialMs: 200, maxMs: 1000 }
+${extraConfig}`,
+    );
+    this.daemon = new DaemonProcess(['run', '--config', config]);
+    this.xds = `127.0.0.1:${await this.daemon.xdsPort()}`;
+    this.admin = `http://127.0.0.1:${await this.daemon.adminPort()}`;
+    await this.daemon.waitForLog((l) => l.msg === 'all registries synced', 20_000);
+    this.good = new ReconnectingFollower(this.xds, 'sotw', 'good-client');
+    await eventually(() => expect(this.good.latest?.clusters).toContain(CONSUL_API), 15_000);
+    this.poll();
+  }
+
+  setConsulAttack(attack: ConsulAttack | undefined): void {
+    this.attack = attack;
+  }
+
+  /**
+   * Adds a service to the file registry and returns how long the good client
+   * took to see it (ms); fails past `withinMs`. Every answer it saw must still
+   * hold Consul's cluster: an attack never withdraws what exists.
+   */
+  async change(withinMs = 2_000): Promise<number> {
+    const name = `svc-${++this.changes}`;
+    const started = Date.now();
+    this.writeServices();
+    await eventually(() => expect(this.good.latest?.clusters).toContain(`outbound|9000||${name}.mesh.local`), withinMs + 3_000, 20);
+    const took = Date.now() - started;
+    for (const answer of this.good.answers) expect(answer.clusters).toContain(CONSUL_API);
+    return took;
+  }
+
+  /** Worst /healthz latency since `from` (an index into `health`). */
+  worstHealth(from = 0): number {
+    return Math.max(0, ...this.health.slice(from));
+  }
+
+  maxRss(from = 0): number {
+    return Math.max(0, ...this.rssBytes.slice(from));
+  }
+
+  async stop(): Promise<void> {
+    for (const timer of this.pollers) clearInterval(timer);
+    this.good?.close();
+    await this.daemon?.stop('SIGKILL');
+    await new Promise<void>((resolve) => {
+      if (this.consul === undefined) return resolve();
+      this.consul.close(() => resolve());
+      this.consul.closeAllConnections();
+    });
+    this.dir.remove();
+  }
+
+  private writeServices(): void {
+    const docs = ['base', ...Array.from({ length: this.changes }, (_, i) => `svc-${i + 1}`)].map(
+      (name, i) => `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: ${name} }
+spec:
+  hosts: [${name}.mesh.local]
+  ports: [{ number: 9000, name: http }]
+  endpoints: [{ address: 10.8.0.${i + 1} }]
+`,
+    );
+    this.dir.write('services.yaml', docs.join('---\n'));
+  }
+
+  private poll(): void {
+    let inFlight = false;
+    this.pollers.push(
+      setInterval(() => {
+        if (inFlight) return;
+        inFlight = true;
+        const started = performance.now();
+        fetch(`${this.admin}/healthz`, { signal: AbortSignal.timeout(5_000) })
+          .then((r) => r.text())
+          .then(() => this.health.push(performance.now() - started))
+          .catch(() => this.health.push(Number.POSITIVE_INFINITY))
+          .finally(() => (inFlight = false));
+      }, 100),
+      setInterval(() => {
+        fetch(`${this.admin}/metrics`, { signal: AbortSignal.timeout(5_000) })
+          .then((r) => r.text())
+          .then((text) => {
+            const match = /^process_resident_memory_bytes (\d+)/m.exec(text);
+            if (match) this.rssBytes.push(Number(match[1]));
+          })
+          .catch(() => undefined);
+      }, 250),
+    );
+  }
+
+  private async startConsul(): Promise<string> {
+    const entry = {
+      Node: { Node: 'n1', Address: '127.0.0.1', Datacenter: 'dc1' },
+      Service: { ID: 'api-1', Service: 'api', Port: 8080, Address: '' },
+      Checks: [{ Node: 'n1', CheckID: 'serfHealth', Status: 'passing', ServiceID: '' }],
+    };
+    this.consul = createServer((req, res) => {
+      res.on('error', () => undefined);
+      const url = new URL(req.url!, 'http://x');
+      if (this.attack?.(req, res, url.pathname)) return;
+      const index = Number(url.searchParams.get('index') ?? 0);
+      const reply = (body: unknown) => {
+        res.writeHead(200, { 'Content-Type': 'application/json', 'X-Consul-Index': '10', 'X-Consul-KnownLeader': 'true' });
+        res.end(JSON.stringify(body));
+      };
+      const later = (body: unknown) => (index >= 10 ? setTimeout(() => reply(body), 500) : reply(body));
+      if (url.pathname === '/v1/catalog/services') later({ api: [] });
+      else if (url.pathname === '/v1/health/state/any') later(entry.Checks);
+      else if (url.pathname === '/v1/health/service/api') reply([entry]);
+      else {
+        res.writeHead(404);
+        res.end();
+      }
+    });
+    await new Promise<void>((resolve) => this.consul!.listen(0, '127.0.0.1', resolve));
+    return `http://127.0.0.1:${(this.consul.address() as net.AddressInfo).port}`;
+  }
+}
+
+export const stateDirOf = (harness: HostileHarness) => join(harness.dir.path, 'state');
