@@ -18,8 +18,7 @@ import { MisplacedDocuments } from '../istio/misplaced-documents.js';
 import { PolicySource } from '../istio/policy-source.js';
 import { EMPTY_POLICY } from '../istio/policy-set.js';
 import type { PolicySet } from '../istio/policy-set.js';
-import { scopeCatalog, scopedHostnames, selectSidecar, sidecarHostFilter } from '../model/routing/scope.js';
-import type { HostFilter } from '../model/routing/scope.js';
+import { scopeCatalog, scopeFilters, scopeName, scopedHostnames, selectSidecar } from '../model/routing/scope.js';
 import { accessRuleFor, serviceFilterOf } from '../security/access.js';
 import type { ScopeResolver } from '../xds/node.js';
 import type { RoutingModel } from '../model/routing/types.js';
@@ -429,44 +428,13 @@ export class Daemon implements AdminSource {
     ).subscribe((update) => this.onUpdate(update));
   }
 
-  /**
-   * The scope a node is served: the Sidecar that selects it (by name, so an
-   * edit of its hosts applies at once; which Sidecar selects a node is decided
-   * when its stream opens) and the security.access rule that names it (by
-   * index: access is fixed for the life of the process).
-   */
+  /** The scope a node is served: the Sidecar that selects it when its stream opens, and the security.access rule that names it. */
   private readonly scopeOf: ScopeResolver = (node) => {
-    const parts: string[] = [];
     const sidecar = this.latest === undefined ? undefined : selectSidecar(this.latest.policySet.sidecars, node);
-    if (sidecar !== undefined) parts.push(`sidecar:${sidecar.namespace}/${sidecar.name}`);
     const rule = accessRuleFor(this.config.security.access, node.id);
-    if (rule !== -1) {
-      parts.push(`access:${rule}`);
-      this.log.info({ component: 'xds', node: node.id, rule }, 'xDS stream narrowed by security.access');
-    }
-    return parts.join(',');
+    if (rule !== -1) this.log.info({ component: 'xds', node: node.id, rule }, 'xDS stream narrowed by security.access');
+    return scopeName(sidecar, rule);
   };
-
-  /** What a scope name lets through: the Sidecar's hosts and the access rule's services. Fails closed on a scope it cannot read. */
-  private scopeFilters(scope: string, policySet: PolicySet): { declared: HostFilter | undefined; allowed: HostFilter | undefined } {
-    let declared: HostFilter | undefined;
-    let allowed: HostFilter | undefined;
-    for (const part of scope.split(',')) {
-      const colon = part.indexOf(':');
-      const kind = part.slice(0, colon);
-      const name = part.slice(colon + 1);
-      if (kind === 'sidecar') {
-        // A Sidecar removed since the stream opened: its node gets what a node without one gets, until it reconnects.
-        const sidecar = policySet.sidecars.find((s) => `${s.namespace}/${s.name}` === name);
-        declared = sidecar === undefined ? undefined : sidecarHostFilter(sidecar);
-      } else if (kind === 'access' && /^\d+$/.test(name) && this.config.security.access[Number(name)] !== undefined) {
-        allowed = serviceFilterOf(this.config.security.access[Number(name)]!);
-      } else {
-        allowed = () => false;
-      }
-    }
-    return { declared, allowed };
-  }
 
   private onUpdate({ states, catalog, routing, policySet }: CatalogUpdate): void {
     this.statesValue = states;
@@ -532,7 +500,8 @@ export class Daemon implements AdminSource {
       if (shared === undefined) {
         let catalog = kind === 'proxyless' ? this.latest.proxylessCatalog : this.latest.catalog;
         if (scope !== undefined) {
-          const { declared, allowed } = this.scopeFilters(scope, policySet);
+          const access = this.config.security.access;
+          const { declared, allowed } = scopeFilters(scope, policySet.sidecars, (rule) => (access[rule] === undefined ? undefined : serviceFilterOf(access[rule])));
           catalog = scopeCatalog(catalog, scopedHostnames(catalog, routing, declared, allowed));
         }
         shared = { catalog, translation: translateKind(catalog, kind, options, routing) };

@@ -4,7 +4,7 @@ import { ISTIO_KIND_HANDLERS } from '../../src/istio/kinds.js';
 import { policyFromFiles } from '../../src/istio/policy-set.js';
 import type { PolicySet, SidecarDocument } from '../../src/istio/policy-set.js';
 import { buildRoutingModel } from '../../src/model/routing/build.js';
-import { scopeCatalog, scopedHostnames, selectSidecar, sidecarHostFilter } from '../../src/model/routing/scope.js';
+import { scopeCatalog, scopeFilters, scopeName, scopedHostnames, selectSidecar, sidecarHostFilter } from '../../src/model/routing/scope.js';
 import { serviceFilterOf } from '../../src/security/access.js';
 import { buildSnapshot, checkConsistent } from '../../src/xds/cache/snapshot.js';
 import { loadEnvoyApi } from '../../src/xds/protos.js';
@@ -158,6 +158,27 @@ spec:
     const shuffled = { ...catalog, services: [...catalog.services].reverse() };
     const again = scopedHostnames(shuffled, routing, declared, undefined);
     expect([...again].sort()).toEqual([...hosts].sort());
+  });
+});
+
+describe('scope names', () => {
+  const set = policyOf(sidecar('vm', 'shop', ['*/a.mesh']));
+  const onlyB = (rule: number) => (rule === 0 ? (h: string) => h === 'b.mesh' : undefined);
+
+  it('name the Sidecar and the access rule, and read back to their filters', () => {
+    expect(scopeName(set.sidecars[0], 0)).toBe('sidecar:shop/vm,access:0');
+    expect(scopeName(undefined, -1)).toBe('');
+    const { declared, allowed } = scopeFilters('sidecar:shop/vm,access:0', set.sidecars, onlyB);
+    expect([declared?.('a.mesh'), declared?.('b.mesh'), allowed?.('a.mesh'), allowed?.('b.mesh')]).toEqual([true, false, false, true]);
+  });
+
+  it('a Sidecar since deleted lets everything through; an access rule or a part it cannot read lets nothing through', () => {
+    expect(scopeFilters('sidecar:shop/gone', set.sidecars, onlyB)).toEqual({ declared: undefined, allowed: undefined });
+    for (const scope of ['access:7', 'access:x', 'whatever', 'sidecar:shop/vm,bogus:1']) {
+      const { allowed } = scopeFilters(scope, set.sidecars, onlyB);
+      expect(allowed?.('a.mesh'), scope).toBe(false);
+      expect(allowed?.('b.mesh'), scope).toBe(false);
+    }
   });
 });
 

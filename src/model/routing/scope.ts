@@ -97,6 +97,48 @@ export function scopedHostnames(catalog: ServiceCatalog, routing: RoutingModel, 
   return hosts;
 }
 
+/**
+ * The name of a node's scope, the part of its view key after `~`: the Sidecar
+ * that selects it (by namespace and name, so an edit of its hosts applies to
+ * the view at once) and the security.access rule that names it (by index);
+ * empty when nothing narrows it.
+ */
+export function scopeName(sidecar: SidecarDocument | undefined, accessRule: number): string {
+  const parts: string[] = [];
+  if (sidecar !== undefined) parts.push(`sidecar:${sidecar.namespace}/${sidecar.name}`);
+  if (accessRule >= 0) parts.push(`access:${accessRule}`);
+  return parts.join(',');
+}
+
+/**
+ * What a scope name lets through: `declared` from the Sidecar it names (every
+ * service when that Sidecar is gone: its nodes choose again on reconnect) and
+ * `allowed` from the access rule. Fails closed: a part it cannot read allows nothing.
+ */
+export function scopeFilters(
+  scope: string,
+  sidecars: readonly SidecarDocument[],
+  accessFilter: (rule: number) => HostFilter | undefined,
+): { declared: HostFilter | undefined; allowed: HostFilter | undefined } {
+  let declared: HostFilter | undefined;
+  let allowed: HostFilter | undefined;
+  for (const part of scope.split(',')) {
+    const colon = part.indexOf(':');
+    const kind = colon === -1 ? part : part.slice(0, colon);
+    const name = part.slice(colon + 1);
+    const rule = /^\d+$/.test(name) ? accessFilter(Number(name)) : undefined;
+    if (kind === 'sidecar') {
+      const sidecar = sidecars.find((s) => `${s.namespace}/${s.name}` === name);
+      declared = sidecar === undefined ? undefined : sidecarHostFilter(sidecar);
+    } else if (kind === 'access' && rule !== undefined) {
+      allowed = rule;
+    } else {
+      allowed = () => false;
+    }
+  }
+  return { declared, allowed };
+}
+
 /** The catalog with only `hosts`' services: what scoped translation reads. */
 export function scopeCatalog(catalog: ServiceCatalog, hosts: ReadonlySet<string>): ServiceCatalog {
   return { ...catalog, services: catalog.services.filter((s) => hosts.has(s.hostname)) };
