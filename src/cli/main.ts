@@ -28,7 +28,7 @@ const COMMAND_USAGE = {
         --ca: TLS to meshbridge, --cert/--key: mutual TLS, --token-file: a token from \`meshbridge token create\`.
         --xds defaults to 127.0.0.1:15010, --cluster to the node id, --admin-port (Envoy's own) to 15000`,
   validate: `validate [--config FILE]... [FILE...]
-        check Istio YAML files (all four kinds, across the files given) and daemon configs
+        check Istio YAML files (every kind, across the files given) and daemon configs
         (--config, or any file with a top-level registries:); exits 1 on errors`,
   status: `status [NODE] [--admin HOST:PORT|https://HOST:PORT] [--token-file FILE] [--ca FILE] [--json]
         connected proxies and, per type, SYNCED / NACKED / STALE / NOT SENT (like istioctl proxy-status)`,

@@ -126,7 +126,7 @@ export class Daemon implements AdminSource {
     this.policySource = this.createPolicySource(config);
     const api = loadEnvoyApi();
     this.pack = (typeUrl, body) => api.pack(typeUrl, body);
-    this.security = new XdsSecurity(config, log.child({ component: 'security' }), api, this.metrics.registry);
+    this.security = new XdsSecurity(config, log.child({ component: 'security' }), this.metrics.registry);
     this.xds = new XdsServer(api, this.cache, log.child({ component: 'xds' }), combineCallbacks(this.metrics.callbacks, options.callbacks), {
       pushConcurrency: config.xds.pushConcurrency,
       pushSlotTimeoutMs: config.xds.pushSlotTimeoutMs,

@@ -7,7 +7,6 @@ import type { Registry } from 'prom-client';
 import type { Config } from '../config/config.js';
 import { resolveStateDir } from '../config/config.js';
 import { MeshbridgeError } from '../errors.js';
-import type { EnvoyApi } from '../xds/protos.js';
 import { ReloadingTlsFiles, isLoopbackHost, reloadingServerCredentials } from './tls-files.js';
 import { TOKEN_KEY_FILE, TokenAuthority } from './tokens.js';
 import { XdsGuard } from './xds-guard.js';
@@ -42,7 +41,6 @@ export class XdsSecurity {
   constructor(
     private readonly config: SecurityConfig,
     private readonly log: Logger,
-    api?: EnvoyApi,
     metrics?: Registry,
   ) {
     const refused =

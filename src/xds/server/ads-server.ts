@@ -1,9 +1,9 @@
-import type { ScopeResolver } from '../node.js';
 import type { TLSSocket } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { AggregatedDiscoveryServiceHandlers } from '../../generated/envoy/service/discovery/v3/AggregatedDiscoveryService.js';
 import { MeshbridgeError } from '../../errors.js';
+import type { ScopeResolver } from '../node.js';
 import type { SnapshotSource } from '../cache/snapshot-cache.js';
 import type { EnvoyApi } from '../protos.js';
 import { DeltaStream } from './delta-stream.js';
