@@ -91,6 +91,12 @@ describe('replicas: two daemons fed the same inputs are interchangeable', () => 
   const daemons: DaemonProcess[] = [];
   const addresses: string[] = [];
   const clients: { close(): void }[] = [];
+  /** The services file as last written: each test's change is made on top of the ones before. */
+  let servicesText = SERVICES;
+  const change = (from: string, to: string) => {
+    servicesText = servicesText.replace(from, to);
+    dir.write('services.yaml', servicesText);
+  };
 
   beforeAll(async () => {
     dir.write(
@@ -131,6 +137,37 @@ policy: { paths: ['./policy.yaml'] }
     expect(second).toEqual(first);
   });
 
+  it('a state-of-the-world client moving to the other replica with the version_info it has is not sent it again', async () => {
+    const node = { id: 'vm-moving-sotw', user_agent_name: 'envoy' };
+    const before = new RawAdsClient(addresses[0]!, node);
+    clients.push(before);
+    before.send({ type_url: TypeUrl.Cluster });
+    const clusters = await before.next(10_000);
+    before.send({ type_url: TypeUrl.Cluster, version_info: clusters.version_info, response_nonce: clusters.nonce });
+    const names = RawAdsClient.names(clusters);
+    before.send({ type_url: TypeUrl.ClusterLoadAssignment, resource_names: names });
+    const endpoints = await before.next(10_000);
+    before.send({ type_url: TypeUrl.ClusterLoadAssignment, resource_names: names, version_info: endpoints.version_info, response_nonce: endpoints.nonce });
+    before.close();
+
+    const after = new RawAdsClient(addresses[1]!, node);
+    clients.push(after);
+    after.send({ type_url: TypeUrl.Cluster, version_info: clusters.version_info });
+    after.send({ type_url: TypeUrl.ClusterLoadAssignment, resource_names: names, version_info: endpoints.version_info });
+    await after.expectSilence(1_500);
+    // A version the replica does not have (a stale client) is answered in full.
+    const stale = new RawAdsClient(addresses[1]!, { id: 'vm-stale-sotw', user_agent_name: 'envoy' });
+    clients.push(stale);
+    stale.send({ type_url: TypeUrl.Cluster, version_info: 'not-a-version-anyone-has' });
+    expect(RawAdsClient.names(await stale.next(10_000)).sort()).toEqual([...names].sort());
+
+    // And the moved client still follows changes: only the changed endpoints come.
+    change('10.1.0.2,', '10.1.0.102,');
+    const changed = await after.next(10_000);
+    expect(changed.type_url).toBe(TypeUrl.ClusterLoadAssignment);
+    expect(RawAdsClient.names(changed)).toEqual(['outbound|8001||svc-1.replica.internal']);
+  });
+
   it('a delta client moving to the other replica with initial_resource_versions is not sent again what it has', async () => {
     const node = { id: 'vm-moving', user_agent_name: 'envoy' };
     const before = new RawDeltaClient(addresses[0]!, node);
@@ -160,9 +197,9 @@ policy: { paths: ['./policy.yaml'] }
     await after.expectSilence(1_000);
 
     // And a change still reaches it: the moved client is followed, not just left alone.
-    dir.write('services.yaml', SERVICES.replace('10.1.0.1,', '10.1.0.101,'));
-    const change = await after.next(10_000);
+    change('10.1.0.1,', '10.1.0.101,');
+    const changed = await after.next(10_000);
     // The v2 subset holds only the labelled endpoints, so only the service's default cluster changed.
-    expect(RawDeltaClient.names(change)).toEqual(['outbound|8000||svc-0.replica.internal']);
+    expect(RawDeltaClient.names(changed)).toEqual(['outbound|8000||svc-0.replica.internal']);
   });
 });
