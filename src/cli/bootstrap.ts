@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import { stringify } from 'yaml';
 import { UsageError } from '../errors.js';
 import { TypeUrl } from '../xds/type-urls.js';
+import type { FileWatcherInstance } from '../xds/translate/certificate-providers.js';
 
 export interface BootstrapOptions {
   readonly nodeId: string;
@@ -21,6 +22,8 @@ export interface BootstrapOptions {
   /** A token from `meshbridge token create`: Envoy gets its text, gRPC the file. */
   readonly tokenFile?: string;
   readonly token?: string;
+  /** gRPC: certificate provider instances for the TLS files DestinationRules name (see certificate-providers.ts). */
+  readonly certificateProviders?: ReadonlyMap<string, FileWatcherInstance>;
   /** Istio's node metadata NAMESPACE and LABELS: what a Sidecar's workloadSelector is matched against. */
   readonly namespace?: string;
   readonly labels?: Readonly<Record<string, string>>;
@@ -188,6 +191,9 @@ export function grpcBootstrap(options: BootstrapOptions): string {
     })),
     // grpc-js-xds refuses a node without a locality, so an empty one is always written.
     node: nodeOf(options, true),
+    ...(options.certificateProviders !== undefined && options.certificateProviders.size > 0
+      ? { certificate_providers: Object.fromEntries(options.certificateProviders) }
+      : {}),
   };
   return `${JSON.stringify(bootstrap, null, 2)}\n`;
 }

@@ -10,6 +10,7 @@ import { createLogger } from '../log.js';
 import { fetchAdmin } from './admin-client.js';
 import type { AdminCredentials } from './admin-client.js';
 import { envoyBootstrap, grpcBootstrap } from './bootstrap.js';
+import { certificateProvidersFromPolicy } from './policy-certificates.js';
 import { formatCatalog } from './catalog.js';
 import { formatNodeStatus, formatStatus } from './status.js';
 import { printFindings, validateFiles } from './validate.js';
@@ -21,11 +22,12 @@ const COMMAND_USAGE = {
         SIGTERM/SIGINT drain and exit 0; SIGHUP reloads the config (a bad one is logged and ignored)
         --log-level (or $MESHBRIDGE_LOG_LEVEL) overrides log.level of the config, also across reloads`,
   bootstrap: `bootstrap (--envoy [--delta] | --grpc) --node-id ID [--cluster NAME] [--xds HOST:PORT]... [--locality R/Z/S] [--admin-port N]
-            [--namespace NS] [--label KEY=VALUE]... [--ca FILE [--cert FILE --key FILE] [--server-name NAME]] [--token-file FILE]
+            [--namespace NS] [--label KEY=VALUE]... [--ca FILE [--cert FILE --key FILE] [--server-name NAME]] [--token-file FILE] [--policy FILE]...
         print a bootstrap that points a client at meshbridge (--delta: Envoy uses incremental xDS);
         --xds again for each replica (Envoy: all in its xds cluster; gRPC: xds_servers in fallback order);
         --namespace/--label: node metadata a Sidecar's workloadSelector matches;
         --ca: TLS to meshbridge, --cert/--key: mutual TLS, --token-file: a token from \`meshbridge token create\`.
+        --policy (--grpc): DestinationRule files; declares a file_watcher certificate provider for each TLS file they name.
         --xds defaults to 127.0.0.1:15010, --cluster to the node id, --admin-port (Envoy's own) to 15000`,
   validate: `validate [--config FILE]... [FILE...]
         check Istio YAML files (every kind, across the files given) and daemon configs
@@ -232,7 +234,7 @@ function parseLabels(values: readonly string[]): Record<string, string> {
   return labels;
 }
 
-function bootstrap(args: string[]): number {
+async function bootstrap(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
     options: {
@@ -252,10 +254,12 @@ function bootstrap(args: string[]): number {
       key: { type: 'string' },
       'token-file': { type: 'string' },
       'server-name': { type: 'string' },
+      policy: { type: 'string', multiple: true },
     },
     strict: true,
   });
   if (values.help) return printHelp('bootstrap');
+  if (values.policy !== undefined && !values.grpc) throw new UsageError('--policy is for --grpc; Envoy reads certificate files itself');
   if (values.envoy === values.grpc) throw new UsageError('bootstrap needs exactly one of --envoy or --grpc');
   if (!values['node-id']) throw new UsageError('bootstrap needs --node-id');
   if (values.delta && !values.envoy) throw new UsageError('--delta is for --envoy; gRPC clients speak state-of-the-world xDS');
@@ -274,6 +278,7 @@ function bootstrap(args: string[]): number {
     serverName: values['server-name'],
     tokenFile: absolute(values['token-file']),
     token: values['token-file'] === undefined ? undefined : readTokenFile(values['token-file']),
+    certificateProviders: values.policy === undefined ? undefined : await certificateProvidersFromPolicy(values.policy),
   };
   process.stdout.write(values.envoy ? envoyBootstrap(options) : grpcBootstrap(options));
   return 0;
@@ -369,7 +374,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'run':
         return await run(rest);
       case 'bootstrap':
-        return bootstrap(rest);
+        return await bootstrap(rest);
       case 'validate':
         return await validate(rest);
       case 'status':
