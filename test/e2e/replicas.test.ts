@@ -44,8 +44,6 @@ spec:
   egress: [{ hosts: ['*/svc-0.replica.internal', '*/svc-1.replica.internal'] }]
 `;
 
-const TYPES = [TypeUrl.Cluster, TypeUrl.Listener] as const;
-
 /** Everything a SotW client of `node` gets for CDS, EDS, LDS and RDS: versions and the resources' bytes. */
 async function everything(
   address: string,
@@ -61,25 +59,23 @@ async function everything(
       result[response.type_url] = { version: response.version_info, resources: response.resources.map((any) => `${any.type_url} ${Buffer.from(any.value).toString('base64')}`) };
       client.send({ type_url: response.type_url, version_info: response.version_info, response_nonce: response.nonce, resource_names: [...names] });
     };
-    let clusters: string[] = [];
-    let routes: string[] = [];
-    for (const typeUrl of TYPES) {
-      const names = proxyless && typeUrl === TypeUrl.Listener ? hosts : [];
-      client.send({ type_url: typeUrl, resource_names: names });
-      const response = await client.next(10_000);
-      keep(response, names);
-      if (typeUrl === TypeUrl.Cluster) clusters = RawAdsClient.names(response);
-      if (typeUrl === TypeUrl.Listener) {
-        // Sidecar listeners are `<bind>_<port>` with route `<port>`; proxyless routes are `<host>:<port>`.
-        routes = proxyless
-          ? hosts.map((h, i) => `${h}:${8000 + (i % 3)}`)
-          : [...new Set(RawAdsClient.names(response).map((n) => n.split('_')[1]!))];
-      }
-    }
-    client.send({ type_url: TypeUrl.ClusterLoadAssignment, resource_names: clusters });
-    keep(await client.next(10_000));
+    // In Envoy's order: clusters, their endpoints (which warm them), then listeners and their routes.
+    client.send({ type_url: TypeUrl.Cluster });
+    const clusters = await client.next(10_000);
+    keep(clusters);
+    const clusterNames = RawAdsClient.names(clusters);
+    client.send({ type_url: TypeUrl.ClusterLoadAssignment, resource_names: clusterNames });
+    keep(await client.next(10_000), clusterNames);
+    const listenerNames = proxyless ? hosts : [];
+    client.send({ type_url: TypeUrl.Listener, resource_names: listenerNames });
+    const listeners = await client.next(10_000);
+    keep(listeners, listenerNames);
+    // Sidecar listeners are `<bind>_<port>` with route `<port>`; proxyless routes are `<host>:<port>`.
+    const routes = proxyless
+      ? hosts.map((h, i) => `${h}:${8000 + (i % 3)}`)
+      : [...new Set(RawAdsClient.names(listeners).map((n) => n.split('_')[1]!))];
     client.send({ type_url: TypeUrl.RouteConfiguration, resource_names: routes });
-    keep(await client.next(10_000));
+    keep(await client.next(10_000), routes);
     return result;
   } finally {
     client.close();
