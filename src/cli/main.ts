@@ -21,16 +21,18 @@ const COMMAND_USAGE = {
         serve xDS and the admin API; with no --config, serves the quickstart example.
         SIGTERM/SIGINT drain and exit 0; SIGHUP reloads the config (a bad one is logged and ignored)
         --log-level (or $MESHBRIDGE_LOG_LEVEL) overrides log.level of the config, also across reloads`,
-  bootstrap: `bootstrap (--envoy [--delta] | --grpc) --node-id ID [--cluster NAME] [--xds HOST:PORT] [--locality R/Z/S] [--admin-port N]
-            [--ca FILE [--cert FILE --key FILE] [--server-name NAME]] [--token-file FILE] [--policy FILE]...
+  bootstrap: `bootstrap (--envoy [--delta] | --grpc) --node-id ID [--cluster NAME] [--xds HOST:PORT]... [--locality R/Z/S] [--admin-port N]
+            [--namespace NS] [--label KEY=VALUE]... [--ca FILE [--cert FILE --key FILE] [--server-name NAME]] [--token-file FILE] [--policy FILE]...
             [--sds-socket PATH (Envoy) | --workload-certs DIR (gRPC)]
         print a bootstrap that points a client at meshbridge (--delta: Envoy uses incremental xDS);
+        --xds again for each replica (Envoy: all in its xds cluster; gRPC: xds_servers in fallback order);
+        --namespace/--label: node metadata a Sidecar's workloadSelector matches;
         --ca: TLS to meshbridge, --cert/--key: mutual TLS, --token-file: a token from \`meshbridge token create\`;
         --policy (--grpc): DestinationRule files; declares a file_watcher certificate provider for each TLS file they name;
         --sds-socket/--workload-certs: where meshbridge agent serves the workload certificate (ISTIO_MUTUAL).
         --xds defaults to 127.0.0.1:15010, --cluster to the node id, --admin-port (Envoy's own) to 15000`,
   validate: `validate [--config FILE]... [FILE...]
-        check Istio YAML files (all four kinds, across the files given) and daemon configs
+        check Istio YAML files (every kind, across the files given) and daemon configs
         (--config, or any file with a top-level registries:); exits 1 on errors`,
   status: `status [NODE] [--admin HOST:PORT|https://HOST:PORT] [--token-file FILE] [--ca FILE] [--json]
         connected proxies and, per type, SYNCED / NACKED / STALE / NOT SENT (like istioctl proxy-status)`,
@@ -232,6 +234,16 @@ function readTokenFile(file: string): string {
   return text;
 }
 
+function parseLabels(values: readonly string[]): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const value of values) {
+    const equals = value.indexOf('=');
+    if (equals <= 0) throw new UsageError(`--label must be KEY=VALUE, got "${value}"`);
+    labels[value.slice(0, equals)] = value.slice(equals + 1);
+  }
+  return labels;
+}
+
 async function bootstrap(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
@@ -242,8 +254,10 @@ async function bootstrap(args: string[]): Promise<number> {
       delta: { type: 'boolean', default: false },
       'node-id': { type: 'string' },
       cluster: { type: 'string' },
-      xds: { type: 'string', default: '127.0.0.1:15010' },
+      xds: { type: 'string', multiple: true, default: ['127.0.0.1:15010'] },
       locality: { type: 'string' },
+      namespace: { type: 'string' },
+      label: { type: 'string', multiple: true, default: [] },
       'admin-port': { type: 'string', default: '15000' },
       ca: { type: 'string' },
       cert: { type: 'string' },
@@ -267,6 +281,8 @@ async function bootstrap(args: string[]): Promise<number> {
     nodeId: values['node-id'],
     cluster: values.cluster ?? values['node-id'],
     xds: values.xds,
+    namespace: values.namespace,
+    labels: parseLabels(values.label),
     adminPort: Number(values['admin-port']),
     locality: values.locality,
     delta: values.delta,

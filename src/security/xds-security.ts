@@ -7,7 +7,6 @@ import type { Registry } from 'prom-client';
 import type { Config } from '../config/config.js';
 import { resolveStateDir } from '../config/config.js';
 import { MeshbridgeError } from '../errors.js';
-import type { EnvoyApi } from '../xds/protos.js';
 import { ReloadingTlsFiles, isLoopbackHost, reloadingServerCredentials } from './tls-files.js';
 import { TOKEN_KEY_FILE, TokenAuthority } from './tokens.js';
 import { WORKLOAD_CA_DIR, WorkloadCa } from './workload-ca.js';
@@ -45,7 +44,6 @@ export class XdsSecurity {
   constructor(
     private readonly config: SecurityConfig,
     private readonly log: Logger,
-    api?: EnvoyApi,
     metrics?: Registry,
   ) {
     const refused =
@@ -62,8 +60,6 @@ export class XdsSecurity {
         trustDomain: config.security.trustDomain,
         requireIdentity: identityRequired(config),
         revocationCheckIntervalMs: config.security.revocationCheckIntervalMs,
-        access: config.security.access,
-        ...(api === undefined ? {} : { api }),
         ...(refused === undefined ? {} : { onRefused: (code: string) => refused.inc({ code }) }),
       },
       log,
