@@ -56,3 +56,29 @@ start_meshbridge() {
   wait_for 30 "'waiting for: $registry' in the log" grep -q "\"msg\":\"waiting for: $registry\"" "$work/meshbridge.log"
   wait_for "$sync_seconds" "'$registry: N services synced' in the log" grep -Eq "\"msg\":\"$registry: [0-9]+ services synced\"" "$work/meshbridge.log"
 }
+
+# start_envoy NODE_ID: a real Envoy sidecar from `meshbridge bootstrap --envoy`,
+# admin on a port it picks (ENVOY_ADMIN, read from --admin-address-path) and a
+# dynamic base id, so it runs beside other Envoys. Needs MESHBRIDGE_ENVOY_BIN
+# (scripts/test.sh sets it; scripts/install-envoy.sh prints it).
+start_envoy() {
+  [ -x "${MESHBRIDGE_ENVOY_BIN:-}" ] || fail "MESHBRIDGE_ENVOY_BIN is not an executable Envoy (bash scripts/install-envoy.sh | tail -1)"
+  mb bootstrap --envoy --node-id "$1" --xds "127.0.0.1:$XDS" --admin-port 0 >"$work/envoy.yaml" || fail "meshbridge bootstrap --envoy"
+  "$MESHBRIDGE_ENVOY_BIN" -c "$work/envoy.yaml" --use-dynamic-base-id --admin-address-path "$work/envoy-admin" \
+    --concurrency 1 --disable-hot-restart -l warning >"$work/envoy.log" 2>&1 &
+  pids+=($!)
+  wait_for 30 "Envoy's admin address" test -s "$work/envoy-admin"
+  ENVOY_ADMIN=$(cat "$work/envoy-admin")
+}
+envoy_admin() { curl -sf "http://$ENVOY_ADMIN$1"; }
+# Envoy refused nothing meshbridge sent (cds/lds/rds/eds update_rejected, SotW or delta).
+assert_envoy_accepted_all() {
+  local stats rejected
+  stats=$(envoy_admin '/stats?filter=update_rejected$') || fail "cannot read Envoy's stats"
+  grep -q '^cluster_manager\.cds\.update_rejected: ' <<<"$stats" && grep -q '^listener_manager\.lds\.update_rejected: ' <<<"$stats" ||
+    fail "Envoy's stats have no cds/lds update_rejected counters: $stats"
+  rejected=$(awk -F': ' '{ sum += $2 } END { print sum + 0 }' <<<"$stats")
+  [ "$rejected" = 0 ] || fail "Envoy rejected $rejected xDS updates: $stats"
+}
+# envoy_hosts CLUSTER_SUBSTRING: the endpoints Envoy holds for that cluster, one HOST:PORT a line.
+envoy_hosts() { envoy_admin /clusters | grep -F "$1::" | grep -F '::cx_active::' | cut -d: -f3,4 | sort -u; }

@@ -6,7 +6,8 @@
 # scripts/install-consul.sh, which prints the Consul binary's path on its last
 # line. Differences from the README, all to run beside other tests: every
 # Consul, meshbridge and greeter port is a free one (copies of meshbridge.yaml
-# and the greeter definitions are rewritten to match the README's 50061-50063).
+# and the greeter definitions are rewritten to match the README's 50061-50063),
+# and Envoy's admin port is one it picks.
 DEMO_NAME=consul-demo
 # shellcheck source=../smoke-lib.sh
 source "$(dirname "$0")/../smoke-lib.sh"
@@ -46,6 +47,7 @@ for f in "$DEMO"/greeter-*.json; do
 done
 
 step "4. start meshbridge"
+cp "$DEMO/policy.yaml" "$work/policy.yaml"
 start_meshbridge dc1 30 "s|address: http://127.0.0.1:8500|address: $CONSUL_ADDR|" "$CONSUL_ADDR"
 three_healthy() {
   local out
@@ -69,7 +71,25 @@ wait_for 30 "calls answered by greeter-$G3" answered_by "$G3"
 synced() { mb status --admin "127.0.0.1:$ADMIN" | grep -Eq '^demo-client +demo-client +proxyless +SYNCED +SYNCED +SYNCED +SYNCED '; }
 wait_for 10 "demo-client SYNCED on every type in 'meshbridge status'" synced
 
-step "6a. health: stop greeter-3"
+step "6. call it through an Envoy sidecar"
+start_envoy demo-sidecar
+CLUSTER="outbound|$LOWEST||greeter.service.consul"
+envoy_has() { local hosts; hosts=$(envoy_hosts "$CLUSTER"); echo "$hosts"; for port in "$@"; do grep -qx "127.0.0.1:$port" <<<"$hosts" || return 1; done; }
+wait_for 30 "Envoy to hold the three greeters in $CLUSTER" envoy_has "$G1" "$G2" "$G3"
+# Envoy's listener is on 127.0.0.2 (sidecarBind); the authority picks the route.
+through_envoy() { node examples/vm/sidecar-call.mjs "127.0.0.2:$LOWEST" greeter.service.consul "$@" >"$work/sidecar.out" 2>&1 || return 1; }
+answers_only() { # answers_only PORT...: every call answered, and only by these greeters
+  local answered; answered=$(grep -o 'answered by greeter-[0-9]*' "$work/sidecar.out" | sort -u | sed 's/.*-//')
+  [ "$(grep -c 'answered by' "$work/sidecar.out")" = "$(grep -c '^call ' "$work/sidecar.out")" ] || return 1
+  [ "$(echo "$answered" | sort -n)" = "$(printf '%s\n' "$@" | sort -n)" ]
+}
+all_three_through_envoy() { through_envoy 12 && answers_only "$G1" "$G2" "$G3"; }
+wait_for 30 "calls through Envoy answered by all three greeters" all_three_through_envoy
+through_envoy 6 x-canary=yes || fail "sidecar-call.mjs failed: $(cat "$work/sidecar.out")"
+answers_only "$G3" || fail "x-canary: yes did not route to v2 (greeter-3) only: $(cat "$work/sidecar.out")"
+assert_envoy_accepted_all
+
+step "7a. health: stop greeter-3"
 kill "$greeter3"
 unhealthy() { mb catalog greeter.service.consul --admin "127.0.0.1:$ADMIN" | grep -Eq "127\.0\.0\.1:$G3 +UNHEALTHY"; }
 wait_for 15 "127.0.0.1:$G3 UNHEALTHY in 'meshbridge catalog'" unhealthy
@@ -77,8 +97,9 @@ wait_for 15 "127.0.0.1:$G3 UNHEALTHY in 'meshbridge catalog'" unhealthy
 sleep 4
 grep -q 'answered by' "$work/client.log" || fail "the client stopped getting answers"
 ! answered_by "$G3" || fail "the client still calls the stopped greeter-3"
+through_envoy 9 && answers_only "$G1" "$G2" || fail "Envoy still routes to the stopped greeter-3 (or failed): $(cat "$work/sidecar.out")"
 
-step "6b. deregistration: greeter-2"
+step "7b. deregistration: greeter-2"
 curl -sf -X PUT "$CONSUL_ADDR/v1/agent/service/deregister/greeter-2" || fail "cannot deregister greeter-2"
 gone() { ! mb catalog greeter.service.consul --admin "127.0.0.1:$ADMIN" | grep -q "127\.0\.0\.1:$G2"; }
 wait_for 15 "$G2 gone from 'meshbridge catalog'" gone
@@ -87,13 +108,17 @@ sleep 1
 sleep 4
 answered_by "$G1" || fail "the client no longer reaches greeter-1"
 ! answered_by "$G2" || fail "the client still calls the deregistered greeter-2"
+! envoy_has "$G2" >/dev/null || fail "Envoy still holds the deregistered greeter-2: $(envoy_hosts "$CLUSTER")"
+through_envoy 6 && answers_only "$G1" || fail "Envoy does not route to greeter-1 only: $(cat "$work/sidecar.out")"
 
-step "6c. outage: stop Consul"
+step "7c. outage: stop Consul"
 kill "${pids[0]}"
 stale() { curl -sf "127.0.0.1:$ADMIN/debug/registryz" | grep -q '"state": "stale"'; }
 wait_for 60 "registry dc1 stale in /debug/registryz" stale
 : >"$work/client.log"
 sleep 3
 answered_by "$G1" || fail "calls stopped while Consul was down"
+through_envoy 3 && answers_only "$G1" || fail "calls through Envoy stopped while Consul was down: $(cat "$work/sidecar.out")"
+assert_envoy_accepted_all
 
 step "PASSED"
