@@ -82,3 +82,20 @@ assert_envoy_accepted_all() {
 }
 # envoy_hosts CLUSTER_SUBSTRING: the endpoints Envoy holds for that cluster, one HOST:PORT a line.
 envoy_hosts() { envoy_admin /clusters | grep -F "$1::" | grep -F '::cx_active::' | cut -d: -f3,4 | sort -u; }
+# envoy_has PORT...: Envoy holds 127.0.0.1:PORT for each in the cluster named CLUSTER.
+envoy_has() {
+  local hosts
+  hosts=$(envoy_hosts "$CLUSTER")
+  echo "$hosts"
+  for port in "$@"; do grep -qx "127.0.0.1:$port" <<<"$hosts" || return 1; done
+}
+# through_envoy CALLS [HEADER=VALUE]: gRPC calls to Envoy's outbound listener
+# SIDECAR_LISTENER with authority SIDECAR_AUTHORITY; the answers go to $work/sidecar.out.
+through_envoy() { node examples/vm/sidecar-call.mjs "$SIDECAR_LISTENER" "$SIDECAR_AUTHORITY" "$@" >"$work/sidecar.out" 2>&1; }
+# answers_only PORT...: every call in $work/sidecar.out was answered, by exactly these greeters.
+answers_only() {
+  local answered
+  answered=$(grep -o 'answered by greeter-[0-9]*' "$work/sidecar.out" | sed 's/.*-//' | sort -un)
+  [ "$(grep -c 'answered by' "$work/sidecar.out")" = "$(grep -c '^call ' "$work/sidecar.out")" ] || return 1
+  [ "$answered" = "$(printf '%s\n' "$@" | sort -un)" ]
+}
