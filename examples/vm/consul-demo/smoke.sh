@@ -79,6 +79,8 @@ wait_for 30 "Envoy to hold the three greeters in $CLUSTER" envoy_has "$G1" "$G2"
 SIDECAR_LISTENER=127.0.0.2:$LOWEST SIDECAR_AUTHORITY=greeter.service.consul
 all_three_through_envoy() { through_envoy 12 && answers_only "$G1" "$G2" "$G3"; }
 wait_for 30 "calls through Envoy answered by all three greeters" all_three_through_envoy
+sidecar_synced() { mb status --admin "127.0.0.1:$ADMIN" | grep -Eq '^demo-sidecar +[^ ]+ +sidecar +SYNCED +SYNCED +SYNCED +SYNCED '; }
+wait_for 10 "demo-sidecar SYNCED on every type in 'meshbridge status'" sidecar_synced
 through_envoy 6 x-canary=yes || fail "sidecar-call.mjs failed: $(cat "$work/sidecar.out")"
 answers_only "$G3" || fail "x-canary: yes did not route to v2 (greeter-3) only: $(cat "$work/sidecar.out")"
 assert_envoy_accepted_all
