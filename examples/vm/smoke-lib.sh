@@ -20,7 +20,7 @@ fail() {
   done
   exit 1
 }
-step() { echo "$DEMO_NAME smoke: $*"; }
+step() { echo "$DEMO_NAME smoke: $* (at ${SECONDS} s)"; }
 
 # wait_for SECONDS WHAT COMMAND... : retries COMMAND until it succeeds.
 wait_for() {

@@ -22,9 +22,9 @@ function runSmoke(demo: string, timeoutMs: number): Promise<{ code: number | nul
 describe('demo READMEs, run start to finish so they cannot rot', () => {
   for (const demo of ['consul-demo', 'eureka-demo']) {
     it(demo, async () => {
-      const { code, output } = await runSmoke(demo, 170_000);
+      const { code, output } = await runSmoke(demo, 230_000);
       expect(output).toContain(`${demo} smoke: PASSED`);
       expect(code, output).toBe(0);
-    }, 180_000);
+    }, 240_000);
   }
 });

@@ -30,8 +30,10 @@ leader() { curl -sf "$CONSUL_ADDR/v1/status/leader" | grep -q ':'; }
 wait_for 60 "a Consul leader" leader
 
 step "2. start the greeters"
-G1=$(free_port) G2=$(free_port) G3=$(free_port)
-LOWEST=$(printf '%s\n' "$G1" "$G2" "$G3" | sort -n | head -n1)
+# Ascending, as in the README (50061-50063): the service's port is its lowest
+# instance port, so greeter-1 keeps it, and Envoy's listener, while the others leave.
+read -r G1 G2 G3 <<<"$(printf '%s\n' "$(free_port)" "$(free_port)" "$(free_port)" | sort -n | tr '\n' ' ')"
+LOWEST=$G1
 node examples/quickstart/demo.mjs backends "$G1" "$G2" >"$work/greeters-1-2.log" 2>&1 &
 pids+=($!)
 node examples/quickstart/demo.mjs backends "$G3" >"$work/greeter-3.log" 2>&1 &

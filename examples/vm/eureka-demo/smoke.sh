@@ -29,8 +29,10 @@ EUREKA="http://127.0.0.1:$EUREKA_PORT/eureka"
 wait_for 120 "the Eureka server" curl -sf -H 'accept: application/json' "$EUREKA/apps"
 
 step "2. start the greeters"
-G1=$(free_port) G2=$(free_port) G3=$(free_port)
-LOWEST=$(printf '%s\n' "$G1" "$G2" "$G3" | sort -n | head -n1)
+# Ascending, as in the README (50061-50063): the service's port is its lowest
+# instance port, so greeter-1 keeps it, and Envoy's listener, while the others leave.
+read -r G1 G2 G3 <<<"$(printf '%s\n' "$(free_port)" "$(free_port)" "$(free_port)" | sort -n | tr '\n' ' ')"
+LOWEST=$G1
 node examples/quickstart/demo.mjs backends "$G1" "$G2" "$G3" >"$work/greeters.log" 2>&1 &
 pids+=($!)
 wait_for 20 "the greeters" grep -q "listening on 127.0.0.1:$G3" "$work/greeters.log"
