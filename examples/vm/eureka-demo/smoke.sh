@@ -101,7 +101,7 @@ gone() { ! mb catalog greeter --admin "127.0.0.1:$ADMIN" >/dev/null 2>&1; }
 wait_for 60 "greeter gone from 'meshbridge catalog'" gone
 envoy_empty() { ! envoy_has "$G1" && ! envoy_has "$G2" && ! envoy_has "$G3"; }
 wait_for 15 "Envoy to hold none of the deregistered greeters" envoy_empty
-through_envoy 2
+through_envoy 2 || fail "sidecar-call.mjs failed: $(cat "$work/sidecar.out")"
 ! grep -q 'answered by' "$work/sidecar.out" || fail "Envoy still routes to a deregistered greeter: $(cat "$work/sidecar.out")"
 
 step "7c. outage: register again, then stop Eureka"
