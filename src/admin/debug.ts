@@ -97,7 +97,7 @@ export interface CatalogEndpointView {
 
 export interface CatalogServiceView {
   readonly hostname: string;
-  readonly ports: readonly { readonly number: number; readonly name: string; readonly protocol: string }[];
+  readonly ports: readonly { readonly number: number; readonly name: string; readonly protocol: string; readonly protocolFrom?: string }[];
   readonly registries: readonly string[];
   readonly endpoints: readonly CatalogEndpointView[];
 }
@@ -116,7 +116,7 @@ export function catalogz(catalog: ServiceCatalog, host?: string): CatalogzBody {
     .filter((s) => host === undefined || s.hostname === host)
     .map((s): CatalogServiceView => ({
       hostname: s.hostname,
-      ports: s.ports.map((p) => ({ number: p.number, name: p.name, protocol: p.protocol })),
+      ports: s.ports.map((p) => ({ number: p.number, name: p.name, protocol: p.protocol, ...(p.protocolFrom !== undefined ? { protocolFrom: p.protocolFrom } : {}) })),
       registries: s.registries,
       endpoints: s.endpoints.map((e) => ({
         address: e.address,

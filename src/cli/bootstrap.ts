@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import { stringify } from 'yaml';
 import { UsageError } from '../errors.js';
 import { TypeUrl } from '../xds/type-urls.js';
+import type { FileWatcherInstance } from '../xds/translate/certificate-providers.js';
 
 export interface BootstrapOptions {
   readonly nodeId: string;
@@ -21,6 +22,8 @@ export interface BootstrapOptions {
   /** A token from `meshbridge token create`: Envoy gets its text, gRPC the file. */
   readonly tokenFile?: string;
   readonly token?: string;
+  /** gRPC: certificate provider instances for the TLS files DestinationRules name (see certificate-providers.ts). */
+  readonly certificateProviders?: ReadonlyMap<string, FileWatcherInstance>;
 }
 
 function checkTls(options: BootstrapOptions): void {
@@ -154,6 +157,9 @@ export function grpcBootstrap(options: BootstrapOptions): string {
     ],
     // grpc-js-xds refuses a node without a locality, so an empty one is always written.
     node: { id: options.nodeId, cluster: options.cluster, locality: locality(options.locality ?? '') },
+    ...(options.certificateProviders !== undefined && options.certificateProviders.size > 0
+      ? { certificate_providers: Object.fromEntries(options.certificateProviders) }
+      : {}),
   };
   return `${JSON.stringify(bootstrap, null, 2)}\n`;
 }

@@ -27,6 +27,11 @@ export function formatCatalog(body: CatalogzBody): string {
     }
   }
   let out = formatTable(rows);
+  // Where a registry had to choose a port's protocol (Consul: meta, tag or a default), say which and why.
+  const chosen = body.services.flatMap((s) =>
+    s.ports.filter((p) => p.protocolFrom !== undefined).map((p) => `protocol: ${s.hostname}:${p.number} is ${p.protocol}, ${p.protocolFrom}\n`),
+  );
+  if (chosen.length > 0) out += `\n${chosen.join('')}`;
   if (body.conflicts.length > 0) {
     out += `\n${body.conflicts.map((c) => `conflict: ${c.hostname}: ${c.message} (from ${c.sources.join(', ')})\n`).join('')}`;
   }

@@ -10,6 +10,7 @@ import { createLogger } from '../log.js';
 import { fetchAdmin } from './admin-client.js';
 import type { AdminCredentials } from './admin-client.js';
 import { envoyBootstrap, grpcBootstrap } from './bootstrap.js';
+import { certificateProvidersFromPolicy } from './policy-certificates.js';
 import { formatCatalog } from './catalog.js';
 import { formatNodeStatus, formatStatus } from './status.js';
 import { printFindings, validateFiles } from './validate.js';
@@ -21,9 +22,10 @@ const COMMAND_USAGE = {
         SIGTERM/SIGINT drain and exit 0; SIGHUP reloads the config (a bad one is logged and ignored)
         --log-level (or $MESHBRIDGE_LOG_LEVEL) overrides log.level of the config, also across reloads`,
   bootstrap: `bootstrap (--envoy [--delta] | --grpc) --node-id ID [--cluster NAME] [--xds HOST:PORT] [--locality R/Z/S] [--admin-port N]
-            [--ca FILE [--cert FILE --key FILE] [--server-name NAME]] [--token-file FILE]
+            [--ca FILE [--cert FILE --key FILE] [--server-name NAME]] [--token-file FILE] [--policy FILE]...
         print a bootstrap that points a client at meshbridge (--delta: Envoy uses incremental xDS);
         --ca: TLS to meshbridge, --cert/--key: mutual TLS, --token-file: a token from \`meshbridge token create\`.
+        --policy (--grpc): DestinationRule files; declares a file_watcher certificate provider for each TLS file they name.
         --xds defaults to 127.0.0.1:15010, --cluster to the node id, --admin-port (Envoy's own) to 15000`,
   validate: `validate [--config FILE]... [FILE...]
         check Istio YAML files (all four kinds, across the files given) and daemon configs
@@ -220,7 +222,7 @@ function readTokenFile(file: string): string {
   return text;
 }
 
-function bootstrap(args: string[]): number {
+async function bootstrap(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
     options: {
@@ -238,10 +240,12 @@ function bootstrap(args: string[]): number {
       key: { type: 'string' },
       'token-file': { type: 'string' },
       'server-name': { type: 'string' },
+      policy: { type: 'string', multiple: true },
     },
     strict: true,
   });
   if (values.help) return printHelp('bootstrap');
+  if (values.policy !== undefined && !values.grpc) throw new UsageError('--policy is for --grpc; Envoy reads certificate files itself');
   if (values.envoy === values.grpc) throw new UsageError('bootstrap needs exactly one of --envoy or --grpc');
   if (!values['node-id']) throw new UsageError('bootstrap needs --node-id');
   if (values.delta && !values.envoy) throw new UsageError('--delta is for --envoy; gRPC clients speak state-of-the-world xDS');
@@ -258,6 +262,7 @@ function bootstrap(args: string[]): number {
     serverName: values['server-name'],
     tokenFile: absolute(values['token-file']),
     token: values['token-file'] === undefined ? undefined : readTokenFile(values['token-file']),
+    certificateProviders: values.policy === undefined ? undefined : await certificateProvidersFromPolicy(values.policy),
   };
   process.stdout.write(values.envoy ? envoyBootstrap(options) : grpcBootstrap(options));
   return 0;
@@ -353,7 +358,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'run':
         return await run(rest);
       case 'bootstrap':
-        return bootstrap(rest);
+        return await bootstrap(rest);
       case 'validate':
         return await validate(rest);
       case 'status':

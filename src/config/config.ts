@@ -79,8 +79,11 @@ const consulRegistry = z
         filter: z.string().optional(),
       })
       .prefault({}),
-    /** Protocol of a service none of whose instances says (meta or tag `protocol`); TCP, like Consul's own default. */
-    defaultProtocol: z.enum(['HTTP', 'HTTP2', 'GRPC', 'HTTPS', 'TLS', 'TCP']).default('TCP'),
+    /**
+     * Protocol of a service none of whose instances says (meta or tag `protocol`). Unset: TCP for
+     * Envoy, like Consul's own default, and gRPC for proxyless clients that dial the service by name.
+     */
+    defaultProtocol: z.enum(['HTTP', 'HTTP2', 'GRPC', 'HTTPS', 'TLS', 'TCP']).optional(),
     /** A check in warning: `weight` (HEALTHY at Weights.Warning, Consul's own reading) or `degraded`. */
     warning: z.enum(['weight', 'degraded']).default('weight'),
     /** The service port when instances register different ports. */

@@ -16,6 +16,18 @@ export interface ServicePort {
   readonly number: number;
   readonly name: string;
   readonly protocol: Protocol;
+  /** Why this protocol was taken, where a registry had to choose (shown by `meshbridge catalog`). */
+  readonly protocolFrom?: string;
+  /**
+   * Nothing declared a protocol, so `protocol` is a guess: Envoy gets it, and
+   * proxyless clients, which only ever speak gRPC to a name they dial, get the port as gRPC.
+   */
+  readonly protocolUndeclared?: true;
+}
+
+/** Ports proxyless gRPC clients are offered: HTTP-capable ones, and any whose protocol nobody declared. */
+export function isProxylessPort(port: ServicePort): boolean {
+  return isHttpProtocol(port.protocol) || port.protocolUndeclared === true;
 }
 
 /** Envoy's health statuses that meshbridge produces (subset of envoy.config.core.v3.HealthStatus). */

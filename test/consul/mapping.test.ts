@@ -227,7 +227,7 @@ describe('mapService', () => {
     );
     expect(diagnostics).toEqual([]);
     expect(service!.hostname).toBe('web.service.consul');
-    expect(service!.ports).toEqual([{ number: 8080, name: 'grpc', protocol: 'GRPC' }]);
+    expect(service!.ports).toEqual([{ number: 8080, name: 'grpc', protocol: 'GRPC', protocolFrom: 'declared by its instances (meta or tag protocol)' }]);
     expect(service!.endpoints.map((e) => [e.address, e.ports, e.locality.zone, e.locality.region])).toEqual([
       ['10.0.0.1', { grpc: 8080 }, 'z1', 'dc1'],
       ['10.0.0.2', { grpc: 9090 }, 'z2', 'dc1'],
@@ -238,6 +238,24 @@ describe('mapService', () => {
     expect(mapService('web', [Instance.of('a').build()], OPTIONS).service!.ports[0]!.protocol).toBe('TCP');
     expect(mapService('web', [Instance.of('a').build()], { ...OPTIONS, defaultProtocol: 'HTTP' }).service!.ports[0]!.name).toBe('http');
     expect(mapService('web', [Instance.of('a').tags('protocol=http2').build()], OPTIONS).service!.ports[0]!.protocol).toBe('HTTP2');
+  });
+
+  it('marks a protocol nobody declared, so proxyless clients get the port as gRPC, unless defaultProtocol was set (issue 11, defect 12)', () => {
+    const { defaultProtocol: _unset, ...unconfigured } = OPTIONS;
+    expect(mapService('web', [Instance.of('a').build()], unconfigured).service!.ports[0]).toEqual({
+      number: 8080,
+      name: 'tcp',
+      protocol: 'TCP',
+      protocolFrom: 'not declared (no protocol meta or tag, no defaultProtocol): TCP for Envoy, gRPC for clients that dial it by name',
+      protocolUndeclared: true,
+    });
+    expect(mapService('web', [Instance.of('a').build()], OPTIONS).service!.ports[0]).toEqual({
+      number: 8080,
+      name: 'tcp',
+      protocol: 'TCP',
+      protocolFrom: 'defaultProtocol of registry consul',
+    });
+    expect(mapService('web', [Instance.of('a').meta({ protocol: 'tcp' }).build()], unconfigured).service!.ports[0]).not.toHaveProperty('protocolUndeclared');
   });
 
   it('reports an unknown protocol and instances that disagree', () => {

@@ -32,7 +32,7 @@ export interface ConsulRegistryConfig {
     readonly tags?: readonly string[] | undefined;
     readonly filter?: string | undefined;
   };
-  readonly defaultProtocol: Protocol;
+  readonly defaultProtocol?: Protocol | undefined;
   readonly warning: WarningMapping;
   readonly servicePort: PortChoice;
   readonly taggedAddress?: string | undefined;

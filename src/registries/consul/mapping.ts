@@ -19,7 +19,8 @@ export interface ConsulMappingOptions {
   /** The agent's own datacenter: its services get the short `<name>.service.<domain>` hostname. */
   readonly localDatacenter: string;
   readonly domain: string;
-  readonly defaultProtocol: Protocol;
+  /** Undefined: not configured (TCP, marked undeclared so proxyless clients get it as gRPC). */
+  readonly defaultProtocol?: Protocol | undefined;
   readonly warning: WarningMapping;
   readonly servicePort: PortChoice;
   /** Prefer this tagged address (`lan`, `wan`, `lan_ipv6`, ...) over `Service.Address`/`Node.Address`. */
@@ -228,7 +229,14 @@ export function mapService(name: string, entries: readonly ConsulServiceEntry[],
   if (usable.length === 0) return { service: undefined, diagnostics, nodes: [...nodes].sort(compareStrings) };
 
   const declaredProtocols = usable.map((u) => u.protocol).filter((p): p is Protocol => p !== undefined);
-  const protocol = mostCommon(declaredProtocols) ?? options.defaultProtocol;
+  const declared = mostCommon(declaredProtocols);
+  const protocol = declared ?? options.defaultProtocol ?? 'TCP';
+  const protocolFrom =
+    declared !== undefined
+      ? 'declared by its instances (meta or tag protocol)'
+      : options.defaultProtocol !== undefined
+        ? `defaultProtocol of registry ${options.registry}`
+        : 'not declared (no protocol meta or tag, no defaultProtocol): TCP for Envoy, gRPC for clients that dial it by name';
   if (new Set(declaredProtocols).size > 1) {
     diagnostics.push({
       severity: 'warning',
@@ -265,7 +273,7 @@ export function mapService(name: string, entries: readonly ConsulServiceEntry[],
   }
   const service: Service = {
     hostname: consulHostname(name, options.datacenter, options.localDatacenter, options.domain),
-    ports: [{ number: portNumber, name: portName, protocol }],
+    ports: [{ number: portNumber, name: portName, protocol, protocolFrom, ...(declared === undefined && options.defaultProtocol === undefined ? { protocolUndeclared: true as const } : {}) }],
     endpoints: [...endpoints.values()].sort(compareEndpoints),
     registries: [options.registry],
   };

@@ -62,7 +62,7 @@ const byName = <T extends { name?: string }>(a: T, b: T) => ((a.name ?? '') < (b
 export function translateKind(catalog: ServiceCatalog, kind: ProxyKind, options: TranslateOptions, routing: RoutingModel = EMPTY_ROUTING): KindTranslation {
   const diagnostics: Diagnostic[] = [];
   const { services } = catalog;
-  const clusters = buildClusters(services, routing);
+  const clusters = buildClusters(services, routing, kind, diagnostics);
   const listeners =
     kind === 'sidecar' ? buildSidecarListeners(services, options.sidecarBind, diagnostics) : buildProxylessListeners(services);
   const routes = kind === 'sidecar' ? buildSidecarRoutes(services, routing) : buildProxylessRoutes(services, routing);
