@@ -31,6 +31,16 @@ wait_for() {
     sleep 0.5
   done
 }
+# The README's `npm run build`. demo-smoke.test.ts sets MESHBRIDGE_SMOKE_PREBUILT=1:
+# scripts/test.sh has just built dist/ for the whole suite, and a second full tsc
+# per demo took 35-60 s on a loaded 2-core machine, most of the smoke's time budget.
+build_meshbridge() {
+  if [ "${MESHBRIDGE_SMOKE_PREBUILT:-}" = 1 ]; then
+    [ -f dist/cli/main.js ] || fail "MESHBRIDGE_SMOKE_PREBUILT=1 but dist/ is not built (bash scripts/ensure-deps.sh)"
+  else
+    bash scripts/ensure-deps.sh
+  fi
+}
 free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
 mb() { node bin/meshbridge.js "$@"; }
 

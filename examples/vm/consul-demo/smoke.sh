@@ -15,7 +15,7 @@ source "$(dirname "$0")/../smoke-lib.sh"
 command -v curl >/dev/null || fail "curl is needed"
 
 step "1. build and start Consul"
-bash scripts/ensure-deps.sh
+build_meshbridge
 CONSUL=$(bash scripts/install-consul.sh | tail -n 1)
 [ -x "$CONSUL" ] || fail "scripts/install-consul.sh did not print an executable path (got: $CONSUL)"
 HTTP=$(free_port)

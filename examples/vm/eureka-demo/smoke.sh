@@ -16,7 +16,7 @@ command -v curl >/dev/null || fail "curl is needed"
 command -v java >/dev/null || fail "java (17+) is needed"
 
 step "1. build and start Eureka"
-bash scripts/ensure-deps.sh
+build_meshbridge
 EUREKA_JAR=$(bash scripts/install-eureka.sh | tail -n 1)
 [ -f "$EUREKA_JAR" ] || fail "scripts/install-eureka.sh did not print a jar path (got: $EUREKA_JAR)"
 EUREKA_PORT=$(free_port)
