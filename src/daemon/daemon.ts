@@ -27,6 +27,7 @@ import { checkConsistent } from '../xds/cache/snapshot.js';
 import type { Packer, Snapshot } from '../xds/cache/snapshot.js';
 import { SnapshotCache } from '../xds/cache/snapshot-cache.js';
 import { loadEnvoyApi } from '../xds/protos.js';
+import type { EnvoyApi } from '../xds/protos.js';
 import { XdsServer } from '../xds/server/ads-server.js';
 import { XdsSecurity, adminRequiresToken } from '../security/xds-security.js';
 import type { ServerCallbacks, StreamInfo } from '../xds/server/stream-state.js';
@@ -44,6 +45,8 @@ export interface DaemonOptions {
   readonly metricsRegistry?: MetricsRegistry;
   /** How often to say which registries have not synced yet. */
   readonly waitingLogIntervalMs?: number;
+  /** Envoy's API, when the caller has already built it (it takes about a second); built here otherwise. */
+  readonly envoyApi?: EnvoyApi;
 }
 
 export interface ReloadResult {
@@ -119,7 +122,7 @@ export class Daemon implements AdminSource {
     this.metrics = new Metrics(options.metricsRegistry ?? new MetricsRegistry(), this);
     this.handles = config.registries.map((r) => this.createHandle(r, config));
     this.policySource = this.createPolicySource(config);
-    const api = loadEnvoyApi();
+    const api = options.envoyApi ?? loadEnvoyApi();
     this.pack = (typeUrl, body) => api.pack(typeUrl, body);
     this.security = new XdsSecurity(config, log.child({ component: 'security' }), api, this.metrics.registry);
     this.xds = new XdsServer(api, this.cache, log.child({ component: 'xds' }), combineCallbacks(this.metrics.callbacks, options.callbacks), {

@@ -5,7 +5,7 @@ import { parse } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildSnapshot } from '../../src/xds/cache/snapshot.js';
 import { SnapshotCache } from '../../src/xds/cache/snapshot-cache.js';
-import { loadEnvoyApi } from '../../src/xds/protos.js';
+import { envoyApi } from '../helpers/envoy-api.js';
 import { XdsServer } from '../../src/xds/server/ads-server.js';
 import type { Translation } from '../../src/xds/translate/translate.js';
 import { EnvoyProcess, freePort } from '../helpers/envoy.js';
@@ -28,7 +28,7 @@ const cases = readdirSync(OUT)
   .sort();
 
 describe('golden outputs loaded by a real Envoy', () => {
-  const api = loadEnvoyApi();
+  const api = envoyApi;
   const cache = new SnapshotCache();
   const server = new XdsServer(api, cache, silentLogger);
   const certs = tempDir('meshbridge-golden-certs-');

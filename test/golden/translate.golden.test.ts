@@ -13,7 +13,7 @@ import { ISTIO_KIND_HANDLERS } from '../../src/istio/kinds.js';
 import { servicesFromFiles } from '../../src/registries/file/service-entries.js';
 import { buildSnapshot, checkConsistent } from '../../src/xds/cache/snapshot.js';
 import { translate } from '../../src/xds/translate/translate.js';
-import { loadEnvoyApi } from '../../src/xds/protos.js';
+import { envoyApi } from '../helpers/envoy-api.js';
 import { TypeUrl } from '../../src/xds/type-urls.js';
 import { protoProblems } from '../helpers/proto-check.js';
 
@@ -152,7 +152,7 @@ describe('translation golden files', () => {
       ];
       expect(problems, goldenCase.name).toEqual([]);
       // And protobufjs can encode each one.
-      const api = loadEnvoyApi();
+      const api = envoyApi;
       for (const cluster of outputs.clusters as object[]) api.pack(TypeUrl.Cluster, cluster);
       for (const endpoints of outputs.endpoints as object[]) api.pack(TypeUrl.ClusterLoadAssignment, endpoints);
       for (const route of outputs.routes as object[]) api.pack(TypeUrl.RouteConfiguration, route);
@@ -160,7 +160,7 @@ describe('translation golden files', () => {
   });
 
   it('gives consistent snapshots: every reference between resources resolves, in both directions', () => {
-    const api = loadEnvoyApi();
+    const api = envoyApi;
     for (const goldenCase of cases) {
       const catalog = mergeCatalog(goldenCase.states);
       const routing = buildRoutingModel(catalog, goldenCase.policy);

@@ -2,7 +2,8 @@ import protobuf from 'protobufjs';
 import protoFiles from '../../src/xds/proto-files.json' with { type: 'json' };
 import { loadEnvoyRoot } from '../../src/xds/protos.js';
 
-let root: protobuf.Root | undefined;
+/** Parsed from the .proto files rather than the served descriptor, so a resource is checked against Envoy's own definitions. */
+const root: protobuf.Root = loadEnvoyRoot(protoFiles.files);
 
 /**
  * Every problem protobufjs would hide: it drops unknown fields and bad enum
@@ -10,7 +11,6 @@ let root: protobuf.Root | undefined;
  * Envoy as nothing at all. Walks a resource against its message type.
  */
 export function protoProblems(typeUrl: string, value: unknown): string[] {
-  root ??= loadEnvoyRoot(protoFiles.files);
   const problems: string[] = [];
   check(root.lookupType(typeUrl.slice(typeUrl.indexOf('/') + 1)), value, typeUrl.slice(typeUrl.lastIndexOf('.') + 1), problems);
   return problems;
@@ -28,7 +28,7 @@ function check(type: protobuf.Type, value: unknown, path: string, problems: stri
       return;
     }
     const { '@type': _, ...body } = value as Record<string, unknown>;
-    check(root!.lookupType(url.slice(url.indexOf('/') + 1)), body, `${path}<${url.slice(url.lastIndexOf('.') + 1)}>`, problems);
+    check(root.lookupType(url.slice(url.indexOf('/') + 1)), body, `${path}<${url.slice(url.lastIndexOf('.') + 1)}>`, problems);
     return;
   }
   for (const [key, item] of Object.entries(value)) {
