@@ -1,4 +1,3 @@
-import { isAbsolute, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { Registry as MetricsRegistry } from 'prom-client';
 import { BehaviorSubject, filter, of } from 'rxjs';
@@ -18,9 +17,7 @@ import { MisplacedDocuments } from '../istio/misplaced-documents.js';
 import { PolicySource } from '../istio/policy-source.js';
 import { EMPTY_POLICY } from '../istio/policy-set.js';
 import type { RoutingModel } from '../model/routing/types.js';
-import { ConsulRegistry } from '../registries/consul/consul-registry.js';
-import { EurekaRegistry } from '../registries/eureka/eureka-registry.js';
-import { FileRegistry } from '../registries/file/file-registry.js';
+import { registryFromConfig, registryIstioPatterns, registrySavesState } from '../registries/from-config.js';
 import type { Registry } from '../registries/registry.js';
 import { configHash, SavedStateRegistry, SavedStateStore } from '../registries/saved-state.js';
 import { checkConsistent } from '../xds/cache/snapshot.js';
@@ -337,12 +334,15 @@ export class Daemon implements AdminSource {
 
   private createHandle(config: RegistryConfig, root: Config): RegistryHandle {
     const log = this.log.child({ registry: config.name });
-    const live = createRegistry(config, root, log, this.fileStores, () => this.metrics.limitHit('limits.registryResponseBytes'));
-    // Local files are their own saved state; remote registries keep theirs under the state directory.
-    const registry =
-      live.kind === 'file'
-        ? live
-        : new SavedStateRegistry(
+    const live = registryFromConfig(config, {
+      root,
+      log,
+      fileStores: this.fileStores,
+      onBodyTooLarge: () => this.metrics.limitHit('limits.registryResponseBytes'),
+    });
+    const registry = !registrySavesState(config)
+      ? live
+      : new SavedStateRegistry(
             live,
             {
               store: new SavedStateStore(resolveStateDir(root), root.limits.savedStateBytes),
@@ -412,7 +412,7 @@ export class Daemon implements AdminSource {
     this.subscription?.unsubscribe();
     void this.misplaced?.stop();
     const misplaced = new MisplacedDocuments(this.fileStores, {
-      registries: fileRegistryPatterns(this.config),
+      registries: registryIstioPatterns(this.config),
       policy: this.config.policy.paths.map((p) => absolutePattern(p, this.config.baseDir)),
     });
     this.misplaced = misplaced;
@@ -519,71 +519,4 @@ function registryKey(config: RegistryConfig, root: Config): string {
 
 function policyKey(config: Config): string {
   return JSON.stringify([config.baseDir, config.policy]);
-}
-
-function fileRegistryPatterns(config: Config): string[] {
-  return config.registries.flatMap((r) => (r.kind === 'file' ? r.paths.map((p) => absolutePattern(p, config.baseDir)) : []));
-}
-
-function createRegistry(config: RegistryConfig, root: Config, log: Logger, fileStores: IstioFileStores, onBodyTooLarge: () => void): Registry {
-  switch (config.kind) {
-    case 'file':
-      return new FileRegistry(
-        { name: config.name, paths: config.paths, baseDir: root.baseDir },
-        log,
-        fileStores,
-      );
-    case 'consul':
-      return new ConsulRegistry(
-        {
-          name: config.name,
-          address: config.address,
-          caFile: config.caFile,
-          certFile: config.certFile,
-          keyFile: config.keyFile,
-          tokenFile: config.tokenFile,
-          tokenEnv: config.tokenEnv,
-          datacenters: config.datacenters,
-          localDatacenter: config.localDatacenter,
-          domain: config.domain,
-          services: config.services,
-          defaultProtocol: config.defaultProtocol,
-          warning: config.warning,
-          servicePort: config.servicePort,
-          taggedAddress: config.taggedAddress,
-          initialSyncTimeoutMs: config.initialSyncTimeoutMs,
-          requestTimeoutMs: config.requestTimeoutMs,
-          maxBodyBytes: root.limits.registryResponseBytes,
-          tuning: {
-            waitSeconds: config.waitSeconds,
-            concurrency: config.concurrency,
-            minIntervalMs: config.minIntervalMs,
-            sweepMinIntervalMs: config.sweepMinIntervalMs,
-            backoff: config.backoff,
-          },
-        },
-        log,
-        { resolvePath: (p) => (isAbsolute(p) ? p : resolve(root.baseDir, p)), env: process.env, onBodyTooLarge },
-      );
-    case 'eureka':
-      return new EurekaRegistry(
-        {
-          name: config.name,
-          serviceUrls: config.serviceUrls,
-          domain: config.domain,
-          region: config.region,
-          defaultProtocol: config.defaultProtocol,
-          servicePort: config.servicePort,
-          refreshIntervalMs: config.refreshIntervalMs,
-          requestTimeoutMs: config.requestTimeoutMs,
-          initialSyncTimeoutMs: config.initialSyncTimeoutMs,
-          deltaRetentionMs: config.deltaRetentionMs,
-          backoff: config.backoff,
-          dropGuard: { maxDropFraction: config.maxDropFraction, minInstances: config.dropGuardMinInstances, holdMs: config.dropGuardHoldMs },
-          maxBodyBytes: root.limits.registryResponseBytes,
-        },
-        log,
-        { onBodyTooLarge },
-      );
-  }
 }
