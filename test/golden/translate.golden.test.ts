@@ -136,6 +136,7 @@ describe('translation golden files', () => {
       'Cluster.lb_polcy: no such field in .envoy.config.cluster.v3.Cluster',
       'Cluster.type: EDSS is not a value of .envoy.config.cluster.v3.Cluster.DiscoveryType',
       'Cluster.typed_extension_protocol_options<HttpProtocolOptions>.explicit_http_config.http3: no such field in .envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig',
+      'Cluster.typed_extension_protocol_options<HttpProtocolOptions>.explicit_http_config: one of http_protocol_options, http2_protocol_options, http3_protocol_options is required',
     ]);
   });
 
