@@ -54,8 +54,6 @@ export interface EnvoyApi {
   unpack(any: { type_url: string; value: Buffer | Uint8Array }): Record<string, unknown>;
 }
 
-let loaded: EnvoyApi | undefined;
-
 /**
  * A protobufjs root holding the given Envoy API files, resolved against the
  * include dirs inside @grpc/grpc-js-xds. descriptor.proto (imported by the
@@ -109,11 +107,11 @@ function envoyApiSource(): { json: protobuf.INamespace; from: string } {
 
 /**
  * Envoy's v3 API: the descriptor built from the .proto files shipped inside
- * @grpc/grpc-js-xds. Building it from the .proto files takes about a second,
- * so the result is shared; it holds no state.
+ * @grpc/grpc-js-xds. Building it from the .proto files takes about a second:
+ * build it once where a process is composed (the daemon, a test helper) and
+ * pass it to what needs it, rather than caching it here for every importer.
  */
 export function loadEnvoyApi(): EnvoyApi {
-  if (loaded !== undefined) return loaded;
   const { json, from } = envoyApiSource();
   try {
     const definition = protoLoader.fromJSON(json, LOADER_OPTIONS);
@@ -129,7 +127,7 @@ export function loadEnvoyApi(): EnvoyApi {
       }
       return type;
     };
-    loaded = {
+    return {
       ads: grpcObject as unknown as AdsGrpcType,
       csds: grpcObject as unknown as CsdsGrpcType,
       sds: grpcObject as unknown as EnvoyApi['sds'],
@@ -151,7 +149,6 @@ export function loadEnvoyApi(): EnvoyApi {
         }) as Record<string, unknown>;
       },
     };
-    return loaded;
   } catch (error) {
     throw new MeshbridgeError('MB_PROTO_LOAD', `cannot load Envoy's API from ${from}`, { cause: error });
   }

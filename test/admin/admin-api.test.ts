@@ -2,7 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CatalogzBody, ConfigzBody, SynczBody } from '../../src/admin/debug.js';
 import type { ClientStatusResponse__Output } from '../../src/generated/envoy/service/status/v3/ClientStatusResponse.js';
-import { loadEnvoyApi } from '../../src/xds/protos.js';
+import { envoyApi } from '../helpers/envoy-api.js';
 import { TypeUrl } from '../../src/xds/type-urls.js';
 import { RawAdsClient } from '../helpers/ads-client.js';
 import { DaemonProcess, meshbridge } from '../helpers/daemon-process.js';
@@ -218,7 +218,7 @@ registries:
   });
 
   it('serves CSDS on the xDS port: every client with per-resource status, the NACK as ERROR with its details', async () => {
-    const { ClientStatusDiscoveryService } = loadEnvoyApi().csds.envoy.service.status.v3;
+    const { ClientStatusDiscoveryService } = envoyApi.csds.envoy.service.status.v3;
     const client = new ClientStatusDiscoveryService(xds, grpc.credentials.createInsecure());
     try {
       const fetchStatus = (request: object) =>

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/config.js';
 import { Daemon } from '../../src/daemon/daemon.js';
+import { envoyApi } from '../helpers/envoy-api.js';
 import { SnapshotCache } from '../../src/xds/cache/snapshot-cache.js';
 import { silentLogger } from '../helpers/fixtures.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -37,7 +38,7 @@ describe('readiness means translated and being served', () => {
       },
       `${dir.path}/meshbridge.yaml`,
     );
-    daemon = new Daemon(config!, silentLogger);
+    daemon = new Daemon(config!, silentLogger, { envoyApi });
     expect(daemon.readiness().ready).toBe(false);
     await daemon.start();
     await daemon.ready();

@@ -3,9 +3,9 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildSnapshot } from '../../src/xds/cache/snapshot.js';
+import { buildCheckedSnapshot } from '../helpers/checked-snapshot.js';
 import { SnapshotCache } from '../../src/xds/cache/snapshot-cache.js';
-import { loadEnvoyApi } from '../../src/xds/protos.js';
+import { envoyApi } from '../helpers/envoy-api.js';
 import { XdsServer } from '../../src/xds/server/ads-server.js';
 import type { Translation } from '../../src/xds/translate/translate.js';
 import { EnvoyProcess, freePort } from '../helpers/envoy.js';
@@ -29,7 +29,7 @@ const cases = readdirSync(OUT)
   .sort();
 
 describe('golden outputs loaded by a real Envoy', () => {
-  const api = loadEnvoyApi();
+  const api = envoyApi;
   const cache = new SnapshotCache();
   const server = new XdsServer(api, cache, silentLogger);
   const certs = tempDir('meshbridge-golden-certs-');
@@ -77,7 +77,7 @@ describe('golden outputs loaded by a real Envoy', () => {
   for (const name of cases) {
     it(`accepts ${name}`, async () => {
       const translation = await translationOf(name);
-      cache.set(buildSnapshot('sidecar', translation, (typeUrl, body) => api.pack(typeUrl, body), cache.peek('sidecar')));
+      cache.set(buildCheckedSnapshot('sidecar', translation, cache.peek('sidecar')));
       await envoy.waitForConfig((names) => {
         expect(names.clusters).toEqual(translation.clusters.map((c) => c.name).sort());
         expect(names.listeners).toEqual(translation.listeners.map((l) => l.name).sort());
@@ -90,7 +90,7 @@ describe('golden outputs loaded by a real Envoy', () => {
   for (const name of cases.filter((c) => existsSync(join(OUT, `${c}.${ZONE.kind}.yaml`)))) {
     it(`accepts ${name} as a node in ${ZONE.locality} gets it`, async () => {
       const translation = await translationOf(name, ZONE.kind);
-      cache.set(buildSnapshot(ZONE.view, translation, (typeUrl, body) => api.pack(typeUrl, body), cache.peek(ZONE.view)));
+      cache.set(buildCheckedSnapshot(ZONE.view, translation, cache.peek(ZONE.view)));
       await envoyInZone.waitForConfig((names) => {
         expect(names.clusters).toEqual(translation.clusters.map((c) => c.name).sort());
         expect([...names.endpoints.keys()].sort()).toEqual(translation.endpoints.map((e) => e.cluster_name).sort());

@@ -87,6 +87,8 @@ spec:
     );
     daemon = new DaemonProcess(['run', '--config', `${dir.path}/meshbridge.yaml`, '--log-level', 'debug']);
     const xdsPort = await daemon.xdsPort();
+    // Until the registry has synced the daemon refuses ADS streams (UNAVAILABLE), and the watch does not retry.
+    await daemon.waitForLog((l) => l.msg === 'all registries synced', 30_000);
     watch = new EdsWatch(`127.0.0.1:${xdsPort}`, `outbound|${servicePort}||greeter`);
     const bootstrap = await meshbridge(['bootstrap', '--grpc', '--node-id', 'eureka-e2e', '--xds', `127.0.0.1:${xdsPort}`]);
     expect(bootstrap.code).toBe(0);

@@ -3,7 +3,7 @@ import type { Eureka } from 'eureka-js-client';
 import type { EurekaServer } from '../harness/eureka.js';
 import { RawAdsClient } from '../helpers/ads-client.js';
 import { sleep } from '../helpers/eventually.js';
-import { loadEnvoyApi } from '../../src/xds/protos.js';
+import { envoyApi } from '../helpers/envoy-api.js';
 import { TypeUrl } from '../../src/xds/type-urls.js';
 
 // CommonJS with an __esModule flag: require() sees its named export the same way everywhere.
@@ -102,7 +102,7 @@ export class EdsWatch {
   }
 
   private async run(): Promise<void> {
-    const api = loadEnvoyApi();
+    const api = envoyApi;
     while (!this.closed) {
       let response;
       try {

@@ -54,6 +54,8 @@ spec:
     );
     daemon = new DaemonProcess(['run', '--config', `${dir.path}/meshbridge.yaml`]);
     xds = `127.0.0.1:${await daemon.xdsPort()}`;
+    // Until the registry has synced the daemon refuses ADS streams (UNAVAILABLE), and the watches do not retry.
+    await daemon.waitForLog((l) => l.msg === 'all registries synced', 30_000);
   }, 180_000);
 
   afterAll(async () => {

@@ -13,7 +13,7 @@ import { ISTIO_KIND_HANDLERS } from '../../src/istio/kinds.js';
 import { servicesFromFiles } from '../../src/registries/file/service-entries.js';
 import { buildSnapshot, checkConsistent } from '../../src/xds/cache/snapshot.js';
 import { translate } from '../../src/xds/translate/translate.js';
-import { loadEnvoyApi } from '../../src/xds/protos.js';
+import { envoyApi } from '../helpers/envoy-api.js';
 import { TypeUrl } from '../../src/xds/type-urls.js';
 import { protoProblems } from '../helpers/proto-check.js';
 
@@ -138,6 +138,7 @@ describe('translation golden files', () => {
       'Cluster.lb_polcy: no such field in .envoy.config.cluster.v3.Cluster',
       'Cluster.type: EDSS is not a value of .envoy.config.cluster.v3.Cluster.DiscoveryType',
       'Cluster.typed_extension_protocol_options<HttpProtocolOptions>.explicit_http_config.http3: no such field in .envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig',
+      'Cluster.typed_extension_protocol_options<HttpProtocolOptions>.explicit_http_config: one of http_protocol_options, http2_protocol_options, http3_protocol_options is required',
     ]);
   });
 
@@ -155,7 +156,7 @@ describe('translation golden files', () => {
       ];
       expect(problems, goldenCase.name).toEqual([]);
       // And protobufjs can encode each one.
-      const api = loadEnvoyApi();
+      const api = envoyApi;
       for (const cluster of outputs.clusters as object[]) api.pack(TypeUrl.Cluster, cluster);
       for (const endpoints of outputs.endpoints as object[]) api.pack(TypeUrl.ClusterLoadAssignment, endpoints);
       for (const route of outputs.routes as object[]) api.pack(TypeUrl.RouteConfiguration, route);
@@ -163,7 +164,7 @@ describe('translation golden files', () => {
   });
 
   it('gives consistent snapshots: every reference between resources resolves, in both directions', () => {
-    const api = loadEnvoyApi();
+    const api = envoyApi;
     for (const goldenCase of cases) {
       const catalog = mergeCatalog(goldenCase.states);
       const routing = buildRoutingModel(catalog, goldenCase.policy);

@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { DiscoveryRequest } from '../../src/generated/envoy/service/discovery/v3/DiscoveryRequest.js';
 import type { DiscoveryResponse__Output } from '../../src/generated/envoy/service/discovery/v3/DiscoveryResponse.js';
-import { loadEnvoyApi } from '../../src/xds/protos.js';
+import { envoyApi } from './envoy-api.js';
 import { ResponseQueue } from './response-queue.js';
 import { TypeUrl } from '../../src/xds/type-urls.js';
 import { eventually } from './eventually.js';
@@ -12,7 +12,7 @@ import { eventually } from './eventually.js';
  * protocol step by step.
  */
 export class RawAdsClient {
-  private readonly client: InstanceType<ReturnType<typeof loadEnvoyApi>['ads']['envoy']['service']['discovery']['v3']['AggregatedDiscoveryService']>;
+  private readonly client: InstanceType<typeof envoyApi['ads']['envoy']['service']['discovery']['v3']['AggregatedDiscoveryService']>;
   private readonly stream: grpc.ClientDuplexStream<DiscoveryRequest, DiscoveryResponse__Output>;
   private readonly responses: ResponseQueue<DiscoveryResponse__Output>;
 
@@ -20,7 +20,7 @@ export class RawAdsClient {
     address: string,
     readonly node: { id: string; user_agent_name?: string; metadata?: object } = { id: 'raw-client', user_agent_name: 'envoy' },
   ) {
-    const { AggregatedDiscoveryService } = loadEnvoyApi().ads.envoy.service.discovery.v3;
+    const { AggregatedDiscoveryService } = envoyApi.ads.envoy.service.discovery.v3;
     this.client = new AggregatedDiscoveryService(address, grpc.credentials.createInsecure());
     this.stream = this.client.StreamAggregatedResources();
     this.responses = new ResponseQueue(this.stream);
@@ -47,7 +47,7 @@ export class RawAdsClient {
 
   /** Names of the resources in a response. */
   static names(response: DiscoveryResponse__Output): string[] {
-    const api = loadEnvoyApi();
+    const api = envoyApi;
     return response.resources.map((any) => {
       const decoded = api.unpack(any as { type_url: string; value: Buffer });
       return String(decoded.name ?? decoded.cluster_name);
@@ -87,7 +87,7 @@ export class AdsEdsClient {
   private readonly names = new Set<string>();
 
   constructor(xdsAddress: string, nodeId = 'ads-test') {
-    const api = loadEnvoyApi();
+    const api = envoyApi;
     const Ads = api.ads.envoy.service.discovery.v3.AggregatedDiscoveryService;
     this.client = new Ads(xdsAddress, grpc.credentials.createInsecure());
     const stream = (this.client as unknown as { StreamAggregatedResources(): grpc.ClientDuplexStream<object, DiscoveryResponse__Output> })

@@ -2,7 +2,7 @@ import * as http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import type { DeltaDiscoveryRequest } from '../../src/generated/envoy/service/discovery/v3/DeltaDiscoveryRequest.js';
 import type { DeltaDiscoveryResponse__Output } from '../../src/generated/envoy/service/discovery/v3/DeltaDiscoveryResponse.js';
-import { loadEnvoyApi } from '../../src/xds/protos.js';
+import { envoyApi } from './envoy-api.js';
 import { ResponseQueue } from './response-queue.js';
 
 /**
@@ -11,7 +11,7 @@ import { ResponseQueue } from './response-queue.js';
  * response.
  */
 export class RawDeltaClient {
-  private readonly client: InstanceType<ReturnType<typeof loadEnvoyApi>['ads']['envoy']['service']['discovery']['v3']['AggregatedDiscoveryService']>;
+  private readonly client: InstanceType<typeof envoyApi['ads']['envoy']['service']['discovery']['v3']['AggregatedDiscoveryService']>;
   private readonly stream: grpc.ClientDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse__Output>;
   private readonly responses: ResponseQueue<DeltaDiscoveryResponse__Output>;
 
@@ -19,7 +19,7 @@ export class RawDeltaClient {
     address: string,
     readonly node: { id: string; user_agent_name?: string; metadata?: object } = { id: 'raw-delta-client', user_agent_name: 'envoy' },
   ) {
-    const { AggregatedDiscoveryService } = loadEnvoyApi().ads.envoy.service.discovery.v3;
+    const { AggregatedDiscoveryService } = envoyApi.ads.envoy.service.discovery.v3;
     // A channel of its own, so a stuck client does not share a connection with others.
     this.client = new AggregatedDiscoveryService(address, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 });
     this.stream = this.client.DeltaAggregatedResources();
@@ -63,7 +63,7 @@ export class RawDeltaClient {
   /** Decoded body of the named resource in a response. */
   static body(response: DeltaDiscoveryResponse__Output, name: string): Record<string, unknown> {
     const resource = response.resources.find((r) => r.name === name)!;
-    return loadEnvoyApi().unpack(resource.resource as { type_url: string; value: Buffer });
+    return envoyApi.unpack(resource.resource as { type_url: string; value: Buffer });
   }
 
   close(): void {
@@ -83,7 +83,7 @@ export class StuckDeltaClient {
   private readonly request: http2.ClientHttp2Stream;
 
   constructor(address: string, node: { id: string; user_agent_name?: string }, subscription: Omit<DeltaDiscoveryRequest, 'node'>) {
-    const method = loadEnvoyApi().ads.envoy.service.discovery.v3.AggregatedDiscoveryService.service.DeltaAggregatedResources;
+    const method = envoyApi.ads.envoy.service.discovery.v3.AggregatedDiscoveryService.service.DeltaAggregatedResources;
     this.session = http2.connect(`http://${address}`);
     this.session.on('error', () => undefined);
     this.request = this.session.request({

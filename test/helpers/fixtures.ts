@@ -3,9 +3,8 @@ import type { ServiceCatalog } from '../../src/model/catalog.js';
 import { mergeCatalog } from '../../src/model/merge.js';
 import type { RegistryState } from '../../src/model/registry-state.js';
 import type { Endpoint, HealthStatus, Protocol, Service, ServicePort } from '../../src/model/service.js';
-import { buildSnapshot } from '../../src/xds/cache/snapshot.js';
 import type { SnapshotCache } from '../../src/xds/cache/snapshot-cache.js';
-import { loadEnvoyApi } from '../../src/xds/protos.js';
+import { buildCheckedSnapshot } from './checked-snapshot.js';
 import { BASE_VIEWS, translate } from '../../src/xds/translate/translate.js';
 
 /** Fluent builder for services in tests: `service('a.mesh').port(80).endpoint('10.0.0.1').build()`. */
@@ -67,8 +66,7 @@ export const silentLogger = pino({ level: 'silent' });
 
 /** Translates `catalog` for the base views and stores the snapshots, as the daemon would: what protocol tests serve. */
 export function publish(cache: SnapshotCache, catalog: ServiceCatalog): void {
-  const { pack } = loadEnvoyApi();
   for (const view of BASE_VIEWS) {
-    cache.set(buildSnapshot(view, translate(catalog, view, { sidecarBind: '127.0.0.1' }), pack, cache.peek(view)));
+    cache.set(buildCheckedSnapshot(view, translate(catalog, view, { sidecarBind: '127.0.0.1' }), cache.peek(view)));
   }
 }

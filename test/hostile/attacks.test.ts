@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClientStatusResponse__Output } from '../../src/generated/envoy/service/status/v3/ClientStatusResponse.js';
-import { loadEnvoyApi } from '../../src/xds/protos.js';
+import { envoyApi } from '../helpers/envoy-api.js';
 import { TypeUrl } from '../../src/xds/type-urls.js';
 import { sleep } from '../helpers/eventually.js';
 import { CONSUL_API, HostileHarness } from './harness.js';
@@ -38,7 +38,7 @@ describe('a real daemon under attack', () => {
     const victims = Array.from({ length: 20 }, (_, i) => new ReconnectingFollower(harness.xds, 'sotw', `${'a'.repeat(28)}${'-'.repeat(i)}`));
     try {
       await sleep(1_000);
-      const { ClientStatusDiscoveryService } = loadEnvoyApi().csds.envoy.service.status.v3;
+      const { ClientStatusDiscoveryService } = envoyApi.csds.envoy.service.status.v3;
       const csds = new ClientStatusDiscoveryService(harness.xds, grpc.credentials.createInsecure());
       const durations: number[] = [];
       try {
@@ -143,7 +143,7 @@ describe('a real daemon under attack', () => {
 
   it('a 1 MB node id on 10 streams, each NACKing with 256 KB of text, costs the log about a kilobyte a line', async () => {
     const from = { logs: harness.daemon.logs.length, health: harness.health.length };
-    const api = loadEnvoyApi();
+    const api = envoyApi;
     const { AggregatedDiscoveryService } = api.ads.envoy.service.discovery.v3;
     const client = new AggregatedDiscoveryService(harness.xds, grpc.credentials.createInsecure(), { 'grpc.max_send_message_length': 8 * MiB });
     const node = { id: 'x'.repeat(MiB), user_agent_name: 'envoy' };

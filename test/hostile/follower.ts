@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { DeltaDiscoveryResponse__Output } from '../../src/generated/envoy/service/discovery/v3/DeltaDiscoveryResponse.js';
 import type { DiscoveryResponse__Output } from '../../src/generated/envoy/service/discovery/v3/DiscoveryResponse.js';
-import { loadEnvoyApi } from '../../src/xds/protos.js';
+import { envoyApi } from '../helpers/envoy-api.js';
 import { TypeUrl } from '../../src/xds/type-urls.js';
 
 /** One CDS answer as the follower saw it. */
@@ -26,7 +26,7 @@ export class ReconnectingFollower {
   readonly answers: CdsView[] = [];
   /** Status of every stream that ended, e.g. UNAVAILABLE "not ready: ...". */
   readonly endings: { code: number; details: string }[] = [];
-  private readonly client: InstanceType<ReturnType<typeof loadEnvoyApi>['ads']['envoy']['service']['discovery']['v3']['AggregatedDiscoveryService']>;
+  private readonly client: InstanceType<typeof envoyApi['ads']['envoy']['service']['discovery']['v3']['AggregatedDiscoveryService']>;
   private call: grpc.ClientDuplexStream<object, DiscoveryResponse__Output | DeltaDiscoveryResponse__Output> | undefined;
   private known = new Map<string, string>();
   private sotwVersion = '';
@@ -39,7 +39,7 @@ export class ReconnectingFollower {
     readonly protocol: 'sotw' | 'delta',
     readonly nodeId: string,
   ) {
-    const { AggregatedDiscoveryService } = loadEnvoyApi().ads.envoy.service.discovery.v3;
+    const { AggregatedDiscoveryService } = envoyApi.ads.envoy.service.discovery.v3;
     this.client = new AggregatedDiscoveryService(address, grpc.credentials.createInsecure(), {
       'grpc.use_local_subchannel_pool': 1,
       'grpc.initial_reconnect_backoff_ms': 100,
@@ -80,7 +80,7 @@ export class ReconnectingFollower {
     call.on('data', (response: DiscoveryResponse__Output | DeltaDiscoveryResponse__Output) => {
       if (this.protocol === 'sotw') {
         const sotw = response as DiscoveryResponse__Output;
-        const api = loadEnvoyApi();
+        const api = envoyApi;
         const clusters = sotw.resources.map((any) => String(api.unpack(any as { type_url: string; value: Buffer }).name)).sort();
         this.sotwVersion = sotw.version_info;
         this.answers.push({ at: Date.now(), connection, clusters, removed: [] });

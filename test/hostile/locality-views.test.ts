@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadEnvoyApi } from '../../src/xds/protos.js';
+import { envoyApi } from '../helpers/envoy-api.js';
 import { TypeUrl } from '../../src/xds/type-urls.js';
 import { DaemonProcess } from '../helpers/daemon-process.js';
 import { eventually } from '../helpers/eventually.js';
@@ -52,7 +52,7 @@ registries: [{ kind: file, name: local, paths: [./services.yaml] }]
     const good = new ReconnectingFollower(xds, 'sotw', 'good');
     try {
       await eventually(() => expect(good.latest?.clusters).toEqual(['outbound|8080||web.mesh.local']), 10_000);
-      const { AggregatedDiscoveryService } = loadEnvoyApi().ads.envoy.service.discovery.v3;
+      const { AggregatedDiscoveryService } = envoyApi.ads.envoy.service.discovery.v3;
       const client = new AggregatedDiscoveryService(xds, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 });
       const answered = new Set<number>();
       const calls = Array.from({ length: 30 }, (_, i) => {

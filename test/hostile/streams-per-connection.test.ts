@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadEnvoyApi } from '../../src/xds/protos.js';
+import { envoyApi } from '../helpers/envoy-api.js';
 import { TypeUrl } from '../../src/xds/type-urls.js';
 import { DaemonProcess } from '../helpers/daemon-process.js';
 import { eventually, sleep } from '../helpers/eventually.js';
@@ -43,7 +43,7 @@ registries: [{ kind: file, name: local, paths: [./services.yaml] }]
   });
 
   it('serves only that many streams of one connection at once; another connection is served at once', async () => {
-    const { AggregatedDiscoveryService } = loadEnvoyApi().ads.envoy.service.discovery.v3;
+    const { AggregatedDiscoveryService } = envoyApi.ads.envoy.service.discovery.v3;
     const greedy = new AggregatedDiscoveryService(xds, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 });
     const answered = new Set<number>();
     const calls = Array.from({ length: 12 }, (_, i) => {

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serviceFilterFor } from '../../src/security/access.js';
-import { loadEnvoyApi } from '../../src/xds/protos.js';
+import { envoyApi } from '../helpers/envoy-api.js';
 import { TypeUrl } from '../../src/xds/type-urls.js';
 import { RawAdsClient } from '../helpers/ads-client.js';
 import { RawDeltaClient } from '../helpers/delta-client.js';
@@ -99,7 +99,7 @@ registries:
     client.send({ type_url: TypeUrl.Listener, version_info: listeners.version_info, response_nonce: listeners.nonce });
     client.send({ type_url: TypeUrl.RouteConfiguration, resource_names: ['8080', '50051'] });
     const routes = await client.next(10_000);
-    const api = loadEnvoyApi();
+    const api = envoyApi;
     const hosts = routes.resources.flatMap((any) =>
       ((api.unpack(any as { type_url: string; value: Buffer })['virtual_hosts'] as { name: string }[] | undefined) ?? []).map((vh) => vh.name),
     );

@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { DiscoveryResponse__Output } from '../../src/generated/envoy/service/discovery/v3/DiscoveryResponse.js';
 import type { ClientStatusResponse__Output } from '../../src/generated/envoy/service/status/v3/ClientStatusResponse.js';
-import { loadEnvoyApi } from '../../src/xds/protos.js';
+import { envoyApi } from '../helpers/envoy-api.js';
 import { TypeUrl } from '../../src/xds/type-urls.js';
 
 export interface ClientCredentialsFiles {
@@ -41,7 +41,7 @@ export class SecureAdsStream {
   private readonly firstResponse: Promise<DiscoveryResponse__Output>;
 
   constructor(address: string, nodeId: string | undefined, files: ClientCredentialsFiles) {
-    const { AggregatedDiscoveryService } = loadEnvoyApi().ads.envoy.service.discovery.v3;
+    const { AggregatedDiscoveryService } = envoyApi.ads.envoy.service.discovery.v3;
     const client = new AggregatedDiscoveryService(address, channelCredentials(files), { 'grpc.ssl_target_name_override': 'localhost' });
     this.client = client;
     this.call = client.StreamAggregatedResources(metadataOf(files)) as unknown as grpc.ClientDuplexStream<unknown, DiscoveryResponse__Output>;
@@ -70,7 +70,7 @@ export class SecureAdsStream {
 
 /** One CSDS FetchClientStatus call. */
 export async function fetchClientStatus(address: string, files: ClientCredentialsFiles): Promise<{ response?: ClientStatusResponse__Output; error?: grpc.ServiceError }> {
-  const { ClientStatusDiscoveryService } = loadEnvoyApi().csds.envoy.service.status.v3;
+  const { ClientStatusDiscoveryService } = envoyApi.csds.envoy.service.status.v3;
   const client = new ClientStatusDiscoveryService(address, channelCredentials(files), { 'grpc.ssl_target_name_override': 'localhost' });
   try {
     return await new Promise((resolve) =>

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { buildSnapshot, checkConsistent } from '../../src/xds/cache/snapshot.js';
-import { loadEnvoyApi } from '../../src/xds/protos.js';
+import { envoyApi } from '../helpers/envoy-api.js';
 import { buildView } from '../../src/daemon/pipeline.js';
 import type { KindBuild } from '../../src/daemon/pipeline.js';
 import { EMPTY_ROUTING } from '../../src/model/routing/build.js';
@@ -9,7 +9,7 @@ import { TypeUrl } from '../../src/xds/type-urls.js';
 import type { Translation } from '../../src/xds/translate/translate.js';
 import { catalogOf, service } from '../helpers/fixtures.js';
 
-const { pack } = loadEnvoyApi();
+const { pack } = envoyApi;
 const catalog = catalogOf(service('web.mesh').port(80).endpoint('10.0.0.1').build(), service('db.mesh').port(5432, 'TCP').endpoint('10.0.0.2').build());
 
 function problemsOf(view: string, edit: (t: Translation) => Translation): string[] {

@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ServiceCatalog } from '../../src/model/catalog.js';
 import { SnapshotCache } from '../../src/xds/cache/snapshot-cache.js';
-import { loadEnvoyApi } from '../../src/xds/protos.js';
+import { envoyApi } from '../helpers/envoy-api.js';
 import { XdsServer } from '../../src/xds/server/ads-server.js';
 import { TypeUrl } from '../../src/xds/type-urls.js';
 import { RawAdsClient } from '../helpers/ads-client.js';
@@ -9,7 +9,7 @@ import { RawDeltaClient } from '../helpers/delta-client.js';
 import { eventually } from '../helpers/eventually.js';
 import { catalogOf, service, silentLogger, publish as publishTo } from '../helpers/fixtures.js';
 
-const api = loadEnvoyApi();
+const api = envoyApi;
 const CDS = TypeUrl.Cluster;
 const EDS = TypeUrl.ClusterLoadAssignment;
 const LDS = TypeUrl.Listener;

@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { SnapshotCache } from '../../src/xds/cache/snapshot-cache.js';
-import { loadEnvoyApi } from '../../src/xds/protos.js';
+import { envoyApi } from '../helpers/envoy-api.js';
 import { XdsServer } from '../../src/xds/server/ads-server.js';
 import { TypeUrl } from '../../src/xds/type-urls.js';
 import { RawAdsClient } from '../helpers/ads-client.js';
@@ -14,7 +14,7 @@ import { catalogOf, service, silentLogger, publish } from '../helpers/fixtures.j
  * subscription, without the name, is how the protocol says so for these
  * full-state types. Delta: the name in `removed_resources`.
  */
-const api = loadEnvoyApi();
+const api = envoyApi;
 const LDS = TypeUrl.Listener;
 const CDS = TypeUrl.Cluster;
 const KNOWN_LISTENER = 'known.mesh.local:7000';

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Service } from '../../src/model/service.js';
 import { SnapshotCache } from '../../src/xds/cache/snapshot-cache.js';
-import { loadEnvoyApi } from '../../src/xds/protos.js';
+import { envoyApi } from '../helpers/envoy-api.js';
 import { XdsServer } from '../../src/xds/server/ads-server.js';
 import { PushQueue } from '../../src/xds/server/push-queue.js';
 import type { Pushable } from '../../src/xds/server/push-queue.js';
@@ -10,7 +10,7 @@ import { RawDeltaClient, StuckDeltaClient } from '../helpers/delta-client.js';
 import { eventually } from '../helpers/eventually.js';
 import { catalogOf, service, silentLogger, publish as publishTo } from '../helpers/fixtures.js';
 
-const api = loadEnvoyApi();
+const api = envoyApi;
 
 describe('PushQueue', () => {
   const pushable = (log: string[], name: string, finish: 'now' | 'later' | 'never', pending: (() => void)[] = []): Pushable => ({

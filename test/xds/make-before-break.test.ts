@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { SnapshotCache } from '../../src/xds/cache/snapshot-cache.js';
-import { loadEnvoyApi } from '../../src/xds/protos.js';
+import { envoyApi } from '../helpers/envoy-api.js';
 import { XdsServer } from '../../src/xds/server/ads-server.js';
 import { TypeUrl } from '../../src/xds/type-urls.js';
 import { RawAdsClient } from '../helpers/ads-client.js';
@@ -14,7 +14,7 @@ import { catalogOf, service, silentLogger, publish } from '../helpers/fixtures.j
  * ACKs is kept waiting only so long. (The same through a real Envoy under
  * traffic: test/envoy/make-before-break.test.ts.)
  */
-const api = loadEnvoyApi();
+const api = envoyApi;
 const CDS = TypeUrl.Cluster;
 const EDS = TypeUrl.ClusterLoadAssignment;
 const LDS = TypeUrl.Listener;
