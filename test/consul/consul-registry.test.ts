@@ -56,7 +56,7 @@ describe('consul registry against a real agent', () => {
       expect(service?.endpoints).toHaveLength(2);
       return service!;
     });
-    expect(web.ports).toEqual([{ number: 9001, name: 'http', protocol: 'HTTP' }]);
+    expect(web.ports).toEqual([{ number: 9001, name: 'http', protocol: 'HTTP', protocolFrom: expect.stringContaining('declared') }]);
     const [one, two] = byPort(web);
     expect(one).toMatchObject({
       address: '127.0.0.1', // Service.Address empty: the node's address
@@ -129,7 +129,7 @@ describe('consul registry against a real agent', () => {
     await fixture.until((s) => expect(s.services.map((x) => x.hostname)).toContain('marker.service.consul'));
     expect(fixture.latest!.services.map((x) => x.hostname)).not.toContain('web-sidecar-proxy.service.consul');
     // No `protocol` anywhere: the configured default.
-    expect(fixture.service('marker.service.consul')!.ports).toEqual([{ number: 7777, name: 'tcp', protocol: 'TCP' }]);
+    expect(fixture.service('marker.service.consul')!.ports).toEqual([{ number: 7777, name: 'tcp', protocol: 'TCP', protocolFrom: expect.any(String) }]);
   });
 
   it('sees a new instance without checks, and a re-registration on another port', async () => {

@@ -51,7 +51,7 @@ three_healthy() {
   out=$(mb catalog greeter --admin "127.0.0.1:$ADMIN")
   echo "$out"
   for port in "$G1" "$G2" "$G3"; do
-    echo "$out" | grep -Eq "^greeter +$LOWEST/GRPC +127\.0\.0\.1:$port +HEALTHY .* spring$" || return 1
+    echo "$out" | grep -Eq "^greeter +$LOWEST/GRPC +127\.0\.0\.1:$port +HEALTHY .* spring( .*)?$" || return 1
   done
 }
 wait_for 60 "three HEALTHY greeter endpoints from spring in 'meshbridge catalog'" three_healthy
