@@ -174,6 +174,8 @@ export const configSchema = z.object({
       /** Keepalive ping interval and timeout: how soon a vanished peer's streams are closed. */
       keepaliveTimeMs: z.number().int().min(1_000).default(30_000),
       keepaliveTimeoutMs: z.number().int().min(100).default(10_000),
+      /** A stream whose client has not read its responses for this long (flow-control window closed) is closed. */
+      stalledStreamTimeoutMs: z.number().int().min(1_000).default(60_000),
       /** Make-before-break: the longest a route waits for its clusters to be ACKed, or a cluster's removal for its routes'. */
       makeBeforeBreakTimeoutMs: z.number().int().min(0).max(60_000).default(5_000),
       /** TLS on the xDS port; with clientCaFile, every client must present a certificate that CA signed. */
@@ -244,6 +246,12 @@ export const configSchema = z.object({
       registryResponseBytes: z.number().int().min(1024).default(64 * 1024 * 1024),
       /** Largest saved registry state loaded at startup (see src/registries/saved-state.ts). */
       savedStateBytes: z.number().int().min(1024).default(256 * 1024 * 1024),
+      /** Resource names one xDS stream may subscribe to, all types together; past it the stream ends with RESOURCE_EXHAUSTED. */
+      maxNamesPerStream: z.number().int().min(1).default(100_000),
+      /** Longest node id accepted (bytes); a longer one ends the stream with INVALID_ARGUMENT. */
+      nodeIdBytes: z.number().int().min(64).default(4_096),
+      /** Most text in the rest of the node (metadata, locality, cluster...); past it, INVALID_ARGUMENT. */
+      nodeMetadataBytes: z.number().int().min(1024).default(65_536),
     })
     .prefault({}),
   /**

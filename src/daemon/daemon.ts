@@ -131,6 +131,12 @@ export class Daemon implements AdminSource {
       keepaliveTimeoutMs: config.xds.keepaliveTimeoutMs,
       interceptors: this.security.interceptors(),
       makeBeforeBreakTimeoutMs: config.xds.makeBeforeBreakTimeoutMs,
+      streamLimits: {
+        maxNamesPerStream: config.limits.maxNamesPerStream,
+        nodeIdBytes: config.limits.nodeIdBytes,
+        nodeMetadataBytes: config.limits.nodeMetadataBytes,
+        stalledStreamTimeoutMs: config.xds.stalledStreamTimeoutMs,
+      },
     });
     this.xds.addService(api.csds.envoy.service.status.v3.ClientStatusDiscoveryService.service, csdsHandlers(this));
     this.admin = new AdminServer(this, this.metrics.registry, log.child({ component: 'admin' }), {
