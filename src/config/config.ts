@@ -5,7 +5,8 @@ import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import type { Diagnostic } from '../errors.js';
-import { DEFAULT_FILE_BYTES } from '../istio/file-store.js';
+import picomatch from 'picomatch';
+import { DEFAULT_FILE_BYTES, isInside } from '../istio/file-store.js';
 import { formatPath, unknownFields } from '../istio/schema-report.js';
 
 const hostPort = z
@@ -238,6 +239,11 @@ export const configSchema = z.object({
     .refine((b) => b.maxDelayMs >= b.debounceMs, { error: 'maxDelayMs must be at least debounceMs' }),
   registries: z.array(registry, { error: 'must be a list of registries' }).min(1, { error: 'must list at least one registry' }),
   policy: z.object({ paths: z.array(z.string()).default([]) }).prefault({}),
+  /**
+   * File registry and policy paths must lie under the config file's
+   * directory, symbolic links included, unless this says otherwise.
+   */
+  files: z.object({ allowOutside: z.boolean().default(false) }).prefault({}),
   limits: z
     .object({
       /** Istio YAML files (file registries, policy) larger than this are rejected before parsing. */
@@ -291,8 +297,24 @@ export function parseConfig(value: unknown, file: string): { config?: Config; di
     }
     names.add(r.name);
   });
+  const baseDir = dirname(resolve(file));
+  if (!result.data.files.allowOutside) diagnostics.push(...pathsOutside(result.data, baseDir, file));
   if (diagnostics.some((d) => d.severity === 'error')) return { diagnostics };
-  return { config: { ...result.data, baseDir: dirname(resolve(file)), file: resolve(file) }, diagnostics };
+  return { config: { ...result.data, baseDir, file: resolve(file) }, diagnostics };
+}
+
+/** File registry and policy paths (after `..` is resolved) whose fixed part is not under `baseDir`. */
+function pathsOutside(config: z.output<typeof configSchema>, baseDir: string, file: string): Diagnostic[] {
+  const listed: { field: string; path: string }[] = [
+    ...config.registries.flatMap((r, i) => (r.kind === 'file' ? r.paths.map((path, j) => ({ field: `registries[${i}].paths[${j}]`, path })) : [])),
+    ...config.policy.paths.map((path, j) => ({ field: `policy.paths[${j}]`, path })),
+  ];
+  return listed.flatMap(({ field, path }): Diagnostic[] => {
+    const absolute = resolve(baseDir, path);
+    const fixed = picomatch.scan(absolute).base || absolute;
+    if (isInside(fixed, baseDir)) return [];
+    return [{ severity: 'error', source: file, field, message: `${path} resolves outside the config directory ${baseDir}; set files.allowOutside: true to allow it` }];
+  });
 }
 
 export async function loadConfig(file: string): Promise<{ config: Config; diagnostics: Diagnostic[] }> {

@@ -115,7 +115,7 @@ export class Daemon implements AdminSource {
     private readonly options: DaemonOptions = {},
   ) {
     this.configValue = config;
-    this.fileStores = new IstioFileStores({ fileBytes: config.limits.fileBytes }, log.child({ component: 'files' }));
+    this.fileStores = new IstioFileStores({ fileBytes: config.limits.fileBytes, ...(config.files.allowOutside ? {} : { confineTo: config.baseDir }) }, log.child({ component: 'files' }));
     this.metrics = new Metrics(options.metricsRegistry ?? new MetricsRegistry(), this);
     this.handles = config.registries.map((r) => this.createHandle(r, config));
     this.policySource = this.createPolicySource(config);
