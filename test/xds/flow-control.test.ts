@@ -76,6 +76,42 @@ describe('PushQueue', () => {
     expect(log).toEqual(['flaky', 'flaky', 'next', 'flaky']);
   });
 
+  it('gives a new stream as long as its push would take at 1 MiB/s, then frees its slot', async () => {
+    const queue = new PushQueue({ concurrency: 1, slotTimeoutMs: 60_000 });
+    const log: string[] = [];
+    // 300 KB: about 290 ms at 1 MiB/s.
+    queue.enqueue({
+      flush: () => {
+        log.push('new-and-stuck');
+        return 300_000;
+      },
+    });
+    queue.enqueue(pushable(log, 'next', 'now'));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(log).toEqual(['new-and-stuck']);
+    await eventually(() => expect(log).toEqual(['new-and-stuck', 'next']), 2_000);
+  });
+
+  it('keeps a stream that drained after its slot timed out in the first lane', async () => {
+    const queue = new PushQueue({ concurrency: 2, slotTimeoutMs: 60_000 });
+    const log: string[] = [];
+    let finish: (() => void) | undefined;
+    const slow: Pushable = {
+      flush(done) {
+        log.push('slow');
+        finish = done;
+        return 10_000; // ~10 ms at 1 MiB/s: its slot times out after the 50 ms floor
+      },
+    };
+    queue.enqueue(slow);
+    await new Promise((r) => setTimeout(r, 150));
+    finish!(); // late, but it did drain
+    // One slot for new streams (taken by a stuck one), one kept for proven ones: slow gets it.
+    queue.enqueue(pushable(log, 'stuck', 'never'));
+    queue.enqueue(slow);
+    expect(log).toEqual(['slow', 'stuck', 'slow']);
+  });
+
   it('frees the slot of a push that never finishes after the slot timeout', async () => {
     const queue = new PushQueue({ concurrency: 1, slotTimeoutMs: 50 });
     const log: string[] = [];

@@ -4,8 +4,9 @@ export interface Pushable {
    * Writes what is pending, then calls `done` once those writes have left the
    * process (at once if nothing was written, or if the stream is still busy
    * with earlier writes; it then queues itself again when they finish).
+   * Returns how many bytes it wrote, if it knows.
    */
-  flush(done: () => void): void;
+  flush(done: () => void): number | void;
 }
 
 export interface PushQueueOptions {
@@ -17,6 +18,9 @@ export interface PushQueueOptions {
 
 /** The shortest a proven stream's slot is held while it does not drain: timer and scheduling noise. */
 const MIN_SLOT_MS = 50;
+
+/** The slowest a client without history is assumed to read, in bytes per ms (1 MiB/s). */
+const ASSUMED_BYTES_PER_MS = 1024 * 1024 / 1000;
 
 /**
  * Streams with something to send wait here and are flushed with bounded
@@ -31,9 +35,10 @@ const MIN_SLOT_MS = 50;
  *   first; others (new streams, and those whose last push timed out) may
  *   hold at most three quarters of the slots, so proven clients always find one.
  * - Patience follows the client's own pace: a proven stream's slot times out
- *   after four times its previous drain time (at least `minSlotMs`), so a
- *   fast reader that suddenly stops reading gives its slot up within
- *   milliseconds; only streams with no history wait the full `slotTimeoutMs`.
+ *   after four times its previous drain time (at least 50 ms), so a fast
+ *   reader that suddenly stops reading gives its slot up within
+ *   milliseconds. A stream with no history gets as long as its push would
+ *   take at 1 MiB/s (a 200 KB push: 200 ms). Never longer than `slotTimeoutMs`.
  */
 export class PushQueue {
   /** Insertion-ordered, so first queued is first served; Sets, so nothing is queued twice. */
@@ -92,9 +97,12 @@ export class PushQueue {
         let timer: NodeJS.Timeout | undefined;
         const started = performance.now();
         const previous = this.drainMs.get(stream);
-        const patience = previous === undefined ? this.options.slotTimeoutMs : Math.min(this.options.slotTimeoutMs, Math.max(MIN_SLOT_MS, 4 * previous));
         const release = (drained: boolean) => {
-          if (released) return;
+          if (released) {
+            // Drained after its slot timed out: slower than thought, but it reads, so it stays in the first lane.
+            if (drained) this.drainMs.set(stream, performance.now() - started);
+            return;
+          }
           released = true;
           if (timer !== undefined) clearTimeout(timer);
           this.active -= 1;
@@ -103,12 +111,15 @@ export class PushQueue {
           else this.drainMs.delete(stream);
           this.pump();
         };
+        let bytes: number | void = undefined;
         try {
-          stream.flush(() => release(true));
+          bytes = stream.flush(() => release(true));
         } catch {
           release(false);
         }
         if (!released) {
+          const expected = previous !== undefined ? 4 * previous : typeof bytes === 'number' ? bytes / ASSUMED_BYTES_PER_MS : this.options.slotTimeoutMs;
+          const patience = Math.min(this.options.slotTimeoutMs, Math.max(MIN_SLOT_MS, expected));
           timer = setTimeout(() => release(false), patience);
           timer.unref();
         }

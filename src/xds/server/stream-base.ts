@@ -253,21 +253,23 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
     if (this.writesInFlight === 0) this.queue.enqueue(this);
   }
 
-  flush(done: () => void): void {
+  /** Returns the bytes written, which the queue uses to judge how long the push should take. */
+  flush(done: () => void): number {
     if (this.closed || !this.pushPending || this.writesInFlight > 0) {
       done(); // still busy: queued again when the writes finish
-      return;
+      return 0;
     }
     const snapshot = this.cache.get(this.node.view);
     if (snapshot === undefined) {
       this.pushPending = false; // the first snapshot's watch schedules again
       done();
-      return;
+      return 0;
     }
     this.pushPending = false;
     this.reconcile(snapshot);
     if (this.writesInFlight === 0) done();
     else this.flushed.push(done);
+    return this.bytesInFlight;
   }
 
   /**
