@@ -256,7 +256,7 @@ export const configSchema = z.object({
       maxNamesPerStream: z.number().int().min(1).default(100_000),
       /** Longest node id accepted (bytes); a longer one ends the stream with INVALID_ARGUMENT. */
       nodeIdBytes: z.number().int().min(64).default(4_096),
-      /** Most text in the rest of the node (metadata, locality, cluster...); past it, INVALID_ARGUMENT. */
+      /** Most text in the rest of the node (metadata, locality, cluster...; not Envoy's extensions list); past it, INVALID_ARGUMENT. */
       nodeMetadataBytes: z.number().int().min(1024).default(65_536),
     })
     .prefault({}),

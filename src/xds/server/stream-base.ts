@@ -29,7 +29,7 @@ export interface StreamLimits {
   readonly maxNamesPerStream: number;
   /** UTF-8 bytes of the node id. */
   readonly nodeIdBytes: number;
-  /** The rest of the node (metadata, locality, cluster, user agent, extensions...), roughly as bytes of text. */
+  /** The rest of the node (metadata, locality, cluster, user agent...; not the extensions list), roughly as bytes of text. */
   readonly nodeMetadataBytes: number;
   /** How long the stream may have responses it cannot write (the client does not read) before it is closed. */
   readonly stalledStreamTimeoutMs: number;
@@ -198,7 +198,8 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
       this.refuse(grpc.status.INVALID_ARGUMENT, `node id is ${idBytes} bytes; limits.nodeIdBytes is ${this.limits.nodeIdBytes}`, 'limits.nodeIdBytes');
       return false;
     }
-    const { id: _id, ...rest } = node;
+    // Envoy lists every extension it was built with (hundreds): that alone passes the default; nothing keeps them, and gRPC's message size bounds them.
+    const { id: _id, extensions: _extensions, ...rest } = node;
     if (exceedsTextBytes(rest, this.limits.nodeMetadataBytes)) {
       this.refuse(grpc.status.INVALID_ARGUMENT, `node metadata is over limits.nodeMetadataBytes (${this.limits.nodeMetadataBytes} bytes)`, 'limits.nodeMetadataBytes');
       return false;
