@@ -5,16 +5,21 @@ import { Subject, of } from 'rxjs';
 import { pino } from 'pino';
 import { buildView, catalogUpdates } from '../dist/daemon/pipeline.js';
 import { EMPTY_POLICY } from '../dist/istio/policy-set.js';
+import { scopeCatalog, scopeFilters, scopeName, scopedHostnames, selectSidecar } from '../dist/model/routing/scope.js';
+import { parseView } from '../dist/xds/translate/translate.js';
 import { SnapshotCache } from '../dist/xds/cache/snapshot-cache.js';
 import { loadEnvoyApi } from '../dist/xds/protos.js';
 import { XdsServer } from '../dist/xds/server/ads-server.js';
-import { applyChange, registryState, services } from './fleet.mjs';
+import { applyChange, registryState, scopedPolicy, services } from './fleet.mjs';
 
 const options = JSON.parse(process.argv[2]);
 const log = pino({ level: 'warn' });
 const api = loadEnvoyApi();
 const cache = new SnapshotCache();
-const server = new XdsServer(api, cache, log, {}, { pushConcurrency: options.pushConcurrency, pushSlotTimeoutMs: options.pushSlotTimeoutMs });
+// Scoped fleet: one Sidecar per group of clients, each declaring 20 services; nodes pick theirs by label, as in the daemon.
+const policy = options.scopeGroups > 0 ? scopedPolicy(options.services, options.scopeGroups) : EMPTY_POLICY;
+const scopeOf = options.scopeGroups > 0 ? (node) => scopeName(selectSidecar(policy.sidecars, node), -1) : undefined;
+const server = new XdsServer(api, cache, log, {}, { pushConcurrency: options.pushConcurrency, pushSlotTimeoutMs: options.pushSlotTimeoutMs, scopeOf });
 const registry = new Subject();
 let list = services(options);
 const pack = (typeUrl, body) => api.pack(typeUrl, body);
@@ -22,15 +27,25 @@ const pack = (typeUrl, body) => api.pack(typeUrl, body);
 // As in the daemon: views are built when a client first needs them (outside its push), then rebuilt on every change.
 const translateOptions = { sidecarBind: '127.0.0.1' };
 let latest;
+/** A view's snapshot, from its scope's services when it has one (bench views have no locality). */
+function build(view, catalog, routing, previous) {
+  const { scope } = parseView(view);
+  let scoped = catalog;
+  if (scope !== undefined) {
+    const { declared, allowed } = scopeFilters(scope, policy.sidecars, () => undefined);
+    scoped = scopeCatalog(catalog, scopedHostnames(catalog, routing, declared, allowed));
+  }
+  return buildView(view, scoped, routing, translateOptions, pack, previous).snapshot;
+}
 cache.onWanted((view) =>
   setImmediate(() => {
-    if (latest && !cache.peek(view)) cache.set(buildView(view, latest.catalog, latest.routing, translateOptions, pack, undefined).snapshot);
+    if (latest && !cache.peek(view)) cache.set(build(view, latest.catalog, latest.routing, undefined));
   }),
 );
-catalogUpdates([registry], of(EMPTY_POLICY), { debounceMs: options.debounceMs, maxDelayMs: options.maxDelayMs }).subscribe(({ catalog, routing }) => {
+catalogUpdates([registry], of(policy), { debounceMs: options.debounceMs, maxDelayMs: options.maxDelayMs }).subscribe(({ catalog, routing }) => {
   const started = performance.now();
   latest = { catalog, routing };
-  for (const view of cache.views()) cache.set(buildView(view, catalog, routing, translateOptions, pack, cache.peek(view)).snapshot);
+  for (const view of cache.views()) cache.set(build(view, catalog, routing, cache.peek(view)));
   process.send?.({ kind: 'built', ms: performance.now() - started });
 });
 

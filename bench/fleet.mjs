@@ -54,3 +54,34 @@ export function registryState(list) {
 export function catalog(list) {
   return mergeCatalog([registryState(list)]);
 }
+
+/** Scoped fleet: how many services each client's Sidecar declares. */
+export const SCOPE_SIZE = 20;
+
+/** The hostnames group g's Sidecar declares: 20 services, groups overlapping where there are fewer services than groups × 20. */
+export function scopeHosts(count, g) {
+  const hosts = new Set();
+  for (let j = 0; j < Math.min(SCOPE_SIZE, count); j++) hosts.add(hostname((g * SCOPE_SIZE + j) % count));
+  return [...hosts];
+}
+
+/** One Sidecar per group (selecting nodes labelled `group: <g>`), as the policy reader would hand them over. */
+export function scopedPolicy(count, groups) {
+  const sidecars = [];
+  for (let g = 0; g < groups; g++) {
+    sidecars.push({
+      kind: 'Sidecar',
+      name: `group-${g}`,
+      namespace: 'default',
+      labels: {},
+      spec: { workloadSelector: { labels: { group: String(g) } }, egress: [{ hosts: scopeHosts(count, g).map((h) => `*/${h}`) }] },
+      location: { source: 'bench', document: g },
+    });
+  }
+  return { virtualServices: [], destinationRules: [], sidecars, diagnostics: [] };
+}
+
+/** Which group (Sidecar) client `vm-c` belongs to. */
+export function groupOf(id, groups) {
+  return Number(id.slice(id.lastIndexOf('-') + 1)) % groups;
+}

@@ -15,9 +15,10 @@ import { parseArgs } from 'node:util';
 import { buildSnapshot } from '../dist/xds/cache/snapshot.js';
 import { encodeDiscoveryResponse } from '../dist/xds/cache/wire.js';
 import { loadEnvoyApi } from '../dist/xds/protos.js';
+import { scopeCatalog } from '../dist/model/routing/scope.js';
 import { translate } from '../dist/xds/translate/translate.js';
 import { TypeUrl } from '../dist/xds/type-urls.js';
-import { applyChange, catalog, changedService, clusterName, services } from './fleet.mjs';
+import { applyChange, catalog, changedService, clusterName, scopeHosts, services } from './fleet.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const env = (name, fallback) => process.env[`BENCH_${name}`] ?? fallback;
@@ -30,7 +31,9 @@ const { values: flags } = parseArgs({
     workers: { type: 'string', default: env('WORKERS', '4') },
     servers: { type: 'string', default: env('SERVERS', 'meshbridge,go-snapshot,go-linear') },
     protocols: { type: 'string', default: env('PROTOCOLS', 'delta,sotw') },
-    scenarios: { type: 'string', default: env('SCENARIOS', 'fleet,failover') },
+    scenarios: { type: 'string', default: env('SCENARIOS', 'fleet,failover,scoped') },
+    'scoped-clients': { type: 'string', default: env('SCOPED_CLIENTS', '10000') },
+    'scope-groups': { type: 'string', default: env('SCOPE_GROUPS', '50') },
     'debounce-ms': { type: 'string', default: env('DEBOUNCE_MS', '10') },
     'max-delay-ms': { type: 'string', default: env('MAX_DELAY_MS', '100') },
     'push-concurrency': { type: 'string', default: env('PUSH_CONCURRENCY', '64') },
@@ -49,6 +52,8 @@ const opts = {
   maxDelayMs: Number(flags['max-delay-ms']),
   pushConcurrency: Number(flags['push-concurrency']),
   pushSlotTimeoutMs: 2_000,
+  scopedClients: Number(flags['scoped-clients']),
+  scopeGroups: Number(flags['scope-groups']),
 };
 const now = () => performance.timeOrigin + performance.now();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -87,8 +92,8 @@ function peakRssMiB(pid) {
 }
 
 // --- servers ---
-async function startMeshbridge(name = 'meshbridge') {
-  const child = fork(join(here, 'daemon.mjs'), [JSON.stringify(opts)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+async function startMeshbridge(name = 'meshbridge', scoped = false) {
+  const child = fork(join(here, 'daemon.mjs'), [JSON.stringify({ ...opts, scopeGroups: scoped ? opts.scopeGroups : 0 })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const port = await new Promise((resolve, reject) => {
     child.on('message', (m) => m.kind === 'ready' && resolve(m.port));
     child.on('exit', (code) => reject(new Error(`meshbridge bench daemon exited with ${code}`)));
@@ -163,12 +168,12 @@ async function startGo(cacheKind) {
 }
 
 // --- one run against one server ---
-function startWorkers(addresses, protocol, failover = false) {
+function startWorkers(addresses, protocol, failover = false, scope = undefined, clients = opts.clients) {
   const workers = [];
   for (let w = 0; w < opts.workers; w++) {
     const ids = [];
-    for (let c = w; c < opts.clients; c += opts.workers) ids.push(`vm-${c}`);
-    const child = fork(join(here, 'worker.mjs'), [JSON.stringify({ addresses, ids, routeNames, expected, protocol, failover })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    for (let c = w; c < clients; c += opts.workers) ids.push(`vm-${c}`);
+    const child = fork(join(here, 'worker.mjs'), [JSON.stringify({ addresses, ids, routeNames, expected, protocol, failover, scope })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     workers.push(child);
   }
   let errors = 0;
@@ -330,6 +335,55 @@ async function runFailover(protocol) {
   }
 }
 
+/**
+ * Scoped fleet: every client's node carries a label its group's Sidecar
+ * selects, and each Sidecar declares 20 services, so a client receives 20
+ * services' clusters, endpoints, listeners and routes instead of all of them.
+ * Measured: the connect storm of `scopedClients` clients until every one has
+ * its whole scoped view ACKed, the bytes sent, and the server's memory.
+ */
+async function runScoped(protocol) {
+  const full = catalog(services(opts));
+  const scope = { groups: opts.scopeGroups, expected: [], routeNames: [] };
+  for (let g = 0; g < opts.scopeGroups; g++) {
+    const view = translate(scopeCatalog(full, new Set(scopeHosts(opts.services, g))), 'sidecar', { sidecarBind: '127.0.0.1' });
+    scope.expected.push({ cds: view.clusters.length, eds: view.endpoints.length, lds: view.listeners.length, rds: view.routes.length });
+    scope.routeNames.push(view.routes.map((r) => r.name));
+  }
+  const server = await startMeshbridge('meshbridge scoped', true);
+  try {
+    const { workers, errors } = startWorkers([server.address], protocol, false, scope, opts.scopedClients);
+    await allReply(workers, 'ready', 30_000);
+    const rssIdle = currentRssMiB(server.pid);
+    const cpu0 = cpuSeconds(server.pid);
+    const t0 = now();
+    for (const w of workers) w.send({ kind: 'connect' });
+    const completes = await allReply(workers, 'complete', Number(flags['storm-timeout-s']) * 1000);
+    const stormS = (Math.max(...completes.map((m) => m.at)) - t0) / 1000;
+    const cpuStorm = cpuSeconds(server.pid) - cpu0;
+    const stats = await askStats(workers);
+    await sleep(1_000);
+    const rssPer1000Clients = ((currentRssMiB(server.pid) - rssIdle) / opts.scopedClients) * 1000;
+    for (const w of workers) w.send({ kind: 'stop' });
+    await Promise.all(workers.map((w) => new Promise((r) => w.once('exit', r))));
+    console.error(`scoped (${protocol}): ${opts.scopedClients} clients in ${opts.scopeGroups} Sidecar groups in sync after ${stormS.toFixed(2)} s`);
+    return {
+      server: 'meshbridge scoped',
+      scenario: 'scoped',
+      protocol,
+      clients: opts.scopedClients,
+      scopedStormS: stormS,
+      cpuStormS: cpuStorm,
+      peakRssMiB: peakRssMiB(server.pid),
+      rssMiBPer1000Clients: rssPer1000Clients,
+      stormMiB: stats.reduce((s, m) => s + m.bytes, 0) / 2 ** 20,
+      clientErrors: errors(),
+    };
+  } finally {
+    await server.stop();
+  }
+}
+
 // --- main ---
 async function startServer(name) {
   if (name === 'meshbridge') return startMeshbridge();
@@ -341,7 +395,7 @@ const serverNames = flags.servers.split(',');
 const protocols = flags.protocols.split(',');
 const scenarios = flags.scenarios.split(',');
 for (const p of protocols) if (p !== 'delta' && p !== 'sotw') throw new Error(`--protocols: unknown protocol ${p} (delta, sotw)`);
-for (const s of scenarios) if (s !== 'fleet' && s !== 'failover') throw new Error(`--scenarios: unknown scenario ${s} (fleet, failover)`);
+for (const s of scenarios) if (!['fleet', 'failover', 'scoped'].includes(s)) throw new Error(`--scenarios: unknown scenario ${s} (fleet, failover, scoped)`);
 const results = [];
 // A fresh server per protocol, so memory and CPU figures are the run's own.
 for (const protocol of protocols) {
@@ -351,6 +405,15 @@ for (const protocol of protocols) {
     } catch (error) {
       console.error(`failover (${protocol}): ${error.message}`);
       results.push({ server: 'meshbridge replicas', scenario: 'failover', protocol, error: error.message });
+    }
+    await sleep(1_000);
+  }
+  if (scenarios.includes('scoped')) {
+    try {
+      results.push(await runScoped(protocol));
+    } catch (error) {
+      console.error(`scoped (${protocol}): ${error.message}`);
+      results.push({ server: 'meshbridge scoped', scenario: 'scoped', protocol, error: error.message });
     }
     await sleep(1_000);
   }
@@ -393,6 +456,10 @@ for (const protocol of protocols) {
   for (const [label, key, d] of rows) {
     if (columns.every((r) => typeof r?.[key] !== 'number')) continue;
     console.log(`${label.padEnd(44)}${columns.map((r) => fmt(r?.[key], d).padStart(14)).join('')}`);
+  }
+  const scoped = results.find((r) => r.scenario === 'scoped' && r.protocol === protocol && !r.error);
+  if (scoped) {
+    console.log(`scoped fleet: ${scoped.clients} clients, 20 services each (${opts.scopeGroups} Sidecars): all in sync after ${fmt(scoped.scopedStormS, 2)} s; ${fmt(scoped.stormMiB, 1)} MiB sent; server CPU ${fmt(scoped.cpuStormS, 2)} s, peak RSS ${fmt(scoped.peakRssMiB, 0)} MiB, ${fmt(scoped.rssMiBPer1000Clients, 1)} MiB per 1,000 clients`);
   }
   if (failover) {
     console.log(`replica failover: ${failover.clientsMoved} clients moved; every client in sync after ${fmt(failover.failoverInSyncS, 2)} s; resent ${fmt(failover.failoverMiB, 1)} MiB (${fmt(failover.failoverKiBPerMovedClient, 1)} KiB per moved client)`);

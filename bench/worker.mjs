@@ -31,11 +31,26 @@ function field(num, value, out) {
   varint(bytes.length, out);
   for (const b of bytes) out.push(b);
 }
-/** Node: id=1 cluster=2 user_agent_name=6. */
+/** google.protobuf.Struct: fields=1 (map entry key=1, value=2); Value: string_value=3, struct_value=5. */
+function struct(entries) {
+  const out = [];
+  for (const [key, value] of Object.entries(entries)) {
+    const v = [];
+    if (typeof value === 'string') field(3, value, v);
+    else field(5, struct(value), v);
+    const entry = [];
+    field(1, key, entry);
+    field(2, Buffer.from(v), entry);
+    field(1, Buffer.from(entry), out);
+  }
+  return Buffer.from(out);
+}
+/** Node: id=1 cluster=2 metadata=3 user_agent_name=6; a scoped client's labels as Istio's metadata LABELS. */
 function nodeField(num, id, out) {
   const n = [];
   field(1, id, n);
   field(2, 'bench', n);
+  if (scope) field(3, struct({ LABELS: { group: String(groupOf(id)) } }), n);
   field(6, 'envoy', n);
   field(num, Buffer.from(n), out);
 }
@@ -133,7 +148,9 @@ function parseSotw(buf) {
 // --- the simulated fleet ---
 // failover: a client whose stream breaks reconnects to the next address, as
 // Envoy does with several control-plane hosts, telling it what it already has.
-const { addresses, ids, routeNames, expected, protocol, failover } = JSON.parse(process.argv[2]);
+// scope: each client's Sidecar group, and what that group's view holds (resource counts, route names).
+const { addresses, ids, routeNames: allRouteNames, expected: fullExpected, protocol, failover, scope } = JSON.parse(process.argv[2]);
+const groupOf = (id) => Number(id.slice(id.lastIndexOf('-') + 1)) % scope.groups;
 let bytes = 0;
 let responses = 0;
 let armed;
@@ -152,6 +169,8 @@ class Client {
     this.rdsSubscribed = false;
     this.completeAt = undefined;
     this.changedAt = undefined;
+    this.expected = scope ? scope.expected[groupOf(id)] : fullExpected;
+    this.routeNames = scope ? scope.routeNames[groupOf(id)] : allRouteNames;
   }
 
   connect() {
@@ -179,14 +198,14 @@ class Client {
       this.call.write(sotwRequest({ typeUrl: TYPE.lds, version: this.sotwVersion.lds }));
       if (resuming) {
         this.call.write(sotwRequest({ typeUrl: TYPE.eds, names: [...this.edsSubscribed], version: this.sotwVersion.eds }));
-        this.call.write(sotwRequest({ typeUrl: TYPE.rds, names: routeNames, version: this.sotwVersion.rds }));
+        this.call.write(sotwRequest({ typeUrl: TYPE.rds, names: this.routeNames, version: this.sotwVersion.rds }));
       }
     } else {
       this.call.write(deltaRequest({ node: this.id, typeUrl: TYPE.cds, initial: this.versions.cds }));
       this.call.write(deltaRequest({ typeUrl: TYPE.lds, initial: this.versions.lds }));
       if (resuming) {
         this.call.write(deltaRequest({ typeUrl: TYPE.eds, subscribe: [...this.edsSubscribed], initial: this.versions.eds }));
-        this.call.write(deltaRequest({ typeUrl: TYPE.rds, subscribe: routeNames, initial: this.versions.rds }));
+        this.call.write(deltaRequest({ typeUrl: TYPE.rds, subscribe: this.routeNames, initial: this.versions.rds }));
       }
     }
   }
@@ -209,7 +228,7 @@ class Client {
       if (fresh.length > 0) this.call.write(deltaRequest({ typeUrl: TYPE.eds, subscribe: fresh }));
     } else if (kind === 'lds' && !this.rdsSubscribed) {
       this.rdsSubscribed = true;
-      this.call.write(deltaRequest({ typeUrl: TYPE.rds, subscribe: routeNames }));
+      this.call.write(deltaRequest({ typeUrl: TYPE.rds, subscribe: this.routeNames }));
     }
     this.observe(buf.length, kind, r.names);
   }
@@ -236,10 +255,10 @@ class Client {
       this.call.write(sotwRequest({ typeUrl: r.typeUrl, version: r.version, nonce: r.nonce }));
       if (!this.rdsSubscribed) {
         this.rdsSubscribed = true;
-        this.call.write(sotwRequest({ typeUrl: TYPE.rds, names: routeNames }));
+        this.call.write(sotwRequest({ typeUrl: TYPE.rds, names: this.routeNames }));
       }
     } else {
-      this.call.write(sotwRequest({ typeUrl: r.typeUrl, names: routeNames, version: r.version, nonce: r.nonce }));
+      this.call.write(sotwRequest({ typeUrl: r.typeUrl, names: this.routeNames, version: r.version, nonce: r.nonce }));
     }
     this.observe(buf.length, kind, r.names);
   }
@@ -248,13 +267,18 @@ class Client {
   observe(length, kind, names) {
     bytes += length;
     responses += 1;
+    if (scope && !this.overScope && this.have[kind].size > this.expected[kind]) {
+      // A scoped client given more than its Sidecar declares: the scope did not hold, which the run reports as an error.
+      this.overScope = true;
+      process.send({ kind: 'error', id: this.id, message: `${kind}: ${this.have[kind].size} resources, scope has ${this.expected[kind]}` });
+    }
     if (kind === 'eds' && armed !== undefined && this.changedAt === undefined && names.includes(armed.name)) {
       this.changedAt = now();
       armed.left -= 1;
       armed.last = Math.max(armed.last, this.changedAt);
       if (armed.left === 0) process.send({ kind: 'changed', k: armed.k, at: armed.last });
     }
-    if (this.completeAt === undefined && Object.entries(expected).every(([k, n]) => this.have[k].size >= n)) {
+    if (this.completeAt === undefined && Object.entries(this.expected).every(([k, n]) => this.have[k].size >= n)) {
       this.completeAt = now();
       completed += 1;
       lastComplete = Math.max(lastComplete, this.completeAt);

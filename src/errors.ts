@@ -30,7 +30,9 @@ export type ErrorCode =
   | 'MB_TLS_FILES_INVALID'
   | 'MB_PLAINTEXT_REFUSED'
   | 'MB_TOKEN_INVALID'
-  | 'MB_CA_FAILED';
+  | 'MB_CA_FAILED'
+  | 'MB_CSR_REJECTED'
+  | 'MB_AGENT_FAILED';
 
 export class MeshbridgeError extends Error {
   readonly code: ErrorCode;

@@ -20,7 +20,7 @@ fail() {
   done
   exit 1
 }
-step() { echo "$DEMO_NAME smoke: $*"; }
+step() { echo "$DEMO_NAME smoke: $* (at ${SECONDS} s)"; }
 
 # wait_for SECONDS WHAT COMMAND... : retries COMMAND until it succeeds.
 wait_for() {
@@ -30,6 +30,16 @@ wait_for() {
     ((SECONDS < deadline)) || fail "timed out waiting for $what; last output: $(cat "$work/last-check.out")"
     sleep 0.5
   done
+}
+# The README's `npm run build`. demo-smoke.test.ts sets MESHBRIDGE_SMOKE_PREBUILT=1:
+# scripts/test.sh has just built dist/ for the whole suite, and a second full tsc
+# per demo took 35-60 s on a loaded 2-core machine, most of the smoke's time budget.
+build_meshbridge() {
+  if [ "${MESHBRIDGE_SMOKE_PREBUILT:-}" = 1 ]; then
+    [ -f dist/cli/main.js ] || fail "MESHBRIDGE_SMOKE_PREBUILT=1 but dist/ is not built (bash scripts/ensure-deps.sh)"
+  else
+    bash scripts/ensure-deps.sh
+  fi
 }
 free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
 mb() { node bin/meshbridge.js "$@"; }
@@ -55,4 +65,47 @@ start_meshbridge() {
   pids+=($!)
   wait_for 30 "'waiting for: $registry' in the log" grep -q "\"msg\":\"waiting for: $registry\"" "$work/meshbridge.log"
   wait_for "$sync_seconds" "'$registry: N services synced' in the log" grep -Eq "\"msg\":\"$registry: [0-9]+ services synced\"" "$work/meshbridge.log"
+}
+
+# start_envoy NODE_ID: a real Envoy sidecar from `meshbridge bootstrap --envoy`,
+# admin on a port it picks (ENVOY_ADMIN, read from --admin-address-path) and a
+# dynamic base id, so it runs beside other Envoys. Needs MESHBRIDGE_ENVOY_BIN
+# (scripts/test.sh sets it; scripts/install-envoy.sh prints it).
+start_envoy() {
+  [ -x "${MESHBRIDGE_ENVOY_BIN:-}" ] || fail "MESHBRIDGE_ENVOY_BIN is not an executable Envoy (bash scripts/install-envoy.sh | tail -1)"
+  mb bootstrap --envoy --node-id "$1" --xds "127.0.0.1:$XDS" --admin-port 0 >"$work/envoy.yaml" || fail "meshbridge bootstrap --envoy"
+  "$MESHBRIDGE_ENVOY_BIN" -c "$work/envoy.yaml" --use-dynamic-base-id --admin-address-path "$work/envoy-admin" \
+    --concurrency 1 --disable-hot-restart -l warning >"$work/envoy.log" 2>&1 &
+  pids+=($!)
+  wait_for 30 "Envoy's admin address" test -s "$work/envoy-admin"
+  ENVOY_ADMIN=$(cat "$work/envoy-admin")
+}
+envoy_admin() { curl -sf "http://$ENVOY_ADMIN$1"; }
+# Envoy refused nothing meshbridge sent (cds/lds/rds/eds update_rejected, SotW or delta).
+assert_envoy_accepted_all() {
+  local stats rejected
+  stats=$(envoy_admin '/stats?filter=update_rejected$') || fail "cannot read Envoy's stats"
+  grep -q '^cluster_manager\.cds\.update_rejected: ' <<<"$stats" && grep -q '^listener_manager\.lds\.update_rejected: ' <<<"$stats" ||
+    fail "Envoy's stats have no cds/lds update_rejected counters: $stats"
+  rejected=$(awk -F': ' '{ sum += $2 } END { print sum + 0 }' <<<"$stats")
+  [ "$rejected" = 0 ] || fail "Envoy rejected $rejected xDS updates: $stats"
+}
+# envoy_hosts CLUSTER_SUBSTRING: the endpoints Envoy holds for that cluster, one HOST:PORT a line.
+envoy_hosts() { envoy_admin /clusters | grep -F "$1::" | grep -F '::cx_active::' | cut -d: -f3,4 | sort -u; }
+# envoy_has PORT...: Envoy holds 127.0.0.1:PORT for each in the cluster named CLUSTER.
+envoy_has() {
+  local hosts
+  hosts=$(envoy_hosts "$CLUSTER")
+  echo "$hosts"
+  for port in "$@"; do grep -qx "127.0.0.1:$port" <<<"$hosts" || return 1; done
+}
+# through_envoy CALLS [HEADER=VALUE]: gRPC calls to Envoy's outbound listener
+# SIDECAR_LISTENER with authority SIDECAR_AUTHORITY; the answers go to $work/sidecar.out.
+through_envoy() { node examples/vm/sidecar-call.mjs "$SIDECAR_LISTENER" "$SIDECAR_AUTHORITY" "$@" >"$work/sidecar.out" 2>&1; }
+# answers_only PORT...: every call in $work/sidecar.out was answered, by exactly these greeters.
+answers_only() {
+  local answered
+  answered=$(grep -o 'answered by greeter-[0-9]*' "$work/sidecar.out" | sed 's/.*-//' | sort -un)
+  [ "$(grep -c 'answered by' "$work/sidecar.out")" = "$(grep -c '^call ' "$work/sidecar.out")" ] || return 1
+  [ "$answered" = "$(printf '%s\n' "$@" | sort -un)" ]
 }

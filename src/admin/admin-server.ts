@@ -150,7 +150,7 @@ export class AdminServer {
         json(response, 200, syncz(this.source.connections()));
         return;
       case '/debug/catalogz':
-        json(response, 200, catalogz(this.source.catalog, query('host')));
+        json(response, 200, catalogz(this.source.catalog, this.source.trustDomain, query('host')));
         return;
       case '/debug/registryz':
         json(response, 200, registryz(this.source.registryStatus()));

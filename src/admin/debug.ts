@@ -4,6 +4,7 @@
  */
 import { formatDiagnostic } from '../errors.js';
 import type { ServiceCatalog } from '../model/catalog.js';
+import { workloadSpiffeId } from '../model/service.js';
 import type { Locality } from '../model/service.js';
 import type { StreamInfo, TypeStatus } from '../xds/server/stream-state.js';
 import type { ResourceMap, Snapshot } from '../xds/cache/snapshot.js';
@@ -93,11 +94,13 @@ export interface CatalogEndpointView {
   readonly labels: Readonly<Record<string, string>>;
   /** The registry this endpoint came from. */
   readonly registry: string;
+  /** The workload's SPIFFE ID, when its registry names one. */
+  readonly identity?: string;
 }
 
 export interface CatalogServiceView {
   readonly hostname: string;
-  readonly ports: readonly { readonly number: number; readonly name: string; readonly protocol: string }[];
+  readonly ports: readonly { readonly number: number; readonly name: string; readonly protocol: string; readonly protocolFrom?: string }[];
   readonly registries: readonly string[];
   readonly endpoints: readonly CatalogEndpointView[];
 }
@@ -111,12 +114,12 @@ function formatLocality(locality: Locality): string {
   return [locality.region, locality.zone, locality.subzone].join('/').replace(/\/+$/, '');
 }
 
-export function catalogz(catalog: ServiceCatalog, host?: string): CatalogzBody {
+export function catalogz(catalog: ServiceCatalog, trustDomain: string, host?: string): CatalogzBody {
   const services = catalog.services
     .filter((s) => host === undefined || s.hostname === host)
     .map((s): CatalogServiceView => ({
       hostname: s.hostname,
-      ports: s.ports.map((p) => ({ number: p.number, name: p.name, protocol: p.protocol })),
+      ports: s.ports.map((p) => ({ number: p.number, name: p.name, protocol: p.protocol, ...(p.protocolFrom !== undefined ? { protocolFrom: p.protocolFrom } : {}) })),
       registries: s.registries,
       endpoints: s.endpoints.map((e) => ({
         address: e.address,
@@ -126,6 +129,7 @@ export function catalogz(catalog: ServiceCatalog, host?: string): CatalogzBody {
         locality: formatLocality(e.locality),
         labels: e.labels,
         registry: e.registry,
+        ...(e.identity === undefined ? {} : { identity: workloadSpiffeId(trustDomain, e.identity) }),
       })),
     }));
   return {

@@ -29,6 +29,8 @@ export interface Readiness {
  */
 export interface AdminSource {
   readonly catalog: ServiceCatalog;
+  /** Workload SPIFFE IDs are shown in it (`security.trustDomain`). */
+  readonly trustDomain: string;
   registryStatus(): readonly RegistryStatus[];
   connections(): readonly StreamInfo[];
   snapshot(view: ProxyView): Snapshot | undefined;

@@ -1,13 +1,15 @@
 import { isIP } from 'node:net';
 import { stringify } from 'yaml';
 import { UsageError } from '../errors.js';
+import { SDS_CLUSTER, WORKLOAD_CERTIFICATE_PROVIDER } from '../xds/translate/traffic-policy.js';
 import { TypeUrl } from '../xds/type-urls.js';
+import type { FileWatcherInstance } from '../xds/translate/certificate-providers.js';
 
 export interface BootstrapOptions {
   readonly nodeId: string;
   readonly cluster: string;
-  /** host:port of meshbridge's xDS server. */
-  readonly xds: string;
+  /** host:port of each meshbridge replica's xDS server, in the order clients should prefer them. */
+  readonly xds: readonly string[];
   readonly adminPort: number;
   readonly locality?: string;
   /** Envoy: use incremental (delta) xDS rather than state-of-the-world. */
@@ -21,6 +23,42 @@ export interface BootstrapOptions {
   /** A token from `meshbridge token create`: Envoy gets its text, gRPC the file. */
   readonly tokenFile?: string;
   readonly token?: string;
+  /** gRPC: certificate provider instances for the TLS files DestinationRules name (see certificate-providers.ts). */
+  readonly certificateProviders?: ReadonlyMap<string, FileWatcherInstance>;
+  /** Envoy: meshbridge agent's SDS socket, for ISTIO_MUTUAL clusters (cluster `sds-grpc`). */
+  readonly sdsSocket?: string;
+  /** gRPC: meshbridge agent's --out directory, as the `default` file_watcher certificate provider. */
+  readonly workloadCertDir?: string;
+  /** Istio's node metadata NAMESPACE and LABELS: what a Sidecar's workloadSelector is matched against. */
+  readonly namespace?: string;
+  readonly labels?: Readonly<Record<string, string>>;
+}
+
+/** The node as meshbridge reads it: id, cluster, locality and the metadata a Sidecar selects on. */
+function nodeOf(options: BootstrapOptions, alwaysLocality: boolean): object {
+  const labels = options.labels ?? {};
+  const metadata = {
+    ...(options.namespace !== undefined ? { NAMESPACE: options.namespace } : {}),
+    ...(Object.keys(labels).length > 0 ? { LABELS: labels } : {}),
+  };
+  return {
+    id: options.nodeId,
+    cluster: options.cluster,
+    ...(options.locality || alwaysLocality ? { locality: locality(options.locality ?? '') } : {}),
+    ...(Object.keys(metadata).length > 0 ? { metadata } : {}),
+  };
+}
+
+function xdsAddresses(options: BootstrapOptions): { host: string; port: number }[] {
+  if (options.xds.length === 0) throw new UsageError('--xds needs at least one HOST:PORT');
+  const addresses = options.xds.map(splitHostPort);
+  const seen = new Set<string>();
+  for (const { host, port } of addresses) {
+    const key = `${host}:${port}`;
+    if (seen.has(key)) throw new UsageError(`--xds ${key} is given twice`);
+    seen.add(key);
+  }
+  return addresses;
 }
 
 function checkTls(options: BootstrapOptions): void {
@@ -29,9 +67,11 @@ function checkTls(options: BootstrapOptions): void {
 }
 
 /** Envoy's UpstreamTlsContext for the xDS cluster: check meshbridge's certificate, present ours. */
-function envoyTransportSocket(options: BootstrapOptions, host: string): object | undefined {
+function envoyTransportSocket(options: BootstrapOptions, hosts: readonly string[]): object | undefined {
   if (options.caFile === undefined) return undefined;
-  const serverName = options.serverName ?? host;
+  const serverName = options.serverName ?? hosts[0]!;
+  // Without --server-name each replica's certificate must name the address it is reached by: any of them is accepted.
+  const names = options.serverName !== undefined ? [options.serverName] : [...new Set(hosts)];
   return {
     name: 'envoy.transport_sockets.tls',
     typed_config: {
@@ -46,7 +86,7 @@ function envoyTransportSocket(options: BootstrapOptions, host: string): object |
         validation_context: {
           trusted_ca: { filename: options.caFile },
           // Without a SAN matcher Envoy accepts any certificate the CA signed.
-          match_typed_subject_alt_names: [{ san_type: isIP(serverName) === 0 ? 'DNS' : 'IP_ADDRESS', matcher: { exact: serverName } }],
+          match_typed_subject_alt_names: names.map((name) => ({ san_type: isIP(name) === 0 ? 'DNS' : 'IP_ADDRESS', matcher: { exact: name } })),
         },
       },
     },
@@ -72,10 +112,10 @@ const XDS_RECONNECT_MAX = '2s';
 /** An Envoy bootstrap that gets everything else from meshbridge over ADS. */
 export function envoyBootstrap(options: BootstrapOptions): string {
   checkTls(options);
-  const { host, port } = splitHostPort(options.xds);
-  const transportSocket = envoyTransportSocket(options, host);
+  const addresses = xdsAddresses(options);
+  const transportSocket = envoyTransportSocket(options, addresses.map((a) => a.host));
   const bootstrap = {
-    node: { id: options.nodeId, cluster: options.cluster, ...(options.locality ? { locality: locality(options.locality) } : {}) },
+    node: nodeOf(options, false),
     dynamic_resources: {
       ads_config: {
         api_type: options.delta ? 'DELTA_GRPC' : 'GRPC',
@@ -100,9 +140,10 @@ export function envoyBootstrap(options: BootstrapOptions): string {
       clusters: [
         {
           name: 'meshbridge-xds',
-          type: isIP(host) === 0 ? 'STRICT_DNS' : 'STATIC',
+          // Every replica is an endpoint: the ADS stream goes to one, and to another when it fails.
+          type: addresses.every((a) => isIP(a.host) !== 0) ? 'STATIC' : 'STRICT_DNS',
           // Envoy 1.40 resolves a name to IPv6 first by default, so `localhost` meant [::1] while meshbridge listens on 127.0.0.1.
-          ...(isIP(host) === 0 ? { dns_lookup_family: 'V4_PREFERRED' } : {}),
+          ...(addresses.some((a) => isIP(a.host) === 0) ? { dns_lookup_family: 'V4_PREFERRED' } : {}),
           connect_timeout: '5s',
           typed_extension_protocol_options: {
             'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
@@ -113,9 +154,27 @@ export function envoyBootstrap(options: BootstrapOptions): string {
           ...(transportSocket !== undefined ? { transport_socket: transportSocket } : {}),
           load_assignment: {
             cluster_name: 'meshbridge-xds',
-            endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: host, port_value: port } } } }] }],
+            endpoints: [
+              { lb_endpoints: addresses.map(({ host, port }) => ({ endpoint: { address: { socket_address: { address: host, port_value: port } } } })) },
+            ],
           },
         },
+        ...(options.sdsSocket === undefined
+          ? []
+          : [
+              {
+                name: SDS_CLUSTER,
+                type: 'STATIC',
+                connect_timeout: '1s',
+                typed_extension_protocol_options: {
+                  'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
+                    '@type': TypeUrl.HttpProtocolOptions,
+                    explicit_http_config: { http2_protocol_options: {} },
+                  },
+                },
+                load_assignment: { cluster_name: SDS_CLUSTER, endpoints: [{ lb_endpoints: [{ endpoint: { address: { pipe: { path: options.sdsSocket } } } }] }] },
+              },
+            ]),
       ],
     },
     admin: { address: { socket_address: { address: '127.0.0.1', port_value: options.adminPort } } },
@@ -126,7 +185,7 @@ export function envoyBootstrap(options: BootstrapOptions): string {
 /** The bootstrap proxyless gRPC clients read from the file named by GRPC_XDS_BOOTSTRAP. */
 export function grpcBootstrap(options: BootstrapOptions): string {
   checkTls(options);
-  const { host, port } = splitHostPort(options.xds);
+  const addresses = xdsAddresses(options);
   // gRFC A65 TLS channel credentials; grpc-js-xds 1.14.1 ignores them and needs insecure (see the README).
   const channelCreds =
     options.caFile === undefined
@@ -144,16 +203,32 @@ export function grpcBootstrap(options: BootstrapOptions): string {
   // gRFC A97 call credentials: grpc-go reads them with GRPC_EXPERIMENTAL_XDS_BOOTSTRAP_CALL_CREDS=true.
   const callCreds = options.tokenFile !== undefined ? { call_creds: [{ type: 'jwt_token_file', config: { jwt_token_file: options.tokenFile } }] } : {};
   const bootstrap = {
-    xds_servers: [
-      {
-        server_uri: `${isIP(host) === 6 ? `[${host}]` : host}:${port}`,
-        channel_creds: channelCreds,
-        ...callCreds,
-        server_features: ['xds_v3'],
-      },
-    ],
+    // gRFC A71: servers in priority order; a client falls back to the next while the first cannot be reached.
+    xds_servers: addresses.map(({ host, port }) => ({
+      server_uri: `${isIP(host) === 6 ? `[${host}]` : host}:${port}`,
+      channel_creds: channelCreds,
+      ...callCreds,
+      server_features: ['xds_v3'],
+    })),
     // grpc-js-xds refuses a node without a locality, so an empty one is always written.
-    node: { id: options.nodeId, cluster: options.cluster, locality: locality(options.locality ?? '') },
+    node: nodeOf(options, true),
+    ...(() => {
+      // DestinationRule TLS files (--policy) and meshbridge agent's workload certificate (--workload-certs).
+      const providers: Record<string, unknown> = Object.fromEntries(options.certificateProviders ?? new Map());
+      if (options.workloadCertDir !== undefined) {
+        // ISTIO_MUTUAL clusters name this instance; meshbridge agent keeps the files fresh.
+        providers[WORKLOAD_CERTIFICATE_PROVIDER] = {
+          plugin_name: 'file_watcher',
+          config: {
+            certificate_file: `${options.workloadCertDir}/cert-chain.pem`,
+            private_key_file: `${options.workloadCertDir}/key.pem`,
+            ca_certificate_file: `${options.workloadCertDir}/root-cert.pem`,
+            refresh_interval: '60s',
+          },
+        };
+      }
+      return Object.keys(providers).length > 0 ? { certificate_providers: providers } : {};
+    })(),
   };
   return `${JSON.stringify(bootstrap, null, 2)}\n`;
 }

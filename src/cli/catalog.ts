@@ -7,13 +7,13 @@ function endpointAddress(service: CatalogServiceView, endpoint: CatalogEndpointV
   return `${endpoint.address} (${ports.map((p) => `${p.name}=${p.port}`).join(',')})`;
 }
 
-/** `meshbridge catalog [HOST]`: one row per endpoint, with its health and the registry it came from. */
+/** `meshbridge catalog [HOST]`: one row per endpoint, with its health, the registry it came from and its workload identity. */
 export function formatCatalog(body: CatalogzBody): string {
   if (body.services.length === 0) return 'the catalog is empty\n';
-  const rows = [['SERVICE', 'PORTS', 'ENDPOINT', 'HEALTH', 'WEIGHT', 'LOCALITY', 'SOURCE']];
+  const rows = [['SERVICE', 'PORTS', 'ENDPOINT', 'HEALTH', 'WEIGHT', 'LOCALITY', 'SOURCE', 'IDENTITY']];
   for (const service of body.services) {
     const ports = service.ports.map((p) => `${p.number}/${p.protocol}`).join(',');
-    if (service.endpoints.length === 0) rows.push([service.hostname, ports, '-', '-', '-', '-', service.registries.join(',')]);
+    if (service.endpoints.length === 0) rows.push([service.hostname, ports, '-', '-', '-', '-', service.registries.join(','), '-']);
     for (const endpoint of service.endpoints) {
       rows.push([
         service.hostname,
@@ -23,10 +23,16 @@ export function formatCatalog(body: CatalogzBody): string {
         String(endpoint.weight),
         endpoint.locality || '-',
         endpoint.registry,
+        endpoint.identity ?? '-',
       ]);
     }
   }
   let out = formatTable(rows);
+  // Where a registry had to choose a port's protocol (Consul: meta, tag or a default), say which and why.
+  const chosen = body.services.flatMap((s) =>
+    s.ports.filter((p) => p.protocolFrom !== undefined).map((p) => `protocol: ${s.hostname}:${p.number} is ${p.protocol}, ${p.protocolFrom}\n`),
+  );
+  if (chosen.length > 0) out += `\n${chosen.join('')}`;
   if (body.conflicts.length > 0) {
     out += `\n${body.conflicts.map((c) => `conflict: ${c.hostname}: ${c.message} (from ${c.sources.join(', ')})\n`).join('')}`;
   }

@@ -10,6 +10,7 @@ import { createLogger } from '../log.js';
 import { fetchAdmin } from './admin-client.js';
 import type { AdminCredentials } from './admin-client.js';
 import { envoyBootstrap, grpcBootstrap } from './bootstrap.js';
+import { certificateProvidersFromPolicy } from './policy-certificates.js';
 import { formatCatalog } from './catalog.js';
 import { formatNodeStatus, formatStatus } from './status.js';
 import { printFindings, validateFiles } from './validate.js';
@@ -20,13 +21,18 @@ const COMMAND_USAGE = {
         serve xDS and the admin API; with no --config, serves the quickstart example.
         SIGTERM/SIGINT drain and exit 0; SIGHUP reloads the config (a bad one is logged and ignored)
         --log-level (or $MESHBRIDGE_LOG_LEVEL) overrides log.level of the config, also across reloads`,
-  bootstrap: `bootstrap (--envoy [--delta] | --grpc) --node-id ID [--cluster NAME] [--xds HOST:PORT] [--locality R/Z/S] [--admin-port N]
-            [--ca FILE [--cert FILE --key FILE] [--server-name NAME]] [--token-file FILE]
+  bootstrap: `bootstrap (--envoy [--delta] | --grpc) --node-id ID [--cluster NAME] [--xds HOST:PORT]... [--locality R/Z/S] [--admin-port N]
+            [--namespace NS] [--label KEY=VALUE]... [--ca FILE [--cert FILE --key FILE] [--server-name NAME]] [--token-file FILE] [--policy FILE]...
+            [--sds-socket PATH (Envoy) | --workload-certs DIR (gRPC)]
         print a bootstrap that points a client at meshbridge (--delta: Envoy uses incremental xDS);
-        --ca: TLS to meshbridge, --cert/--key: mutual TLS, --token-file: a token from \`meshbridge token create\`.
+        --xds again for each replica (Envoy: all in its xds cluster; gRPC: xds_servers in fallback order);
+        --namespace/--label: node metadata a Sidecar's workloadSelector matches;
+        --ca: TLS to meshbridge, --cert/--key: mutual TLS, --token-file: a token from \`meshbridge token create\`;
+        --policy (--grpc): DestinationRule files; declares a file_watcher certificate provider for each TLS file they name;
+        --sds-socket/--workload-certs: where meshbridge agent serves the workload certificate (ISTIO_MUTUAL).
         --xds defaults to 127.0.0.1:15010, --cluster to the node id, --admin-port (Envoy's own) to 15000`,
   validate: `validate [--config FILE]... [FILE...]
-        check Istio YAML files (all four kinds, across the files given) and daemon configs
+        check Istio YAML files (every kind, across the files given) and daemon configs
         (--config, or any file with a top-level registries:); exits 1 on errors`,
   status: `status [NODE] [--admin HOST:PORT|https://HOST:PORT] [--token-file FILE] [--ca FILE] [--json]
         connected proxies and, per type, SYNCED / NACKED / STALE / NOT SENT (like istioctl proxy-status)`,
@@ -36,7 +42,15 @@ const COMMAND_USAGE = {
         create a CA for meshbridge's own TLS: DIR/ca.crt and DIR/ca.key (0600)
   ca issue --dir DIR (--server HOST,... | --node ID | --operator NAME) --out PREFIX [--days N] [--trust-domain TD]
         issue PREFIX.crt and PREFIX.key (0600): a server certificate for the hosts given, or a client
-        certificate with the SPIFFE ID spiffe://TD/node/ID or spiffe://TD/operator/NAME`,
+        certificate with the SPIFFE ID spiffe://TD/node/ID or spiffe://TD/operator/NAME
+  ca rotate-workload-root [--config FILE | --state-dir DIR] [--activate-after 24h] [--overlap 48h]
+        add a workload root: trusted at once, signing after --activate-after; the old root stays
+        trusted for --overlap after that. A running daemon picks it up within a few seconds`,
+  agent: `agent --out DIR [--xds HOST:PORT] [--sds-socket PATH] [--spiffe-id ID] [--ttl 24h]
+        [--ca FILE [--cert FILE --key FILE] [--server-name NAME]] [--token-file FILE]
+        beside a sidecar: make a key here, have meshbridge sign it for this node's workload, write
+        DIR/cert-chain.pem, DIR/key.pem (0600) and DIR/root-cert.pem, serve them to Envoy over SDS
+        ("default" and "ROOTCA") on --sds-socket, and renew at half life until SIGTERM`,
   token: `token create (--node ID | --operator NAME) [--ttl 24h] [--out FILE] [--config FILE | --state-dir DIR]
         print (or write, 0600) a token signed with the key in the state directory; its id goes to stderr
   token revoke (--id ID | --token-file FILE) [--config FILE | --state-dir DIR]
@@ -220,7 +234,17 @@ function readTokenFile(file: string): string {
   return text;
 }
 
-function bootstrap(args: string[]): number {
+function parseLabels(values: readonly string[]): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const value of values) {
+    const equals = value.indexOf('=');
+    if (equals <= 0) throw new UsageError(`--label must be KEY=VALUE, got "${value}"`);
+    labels[value.slice(0, equals)] = value.slice(equals + 1);
+  }
+  return labels;
+}
+
+async function bootstrap(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
     options: {
@@ -230,18 +254,26 @@ function bootstrap(args: string[]): number {
       delta: { type: 'boolean', default: false },
       'node-id': { type: 'string' },
       cluster: { type: 'string' },
-      xds: { type: 'string', default: '127.0.0.1:15010' },
+      xds: { type: 'string', multiple: true, default: ['127.0.0.1:15010'] },
       locality: { type: 'string' },
+      namespace: { type: 'string' },
+      label: { type: 'string', multiple: true, default: [] },
       'admin-port': { type: 'string', default: '15000' },
       ca: { type: 'string' },
       cert: { type: 'string' },
       key: { type: 'string' },
       'token-file': { type: 'string' },
       'server-name': { type: 'string' },
+      policy: { type: 'string', multiple: true },
+      'sds-socket': { type: 'string' },
+      'workload-certs': { type: 'string' },
     },
     strict: true,
   });
   if (values.help) return printHelp('bootstrap');
+  if (values.policy !== undefined && !values.grpc) throw new UsageError('--policy is for --grpc; Envoy reads certificate files itself');
+  if (values['sds-socket'] !== undefined && !values.envoy) throw new UsageError('--sds-socket is for --envoy; gRPC reads --workload-certs');
+  if (values['workload-certs'] !== undefined && !values.grpc) throw new UsageError('--workload-certs is for --grpc; Envoy reads --sds-socket');
   if (values.envoy === values.grpc) throw new UsageError('bootstrap needs exactly one of --envoy or --grpc');
   if (!values['node-id']) throw new UsageError('bootstrap needs --node-id');
   if (values.delta && !values.envoy) throw new UsageError('--delta is for --envoy; gRPC clients speak state-of-the-world xDS');
@@ -249,6 +281,8 @@ function bootstrap(args: string[]): number {
     nodeId: values['node-id'],
     cluster: values.cluster ?? values['node-id'],
     xds: values.xds,
+    namespace: values.namespace,
+    labels: parseLabels(values.label),
     adminPort: Number(values['admin-port']),
     locality: values.locality,
     delta: values.delta,
@@ -258,6 +292,9 @@ function bootstrap(args: string[]): number {
     serverName: values['server-name'],
     tokenFile: absolute(values['token-file']),
     token: values['token-file'] === undefined ? undefined : readTokenFile(values['token-file']),
+    certificateProviders: values.policy === undefined ? undefined : await certificateProvidersFromPolicy(values.policy),
+    sdsSocket: absolute(values['sds-socket']),
+    workloadCertDir: absolute(values['workload-certs']),
   };
   process.stdout.write(values.envoy ? envoyBootstrap(options) : grpcBootstrap(options));
   return 0;
@@ -353,13 +390,18 @@ export async function main(argv: string[]): Promise<number> {
       case 'run':
         return await run(rest);
       case 'bootstrap':
-        return bootstrap(rest);
+        return await bootstrap(rest);
       case 'validate':
         return await validate(rest);
       case 'status':
         return await status(rest);
       case 'catalog':
         return await catalog(rest);
+      case 'agent': {
+        if (rest.includes('--help') || rest.includes('-h')) return printHelp(command);
+        const level = process.env.MESHBRIDGE_LOG_LEVEL ?? 'info';
+        return await (await import('./agent.js')).agent(rest, createLogger(level));
+      }
       case 'ca':
       case 'token':
         // Their subcommands parse their own options; help is answered before any of them runs.

@@ -5,6 +5,7 @@ import { loadConfig, resolveStateDir } from '../config/config.js';
 import { UsageError } from '../errors.js';
 import { CaError, caTrustDomain, createCa, issueCertificate } from '../security/ca.js';
 import { spiffeId } from '../security/identity.js';
+import { rotateWorkloadRoot } from '../security/workload-ca.js';
 import { MAX_TOKEN_BYTES, TokenAuthority, parseTtl } from '../security/tokens.js';
 
 
@@ -26,6 +27,7 @@ function days(value: string | undefined, fallback: number): number {
 
 export async function ca(args: string[]): Promise<number> {
   const [verb, ...rest] = args;
+  if (verb === 'rotate-workload-root') return rotateRoot(rest);
   const { values } = parseArgs({
     args: rest,
     options: {
@@ -68,7 +70,33 @@ export async function ca(args: string[]): Promise<number> {
     process.stdout.write(`${values.out}.crt\n${values.out}.key\n`);
     return 0;
   }
-  throw new UsageError('ca takes create or issue');
+  throw new UsageError('ca takes create, issue or rotate-workload-root');
+}
+
+/** `ca rotate-workload-root`: schedules a new workload root; the daemon picks the schedule up without a restart. */
+async function rotateRoot(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      config: { type: 'string' },
+      'state-dir': { type: 'string' },
+      'trust-domain': { type: 'string' },
+      'activate-after': { type: 'string', default: '24h' },
+      overlap: { type: 'string', default: '48h' },
+    },
+    strict: true,
+  });
+  const trustDomain =
+    values['trust-domain'] ?? (values.config !== undefined ? (await loadConfig(values.config)).config.security.trustDomain : 'meshbridge.local');
+  const result = await rotateWorkloadRoot(await stateDirOf(values), {
+    trustDomain,
+    activateAfterMs: parseTtl(values['activate-after']) * 1000,
+    overlapMs: parseTtl(values.overlap) * 1000,
+  });
+  process.stdout.write(
+    `${result.id} is trusted now and signs from ${result.activeFrom.toISOString()}; the previous root is trusted until ${result.oldTrustedUntil.toISOString()}\n`,
+  );
+  return 0;
 }
 
 async function stateDirOf(values: { config?: string; 'state-dir'?: string }): Promise<string> {

@@ -17,7 +17,7 @@ export function looksLikeDaemonConfig(text: string): boolean {
 }
 
 /**
- * Checks Istio files as the daemon would read them, all four kinds, and then
+ * Checks Istio files as the daemon would read them, every kind, and then
  * together: subsets routes name, hosts rules name (against the services the
  * same files declare). A daemon config (given with `--config`, or recognized
  * by its top-level `registries`) is checked as `run` reads it. Returns every finding.

@@ -29,6 +29,11 @@ const registryName = z
   .string({ error: 'must be a name' })
   .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, { error: 'must be lower-case letters, digits and dashes' });
 
+const identityNamespace = z
+  .string({ error: 'must be a namespace name' })
+  .regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, { error: 'must be a namespace name: lower-case letters, digits and dashes, at most 63' })
+  .default('default');
+
 const fileRegistry = z.object({
   kind: z.literal('file'),
   name: registryName,
@@ -80,14 +85,19 @@ const consulRegistry = z
         filter: z.string().optional(),
       })
       .prefault({}),
-    /** Protocol of a service none of whose instances says (meta or tag `protocol`); TCP, like Consul's own default. */
-    defaultProtocol: z.enum(['HTTP', 'HTTP2', 'GRPC', 'HTTPS', 'TLS', 'TCP']).default('TCP'),
+    /**
+     * Protocol of a service none of whose instances says (meta or tag `protocol`). Unset: TCP for
+     * Envoy, like Consul's own default, and gRPC for proxyless clients that dial the service by name.
+     */
+    defaultProtocol: z.enum(['HTTP', 'HTTP2', 'GRPC', 'HTTPS', 'TLS', 'TCP']).optional(),
     /** A check in warning: `weight` (HEALTHY at Weights.Warning, Consul's own reading) or `degraded`. */
     warning: z.enum(['weight', 'degraded']).default('weight'),
     /** The service port when instances register different ports. */
     servicePort: z.enum(['lowest', 'most-common']).default('lowest'),
     /** Dial instances on this tagged address (lan, wan, lan_ipv6, ...) when they have one. */
     taggedAddress: z.string().optional(),
+    /** Namespace of the instances' SPIFFE IDs: spiffe://<trustDomain>/ns/<namespace>/sa/<service, or meta service-account>. */
+    namespace: identityNamespace,
     waitSeconds: positiveInt(600).default(60),
     concurrency: positiveInt(64).default(8),
     minIntervalMs: z.number().int().min(0).default(100),
@@ -128,6 +138,8 @@ const eurekaRegistry = z
     defaultProtocol: z.enum(['HTTP', 'HTTP2', 'GRPC', 'HTTPS', 'TLS', 'TCP']).default('HTTP'),
     /** The service port when instances register different ports. */
     servicePort: z.enum(['lowest', 'most-common']).default('lowest'),
+    /** Namespace of the instances' SPIFFE IDs: spiffe://<trustDomain>/ns/<namespace>/sa/<app, or metadata service-account>. */
+    namespace: identityNamespace,
     refreshIntervalMs: z.number().int().min(50).default(30_000),
     requestTimeoutMs: z.number().int().min(50).default(8_000),
     initialSyncTimeoutMs: z.number().int().min(0).default(10_000),
@@ -206,6 +218,29 @@ export const configSchema = z.object({
       requireIdentity: z.boolean().optional(),
       /** How often live streams are checked against token expiry and revocation. */
       revocationCheckIntervalMs: z.number().int().min(100).max(600_000).default(5_000),
+      /**
+       * The workload CA (issue 14): signs SPIFFE certificates for the workloads on each node
+       * (meshbridge agent). A root is created in the state directory unless an intermediate's files are given.
+       */
+      workloadCa: z
+        .object({
+          certFile: z.string().min(1).optional(),
+          keyFile: z.string().min(1).optional(),
+          /** The existing PKI's root certificates: the trust bundle sent to workloads. */
+          rootsFile: z.string().min(1).optional(),
+          certificateTtlMs: z.number().int().min(60_000).max(30 * 86_400_000).default(86_400_000),
+          /** The longest lifetime an agent may ask for. */
+          maxCertificateTtlMs: z.number().int().min(60_000).max(365 * 86_400_000).default(86_400_000),
+          /** How often the root schedule in the state directory is checked for a rotation. */
+          reloadIntervalMs: z.number().int().min(100).max(3_600_000).default(5_000),
+          /** Signings in progress at once; beyond it callers get RESOURCE_EXHAUSTED and retry. */
+          maxConcurrentSigns: z.number().int().min(1).max(1024).default(16),
+        })
+        .refine((c) => [c.certFile, c.keyFile, c.rootsFile].every((f) => f === undefined) || [c.certFile, c.keyFile, c.rootsFile].every((f) => f !== undefined), {
+          error: 'give certFile, keyFile and rootsFile together (an intermediate of an existing PKI), or none (a root in the state directory)',
+        })
+        .refine((c) => c.maxCertificateTtlMs >= c.certificateTtlMs, { error: 'maxCertificateTtlMs must be at least certificateTtlMs', path: ['maxCertificateTtlMs'] })
+        .optional(),
       /** Narrows what a node may read: the first rule whose nodes match applies; a node no rule matches reads everything. */
       access: z
         .array(

@@ -9,7 +9,7 @@ import { Metrics } from '../admin/metrics.js';
 import type { AdminSource, Readiness, RegistryStatus } from '../admin/source.js';
 import { resolveStateDir } from '../config/config.js';
 import type { Config, RegistryConfig } from '../config/config.js';
-import { formatDiagnostic } from '../errors.js';
+import { MeshbridgeError, formatDiagnostic } from '../errors.js';
 import { EMPTY_CATALOG } from '../model/catalog.js';
 import type { ServiceCatalog } from '../model/catalog.js';
 import type { RegistryError, RegistryState } from '../model/registry-state.js';
@@ -17,6 +17,10 @@ import { IstioFileStores, absolutePattern } from '../istio/file-store.js';
 import { MisplacedDocuments } from '../istio/misplaced-documents.js';
 import { PolicySource } from '../istio/policy-source.js';
 import { EMPTY_POLICY } from '../istio/policy-set.js';
+import type { PolicySet } from '../istio/policy-set.js';
+import { scopeCatalog, scopeFilters, scopeName, scopedHostnames, selectSidecar } from '../model/routing/scope.js';
+import { accessRuleFor, serviceFilterOf } from '../security/access.js';
+import type { ScopeResolver } from '../xds/node.js';
 import type { RoutingModel } from '../model/routing/types.js';
 import { ConsulRegistry } from '../registries/consul/consul-registry.js';
 import { EurekaRegistry } from '../registries/eureka/eureka-registry.js';
@@ -29,6 +33,7 @@ import { SnapshotCache } from '../xds/cache/snapshot-cache.js';
 import { loadEnvoyApi } from '../xds/protos.js';
 import { XdsServer } from '../xds/server/ads-server.js';
 import { XdsSecurity, adminRequiresToken } from '../security/xds-security.js';
+import { certificateServiceDefinition, certificateServiceHandlers } from '../security/certificate-service.js';
 import type { ServerCallbacks, StreamInfo } from '../xds/server/stream-state.js';
 import { BASE_VIEWS, parseView, translateKind } from '../xds/translate/translate.js';
 import type { ProxyKind, ProxyView } from '../xds/translate/translate.js';
@@ -97,8 +102,9 @@ export class Daemon implements AdminSource {
         catalog: ServiceCatalog;
         routing: RoutingModel;
         proxylessCatalog: ServiceCatalog;
-        /** Per proxy kind, what its views share in this update; filled as views are built. */
-        kinds: Map<ProxyKind, KindBuild>;
+        policySet: PolicySet;
+        /** Per proxy kind and scope (`kind~scope`), what its views share in this update; filled as views are built. */
+        kinds: Map<string, KindBuild>;
       }
     | undefined;
   private seenServices: SeenServices = new Map();
@@ -121,7 +127,7 @@ export class Daemon implements AdminSource {
     this.policySource = this.createPolicySource(config);
     const api = loadEnvoyApi();
     this.pack = (typeUrl, body) => api.pack(typeUrl, body);
-    this.security = new XdsSecurity(config, log.child({ component: 'security' }), api, this.metrics.registry);
+    this.security = new XdsSecurity(config, log.child({ component: 'security' }), this.metrics.registry);
     this.xds = new XdsServer(api, this.cache, log.child({ component: 'xds' }), combineCallbacks(this.metrics.callbacks, options.callbacks), {
       pushConcurrency: config.xds.pushConcurrency,
       pushSlotTimeoutMs: config.xds.pushSlotTimeoutMs,
@@ -137,8 +143,31 @@ export class Daemon implements AdminSource {
         nodeMetadataBytes: config.limits.nodeMetadataBytes,
         stalledStreamTimeoutMs: config.xds.stalledStreamTimeoutMs,
       },
+      scopeOf: this.scopeOf,
     });
     this.xds.addService(api.csds.envoy.service.status.v3.ClientStatusDiscoveryService.service, csdsHandlers(this));
+    const workloadCa = config.security.workloadCa;
+    if (workloadCa !== undefined) {
+      this.xds.addService(
+        certificateServiceDefinition,
+        certificateServiceHandlers(
+          {
+            trustDomain: config.security.trustDomain,
+            defaultTtlMs: workloadCa.certificateTtlMs,
+            maxTtlMs: workloadCa.maxCertificateTtlMs,
+            maxConcurrent: workloadCa.maxConcurrentSigns,
+            authenticate: (call) => this.security.guard.authenticate(call, call.metadata),
+            catalog: () => this.catalog,
+            ca: () => {
+              const ca = this.security.workloadCa;
+              if (ca === undefined) throw new MeshbridgeError('MB_CA_FAILED', 'the workload CA is not loaded yet');
+              return ca;
+            },
+          },
+          log.child({ component: 'workload-ca' }),
+        ),
+      );
+    }
     this.admin = new AdminServer(this, this.metrics.registry, log.child({ component: 'admin' }), {
       access: { allowedHosts: config.admin.allowedHosts, requireToken: adminRequiresToken(config), tokens: () => this.security.tokens },
       tls: () => this.security.adminTls,
@@ -157,6 +186,10 @@ export class Daemon implements AdminSource {
 
   get catalog(): ServiceCatalog {
     return this.latest?.catalog ?? EMPTY_CATALOG;
+  }
+
+  get trustDomain(): string {
+    return this.configValue.security.trustDomain;
   }
 
   get registryStates(): readonly RegistryState[] {
@@ -428,7 +461,15 @@ export class Daemon implements AdminSource {
     ).subscribe((update) => this.onUpdate(update));
   }
 
-  private onUpdate({ states, catalog, routing }: CatalogUpdate): void {
+  /** The scope a node is served: the Sidecar that selects it when its stream opens, and the security.access rule that names it. */
+  private readonly scopeOf: ScopeResolver = (node) => {
+    const sidecar = this.latest === undefined ? undefined : selectSidecar(this.latest.policySet.sidecars, node);
+    const rule = accessRuleFor(this.config.security.access, node.id);
+    if (rule !== -1) this.log.info({ component: 'xds', node: node.id, rule }, 'xDS stream narrowed by security.access');
+    return scopeName(sidecar, rule);
+  };
+
+  private onUpdate({ states, catalog, routing, policySet }: CatalogUpdate): void {
     this.statesValue = states;
     this.reportOnce('conflicts', catalog.conflicts.map((c) => `${c.hostname}: ${c.message}`));
     // A rule left out is an error, logged as one; a field without effect or a host not there yet is a warning.
@@ -436,7 +477,7 @@ export class Daemon implements AdminSource {
     this.reportOnce('policy', routing.diagnostics.filter((d) => d.severity === 'warning').map(formatDiagnostic));
     const retained = retainVanished(catalog, this.seenServices, Date.now(), this.config.xds.proxylessRetentionMs);
     this.seenServices = retained.seen;
-    this.latest = { catalog, routing, proxylessCatalog: retained.catalog, kinds: new Map() };
+    this.latest = { catalog, routing, proxylessCatalog: retained.catalog, policySet, kinds: new Map() };
     const endpoints = catalog.services.reduce((sum, s) => sum + s.endpoints.length, 0);
     this.log.info({ services: catalog.services.length, endpoints, conflicts: catalog.conflicts.length }, 'catalog updated');
     // The base views always, so /readyz means translated and being served; other views while a connected
@@ -482,17 +523,24 @@ export class Daemon implements AdminSource {
    */
   private build(view: ProxyView): ViewBuild | undefined {
     if (this.latest === undefined) return undefined;
-    const { routing, kinds } = this.latest;
-    const { kind, locality } = parseView(view);
-    const catalog = kind === 'proxyless' ? this.latest.proxylessCatalog : this.latest.catalog;
-    const options = { sidecarBind: this.config.xds.sidecarBind };
+    const { routing, kinds, policySet } = this.latest;
+    const { kind, locality, scope } = parseView(view);
+    const options = { sidecarBind: this.config.xds.sidecarBind, trustDomain: this.config.security.trustDomain };
+    const sharedKey = `${kind}~${scope ?? ''}`;
     let build: ViewBuild;
     try {
-      let shared = kinds.get(kind);
+      let shared = kinds.get(sharedKey);
       if (shared === undefined) {
-        shared = { translation: translateKind(catalog, kind, options, routing) };
-        kinds.set(kind, shared);
+        let catalog = kind === 'proxyless' ? this.latest.proxylessCatalog : this.latest.catalog;
+        if (scope !== undefined) {
+          const access = this.config.security.access;
+          const { declared, allowed } = scopeFilters(scope, policySet.sidecars, (rule) => (access[rule] === undefined ? undefined : serviceFilterOf(access[rule])));
+          catalog = scopeCatalog(catalog, scopedHostnames(catalog, routing, declared, allowed));
+        }
+        shared = { catalog, translation: translateKind(catalog, kind, options, routing) };
+        kinds.set(sharedKey, shared);
       }
+      const catalog = shared.catalog ?? (kind === 'proxyless' ? this.latest.proxylessCatalog : this.latest.catalog);
       build = buildView(view, catalog, routing, options, this.pack, this.cache.peek(view), shared);
       if (locality === undefined) shared.donor = build.snapshot;
     } catch (error) {
@@ -554,6 +602,7 @@ function createRegistry(config: RegistryConfig, root: Config, log: Logger, fileS
           warning: config.warning,
           servicePort: config.servicePort,
           taggedAddress: config.taggedAddress,
+          namespace: config.namespace,
           initialSyncTimeoutMs: config.initialSyncTimeoutMs,
           requestTimeoutMs: config.requestTimeoutMs,
           maxBodyBytes: root.limits.registryResponseBytes,
@@ -577,6 +626,7 @@ function createRegistry(config: RegistryConfig, root: Config, log: Logger, fileS
           region: config.region,
           defaultProtocol: config.defaultProtocol,
           servicePort: config.servicePort,
+          namespace: config.namespace,
           refreshIntervalMs: config.refreshIntervalMs,
           requestTimeoutMs: config.requestTimeoutMs,
           initialSyncTimeoutMs: config.initialSyncTimeoutMs,

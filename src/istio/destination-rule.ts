@@ -109,7 +109,10 @@ const tls = z
       ctx.addIssue({ code: 'custom', message: 'MUTUAL needs clientCertificate and privateKey' });
     }
     if (t.mode === 'ISTIO_MUTUAL') {
-      ctx.addIssue({ code: 'custom', path: ['mode'], message: 'ISTIO_MUTUAL needs Istio-issued certificates; use MUTUAL with certificate files' });
+      // The certificate is the workload's own, from meshbridge agent over SDS: files here would be ignored, so they are refused.
+      for (const field of ['clientCertificate', 'privateKey', 'caCertificates'] as const) {
+        if (t[field] !== undefined) ctx.addIssue({ code: 'custom', path: [field], message: 'ISTIO_MUTUAL uses the workload certificate from meshbridge agent; leave this out' });
+      }
     }
     if (t.credentialName !== undefined) {
       ctx.addIssue({ code: 'custom', path: ['credentialName'], message: 'credentialName reads Kubernetes secrets; use certificate file paths' });

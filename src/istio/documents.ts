@@ -7,7 +7,7 @@ import { formatPath, isPlainObject, issuesToDiagnostics, unknownFields } from '.
 import type { DocumentLocation } from './schema-report.js';
 
 export const ISTIO_API_VERSIONS = ['networking.istio.io/v1', 'networking.istio.io/v1beta1', 'networking.istio.io/v1alpha3'];
-export const ISTIO_KINDS = ['ServiceEntry', 'WorkloadEntry', 'VirtualService', 'DestinationRule'] as const;
+export const ISTIO_KINDS = ['ServiceEntry', 'WorkloadEntry', 'VirtualService', 'DestinationRule', 'Sidecar'] as const;
 export type IstioKind = (typeof ISTIO_KINDS)[number];
 
 export interface IstioDocument<Spec = unknown> {

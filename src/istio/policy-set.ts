@@ -4,29 +4,36 @@ import type { IstioDocument, ParsedFile } from './documents.js';
 import { IGNORED_DESTINATION_RULE_FIELDS } from './destination-rule.js';
 import type { DestinationRuleSpec } from './destination-rule.js';
 import { formatPath } from './schema-report.js';
+import { IGNORED_SIDECAR_FIELDS } from './sidecar.js';
+import type { SidecarSpec } from './sidecar.js';
 import type { VirtualServiceSpec } from './virtual-service.js';
 
 export type VirtualServiceDocument = IstioDocument<VirtualServiceSpec>;
 export type DestinationRuleDocument = IstioDocument<DestinationRuleSpec>;
+export type SidecarDocument = IstioDocument<SidecarSpec>;
 
 /** Every accepted traffic-policy document, in file then document order; which rule wins a host is decided by byPrecedence, not by this order. */
 export interface PolicySet {
   readonly virtualServices: readonly VirtualServiceDocument[];
   readonly destinationRules: readonly DestinationRuleDocument[];
+  /** What each workload's proxy is scoped to (egress hosts), by workloadSelector or as a namespace default. */
+  readonly sidecars: readonly SidecarDocument[];
   readonly diagnostics: readonly Diagnostic[];
 }
 
-export const EMPTY_POLICY: PolicySet = Object.freeze({ virtualServices: [], destinationRules: [], diagnostics: [] });
+export const EMPTY_POLICY: PolicySet = Object.freeze({ virtualServices: [], destinationRules: [], sidecars: [], diagnostics: [] });
 
 export function policyFromFiles(files: ReadonlyMap<string, ParsedFile>): PolicySet {
   const documents = [...files.keys()].sort(compareStrings).flatMap((path) => files.get(path)!.documents);
   const virtualServices = documents.filter((d): d is VirtualServiceDocument => d.kind === 'VirtualService');
   const destinationRules = documents.filter((d): d is DestinationRuleDocument => d.kind === 'DestinationRule');
+  const sidecars = documents.filter((d): d is SidecarDocument => d.kind === 'Sidecar');
   const diagnostics = [
     ...virtualServices.flatMap((vs) => ignoredVirtualServiceFields(vs)),
     ...destinationRules.flatMap((dr) => ignoredFields(dr, IGNORED_DESTINATION_RULE_FIELDS)),
+    ...sidecars.flatMap((sc) => ignoredFields(sc, IGNORED_SIDECAR_FIELDS)),
   ];
-  return { virtualServices, destinationRules, diagnostics };
+  return { virtualServices, destinationRules, sidecars, diagnostics };
 }
 
 const IGNORED_VIRTUAL_SERVICE_FIELDS = [

@@ -8,7 +8,13 @@ export const workloadEntrySpec = z.object({
   locality: locality.optional(),
   weight: weight.optional(),
   network: z.string().optional(),
-  serviceAccount: z.string().optional(),
+  /** The workload's identity, `spiffe://<trust-domain>/ns/<this document's namespace>/sa/<serviceAccount>`. */
+  serviceAccount: z
+    .string({ error: 'must be a service account name' })
+    .regex(/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, {
+      error: 'must be a service account name: lower-case letters, digits, dashes and dots, at most 253',
+    })
+    .optional(),
 });
 
 export type WorkloadEntrySpec = z.output<typeof workloadEntrySpec>;
@@ -78,4 +84,4 @@ export type ServiceEntrySpec = z.output<typeof serviceEntrySpec>;
 
 /** Fields Istio honours that meshbridge does not: accepted, and reported as ignored. */
 export const IGNORED_SERVICE_ENTRY_FIELDS = ['addresses', 'exportTo', 'subjectAltNames'] as const;
-export const IGNORED_WORKLOAD_FIELDS = ['network', 'serviceAccount'] as const;
+export const IGNORED_WORKLOAD_FIELDS = ['network'] as const;

@@ -21,15 +21,23 @@ export const percent = z.object({
   value: z.number({ error: 'must be a number' }).min(0, { error: 'must be between 0 and 100' }).max(100, { error: 'must be between 0 and 100' }),
 });
 
-export const stringMatch = z
-  .object({
-    exact: z.string().optional(),
-    prefix: z.string().optional(),
-    regex: z.string().optional(),
-  })
-  .superRefine((match, ctx) => {
+const stringMatchFields = z.object({
+  exact: z.string().optional(),
+  prefix: z.string().optional(),
+  regex: z.string().optional(),
+});
+
+function checkStringMatch(emptyMeansPresence: boolean) {
+  return (match: z.output<typeof stringMatchFields>, ctx: z.RefinementCtx): void => {
     const set = [match.exact, match.prefix, match.regex].filter((v) => v !== undefined).length;
-    if (set !== 1) ctx.addIssue({ code: 'custom', message: 'must have exactly one of exact, prefix or regex' });
+    if (set > 1 || (set === 0 && !emptyMeansPresence)) {
+      ctx.addIssue({
+        code: 'custom',
+        message: emptyMeansPresence
+          ? 'must have at most one of exact, prefix or regex ({} matches on presence)'
+          : 'must have exactly one of exact, prefix or regex',
+      });
+    }
     if (match.regex !== undefined) {
       // Envoy runs it on RE2: JavaScript's syntax (lookaround, backreferences) would be NACKed by every proxy.
       try {
@@ -38,7 +46,13 @@ export const stringMatch = z
         ctx.addIssue({ code: 'custom', path: ['regex'], message: `invalid regular expression: ${(error as Error).message}` });
       }
     }
-  });
+  };
+}
+
+export const stringMatch = stringMatchFields.superRefine(checkStringMatch(false));
+
+/** A header match: Istio takes an empty object as "the header is present" (under withoutHeaders, absent). */
+export const headerMatch = stringMatchFields.superRefine(checkStringMatch(true));
 
 export type StringMatch = z.output<typeof stringMatch>;
 

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { portNumber } from './fields.js';
-import { duration, percent, portSelector, stringMatch, uint } from './traffic-fields.js';
+import { duration, headerMatch, percent, portSelector, stringMatch, uint } from './traffic-fields.js';
 
 const destination = z.object({
   host: z.string({ error: 'must be a hostname' }).min(1, { error: 'must not be empty' }).transform((h) => h.toLowerCase()),
@@ -27,11 +27,11 @@ const matchRequest = z.object({
   scheme: stringMatch.optional(),
   method: stringMatch.optional(),
   authority: stringMatch.optional(),
-  headers: z.record(z.string(), stringMatch).optional(),
+  headers: z.record(z.string(), headerMatch).optional(),
   port: portNumber.optional(),
   queryParams: z.record(z.string(), stringMatch).optional(),
   ignoreUriCase: z.boolean().optional(),
-  withoutHeaders: z.record(z.string(), stringMatch).optional(),
+  withoutHeaders: z.record(z.string(), headerMatch).optional(),
   sourceLabels: z.record(z.string(), z.string()).optional(),
   gateways: z.array(z.string()).optional(),
   sourceNamespace: z.string().optional(),
@@ -66,6 +66,41 @@ const fault = z
 
 const REDIRECT_CODES = [301, 302, 303, 307, 308] as const;
 
+/**
+ * The retry_on conditions Envoy's router knows (HTTP and gRPC). Envoy ignores
+ * any other token with only a log line, so an unknown one is refused here.
+ */
+export const RETRY_CONDITIONS: readonly string[] = [
+  '5xx', 'gateway-error', 'reset', 'reset-before-request', 'connect-failure', 'envoy-ratelimited', 'retriable-4xx',
+  'refused-stream', 'retriable-status-codes', 'retriable-headers', 'http3-post-connect-failure',
+  'cancelled', 'deadline-exceeded', 'internal', 'resource-exhausted', 'unavailable',
+];
+
+/** What Istio retries when a VirtualService sets attempts without retryOn: these conditions, plus status 503. */
+export const DEFAULT_RETRY_ON: readonly string[] = ['connect-failure', 'refused-stream', 'unavailable', 'cancelled', 'retriable-status-codes'];
+export const DEFAULT_RETRIABLE_STATUS_CODES: readonly number[] = [503];
+
+/**
+ * Istio's retryOn: comma-separated conditions, where a number is an HTTP status
+ * to retry on (and implies `retriable-status-codes`, as in Istio).
+ */
+export function splitRetryOn(retryOn: string): { conditions: string[]; statusCodes: number[]; unknown: string[] } {
+  const conditions: string[] = [];
+  const statusCodes: number[] = [];
+  const unknown: string[] = [];
+  for (const token of retryOn.split(',').map((t) => t.trim()).filter((t) => t !== '')) {
+    if (/^\d+$/.test(token) && Number(token) >= 100 && Number(token) <= 599) {
+      if (!statusCodes.includes(Number(token))) statusCodes.push(Number(token));
+    } else if (RETRY_CONDITIONS.includes(token)) {
+      if (!conditions.includes(token)) conditions.push(token);
+    } else {
+      unknown.push(token);
+    }
+  }
+  if (statusCodes.length > 0 && !conditions.includes('retriable-status-codes')) conditions.push('retriable-status-codes');
+  return { conditions, statusCodes, unknown };
+}
+
 const httpRoute = z
   .object({
     name: z.string().optional(),
@@ -91,7 +126,20 @@ const httpRoute = z
       .object({
         attempts: uint(),
         perTryTimeout: duration.optional(),
-        retryOn: z.string().optional(),
+        retryOn: z
+          .string({ error: 'must be a comma-separated list of retry conditions' })
+          .superRefine((value, ctx) => {
+            const { conditions, statusCodes, unknown } = splitRetryOn(value);
+            if (unknown.length > 0) {
+              ctx.addIssue({
+                code: 'custom',
+                message: `unknown retry condition${unknown.length > 1 ? 's' : ''} ${unknown.map((t) => `"${t}"`).join(', ')} (an HTTP status code, or one of ${RETRY_CONDITIONS.join(', ')})`,
+              });
+            } else if (conditions.length === 0 && statusCodes.length === 0) {
+              ctx.addIssue({ code: 'custom', message: 'must name at least one retry condition' });
+            }
+          })
+          .optional(),
         retryRemoteLocalities: z.boolean().optional(),
       })
       .optional(),

@@ -16,6 +16,18 @@ export interface ServicePort {
   readonly number: number;
   readonly name: string;
   readonly protocol: Protocol;
+  /** Why this protocol was taken, where a registry had to choose (shown by `meshbridge catalog`). */
+  readonly protocolFrom?: string;
+  /**
+   * Nothing declared a protocol, so `protocol` is a guess: Envoy gets it, and
+   * proxyless clients, which only ever speak gRPC to a name they dial, get the port as gRPC.
+   */
+  readonly protocolUndeclared?: true;
+}
+
+/** Ports proxyless gRPC clients are offered: HTTP-capable ones, and any whose protocol nobody declared. */
+export function isProxylessPort(port: ServicePort): boolean {
+  return isHttpProtocol(port.protocol) || port.protocolUndeclared === true;
 }
 
 /** Envoy's health statuses that meshbridge produces (subset of envoy.config.core.v3.HealthStatus). */
@@ -41,6 +53,65 @@ export interface Endpoint {
   readonly health: HealthStatus;
   /** Name of the registry this endpoint came from. */
   readonly registry: string;
+  /** Who the workload behind this endpoint is, when its registry says; absent, it gets no certificate. */
+  readonly identity?: WorkloadIdentity;
+  /**
+   * The machine the endpoint runs on, as its proxy names itself (xDS node id):
+   * a node may obtain certificates for the identities of its own endpoints only.
+   */
+  readonly node?: string;
+}
+
+/**
+ * A workload's identity as a registry states it, without the trust domain:
+ * that is the mesh's, configured once (`security.trustDomain`), so the catalog
+ * does not change when it does and registries need not know it.
+ */
+export interface WorkloadIdentity {
+  readonly namespace: string;
+  readonly serviceAccount: string;
+}
+
+/** The identities a node may hold: those of the endpoints that run on it, sorted, without repeats. */
+export function identitiesOfNode(services: readonly { readonly endpoints: readonly Endpoint[] }[], node: string): WorkloadIdentity[] {
+  const found = new Map<string, WorkloadIdentity>();
+  for (const service of services) {
+    for (const endpoint of service.endpoints) {
+      if (endpoint.node !== node || endpoint.identity === undefined) continue;
+      found.set(`${endpoint.identity.namespace}/${endpoint.identity.serviceAccount}`, endpoint.identity);
+    }
+  }
+  return [...found.keys()].sort().map((key) => found.get(key)!);
+}
+
+/** The SPIFFE ID Istio gives a workload: `spiffe://<trust-domain>/ns/<namespace>/sa/<service account>`. */
+export function workloadSpiffeId(trustDomain: string, identity: WorkloadIdentity): string {
+  return `spiffe://${trustDomain}/ns/${identity.namespace}/sa/${identity.serviceAccount}`;
+}
+
+// Kubernetes names (DNS-1123 labels and subdomains), so IDs read the same as Istio's and need no escaping in a URI.
+const NAMESPACE = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const SERVICE_ACCOUNT = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+
+/**
+ * The identity named by registry input, or why it cannot be one. Names come
+ * from hostile input and end up in certificate SANs, so only what Kubernetes
+ * accepts for a namespace and a service account name passes.
+ */
+export function parseWorkloadIdentity(namespace: string, serviceAccount: string): WorkloadIdentity | { error: string } {
+  if (!NAMESPACE.test(namespace)) {
+    return { error: `namespace "${clip(namespace)}" is not a DNS label (lower-case letters, digits, dashes; at most 63)` };
+  }
+  if (!SERVICE_ACCOUNT.test(serviceAccount)) {
+    return {
+      error: `service account "${clip(serviceAccount)}" is not a DNS subdomain (lower-case letters, digits, dashes, dots; at most 253)`,
+    };
+  }
+  return { namespace, serviceAccount };
+}
+
+function clip(value: string): string {
+  return value.length > 80 ? `${value.slice(0, 80)}…` : value;
 }
 
 export interface Service {

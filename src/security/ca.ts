@@ -51,7 +51,7 @@ export interface IssueOptions {
   readonly notAfter?: Date;
 }
 
-function serialNumber(): string {
+export function serialNumber(): string {
   const bytes = randomBytes(16);
   bytes[0] = bytes[0]! & 0x7f; // a positive INTEGER
   return bytes.toString('hex');
@@ -67,7 +67,7 @@ async function keyPem(key: CryptoKey): Promise<string> {
 }
 
 /** A CA key from PEM (PKCS#8 or SEC1 EC, or RSA: an existing PKI's files work). */
-async function importSigningKey(pem: string): Promise<{ key: CryptoKey; algorithm: typeof EC_SIGNING | typeof RSA_SIGNING }> {
+export async function importSigningKey(pem: string): Promise<{ key: CryptoKey; algorithm: typeof EC_SIGNING | typeof RSA_SIGNING }> {
   let object;
   try {
     object = createPrivateKey(pem);

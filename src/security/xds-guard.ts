@@ -1,9 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { TokenError } from '../errors.js';
-import type { EnvoyApi } from '../xds/protos.js';
-import { ResponseNarrower, serviceFilterFor } from './access.js';
-import type { AccessRule } from './access.js';
 import { ANONYMOUS, bearerToken, identityFromCertificate } from './identity.js';
 import type { PeerIdentity } from './identity.js';
 import { MAX_TOKEN_BYTES } from './tokens.js';
@@ -18,10 +15,6 @@ export interface XdsGuardOptions {
   readonly requireIdentity: boolean;
   /** How often live streams are checked for expired or revoked credentials. */
   readonly revocationCheckIntervalMs: number;
-  /** Which services' config a node may read (security.access). */
-  readonly access?: readonly AccessRule[];
-  /** Decodes and re-encodes the responses of narrowed nodes. */
-  readonly api?: EnvoyApi;
   /** Told of every stream refused or ended, with its gRPC status name: for the metric. */
   readonly onRefused?: (code: string) => void;
 }
@@ -99,8 +92,6 @@ export class XdsGuard {
       const path = method.path;
       const isAds = path.startsWith(ADS_SERVICE);
       const isCsds = path.startsWith(CSDS_SERVICE);
-      const isDelta = path.endsWith('/DeltaAggregatedResources');
-      let narrower: ResponseNarrower | undefined;
       const peer = call.getPeer();
       let identity: PeerIdentity = ANONYMOUS;
       let live: LiveCall | undefined;
@@ -150,31 +141,11 @@ export class XdsGuard {
                   return;
                 }
                 if (identity.kind !== 'anonymous') this.log.info({ peer, node: nodeId, principal: identity.principal }, 'xDS stream authenticated');
-                const filter = typeof nodeId === 'string' ? serviceFilterFor(this.options.access ?? [], nodeId) : undefined;
-                if (filter !== undefined && this.options.api !== undefined) {
-                  narrower = new ResponseNarrower(this.options.api, filter);
-                  this.log.info({ peer, node: nodeId }, 'xDS stream narrowed by security.access');
-                }
               }
               pass(message);
             },
             onCancel: forget,
           }),
-        sendMessage: (message, pass) => {
-          if (narrower === undefined || !Buffer.isBuffer(message)) {
-            pass(message);
-            return;
-          }
-          let narrowed: Buffer;
-          try {
-            narrowed = isDelta ? narrower.delta(message) : narrower.sotw(message);
-          } catch (error) {
-            // Fail closed: a response that cannot be narrowed is not sent whole.
-            refuse(grpc.status.INTERNAL, `cannot narrow a response to what this node may read: ${(error as Error).message}`);
-            return;
-          }
-          pass(narrowed);
-        },
         sendStatus: (status, pass) => {
           forget();
           pass(status);
@@ -192,7 +163,8 @@ export class XdsGuard {
     return undefined;
   }
 
-  private async authenticate(call: grpc.ServerInterceptingCallInterface, metadata: grpc.Metadata): Promise<PeerIdentity | { error: string }> {
+  /** Who a call's peer is: its client certificate, else its bearer token. Also used by handlers that need the identity. */
+  async authenticate(call: Pick<grpc.ServerInterceptingCallInterface, 'getAuthContext'>, metadata: grpc.Metadata): Promise<PeerIdentity | { error: string }> {
     const certificate = call.getAuthContext().sslPeerCertificate;
     if (certificate !== undefined) return identityFromCertificate(certificate, this.options.trustDomain);
     const header = metadata.get('authorization')[0];

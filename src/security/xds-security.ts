@@ -1,4 +1,4 @@
-import { access } from 'node:fs/promises';
+import { access, stat } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
@@ -7,9 +7,9 @@ import type { Registry } from 'prom-client';
 import type { Config } from '../config/config.js';
 import { resolveStateDir } from '../config/config.js';
 import { MeshbridgeError } from '../errors.js';
-import type { EnvoyApi } from '../xds/protos.js';
 import { ReloadingTlsFiles, isLoopbackHost, reloadingServerCredentials } from './tls-files.js';
 import { TOKEN_KEY_FILE, TokenAuthority } from './tokens.js';
+import { WORKLOAD_CA_DIR, WorkloadCa } from './workload-ca.js';
 import { XdsGuard } from './xds-guard.js';
 
 type SecurityConfig = Pick<Config, 'xds' | 'admin' | 'security' | 'stateDir' | 'baseDir'>;
@@ -38,11 +38,12 @@ export class XdsSecurity {
   private tlsFiles: ReloadingTlsFiles | undefined;
   private adminTlsFiles: ReloadingTlsFiles | undefined;
   private tokenAuthority: TokenAuthority | undefined;
+  private workloadCaValue: WorkloadCa | undefined;
+  private workloadCaTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly config: SecurityConfig,
     private readonly log: Logger,
-    api?: EnvoyApi,
     metrics?: Registry,
   ) {
     const refused =
@@ -59,8 +60,6 @@ export class XdsSecurity {
         trustDomain: config.security.trustDomain,
         requireIdentity: identityRequired(config),
         revocationCheckIntervalMs: config.security.revocationCheckIntervalMs,
-        access: config.security.access,
-        ...(api === undefined ? {} : { api }),
         ...(refused === undefined ? {} : { onRefused: (code: string) => refused.inc({ code }) }),
       },
       log,
@@ -69,6 +68,11 @@ export class XdsSecurity {
 
   get tokens(): TokenAuthority | undefined {
     return this.tokenAuthority;
+  }
+
+  /** Set once started, when `security.workloadCa` is configured. */
+  get workloadCa(): WorkloadCa | undefined {
+    return this.workloadCaValue;
   }
 
   get tls(): ReloadingTlsFiles | undefined {
@@ -113,6 +117,15 @@ export class XdsSecurity {
     }
     this.guard.start();
     const path = (p: string) => (isAbsolute(p) ? p : resolve(this.config.baseDir, p));
+    const workloadCa = this.config.security.workloadCa;
+    if (workloadCa !== undefined) {
+      this.workloadCaValue =
+        workloadCa.certFile !== undefined && workloadCa.keyFile !== undefined && workloadCa.rootsFile !== undefined
+          ? await WorkloadCa.fromFiles({ certFile: path(workloadCa.certFile), keyFile: path(workloadCa.keyFile), rootsFile: path(workloadCa.rootsFile) })
+          : await WorkloadCa.open(stateDir, this.config.security.trustDomain);
+      this.log.info({ trustDomain: this.config.security.trustDomain, signer: this.workloadCaValue.signer().subject }, 'workload CA ready');
+      if (workloadCa.certFile === undefined) this.watchRootSchedule(stateDir, workloadCa.reloadIntervalMs);
+    }
     const { admin } = this.config;
     if (admin.tls !== undefined) {
       this.adminTlsFiles = new ReloadingTlsFiles({ certFile: path(admin.tls.certFile), keyFile: path(admin.tls.keyFile) }, admin.tls.reloadIntervalMs, this.log);
@@ -138,7 +151,32 @@ export class XdsSecurity {
     return reloadingServerCredentials(this.tlsFiles);
   }
 
+  /** `meshbridge ca rotate-workload-root` rewrites the schedule; the new roots are loaded while serving, a bad schedule is logged and ignored. */
+  private watchRootSchedule(stateDir: string, intervalMs: number): void {
+    const file = join(stateDir, WORKLOAD_CA_DIR, 'roots.json');
+    let seen = '';
+    const check = async () => {
+      const stamp = await stat(file).then(
+        (s) => `${s.mtimeMs}:${s.size}:${s.ino}`,
+        () => '',
+      );
+      if (seen === '') seen = stamp;
+      if (stamp === seen) return;
+      seen = stamp;
+      try {
+        this.workloadCaValue = await WorkloadCa.open(stateDir, this.config.security.trustDomain);
+        this.log.info({ signer: this.workloadCaValue.signer().subject, roots: this.workloadCaValue.trustBundle().match(/BEGIN CERTIFICATE/g)?.length }, 'workload CA roots reloaded');
+      } catch (error) {
+        this.log.error({ err: error }, `workload CA roots not reloaded; the previous ones stay in force: ${(error as Error).message}`);
+      }
+    };
+    void check();
+    this.workloadCaTimer = setInterval(() => void check(), intervalMs);
+    this.workloadCaTimer.unref();
+  }
+
   stop(): void {
+    clearInterval(this.workloadCaTimer);
     this.guard.stop();
     this.tlsFiles?.stop();
     this.adminTlsFiles?.stop();

@@ -46,6 +46,8 @@ function includeDirs(): string[] {
 export interface EnvoyApi {
   readonly ads: AdsGrpcType;
   readonly csds: CsdsGrpcType;
+  /** SDS, which `meshbridge agent` serves to its local Envoy. */
+  readonly sds: { envoy: { service: { secret: { v3: { SecretDiscoveryService: grpc.ServiceClientConstructor } } } } };
   /** Encodes a message of the given type URL into an Any. */
   pack(typeUrl: string, message: object): Any & { type_url: string; value: Buffer };
   /** Decodes an Any's bytes into a plain object with the same field conventions as the generated types. */
@@ -130,6 +132,7 @@ export function loadEnvoyApi(): EnvoyApi {
     loaded = {
       ads: grpcObject as unknown as AdsGrpcType,
       csds: grpcObject as unknown as CsdsGrpcType,
+      sds: grpcObject as unknown as EnvoyApi['sds'],
       pack(typeUrl, message) {
         const type = typeFor(typeUrl);
         try {

@@ -25,7 +25,7 @@ spec:
   resolution: STATIC
   ports: [{ number: 50051, name: grpc, protocol: GRPC }]
   endpoints:
-    - { address: 10.0.0.1, ports: { grpc: 50061 }, locality: eu/eu-1 }
+    - { address: 10.0.0.1, ports: { grpc: 50061 }, locality: eu/eu-1, serviceAccount: greeter }
     - { address: 10.0.0.2, ports: { grpc: 50062 }, locality: eu/eu-2 }
 ---
 apiVersion: networking.istio.io/v1
@@ -74,6 +74,7 @@ describe('admin API, CSDS and the status/catalog CLI against a running daemon wi
       `xds: { listen: 127.0.0.1:0 }
 admin: { listen: 127.0.0.1:0 }
 batching: { debounceMs: 20, maxDelayMs: 100 }
+security: { trustDomain: mesh.example }
 registries:
   - { kind: file, name: local, paths: ['./*.mesh.yaml'] }
 `,
@@ -164,17 +165,25 @@ registries:
     expect(badProxy.types.EDS.status).toBe('NOT SENT');
   });
 
-  it('/debug/catalogz lists the merged catalog with every endpoint\'s source registry', async () => {
+  it('/debug/catalogz lists the merged catalog with every endpoint\'s source registry and identity', async () => {
     const body = await getJson<CatalogzBody>('/debug/catalogz');
     expect(body.services.map((s) => s.hostname)).toEqual(['greeter.mesh.local', 'web.mesh.local']);
     expect(body.services[0]).toMatchObject({
       ports: [{ number: 50051, name: 'grpc', protocol: 'GRPC' }],
       registries: ['local'],
       endpoints: [
-        { address: '10.0.0.1', ports: { grpc: 50061 }, health: 'HEALTHY', locality: 'eu/eu-1', registry: 'local' },
+        {
+          address: '10.0.0.1',
+          ports: { grpc: 50061 },
+          health: 'HEALTHY',
+          locality: 'eu/eu-1',
+          registry: 'local',
+          identity: 'spiffe://mesh.example/ns/default/sa/greeter',
+        },
         { address: '10.0.0.2', ports: { grpc: 50062 }, health: 'HEALTHY', locality: 'eu/eu-2', registry: 'local' },
       ],
     });
+    expect(body.services[0]!.endpoints[1]).not.toHaveProperty('identity');
     expect(body.conflicts).toEqual([]);
     const one = await getJson<CatalogzBody>('/debug/catalogz?host=web.mesh.local');
     expect(one.services.map((s) => s.hostname)).toEqual(['web.mesh.local']);
@@ -260,14 +269,17 @@ registries:
     expect((await meshbridge(['status', 'nobody', '--admin', admin])).code).toBe(1);
   });
 
-  it('meshbridge catalog prints services and endpoints with health and source', async () => {
+  it('meshbridge catalog prints services and endpoints with health, source and identity', async () => {
     const { stdout, code } = await meshbridge(['catalog', '--admin', admin]);
     expect(code, stdout).toBe(0);
     const lines = stdout.trimEnd().split('\n');
-    expect(lines[0]).toMatch(/^SERVICE\s+PORTS\s+ENDPOINT\s+HEALTH\s+WEIGHT\s+LOCALITY\s+SOURCE$/);
+    expect(lines[0]).toMatch(/^SERVICE\s+PORTS\s+ENDPOINT\s+HEALTH\s+WEIGHT\s+LOCALITY\s+SOURCE\s+IDENTITY$/);
     expect(lines.slice(1)).toHaveLength(3);
-    expect(lines[1]).toMatch(/^greeter\.mesh\.local\s+50051\/GRPC\s+10\.0\.0\.1:50061\s+HEALTHY\s+1\s+eu\/eu-1\s+local$/);
-    expect(lines[3]).toMatch(/^web\.mesh\.local\s+8080\/HTTP\s+10\.0\.1\.1:8080\s+HEALTHY\s+1\s+-\s+local$/);
+    expect(lines[1]).toMatch(
+      /^greeter\.mesh\.local\s+50051\/GRPC\s+10\.0\.0\.1:50061\s+HEALTHY\s+1\s+eu\/eu-1\s+local\s+spiffe:\/\/mesh\.example\/ns\/default\/sa\/greeter$/,
+    );
+    expect(lines[2]).toMatch(/^greeter\.mesh\.local\s+50051\/GRPC\s+10\.0\.0\.2:50062\s+HEALTHY\s+1\s+eu\/eu-2\s+local\s+-$/);
+    expect(lines[3]).toMatch(/^web\.mesh\.local\s+8080\/HTTP\s+10\.0\.1\.1:8080\s+HEALTHY\s+1\s+-\s+local\s+-$/);
 
     const one = await meshbridge(['catalog', 'web.mesh.local', '--admin', admin]);
     expect(one.stdout.trimEnd().split('\n')).toHaveLength(2);

@@ -118,4 +118,23 @@ describe('examples/vm: the systemd unit, users, permissions, config and Envoy bo
     const readme = readFileSync(join(VM, demo, 'README.md'), 'utf8');
     expect(readme).toContain('smoke.sh');
   });
+
+  // Envoy is the demos' sidecar: the README starts it as a user would and the smoke sends traffic through it.
+  it.each(['consul-demo', 'eureka-demo'])('%s: the Envoy sidecar step is in the README and the smoke, and the demo config with its policy validates', async (demo) => {
+    const readme = readFileSync(join(VM, demo, 'README.md'), 'utf8');
+    expect(readme).toMatch(/bootstrap --envoy --node-id demo-sidecar --xds 127\.0\.0\.1:15010/);
+    expect(readme).toContain('--use-dynamic-base-id');
+    expect(readme).toContain('node examples/vm/sidecar-call.mjs 127.0.0.2:50061');
+    const smoke = readFileSync(join(VM, demo, 'smoke.sh'), 'utf8');
+    for (const step of ['start_envoy demo-sidecar', 'through_envoy', 'x-canary=yes', 'assert_envoy_accepted_all']) expect(smoke, step).toContain(step);
+    const lib = readFileSync(join(VM, 'smoke-lib.sh'), 'utf8');
+    expect(lib).toContain('--use-dynamic-base-id');
+    expect(lib).toContain('examples/vm/sidecar-call.mjs');
+    // The config names ./policy.yaml and a sidecar bind the greeters do not hold; validate both together.
+    const config = readFileSync(join(VM, demo, 'meshbridge.yaml'), 'utf8');
+    expect(config).toMatch(/^ {2}sidecarBind: 127\.0\.0\.2$/m);
+    const { stdout, stderr, code } = await meshbridge(['validate', '--config', join(VM, demo, 'meshbridge.yaml')]);
+    expect(code, `${stdout}${stderr}`).toBe(0);
+    expect(stdout).toContain('0 error(s), 0 warning(s)');
+  });
 });

@@ -60,6 +60,38 @@ describe('meshbridge bootstrap', () => {
     expect(validated.node.id).toBe('client-1');
   });
 
+  it('lists every replica given with --xds: all endpoints of Envoy\'s xds cluster, and gRPC xds_servers in the order given', async () => {
+    const replicas = ['10.0.0.5:15010', 'meshbridge-2.internal:15010', '10.0.0.7:15011'];
+    const envoy = await meshbridge(['bootstrap', '--envoy', '--node-id', 'vm-1', ...replicas.flatMap((r) => ['--xds', r])]);
+    expect(envoy.code).toBe(0);
+    const written = withDurationObjects(parse(envoy.stdout)) as Record<string, unknown>;
+    const type = bootstrapType();
+    expect(type.toObject(type.fromObject(written), { json: true, longs: Number, enums: String, defaults: false })).toEqual(written);
+    const cluster = (written as { static_resources: { clusters: { type: string; load_assignment: { endpoints: { lb_endpoints: { endpoint: { address: { socket_address: { address: string; port_value: number } } } }[] }[] } }[] } })
+      .static_resources.clusters[0]!;
+    // A name among the addresses: Envoy must resolve it.
+    expect(cluster.type).toBe('STRICT_DNS');
+    expect(cluster.load_assignment.endpoints[0]!.lb_endpoints.map((e) => `${e.endpoint.address.socket_address.address}:${e.endpoint.address.socket_address.port_value}`)).toEqual(replicas);
+
+    const grpc = await meshbridge(['bootstrap', '--grpc', '--node-id', 'client-1', ...replicas.flatMap((r) => ['--xds', r]), '--namespace', 'shop', '--label', 'app=vm20', '--label', 'track=a=b']);
+    expect(grpc.code).toBe(0);
+    const { validateBootstrapConfig } = require('@grpc/grpc-js-xds/build/src/xds-bootstrap.js') as {
+      validateBootstrapConfig: (config: unknown) => { xdsServers: { server_uri: string }[]; node: { id: string; metadata?: unknown } };
+    };
+    const validated = validateBootstrapConfig(JSON.parse(grpc.stdout));
+    expect(validated.xdsServers.map((s) => s.server_uri)).toEqual(replicas);
+    expect(JSON.parse(grpc.stdout).node.metadata).toEqual({ NAMESPACE: 'shop', LABELS: { app: 'vm20', track: 'a=b' } });
+  });
+
+  it('refuses the same --xds twice and a --label that is not KEY=VALUE', async () => {
+    const twice = await meshbridge(['bootstrap', '--envoy', '--node-id', 'x', '--xds', '10.0.0.5:1', '--xds', '10.0.0.5:1']);
+    expect(twice.code).toBe(2);
+    expect(twice.stderr).toContain('--xds 10.0.0.5:1 is given twice');
+    const label = await meshbridge(['bootstrap', '--grpc', '--node-id', 'x', '--label', 'novalue']);
+    expect(label.code).toBe(2);
+    expect(label.stderr).toContain('--label must be KEY=VALUE');
+  });
+
   it('refuses a bootstrap without a node id or with both kinds, exit code 2', async () => {
     expect((await meshbridge(['bootstrap', '--grpc'])).code).toBe(2);
     const both = await meshbridge(['bootstrap', '--grpc', '--envoy', '--node-id', 'x']);

@@ -10,13 +10,14 @@ describe('consul registry config', () => {
     expect(config!.registries[0]).toMatchObject({
       address: 'http://127.0.0.1:8500',
       domain: 'consul',
-      defaultProtocol: 'TCP',
       warning: 'weight',
       servicePort: 'lowest',
       waitSeconds: 60,
       concurrency: 8,
       initialSyncTimeoutMs: 10_000,
     });
+    // Unset is not TCP: it lets proxyless clients reach a service with no protocol meta (issue 11, defect 12).
+    expect(config!.registries[0]).not.toHaveProperty('defaultProtocol');
   });
 
   const rejected: { name: string; fields: Record<string, unknown>; field: string; message: string }[] = [

@@ -48,7 +48,7 @@ describe('consul registry against a real agent', () => {
       Port: 9002,
       Address: '127.0.0.2',
       Tags: ['version=v2'],
-      Meta: { protocol: 'http' },
+      Meta: { protocol: 'http', 'service-account': 'web-canary' },
       Check: { CheckID: 'web-2-ttl', TTL: '10m', Status: 'passing' },
     });
     const web = await fixture.until((s) => {
@@ -68,6 +68,10 @@ describe('consul registry against a real agent', () => {
       registry: 'consul',
     });
     expect(two).toMatchObject({ address: '127.0.0.2', ports: { http: 9002 }, labels: { version: 'v2' }, weight: 1, health: 'HEALTHY' });
+    // Identity: the service name, or the instance's meta service-account; the node is the Consul node the instance runs on.
+    expect(one!.identity).toEqual({ namespace: 'default', serviceAccount: 'web' });
+    expect(two!.identity).toEqual({ namespace: 'default', serviceAccount: 'web-canary' });
+    expect([one!.node, two!.node]).toEqual([agent.nodeName, agent.nodeName]);
   });
 
   it('turns an instance UNHEALTHY when its check fails, and back', async () => {

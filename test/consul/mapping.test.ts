@@ -107,6 +107,7 @@ const OPTIONS: ConsulMappingOptions = {
   defaultProtocol: 'TCP',
   warning: 'weight',
   servicePort: 'lowest',
+  namespace: 'default',
 };
 
 describe('health aggregation', () => {
@@ -227,7 +228,7 @@ describe('mapService', () => {
     );
     expect(diagnostics).toEqual([]);
     expect(service!.hostname).toBe('web.service.consul');
-    expect(service!.ports).toEqual([{ number: 8080, name: 'grpc', protocol: 'GRPC' }]);
+    expect(service!.ports).toEqual([{ number: 8080, name: 'grpc', protocol: 'GRPC', protocolFrom: 'declared by its instances (meta or tag protocol)' }]);
     expect(service!.endpoints.map((e) => [e.address, e.ports, e.locality.zone, e.locality.region])).toEqual([
       ['10.0.0.1', { grpc: 8080 }, 'z1', 'dc1'],
       ['10.0.0.2', { grpc: 9090 }, 'z2', 'dc1'],
@@ -238,6 +239,24 @@ describe('mapService', () => {
     expect(mapService('web', [Instance.of('a').build()], OPTIONS).service!.ports[0]!.protocol).toBe('TCP');
     expect(mapService('web', [Instance.of('a').build()], { ...OPTIONS, defaultProtocol: 'HTTP' }).service!.ports[0]!.name).toBe('http');
     expect(mapService('web', [Instance.of('a').tags('protocol=http2').build()], OPTIONS).service!.ports[0]!.protocol).toBe('HTTP2');
+  });
+
+  it('marks a protocol nobody declared, so proxyless clients get the port as gRPC, unless defaultProtocol was set (issue 11, defect 12)', () => {
+    const { defaultProtocol: _unset, ...unconfigured } = OPTIONS;
+    expect(mapService('web', [Instance.of('a').build()], unconfigured).service!.ports[0]).toEqual({
+      number: 8080,
+      name: 'tcp',
+      protocol: 'TCP',
+      protocolFrom: 'not declared (no protocol meta or tag, no defaultProtocol): TCP for Envoy, gRPC for clients that dial it by name',
+      protocolUndeclared: true,
+    });
+    expect(mapService('web', [Instance.of('a').build()], OPTIONS).service!.ports[0]).toEqual({
+      number: 8080,
+      name: 'tcp',
+      protocol: 'TCP',
+      protocolFrom: 'defaultProtocol of registry consul',
+    });
+    expect(mapService('web', [Instance.of('a').meta({ protocol: 'tcp' }).build()], unconfigured).service!.ports[0]).not.toHaveProperty('protocolUndeclared');
   });
 
   it('reports an unknown protocol and instances that disagree', () => {
@@ -320,5 +339,47 @@ describe('blocking query index rules', () => {
     expect(backoffDelay(3, 250, 30_000, () => 0.5)).toBe(1_500);
     expect(backoffDelay(20, 250, 30_000, () => 1)).toBe(30_000);
     expect(backoffDelay(20, 250, 30_000, () => 0)).toBe(15_000);
+  });
+});
+
+describe('workload identity', () => {
+  const identities = (instances: Instance[], options: Partial<ConsulMappingOptions> = {}) => {
+    const { service, diagnostics } = mapService('Web', instances.map((i) => i.build()), { ...OPTIONS, ...options });
+    return { identities: service!.endpoints.map((e) => e.identity), diagnostics: diagnostics.map((d) => `${d.field}: ${d.message}`) };
+  };
+
+  it('is the service name, lower-cased, in the configured namespace', () => {
+    expect(identities([Instance.of('a')], { namespace: 'payments' })).toEqual({
+      identities: [{ namespace: 'payments', serviceAccount: 'web' }],
+      diagnostics: [],
+    });
+  });
+
+  it('meta service-account overrides it for that instance alone', () => {
+    const result = identities([Instance.of('a').meta({ 'service-account': 'web-admin' }), Instance.of('b').node('node-2', '10.0.0.2')]);
+    expect(result.identities).toEqual([
+      { namespace: 'default', serviceAccount: 'web-admin' },
+      { namespace: 'default', serviceAccount: 'web' },
+    ]);
+  });
+
+  it('a bad override gives that instance no identity (never the broader service one), reported once', () => {
+    const bad = { 'service-account': 'Web/../admin' };
+    const result = identities([Instance.of('a').meta(bad), Instance.of('b').meta(bad).node('node-2', '10.0.0.2')]);
+    expect(result.identities).toEqual([undefined, undefined]);
+    expect(result.diagnostics).toEqual([
+      'services.Web.instances.node-1/a.meta.service-account: service-account: service account "Web/../admin" is not a DNS subdomain ' +
+        '(lower-case letters, digits, dashes, dots; at most 253); the instance gets no identity',
+    ]);
+  });
+
+  it('a service name that cannot be a service account gives no identity and says how to set one', () => {
+    const { service, diagnostics } = mapService('web_v2', [Instance.of('a').build()], OPTIONS);
+    expect(service!.endpoints[0]!.identity).toBeUndefined();
+    expect(diagnostics.map((d) => d.message)).toEqual([
+      'service account "web_v2" is not a DNS subdomain (lower-case letters, digits, dashes, dots; at most 253); set service-account to give the instance an identity',
+    ]);
+    expect(mapService('web_v2', [Instance.of('a').meta({ 'service-account': 'web-v2' }).build()], OPTIONS).service!.endpoints[0]!.identity)
+      .toEqual({ namespace: 'default', serviceAccount: 'web-v2' });
   });
 });

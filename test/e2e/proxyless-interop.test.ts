@@ -21,7 +21,7 @@ const ECHO_METHOD = '/meshbridge.example.Echo/Echo';
 const target = (host: string) => `xds:///${host}.interop:${PORT}`;
 
 /** One host per matching case: a rule sending matching calls to subset `hit` (backend a), everything else to `miss` (b). */
-const MATCH_CASES: ReadonlyArray<{ host: string; match: string; hits: Record<string, string>; misses: Record<string, string>; presence?: true }> = [
+const MATCH_CASES: ReadonlyArray<{ host: string; match: string; hits: Record<string, string>; misses: Record<string, string> }> = [
   { host: 'path-exact', match: `{ uri: { exact: ${ECHO_METHOD} } }`, hits: {}, misses: {} },
   { host: 'path-prefix', match: `{ uri: { prefix: /meshbridge.example.Echo/ } }`, hits: {}, misses: {} },
   { host: 'path-regex', match: `{ uri: { regex: '^/meshbridge\\.example\\.Echo/E.ho$' } }`, hits: {}, misses: {} },
@@ -29,8 +29,10 @@ const MATCH_CASES: ReadonlyArray<{ host: string; match: string; hits: Record<str
   { host: 'header-prefix', match: '{ headers: { x-team: { prefix: blu } } }', hits: { 'x-team': 'blue' }, misses: { 'x-team': 'green' } },
   { host: 'header-regex', match: "{ headers: { x-build: { regex: '^r[0-9]+$' } } }", hits: { 'x-build': 'r42' }, misses: { 'x-build': 'r42x' } },
   { host: 'header-invert', match: '{ withoutHeaders: { x-team: { exact: blue } } }', hits: { 'x-team': 'green' }, misses: { 'x-team': 'blue' } },
-  // Istio's presence match: an empty match object. Kept in a file of its own, since validation rejects it today (issue 11, defect 4).
-  { host: 'header-present', match: '{ headers: { x-flag: {} } }', hits: { 'x-flag': 'anything' }, misses: {}, presence: true },
+  // Istio's presence match: an empty match object (issue 11, defect 4), sent to gRPC as present_match.
+  { host: 'header-present', match: '{ headers: { x-flag: {} } }', hits: { 'x-flag': 'anything' }, misses: {} },
+  // Under withoutHeaders, presence means absence: a call without the header is the hit.
+  { host: 'header-absent', match: '{ withoutHeaders: { x-flag: {} } }', hits: {}, misses: { 'x-flag': 'anything' } },
 ];
 
 interface Backends {
@@ -138,7 +140,7 @@ const POLICY = [
         - { destination: { host: split.interop, subset: v2 }, weight: 20 }
 `,
   ),
-  ...MATCH_CASES.filter((c) => !c.presence).map((c) => matchRule(c.host, c.match)),
+  ...MATCH_CASES.map((c) => matchRule(c.host, c.match)),
   virtualService(
     'fault-abort',
     `    - fault: { abort: { grpcStatus: UNAVAILABLE, percentage: { value: 50 } } }
@@ -180,8 +182,6 @@ spec:
 `,
 ].join('---\n');
 
-const PRESENCE_POLICY = matchRule('header-present', MATCH_CASES.find((c) => c.presence)!.match);
-
 describe('gRPC xDS interop scenarios, for grpc-js-xds and grpc-go', () => {
   const dir = tempDir();
   let backends: Backends;
@@ -210,14 +210,13 @@ describe('gRPC xDS interop scenarios, for grpc-js-xds and grpc-go', () => {
     };
     writeServices();
     dir.write('policy.yaml', POLICY);
-    dir.write('presence.yaml', PRESENCE_POLICY);
     dir.write(
       'meshbridge.yaml',
       `xds: { listen: 127.0.0.1:0 }
 admin: { listen: 127.0.0.1:0 }
 batching: { debounceMs: 50, maxDelayMs: 200 }
 registries: [{ kind: file, name: local, paths: [services.yaml] }]
-policy: { paths: [policy.yaml, presence.yaml] }
+policy: { paths: [policy.yaml] }
 `,
     );
     daemon = new DaemonProcess(['run', '--config', `${dir.path}/meshbridge.yaml`]);
@@ -325,15 +324,15 @@ policy: { paths: [policy.yaml, presence.yaml] }
     for (const matchCase of MATCH_CASES) {
       const kindOf = matchCase.host.startsWith('path') ? 'path' : 'header';
       const name = `${kindOf} matching (${matchCase.host.replace(/^(path|header)-/, '')}): matching calls go to one subset, the rest to the other`;
-      // Presence is Istio's empty match object, which validation rejects today (issue 11, defect 4): expected to fail until fixed.
-      (matchCase.presence ? it.fails : it)(name, async () => {
+      it(name, async () => {
         await eventually(async () => {
           const hits = tally(await client.call(target(matchCase.host), { count: 20, parallel: 5, metadata: matchCase.hits }));
           expect(hits).toEqual({ byBackend: { a: 20 }, errors: {} });
-        }, matchCase.presence ? 3_000 : 15_000, 100);
+        }, 15_000, 100);
         if (kindOf === 'header') {
           for (const metadata of [matchCase.misses, {}]) {
-            if (matchCase.host === 'header-invert' && Object.keys(metadata).length === 0) continue; // no header is a hit for invert
+            // No header at all is a hit for invert and for absence.
+            if ((matchCase.host === 'header-invert' || matchCase.host === 'header-absent') && Object.keys(metadata).length === 0) continue;
             expect(tally(await client.call(target(matchCase.host), { count: 20, parallel: 5, metadata }))).toEqual({ byBackend: { b: 20 }, errors: {} });
           }
         }

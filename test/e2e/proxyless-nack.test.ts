@@ -4,7 +4,6 @@ import { startEchoBackend } from '../helpers/echo.js';
 import type { EchoBackend } from '../helpers/echo.js';
 import { tempDir } from '../helpers/tmp.js';
 import { proxylessClient, tally } from '../harness/grpc-go/proxyless-clients.js';
-import type { ProxylessKind } from '../harness/grpc-go/proxyless-clients.js';
 
 /**
  * Every DestinationRule traffic policy meshbridge accepts must reach both
@@ -26,18 +25,6 @@ const POLICIES: Readonly<Record<string, string>> = {
   'outlier-detection': '{ outlierDetection: { consecutive5xxErrors: 3, interval: 5s, baseEjectionTime: 30s, maxEjectionPercent: 50 } }',
   'locality-weights':
     '{ loadBalancer: { simple: ROUND_ROBIN, localityLbSetting: { distribute: [{ from: "eu/*", to: { "eu/*": 80, "us/*": 20 } }] } } }',
-};
-
-/**
- * Rejected today, with the client's own words (measured with grpc-js-xds 1.14.1 and grpc-go 1.85.0).
- * Marked as expected failures so the suite stays green and flags the day they are fixed.
- */
-const KNOWN_NACKS: Readonly<Record<string, readonly ProxylessKind[]>> = {
-  // grpc-go: "unexpected lbPolicy RANDOM"; grpc-js-xds: "load_balancing_policy unset and unsupported lb_policy: RANDOM".
-  random: ['grpc-js', 'grpc-go'],
-  // grpc-js-xds takes least request only through load_balancing_policy: "unsupported lb_policy: LEAST_REQUEST".
-  'least-request': ['grpc-js'],
-  'least-conn': ['grpc-js'],
 };
 
 describe('DestinationRule policies reach proxyless clients without a NACK', () => {
@@ -110,10 +97,21 @@ policy: { paths: [policy.yaml] }
       .flatMap((p) => Object.entries(p.types).flatMap(([type, status]) => (status.nack ? [`${type}: ${status.nack.message}`] : [])));
   };
 
+  it('reports what proxyless clients get instead of a policy gRPC does not run (RANDOM, LEAST_REQUEST, LEAST_CONN)', async () => {
+    // grpc-go rejected lb_policy RANDOM ("unexpected lbPolicy RANDOM"), grpc-js-xds RANDOM and LEAST_REQUEST
+    // ("unsupported lb_policy"): proxyless views get round robin, and the daemon says so once per rule.
+    for (const [host, simple] of [['random', 'RANDOM'], ['least-request', 'LEAST_REQUEST'], ['least-conn', 'LEAST_CONN']] as const) {
+      const line = await daemon.waitForLog(
+        (l) => l.topic === 'translation' && typeof l.msg === 'string' && l.msg.includes(`loadBalancer.simple ${simple} `) && l.msg.includes(`DestinationRule ${host}`),
+        10_000,
+      );
+      expect(line.msg).toContain(`they get ROUND_ROBIN (DestinationRule ${host}; clusters outbound|${PORT}||${host}.nack)`);
+    }
+  });
+
   for (const kind of ['grpc-js', 'grpc-go'] as const) {
     for (const host of Object.keys(POLICIES)) {
-      const known = KNOWN_NACKS[host]?.includes(kind) ?? false;
-      (known ? it.fails : it)(`${kind} accepts ${host} and calls go through`, async () => {
+      it(`${kind} accepts ${host} and calls go through`, async () => {
         const node = `nack-${kind}-${host}`;
         const bootstrap = await meshbridge(['bootstrap', '--grpc', '--node-id', node, '--locality', 'eu/eu-1a', '--xds', `127.0.0.1:${xdsPort}`]);
         const client = proxylessClient(kind, bootstrap.stdout);

@@ -7,7 +7,7 @@ import { choosePort, eurekaHealth, mapInstances } from '../../src/registries/eur
 import type { EurekaMappingOptions } from '../../src/registries/eureka/mapping.js';
 import { fixture } from './stub-eureka.js';
 
-const OPTIONS: EurekaMappingOptions = { registry: 'spring', region: '', defaultProtocol: 'HTTP', servicePort: 'lowest' };
+const OPTIONS: EurekaMappingOptions = { registry: 'spring', region: '', defaultProtocol: 'HTTP', servicePort: 'lowest', namespace: 'default' };
 
 const parse = (name: string) => parseApplications(fixture(name));
 const byId = (instances: readonly EurekaInstance[], id: string) => {
@@ -274,5 +274,31 @@ describe('mapping instances to services', () => {
     expect(services[0]!.endpoints).toHaveLength(1);
     expect(services[0]!.endpoints[0]!.labels).toEqual({ version: 'v1' });
     expect(diagnostics[0]!.field).toBe('JSAPP/b');
+  });
+});
+
+describe('workload identity', () => {
+  const base = () => parse('apps-js-client.json').instances[0]!;
+
+  it('is the app name, lower-cased, in the configured namespace; metadata service-account overrides it', () => {
+    const plain = { ...base(), id: 'a', ipAddr: '192.0.2.1' };
+    const named = { ...base(), id: 'b', ipAddr: '192.0.2.2', metadata: { 'service-account': 'js-frontend' } };
+    const { services, diagnostics } = mapInstances([plain, named], { ...OPTIONS, namespace: 'spring' });
+    expect(services[0]!.endpoints.map((e) => [e.address, e.identity])).toEqual([
+      ['192.0.2.1', { namespace: 'spring', serviceAccount: 'jsapp' }],
+      ['192.0.2.2', { namespace: 'spring', serviceAccount: 'js-frontend' }],
+    ]);
+    expect(diagnostics).toEqual([]);
+  });
+
+  it('a bad override or app name gives no identity, reported once per app', () => {
+    const bad = (id: string, ip: string) => ({ ...base(), id, ipAddr: ip, metadata: { 'service-account': 'x'.repeat(300) } });
+    const underscored = { ...base(), app: 'MY_APP', vipAddress: 'myapp', id: 'c', ipAddr: '192.0.2.3' };
+    const { services, diagnostics } = mapInstances([bad('a', '192.0.2.1'), bad('b', '192.0.2.2'), underscored], OPTIONS);
+    expect(services.flatMap((s) => s.endpoints.map((e) => e.identity))).toEqual([undefined, undefined, undefined]);
+    expect(diagnostics.map((d) => d.field)).toEqual(['JSAPP/a.metadata.service-account', 'MY_APP/c.metadata.service-account']);
+    expect(diagnostics[0]!.message).toContain('the instance gets no identity');
+    expect(diagnostics[0]!.message.length).toBeLessThan(300);
+    expect(diagnostics[1]!.message).toContain('set service-account');
   });
 });

@@ -91,7 +91,9 @@ export async function startSpringGreeter(
   }
   const stop = async () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    // Spring's graceful shutdown (mark DOWN, deregister) can take well over 10 s on a loaded machine; a
+    // SIGKILL before it ends leaves the app registered and healthy until its lease expires.
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
     await exited;
     clearTimeout(timer);
   };

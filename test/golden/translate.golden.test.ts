@@ -87,6 +87,8 @@ function outputsFor({ name: goldenCaseName, states, policy: policySet }: GoldenC
     routes: sidecar.routes,
     'proxyless.listeners': proxyless.listeners,
     'proxyless.routes': proxyless.routes,
+    // Written only where proxyless clients get other clusters than Envoy (settings gRPC does not run).
+    ...(stringify(proxyless.clusters) !== stringify(sidecar.clusters) ? { 'proxyless.clusters': proxyless.clusters } : {}),
     // Locality load balancing weighs endpoints from where the client stands.
     ...(goldenCaseName.startsWith('locality-')
       ? { 'endpoints-from-us-east-1a': translate(catalog, 'sidecar@us-east/us-east-1a/rack-1', { sidecarBind: '127.0.0.1' }, policy).endpoints }
@@ -149,6 +151,7 @@ describe('translation golden files', () => {
         ...(outputs.routes as object[]).flatMap((r) => protoProblems(TypeUrl.RouteConfiguration, r)),
         ...(outputs['proxyless.listeners'] as object[]).flatMap((l) => protoProblems(TypeUrl.Listener, l)),
         ...(outputs['proxyless.routes'] as object[]).flatMap((r) => protoProblems(TypeUrl.RouteConfiguration, r)),
+        ...((outputs['proxyless.clusters'] ?? []) as object[]).flatMap((c) => protoProblems(TypeUrl.Cluster, c)),
       ];
       expect(problems, goldenCase.name).toEqual([]);
       // And protobufjs can encode each one.

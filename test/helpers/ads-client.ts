@@ -18,7 +18,7 @@ export class RawAdsClient {
 
   constructor(
     address: string,
-    readonly node: { id: string; user_agent_name?: string } = { id: 'raw-client', user_agent_name: 'envoy' },
+    readonly node: { id: string; user_agent_name?: string; metadata?: object } = { id: 'raw-client', user_agent_name: 'envoy' },
   ) {
     const { AggregatedDiscoveryService } = loadEnvoyApi().ads.envoy.service.discovery.v3;
     this.client = new AggregatedDiscoveryService(address, grpc.credentials.createInsecure());

@@ -19,7 +19,7 @@ export class RawDeltaClient {
 
   constructor(
     address: string,
-    readonly node: { id: string; user_agent_name?: string } = { id: 'raw-delta-client', user_agent_name: 'envoy' },
+    readonly node: { id: string; user_agent_name?: string; metadata?: object } = { id: 'raw-delta-client', user_agent_name: 'envoy' },
   ) {
     const { AggregatedDiscoveryService } = loadEnvoyApi().ads.envoy.service.discovery.v3;
     // A channel of its own, so a stuck client does not share a connection with others.

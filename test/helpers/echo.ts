@@ -41,6 +41,14 @@ export interface EchoBackendOptions {
   readonly failWith?: grpc.status;
   /** Hold every answer this long, so calls overlap (circuit breaking). */
   readonly delayMs?: number;
+  /** Serve TLS with this certificate; with `clientCa`, require a client certificate it signed. */
+  readonly tls?: { readonly cert: Buffer; readonly key: Buffer; readonly clientCa?: Buffer };
+}
+
+function serverCredentials(options: EchoBackendOptions): grpc.ServerCredentials {
+  const { tls } = options;
+  if (tls === undefined) return grpc.ServerCredentials.createInsecure();
+  return grpc.ServerCredentials.createSsl(tls.clientCa ?? null, [{ private_key: tls.key, cert_chain: tls.cert }], tls.clientCa !== undefined);
 }
 
 /** A real gRPC server on loopback that answers with its own name. */
@@ -59,7 +67,7 @@ export async function startEchoBackend(name: string, options: EchoBackendOptions
     },
   });
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`127.0.0.1:${options.port ?? 0}`, grpc.ServerCredentials.createInsecure(), (error, bound) =>
+    server.bindAsync(`127.0.0.1:${options.port ?? 0}`, serverCredentials(options), (error, bound) =>
       error ? reject(error) : resolve(bound),
     ),
   );

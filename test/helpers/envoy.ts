@@ -26,6 +26,10 @@ export interface EnvoyOptions {
   readonly xdsAddress?: string;
   /** `--locality region/zone/subzone`. */
   readonly locality?: string;
+  /** More `--xds` addresses after the first: meshbridge replicas. */
+  readonly moreXds?: readonly string[];
+  /** `--label KEY=VALUE` each: node metadata LABELS, what a Sidecar selects. */
+  readonly labels?: Readonly<Record<string, string>>;
 }
 
 export interface HttpReply {
@@ -61,6 +65,8 @@ export class EnvoyProcess {
     const args = ['bootstrap', '--envoy', '--node-id', options.nodeId, '--xds', options.xdsAddress ?? `127.0.0.1:${options.xdsPort}`, '--admin-port', '0'];
     if (options.delta) args.push('--delta');
     if (options.locality) args.push('--locality', options.locality);
+    for (const address of options.moreXds ?? []) args.push('--xds', address);
+    for (const [key, value] of Object.entries(options.labels ?? {})) args.push('--label', `${key}=${value}`);
     const { stdout, stderr, code } = await meshbridge(args);
     if (code !== 0) throw new Error(`meshbridge bootstrap failed (${code}): ${stderr}`);
     const envoy = new EnvoyProcess(tempDir('meshbridge-envoy-'), stdout);

@@ -35,6 +35,12 @@ describe('policy validation: every field with a wrong type or value names file, 
     ['timeout as a number', route('      timeout: 5\n'), 'spec.http[0].timeout: must be a duration'],
     ['retries without attempts', route('      retries: { perTryTimeout: 1s }\n'), 'spec.http[0].retries.attempts: must be a whole number'],
     ['negative retries', route('      retries: { attempts: -1 }\n'), 'spec.http[0].retries.attempts: must not be negative'],
+    // Envoy ignores an unknown retry_on token with only a log line (issue 11, defect 3).
+    ['unknown retry condition', route('      retries: { attempts: 2, retryOn: "5xx,gateway-eror" }\n'), 'spec.http[0].retries.retryOn: unknown retry condition "gateway-eror" (an HTTP status code, or one of 5xx'],
+    ['status code out of range in retryOn', route('      retries: { attempts: 2, retryOn: "5xx,999" }\n'), 'spec.http[0].retries.retryOn: unknown retry condition "999"'],
+    ['empty retryOn', route('      retries: { attempts: 2, retryOn: " , " }\n'), 'spec.http[0].retries.retryOn: must name at least one retry condition'],
+    ['header match with two kinds', vs('    - match: [{ headers: { x: { exact: a, prefix: b } } }]\n      route: [{ destination: { host: a.mesh } }]\n'), 'spec.http[0].match[0].headers.x: must have at most one of exact, prefix or regex ({} matches on presence)'],
+    ['empty uri match (presence is for headers only)', vs('    - match: [{ uri: {} }]\n      route: [{ destination: { host: a.mesh } }]\n'), 'spec.http[0].match[0].uri: must have exactly one of exact, prefix or regex'],
     ['fault with neither delay nor abort', route('      fault: {}\n'), 'spec.http[0].fault: must have delay or abort'],
     ['abort with both statuses', route('      fault: { abort: { httpStatus: 503, grpcStatus: UNAVAILABLE } }\n'), 'spec.http[0].fault.abort: must have exactly one of httpStatus or grpcStatus'],
     ['abort with an unknown gRPC status', route('      fault: { abort: { grpcStatus: BROKEN } }\n'), 'spec.http[0].fault.abort.grpcStatus: must be a gRPC status name'],
@@ -63,7 +69,7 @@ describe('policy validation: every field with a wrong type or value names file, 
     ['consecutive5xxErrors as text', dr('    outlierDetection: { consecutive5xxErrors: five }\n'), 'spec.trafficPolicy.outlierDetection.consecutive5xxErrors: must be a whole number'],
     ['unknown tls mode', dr('    tls: { mode: STRICT }\n'), 'spec.trafficPolicy.tls.mode: must be DISABLE, SIMPLE, MUTUAL or ISTIO_MUTUAL'],
     ['MUTUAL without certificates', dr('    tls: { mode: MUTUAL }\n'), 'spec.trafficPolicy.tls: MUTUAL needs clientCertificate and privateKey'],
-    ['ISTIO_MUTUAL', dr('    tls: { mode: ISTIO_MUTUAL }\n'), 'spec.trafficPolicy.tls.mode: ISTIO_MUTUAL needs Istio-issued certificates'],
+    ['ISTIO_MUTUAL with certificate files', dr('    tls: { mode: ISTIO_MUTUAL, clientCertificate: /etc/c.pem }\n'), 'spec.trafficPolicy.tls.clientCertificate: ISTIO_MUTUAL uses the workload certificate from meshbridge agent'],
     ['port level twice', dr('    portLevelSettings: [{ port: { number: 80 } }, { port: { number: 80 } }]\n'), 'spec.trafficPolicy.portLevelSettings[1].port.number: port 80 has two settings'],
     ['port level without port', dr('    portLevelSettings: [{ loadBalancer: { simple: RANDOM } }]\n'), 'spec.trafficPolicy.portLevelSettings[0].port: '],
   ];
@@ -74,6 +80,13 @@ describe('policy validation: every field with a wrong type or value names file, 
       expect(found.some((f) => f.startsWith('error: rules.yaml: document 0: ') && f.includes(expected)), found.join('\n')).toBe(true);
     });
   }
+
+  it('accepts Istio\'s header presence ({}) under headers and withoutHeaders, and retryOn with status codes (issue 11, defects 3 and 4)', () => {
+    const text = vs(
+      '    - match: [{ headers: { x-flag: {} }, withoutHeaders: { x-off: {} } }]\n      route: [{ destination: { host: a.mesh } }]\n      retries: { attempts: 2, retryOn: "gateway-error,503, 504" }\n',
+    );
+    expect(findings(text)).toEqual([]);
+  });
 
   it('collects every problem of a file, not only the first', () => {
     const found = findings(`${route('      timeout: soon\n      retries: { attempts: -1 }\n')}---\n${dr('    tls: { mode: STRICT }\n')}`);

@@ -147,4 +147,60 @@ describe('file registry', () => {
     await registry.start();
     expect((await first).services.map((s) => s.hostname)).toEqual(['a.mesh']);
   });
+
+  describe('workload identity', () => {
+    const identities = () =>
+      latest?.services.flatMap((s) => s.endpoints.map((e) => `${s.hostname} ${e.address} ${e.identity === undefined ? '-' : `${e.identity.namespace}/${e.identity.serviceAccount}`}`));
+
+    it('WorkloadEntry.serviceAccount in the WorkloadEntry namespace; inline endpoints in the ServiceEntry namespace; none without one', async () => {
+      await startWith({
+        'vm.yaml': `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: reviews, namespace: shop }
+spec:
+  hosts: [reviews.shop.mesh]
+  ports: [{ number: 9080, name: http }]
+  workloadSelector: { labels: { app: reviews } }
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: { name: reviews-vm-1, namespace: shop }
+spec: { address: 10.0.0.1, labels: { app: reviews }, serviceAccount: reviews }
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: { name: reviews-vm-2, namespace: shop }
+spec: { address: 10.0.0.2, labels: { app: reviews } }
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: ratings }
+spec:
+  hosts: [ratings.mesh]
+  ports: [{ number: 80, name: http }]
+  endpoints: [{ address: 10.0.0.3, serviceAccount: ratings-sa }]
+`,
+      });
+      expect(identities()).toEqual(['ratings.mesh 10.0.0.3 default/ratings-sa', 'reviews.shop.mesh 10.0.0.1 shop/reviews', 'reviews.shop.mesh 10.0.0.2 -']);
+      expect(latest?.diagnostics.filter((d) => d.field?.includes('serviceAccount'))).toEqual([]);
+    });
+
+    it('rejects a service account that is not a name, naming file, document and field, and keeps the last good file', async () => {
+      await startWith({ 'a.yaml': entry('a.mesh', '10.0.0.1') });
+      dir.write('a.yaml', entry('a.mesh', '10.0.0.2').replace('address: 10.0.0.2', 'address: 10.0.0.2, serviceAccount: "x/../admin"'));
+      await eventually(() => expect(logs.errors().some((m) => /a\.yaml.*document 0.*spec\.endpoints\[0\]\.serviceAccount/.test(m)), logs.errors().join('\n')).toBe(true));
+      expect(identities()).toEqual(['a.mesh 10.0.0.1 -']);
+    });
+
+    it('a namespace that cannot be in a SPIFFE ID gives no identity and a warning on metadata.namespace', async () => {
+      await startWith({
+        'a.yaml': entry('a.mesh', '10.0.0.1')
+          .replace('metadata: { name: a }', 'metadata: { name: a, namespace: Shop_1 }')
+          .replace('address: 10.0.0.1', 'address: 10.0.0.1, serviceAccount: a'),
+      });
+      expect(identities()).toEqual(['a.mesh 10.0.0.1 -']);
+      const warning = latest?.diagnostics.find((d) => d.field === 'metadata.namespace');
+      expect(warning?.message).toMatch(/namespace "Shop_1" is not a DNS label.*no identity/);
+    });
+  });
 });

@@ -6,7 +6,8 @@
 # scripts/install-consul.sh, which prints the Consul binary's path on its last
 # line. Differences from the README, all to run beside other tests: every
 # Consul, meshbridge and greeter port is a free one (copies of meshbridge.yaml
-# and the greeter definitions are rewritten to match the README's 50061-50063).
+# and the greeter definitions are rewritten to match the README's 50061-50063),
+# and Envoy's admin port is one it picks.
 DEMO_NAME=consul-demo
 # shellcheck source=../smoke-lib.sh
 source "$(dirname "$0")/../smoke-lib.sh"
@@ -14,7 +15,7 @@ source "$(dirname "$0")/../smoke-lib.sh"
 command -v curl >/dev/null || fail "curl is needed"
 
 step "1. build and start Consul"
-bash scripts/ensure-deps.sh
+build_meshbridge
 CONSUL=$(bash scripts/install-consul.sh | tail -n 1)
 [ -x "$CONSUL" ] || fail "scripts/install-consul.sh did not print an executable path (got: $CONSUL)"
 HTTP=$(free_port)
@@ -29,8 +30,10 @@ leader() { curl -sf "$CONSUL_ADDR/v1/status/leader" | grep -q ':'; }
 wait_for 60 "a Consul leader" leader
 
 step "2. start the greeters"
-G1=$(free_port) G2=$(free_port) G3=$(free_port)
-LOWEST=$(printf '%s\n' "$G1" "$G2" "$G3" | sort -n | head -n1)
+# Ascending, as in the README (50061-50063): the service's port is its lowest
+# instance port, so greeter-1 keeps it, and Envoy's listener, while the others leave.
+read -r G1 G2 G3 <<<"$(printf '%s\n' "$(free_port)" "$(free_port)" "$(free_port)" | sort -n | tr '\n' ' ')"
+LOWEST=$G1
 node examples/quickstart/demo.mjs backends "$G1" "$G2" >"$work/greeters-1-2.log" 2>&1 &
 pids+=($!)
 node examples/quickstart/demo.mjs backends "$G3" >"$work/greeter-3.log" 2>&1 &
@@ -46,6 +49,7 @@ for f in "$DEMO"/greeter-*.json; do
 done
 
 step "4. start meshbridge"
+cp "$DEMO/policy.yaml" "$work/policy.yaml"
 start_meshbridge dc1 30 "s|address: http://127.0.0.1:8500|address: $CONSUL_ADDR|" "$CONSUL_ADDR"
 three_healthy() {
   local out
@@ -69,7 +73,21 @@ wait_for 30 "calls answered by greeter-$G3" answered_by "$G3"
 synced() { mb status --admin "127.0.0.1:$ADMIN" | grep -Eq '^demo-client +demo-client +proxyless +SYNCED +SYNCED +SYNCED +SYNCED '; }
 wait_for 10 "demo-client SYNCED on every type in 'meshbridge status'" synced
 
-step "6a. health: stop greeter-3"
+step "6. call it through an Envoy sidecar"
+start_envoy demo-sidecar
+CLUSTER="outbound|$LOWEST||greeter.service.consul"
+wait_for 30 "Envoy to hold the three greeters in $CLUSTER" envoy_has "$G1" "$G2" "$G3"
+# Envoy's listener is on 127.0.0.2 (sidecarBind); the authority picks the route.
+SIDECAR_LISTENER=127.0.0.2:$LOWEST SIDECAR_AUTHORITY=greeter.service.consul
+all_three_through_envoy() { through_envoy 12 && answers_only "$G1" "$G2" "$G3"; }
+wait_for 30 "calls through Envoy answered by all three greeters" all_three_through_envoy
+sidecar_synced() { mb status --admin "127.0.0.1:$ADMIN" | grep -Eq '^demo-sidecar +[^ ]+ +sidecar +SYNCED +SYNCED +SYNCED +SYNCED '; }
+wait_for 10 "demo-sidecar SYNCED on every type in 'meshbridge status'" sidecar_synced
+through_envoy 6 x-canary=yes || fail "sidecar-call.mjs failed: $(cat "$work/sidecar.out")"
+answers_only "$G3" || fail "x-canary: yes did not route to v2 (greeter-3) only: $(cat "$work/sidecar.out")"
+assert_envoy_accepted_all
+
+step "7a. health: stop greeter-3"
 kill "$greeter3"
 unhealthy() { mb catalog greeter.service.consul --admin "127.0.0.1:$ADMIN" | grep -Eq "127\.0\.0\.1:$G3 +UNHEALTHY"; }
 wait_for 15 "127.0.0.1:$G3 UNHEALTHY in 'meshbridge catalog'" unhealthy
@@ -77,8 +95,9 @@ wait_for 15 "127.0.0.1:$G3 UNHEALTHY in 'meshbridge catalog'" unhealthy
 sleep 4
 grep -q 'answered by' "$work/client.log" || fail "the client stopped getting answers"
 ! answered_by "$G3" || fail "the client still calls the stopped greeter-3"
+through_envoy 9 && answers_only "$G1" "$G2" || fail "Envoy still routes to the stopped greeter-3 (or failed): $(cat "$work/sidecar.out")"
 
-step "6b. deregistration: greeter-2"
+step "7b. deregistration: greeter-2"
 curl -sf -X PUT "$CONSUL_ADDR/v1/agent/service/deregister/greeter-2" || fail "cannot deregister greeter-2"
 gone() { ! mb catalog greeter.service.consul --admin "127.0.0.1:$ADMIN" | grep -q "127\.0\.0\.1:$G2"; }
 wait_for 15 "$G2 gone from 'meshbridge catalog'" gone
@@ -87,13 +106,17 @@ sleep 1
 sleep 4
 answered_by "$G1" || fail "the client no longer reaches greeter-1"
 ! answered_by "$G2" || fail "the client still calls the deregistered greeter-2"
+! envoy_has "$G2" >/dev/null || fail "Envoy still holds the deregistered greeter-2: $(envoy_hosts "$CLUSTER")"
+through_envoy 6 && answers_only "$G1" || fail "Envoy does not route to greeter-1 only: $(cat "$work/sidecar.out")"
 
-step "6c. outage: stop Consul"
+step "7c. outage: stop Consul"
 kill "${pids[0]}"
 stale() { curl -sf "127.0.0.1:$ADMIN/debug/registryz" | grep -q '"state": "stale"'; }
 wait_for 60 "registry dc1 stale in /debug/registryz" stale
 : >"$work/client.log"
 sleep 3
 answered_by "$G1" || fail "calls stopped while Consul was down"
+through_envoy 3 && answers_only "$G1" || fail "calls through Envoy stopped while Consul was down: $(cat "$work/sidecar.out")"
+assert_envoy_accepted_all
 
 step "PASSED"

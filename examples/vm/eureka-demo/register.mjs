@@ -3,14 +3,17 @@
 // spring-cloud-starter-netflix-eureka-client does (same REST calls, same
 // instance fields), renews their leases, and deregisters them on Ctrl-C.
 //
-//   node register.mjs EUREKA_URL APP PORT...
-//   node register.mjs http://127.0.0.1:8761/eureka greeter 50061 50062 50063
+//   node register.mjs EUREKA_URL APP PORT[=VERSION]...
+//   node register.mjs http://127.0.0.1:8761/eureka greeter 50061 50062 50063=v2
 //
 // Each instance gets Spring Cloud's default id, HOST:APP:PORT, the VIP address
-// APP (meshbridge names the service after it), and metadata protocol=grpc.
-const [base, app, ...ports] = process.argv.slice(2);
-if (!base || !app || ports.length === 0) {
-  console.error('usage: register.mjs EUREKA_URL APP PORT...');
+// APP (meshbridge names the service after it), and metadata protocol=grpc and
+// version=VERSION (v1 unless given; eureka.instance.metadata-map.version in Spring).
+const [base, app, ...specs] = process.argv.slice(2);
+const versions = new Map(specs.map((spec) => [spec.split('=')[0], spec.split('=')[1] ?? 'v1']));
+const ports = [...versions.keys()];
+if (!base || !app || ports.length === 0 || ports.some((port) => !/^[0-9]{1,5}$/.test(port))) {
+  console.error('usage: register.mjs EUREKA_URL APP PORT[=VERSION]...');
   process.exit(2);
 }
 const APP = app.toUpperCase();
@@ -33,7 +36,7 @@ const instance = (port) => ({
     healthCheckUrl: `http://${host}:${port}/actuator/health`,
     dataCenterInfo: { '@class': 'com.netflix.appinfo.InstanceInfo$DefaultDataCenterInfo', name: 'MyOwn' },
     leaseInfo: { renewalIntervalInSecs: RENEW_SECONDS, durationInSecs: RENEW_SECONDS * 3 },
-    metadata: { protocol: 'grpc', zone: 'zone-a', 'management.port': String(port) },
+    metadata: { protocol: 'grpc', version: versions.get(port), zone: 'zone-a', 'management.port': String(port) },
   },
 });
 

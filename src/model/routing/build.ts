@@ -1,7 +1,7 @@
 import type { Diagnostic } from '../../errors.js';
 import type { DestinationRuleDocument, PolicySet, VirtualServiceDocument } from '../../istio/policy-set.js';
 import type { StringMatch as IstioStringMatch } from '../../istio/traffic-fields.js';
-import { GRPC_STATUS_CODES } from '../../istio/virtual-service.js';
+import { DEFAULT_RETRIABLE_STATUS_CODES, DEFAULT_RETRY_ON, GRPC_STATUS_CODES, splitRetryOn } from '../../istio/virtual-service.js';
 import type { HttpRoute, MatchRequest } from '../../istio/virtual-service.js';
 import { compareStrings, findService } from '../catalog.js';
 import type { ServiceCatalog } from '../catalog.js';
@@ -12,6 +12,7 @@ import type { ResolvedPolicy } from './resolve.js';
 import { portKey } from './types.js';
 import type {
   ClusterModel,
+  HeaderMatch,
   PortRouting,
   RequestMatch,
   RouteAction,
@@ -255,7 +256,7 @@ function actionOf(
           retries: {
             attempts: retries.attempts,
             ...(retries.perTryTimeout !== undefined ? { perTryTimeoutMs: retries.perTryTimeout } : {}),
-            ...(retries.retryOn !== undefined ? { retryOn: retries.retryOn } : {}),
+            ...retryConditions(retries.retryOn),
           },
         }
       : {}),
@@ -270,6 +271,13 @@ function actionOf(
     ...(mirror !== undefined ? { mirror } : {}),
     ...(hash !== undefined ? { hash } : {}),
   };
+}
+
+/** Istio's default retries 503 too; status codes written in retryOn are Envoy's retriable_status_codes, not conditions. */
+function retryConditions(retryOn: string | undefined): { retryOn: readonly string[]; retriableStatusCodes: readonly number[] } {
+  if (retryOn === undefined) return { retryOn: DEFAULT_RETRY_ON, retriableStatusCodes: DEFAULT_RETRIABLE_STATUS_CODES };
+  const { conditions, statusCodes } = splitRetryOn(retryOn);
+  return { retryOn: conditions, retriableStatusCodes: statusCodes };
 }
 
 function resolveDestination(
@@ -295,7 +303,17 @@ function stringMatch(match: IstioStringMatch): StringMatch {
   return { regex: match.regex! };
 }
 
-function stringMatches(record: Record<string, IstioStringMatch> | undefined): Record<string, StringMatch> | undefined {
+function headerMatches(record: Record<string, IstioStringMatch> | undefined): Record<string, HeaderMatch> | undefined {
+  if (record === undefined) return undefined;
+  return Object.fromEntries(
+    Object.entries(record).map(([name, m]): [string, HeaderMatch] => [
+      name,
+      m.exact === undefined && m.prefix === undefined && m.regex === undefined ? { present: true } : stringMatch(m),
+    ]),
+  );
+}
+
+function queryMatches(record: Record<string, IstioStringMatch> | undefined): Record<string, StringMatch> | undefined {
   if (record === undefined) return undefined;
   return Object.fromEntries(Object.entries(record).map(([name, m]) => [name, stringMatch(m)]));
 }
@@ -306,11 +324,11 @@ function requestMatch(match: MatchRequest): RequestMatch {
   if (match.method !== undefined) out.method = stringMatch(match.method);
   if (match.authority !== undefined) out.authority = stringMatch(match.authority);
   if (match.scheme !== undefined) out.scheme = stringMatch(match.scheme);
-  const headers = stringMatches(match.headers);
+  const headers = headerMatches(match.headers);
   if (headers !== undefined) out.headers = headers;
-  const without = stringMatches(match.withoutHeaders);
+  const without = headerMatches(match.withoutHeaders);
   if (without !== undefined) out.withoutHeaders = without;
-  const query = stringMatches(match.queryParams);
+  const query = queryMatches(match.queryParams);
   if (query !== undefined) out.queryParams = query;
   if (match.ignoreUriCase !== undefined) out.ignoreUriCase = match.ignoreUriCase;
   return out;

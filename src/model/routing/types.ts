@@ -85,13 +85,17 @@ export interface StringMatch {
   readonly regex?: string;
 }
 
+/** A header matches on its value, or (Istio's empty match object) on being there at all. */
+export type HeaderMatch = StringMatch | { readonly present: true };
+
 export interface RequestMatch {
   readonly uri?: StringMatch;
   readonly scheme?: StringMatch;
   readonly method?: StringMatch;
   readonly authority?: StringMatch;
-  readonly headers?: Readonly<Record<string, StringMatch>>;
-  readonly withoutHeaders?: Readonly<Record<string, StringMatch>>;
+  readonly headers?: Readonly<Record<string, HeaderMatch>>;
+  /** Presence here means absence: the request must not carry the header. */
+  readonly withoutHeaders?: Readonly<Record<string, HeaderMatch>>;
   readonly queryParams?: Readonly<Record<string, StringMatch>>;
   readonly ignoreUriCase?: boolean;
 }
@@ -114,12 +118,20 @@ export interface WeightedTarget {
   readonly headers?: HeaderRules;
 }
 
+export interface RetryPolicy {
+  readonly attempts: number;
+  readonly perTryTimeoutMs?: number;
+  /** Envoy's retry_on conditions (status codes written in retryOn are in retriableStatusCodes instead). */
+  readonly retryOn: readonly string[];
+  readonly retriableStatusCodes: readonly number[];
+}
+
 export interface ForwardAction {
   readonly kind: 'forward';
   readonly targets: readonly WeightedTarget[];
   /** Undefined: no timeout (Istio turns Envoy's default off so long streams are not cut). */
   readonly timeoutMs?: number;
-  readonly retries?: { readonly attempts: number; readonly perTryTimeoutMs?: number; readonly retryOn?: string };
+  readonly retries?: RetryPolicy;
   readonly rewrite?: { readonly uri?: string; readonly authority?: string };
   readonly mirror?: { readonly cluster: string; readonly percent: number };
   /** The consistent-hash key of the first target's cluster, a route setting in Envoy. */

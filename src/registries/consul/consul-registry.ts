@@ -32,10 +32,12 @@ export interface ConsulRegistryConfig {
     readonly tags?: readonly string[] | undefined;
     readonly filter?: string | undefined;
   };
-  readonly defaultProtocol: Protocol;
+  readonly defaultProtocol?: Protocol | undefined;
   readonly warning: WarningMapping;
   readonly servicePort: PortChoice;
   readonly taggedAddress?: string | undefined;
+  /** Namespace of the instances' identities; `default` when absent. */
+  readonly namespace?: string | undefined;
   readonly initialSyncTimeoutMs: number;
   readonly requestTimeoutMs: number;
   /** Largest response body read (limits.registryResponseBytes); 64 MiB when left out. */
@@ -206,6 +208,7 @@ export class ConsulRegistry implements Registry {
       warning: this.config.warning,
       servicePort: this.config.servicePort,
       taggedAddress: this.config.taggedAddress,
+      namespace: this.config.namespace ?? 'default',
     };
   }
 

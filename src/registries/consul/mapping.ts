@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import type { Diagnostic } from '../../errors.js';
 import { compareEndpoints, compareStrings, endpointKey } from '../../model/catalog.js';
 import type { Endpoint, HealthStatus, Protocol, Service } from '../../model/service.js';
+import { SERVICE_ACCOUNT_KEY, registryIdentity } from '../workload-identity.js';
 import type { ConsulHealthCheck, ConsulServiceEntry } from './consul-types.js';
 
 /**
@@ -19,11 +20,14 @@ export interface ConsulMappingOptions {
   /** The agent's own datacenter: its services get the short `<name>.service.<domain>` hostname. */
   readonly localDatacenter: string;
   readonly domain: string;
-  readonly defaultProtocol: Protocol;
+  /** Undefined: not configured (TCP, marked undeclared so proxyless clients get it as gRPC). */
+  readonly defaultProtocol?: Protocol | undefined;
   readonly warning: WarningMapping;
   readonly servicePort: PortChoice;
   /** Prefer this tagged address (`lan`, `wan`, `lan_ipv6`, ...) over `Service.Address`/`Node.Address`. */
   readonly taggedAddress?: string | undefined;
+  /** Namespace of the instances' identities: `spiffe://<td>/ns/<namespace>/sa/<service or meta service-account>`. */
+  readonly namespace: string;
 }
 
 export type AggregateStatus = 'passing' | 'warning' | 'critical' | 'maintenance';
@@ -228,7 +232,14 @@ export function mapService(name: string, entries: readonly ConsulServiceEntry[],
   if (usable.length === 0) return { service: undefined, diagnostics, nodes: [...nodes].sort(compareStrings) };
 
   const declaredProtocols = usable.map((u) => u.protocol).filter((p): p is Protocol => p !== undefined);
-  const protocol = mostCommon(declaredProtocols) ?? options.defaultProtocol;
+  const declared = mostCommon(declaredProtocols);
+  const protocol = declared ?? options.defaultProtocol ?? 'TCP';
+  const protocolFrom =
+    declared !== undefined
+      ? 'declared by its instances (meta or tag protocol)'
+      : options.defaultProtocol !== undefined
+        ? `defaultProtocol of registry ${options.registry}`
+        : 'not declared (no protocol meta or tag, no defaultProtocol): TCP for Envoy, gRPC for clients that dial it by name';
   if (new Set(declaredProtocols).size > 1) {
     diagnostics.push({
       severity: 'warning',
@@ -249,8 +260,20 @@ export function mapService(name: string, entries: readonly ConsulServiceEntry[],
   });
 
   const endpoints = new Map<string, Endpoint>();
+  const identityProblems = new Set<string>();
   for (const u of usable) {
     const { health, weight } = instanceHealth(u.entry, options.warning);
+    const { identity, problem } = registryIdentity(options.namespace, name, u.entry.Service.Meta?.[SERVICE_ACCOUNT_KEY]);
+    // Reported once per service and problem: a badly named service must not flood the log with one line per instance.
+    if (problem !== undefined && !identityProblems.has(problem)) {
+      identityProblems.add(problem);
+      diagnostics.push({
+        severity: 'warning',
+        source,
+        field: `services.${name}.instances.${u.entry.Node.Node}/${u.entry.Service.ID}.meta.${SERVICE_ACCOUNT_KEY}`,
+        message: problem,
+      });
+    }
     const endpoint: Endpoint = {
       address: u.address,
       ports: { [portName]: u.port },
@@ -259,13 +282,15 @@ export function mapService(name: string, entries: readonly ConsulServiceEntry[],
       weight,
       health,
       registry: options.registry,
+      ...(identity === undefined ? {} : { identity }),
+      node: u.entry.Node.Node,
     };
     const key = endpointKey(endpoint);
     if (!endpoints.has(key)) endpoints.set(key, endpoint);
   }
   const service: Service = {
     hostname: consulHostname(name, options.datacenter, options.localDatacenter, options.domain),
-    ports: [{ number: portNumber, name: portName, protocol }],
+    ports: [{ number: portNumber, name: portName, protocol, protocolFrom, ...(declared === undefined && options.defaultProtocol === undefined ? { protocolUndeclared: true as const } : {}) }],
     endpoints: [...endpoints.values()].sort(compareEndpoints),
     registries: [options.registry],
   };

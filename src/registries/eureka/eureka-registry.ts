@@ -26,6 +26,8 @@ export interface EurekaRegistryConfig {
   readonly serviceUrls: readonly string[];
   readonly domain?: string | undefined;
   readonly region: string;
+  /** Namespace of the instances' identities; `default` when absent. */
+  readonly namespace?: string | undefined;
   readonly defaultProtocol: Protocol;
   readonly servicePort: PortChoice;
   /** Time between reads; Netflix's client uses 30 s (registryFetchIntervalSeconds). */
@@ -284,6 +286,7 @@ export class EurekaRegistry implements Registry {
       registry: this.name,
       domain: this.config.domain,
       region: this.config.region,
+      namespace: this.config.namespace ?? 'default',
       defaultProtocol: this.config.defaultProtocol,
       servicePort: this.config.servicePort,
     });

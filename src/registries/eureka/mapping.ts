@@ -2,7 +2,8 @@ import { isIP } from 'node:net';
 import type { Diagnostic } from '../../errors.js';
 import { TLS_LABEL } from '../../model/service.js';
 import { compareEndpoints, compareStrings, endpointKey } from '../../model/catalog.js';
-import type { Endpoint, HealthStatus, Protocol, Service } from '../../model/service.js';
+import type { Endpoint, HealthStatus, Protocol, Service, WorkloadIdentity } from '../../model/service.js';
+import { SERVICE_ACCOUNT_KEY, registryIdentity } from '../workload-identity.js';
 import type { EurekaInstance, EurekaStatus } from './eureka-json.js';
 
 /**
@@ -21,6 +22,8 @@ export interface EurekaMappingOptions {
   /** Protocol of a plain port when the instances do not say (metadata `protocol`). */
   readonly defaultProtocol: Protocol;
   readonly servicePort: PortChoice;
+  /** Namespace of the instances' identities: `spiffe://<td>/ns/<namespace>/sa/<app or metadata service-account>`. */
+  readonly namespace: string;
 }
 
 export interface MappedServices {
@@ -143,6 +146,7 @@ interface Usable {
   readonly tls: boolean;
   readonly protocol: Protocol | undefined;
   readonly weight: number;
+  readonly identity: WorkloadIdentity | undefined;
 }
 
 /**
@@ -158,6 +162,7 @@ export function mapInstances(instances: readonly EurekaInstance[], options: Eure
     diagnostics.push({ severity: 'warning', source, field: `${instance.app}/${instance.id}${field ? `.${field}` : ''}`, message });
 
   const byHost = new Map<string, Usable[]>();
+  const identityProblems = new Set<string>();
   const sorted = [...instances].sort((a, b) => compareStrings(a.app, b.app) || compareStrings(a.id, b.id));
   for (const instance of sorted) {
     const address = instanceAddress(instance);
@@ -177,11 +182,18 @@ export function mapInstances(instances: readonly EurekaInstance[], options: Eure
     if (instance.status !== instance.rawStatus.trim().toUpperCase()) {
       warn(instance, 'status', `unknown status "${instance.rawStatus}"; treated as UNKNOWN (unhealthy)`);
     }
+    const { identity, problem } = registryIdentity(options.namespace, instance.app, instance.metadata[SERVICE_ACCOUNT_KEY]);
+    // Once per app and problem: a badly named app must not give one line per instance on every read.
+    const problemKey = `${instance.app}\n${problem}`;
+    if (problem !== undefined && !identityProblems.has(problemKey)) {
+      identityProblems.add(problemKey);
+      warn(instance, `metadata.${SERVICE_ACCOUNT_KEY}`, problem);
+    }
     const { weight, invalid } = instanceWeight(instance);
     if (invalid !== undefined) warn(instance, 'metadata.weight', `weight "${invalid}" is not a whole number of at least 1; using 1`);
     const { hostnames, invalid: badNames } = eurekaHostnames(instance, options.domain);
     for (const name of badNames) warn(instance, 'vipAddress', `"${name}" is not a valid hostname; ignored`);
-    const usable: Usable = { instance, address, port: port.port, tls: port.tls, protocol: declared.protocol, weight };
+    const usable: Usable = { instance, address, port: port.port, tls: port.tls, protocol: declared.protocol, weight, identity };
     for (const hostname of hostnames) {
       const list = byHost.get(hostname);
       if (list === undefined) byHost.set(hostname, [usable]);
@@ -239,5 +251,13 @@ function toEndpoint(u: Usable, portName: string, options: EurekaMappingOptions):
     weight: u.weight,
     health: eurekaHealth(instance.status),
     registry: options.registry,
+    ...(u.identity === undefined ? {} : { identity: u.identity }),
+    // Eureka knows machines by hostName (Spring's eureka.instance.hostname); metadata `node` names the proxy otherwise.
+    ...(nodeOf(instance) === undefined ? {} : { node: nodeOf(instance)! }),
   };
+}
+
+function nodeOf(instance: EurekaInstance): string | undefined {
+  const node = instance.metadata['node'] ?? instance.hostName;
+  return node === undefined || node === '' ? undefined : node;
 }

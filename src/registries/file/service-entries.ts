@@ -1,6 +1,7 @@
 import type { Diagnostic } from '../../errors.js';
 import { compareStrings, endpointKey } from '../../model/catalog.js';
 import { matchesLabels } from '../../model/labels.js';
+import { parseWorkloadIdentity } from '../../model/service.js';
 import type { Endpoint, Service, ServicePort } from '../../model/service.js';
 import { byPrecedence } from '../../istio/documents.js';
 import type { IstioDocument, ParsedFile } from '../../istio/documents.js';
@@ -46,13 +47,27 @@ export function servicesFromFiles(files: ReadonlyMap<string, ParsedFile>, regist
     const ports = spec.ports.map(
       (p): ServicePort => ({ number: p.number, name: p.name, protocol: p.protocol ?? protocolFromPortName(p.name) }),
     );
+    // Inline endpoints live in the ServiceEntry's namespace; selected WorkloadEntries share it (the selector is namespaced).
     const selected =
       spec.workloadSelector === undefined
-        ? (spec.endpoints ?? [])
+        ? (spec.endpoints ?? []).map((e) => ({ ...e, node: e.labels?.[NODE_LABEL] }))
         : workloads
             .filter((w) => w.namespace === entry.namespace && matchesLabels(w.spec.labels ?? {}, spec.workloadSelector!.labels))
-            .map((w) => w.spec);
-    const endpoints = selected.map((workload) => toEndpoint(workload, spec, registry));
+            .map((w) => ({ ...w.spec, node: w.spec.labels?.[NODE_LABEL] ?? w.name }));
+    const namespaceProblem = selected.some((w) => w.serviceAccount !== undefined)
+      ? parseWorkloadIdentity(entry.namespace, 'default')
+      : undefined;
+    if (namespaceProblem !== undefined && 'error' in namespaceProblem) {
+      diagnostics.push({
+        severity: 'warning',
+        source: entry.location.source,
+        document: entry.location.document,
+        field: 'metadata.namespace',
+        message: `${namespaceProblem.error}; its workloads get no identity`,
+      });
+    }
+    const identityNamespace = namespaceProblem !== undefined && 'error' in namespaceProblem ? undefined : entry.namespace;
+    const endpoints = selected.map((workload) => toEndpoint(workload, spec, identityNamespace, registry));
     const origin = `${entry.location.source} document ${entry.location.document}`;
 
     for (const host of spec.hosts) {
@@ -83,7 +98,18 @@ export function servicesFromFiles(files: ReadonlyMap<string, ParsedFile>, regist
   return { services, diagnostics };
 }
 
-function toEndpoint(workload: WorkloadEntrySpec, entry: ServiceEntrySpec, registry: string): Endpoint {
+/**
+ * The label naming the node (the proxy's xDS node id) a workload runs on;
+ * a WorkloadEntry's name serves when it is absent.
+ */
+export const NODE_LABEL = 'meshbridge.io/node';
+
+function toEndpoint(
+  workload: WorkloadEntrySpec & { readonly node?: string | undefined },
+  entry: ServiceEntrySpec,
+  namespace: string | undefined,
+  registry: string,
+): Endpoint {
   const ports: Record<string, number> = {};
   for (const port of entry.ports) ports[port.name] = workload.ports?.[port.name] ?? port.targetPort ?? port.number;
   return {
@@ -94,6 +120,9 @@ function toEndpoint(workload: WorkloadEntrySpec, entry: ServiceEntrySpec, regist
     weight: workload.weight ?? 1,
     health: 'HEALTHY',
     registry,
+    // As in Istio, a workload that names no service account has no identity (and no certificate).
+    ...(workload.node === undefined ? {} : { node: workload.node }),
+    ...(workload.serviceAccount === undefined || namespace === undefined ? {} : { identity: { namespace, serviceAccount: workload.serviceAccount } }),
   };
 }
 

@@ -3,6 +3,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { AggregatedDiscoveryServiceHandlers } from '../../generated/envoy/service/discovery/v3/AggregatedDiscoveryService.js';
 import { MeshbridgeError } from '../../errors.js';
+import type { ScopeResolver } from '../node.js';
 import type { SnapshotSource } from '../cache/snapshot-cache.js';
 import type { EnvoyApi } from '../protos.js';
 import { DeltaStream } from './delta-stream.js';
@@ -43,6 +44,8 @@ export interface XdsServerTuning {
   readonly admission?: () => string | undefined;
   /** Run before any handler sees a call: authentication and authorization (src/security/xds-guard.ts). */
   readonly interceptors?: grpc.ServerInterceptor[];
+  /** What narrows each node's view (its Sidecar, security.access); without it every node of a kind and locality shares one. */
+  readonly scopeOf?: ScopeResolver;
   /**
    * Make-before-break: how long a listener or route waits for the clusters it
    * names to be ACKed, and a removed cluster for what named it to be ACKed gone.
@@ -117,9 +120,9 @@ export class XdsServer {
     const limits: StreamLimits = { ...DEFAULT_STREAM_LIMITS, ...tuning.streamLimits };
     const handlers: AggregatedDiscoveryServiceHandlers = {
       StreamAggregatedResources: (call) =>
-        this.open(call, (id, log) => new SotwStream(id, call as unknown as SotwCall, cache, this.queue, callbacks, log, ordering, limits)),
+        this.open(call, (id, log) => new SotwStream(id, call as unknown as SotwCall, cache, this.queue, callbacks, log, ordering, limits, tuning.scopeOf)),
       DeltaAggregatedResources: (call) =>
-        this.open(call, (id, log) => new DeltaStream(id, call as unknown as DeltaCall, cache, this.queue, callbacks, log, ordering, limits)),
+        this.open(call, (id, log) => new DeltaStream(id, call as unknown as DeltaCall, cache, this.queue, callbacks, log, ordering, limits, tuning.scopeOf)),
     };
     this.server.addService(
       withEncodedResponses(api.ads.envoy.service.discovery.v3.AggregatedDiscoveryService.service),

@@ -15,7 +15,10 @@ export type SotwCall = AdsCall<DiscoveryRequest__Output>;
  * nonce and version last sent, the version of every resource sent, and the
  * client's ACK or NACK; it answers requests and pushes snapshot changes.
  * Full-state types (CDS, LDS) always carry every subscribed resource, so
- * leaving one out removes it; EDS and RDS carry only what changed.
+ * leaving one out removes it; EDS and RDS carry only what changed. A new
+ * stream whose first request of a type carries the type's current version
+ * (a client moving from another replica, or back after a broken stream) is
+ * sent nothing until the type changes, as go-control-plane's caches do.
  */
 export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
   readonly protocol = 'sotw' as const;
@@ -58,6 +61,8 @@ export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
     if (firstRequest) {
       type.answer = true;
       type.fullScan = true;
+      // Replicas give the same versions for the same inputs: a client arriving from another one says what it has.
+      if (request.version_info !== '' && request.response_nonce === '') type.resumedVersion = request.version_info;
     }
     if (added.includes('*')) type.fullScan = true;
     for (const name of added) type.force.add(name);
@@ -95,6 +100,23 @@ export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
     const available = snapshot.resources.get(typeUrl)!;
     const fullState = isFullStateType(typeUrl);
     const subscribed = (name: string) => type.wildcard || type.names.has(name);
+
+    if (type.resumedVersion !== undefined) {
+      const resumed = type.resumedVersion === snapshot.typeVersions.get(typeUrl);
+      type.resumedVersion = undefined;
+      if (resumed) {
+        // The whole type is as the client last accepted it (the version is its content hash), whatever it subscribed to: nothing to send.
+        for (const resource of available.values()) {
+          if (!subscribed(resource.name)) continue;
+          type.sent.set(resource.name, resource.version);
+          type.presumeAcked(resource);
+        }
+        type.versionSent = type.versionAcked = snapshot.typeVersions.get(typeUrl);
+        type.settle(snapshot);
+        this.log.debug({ type: shortTypeName(typeUrl), version: type.versionSent }, 'client already has this version; nothing sent');
+        return;
+      }
+    }
 
     // Which names could matter: all of them after a (re)subscription, else those changed since the last reconcile.
     let candidates: Iterable<string>;

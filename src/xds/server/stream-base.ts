@@ -5,7 +5,7 @@ import type { Node__Output } from '../../generated/envoy/config/core/v3/Node.js'
 import type { Resource, Snapshot } from '../cache/snapshot.js';
 import type { SnapshotSource } from '../cache/snapshot-cache.js';
 import { identifyNode } from '../node.js';
-import type { NodeIdentity } from '../node.js';
+import type { NodeIdentity, ScopeResolver } from '../node.js';
 import { TypeUrl, XDS_TYPES, shortTypeName } from '../type-urls.js';
 import type { XdsTypeUrl } from '../type-urls.js';
 import type { ClusterReferences } from './ordering.js';
@@ -83,6 +83,8 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
     protected log: Logger,
     protected readonly ordering: Ordering,
     private readonly limits: StreamLimits = DEFAULT_STREAM_LIMITS,
+    /** Names what narrows a node's view; read once, when its first request names it. */
+    private readonly scopeOf?: ScopeResolver,
   ) {
     this.peer = call.getPeer();
   }
@@ -158,7 +160,7 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
     if (request.node != null && !this.admitNode(request.node)) return;
     if (this.unwatch === undefined) {
       // The first request carries the node; later ones may leave it out.
-      this.node = identifyNode(request.node);
+      this.node = identifyNode(request.node, this.scopeOf);
       this.log = this.log.child({ node: this.node.id, view: this.node.view });
       this.unwatch = this.cache.watch((view) => {
         if (view === this.node.view) this.schedule();

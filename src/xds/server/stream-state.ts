@@ -105,6 +105,12 @@ export class TypeState implements TypeStatus {
   readonly retained = new Set<string>();
   /** Delta: what a reconnecting client said it has (`initial_resource_versions`), until the first response is computed. */
   readonly presumedHeld = new Map<string, string>();
+  /**
+   * SotW: the version_info a new stream's first request carried (a client that
+   * moved from another replica), until the first response is computed: if it is
+   * the snapshot's version of the type, the client has all of it already.
+   */
+  resumedVersion: string | undefined;
   /** Since when a response of this type has been held back for clusters to warm (make-before-break). */
   heldSince: number | undefined;
 

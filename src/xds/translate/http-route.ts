@@ -5,6 +5,7 @@ import type {
   ConsistentHashPolicy,
   FaultModel,
   ForwardAction,
+  HeaderMatch,
   HeaderOperations,
   RequestMatch,
   RouteModel,
@@ -18,8 +19,12 @@ import { duration, typed } from './typed.js';
 /** Filter name the per-route fault config is keyed by; the listener's HCM carries the filter itself. */
 export const FAULT_FILTER = 'envoy.filters.http.fault';
 
-/** Istio's default retry conditions when a VirtualService sets attempts without retryOn. */
-const DEFAULT_RETRY_ON = 'connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes';
+/**
+ * Who reads the routes. Envoy and gRPC differ: gRPC takes a route's deadline
+ * from max_stream_duration, and releases older than the `string_match` header
+ * matcher (gRPC C-core 1.51, still shipped by Debian) reject a route that uses it.
+ */
+export type RouteReader = 'sidecar' | 'proxyless';
 
 const REDIRECT_CODES: Record<number, string> = {
   301: 'MOVED_PERMANENTLY',
@@ -30,11 +35,11 @@ const REDIRECT_CODES: Record<number, string> = {
 };
 
 /** Envoy routes for one service port, from the routing model: its VirtualService's rules in order, or its default route. */
-export function routesFor(service: Service, port: ServicePort, routing: RoutingModel): Route[] {
-  return portRouting(routing, service, port).routes.map((route) => envoyRoute(route));
+export function routesFor(service: Service, port: ServicePort, routing: RoutingModel, reader: RouteReader): Route[] {
+  return portRouting(routing, service, port).routes.map((route) => envoyRoute(route, reader));
 }
 
-function envoyRoute(route: RouteModel): Route {
+function envoyRoute(route: RouteModel, reader: RouteReader): Route {
   const extras: Record<string, unknown> = {};
   addHeaderOperations(extras, route.headers?.request, 'request');
   addHeaderOperations(extras, route.headers?.response, 'response');
@@ -55,9 +60,9 @@ function envoyRoute(route: RouteModel): Route {
   } else if (action.kind === 'direct-response') {
     body = { direct_response: { status: action.status, ...(action.body !== undefined ? { body: { inline_string: action.body } } : {}) }, ...extras };
   } else {
-    body = forward(action, route.match, extras);
+    body = forward(action, route.match, extras, reader);
   }
-  return { name: route.name, match: routeMatch(route.match), ...body } as Route;
+  return { name: route.name, match: routeMatch(route.match, reader), ...body } as Route;
 }
 
 function noTimeout(): { timeout: { seconds: string; nanos: number } } {
@@ -65,7 +70,7 @@ function noTimeout(): { timeout: { seconds: string; nanos: number } } {
   return { timeout: duration(0) };
 }
 
-function forward(action: ForwardAction, match: RequestMatch | undefined, extras: Record<string, unknown>): object {
+function forward(action: ForwardAction, match: RequestMatch | undefined, extras: Record<string, unknown>, reader: RouteReader): object {
   const route: Record<string, unknown> = {};
   const [first] = action.targets;
   if (action.targets.length === 1) {
@@ -86,14 +91,16 @@ function forward(action: ForwardAction, match: RequestMatch | undefined, extras:
   }
   if (action.timeoutMs !== undefined) {
     route.timeout = duration(action.timeoutMs);
-    // gRPC clients take a route's deadline from max_stream_duration, not from timeout.
-    route.max_stream_duration = { max_stream_duration: duration(action.timeoutMs) };
+    // gRPC clients take a route's deadline from max_stream_duration, not from timeout. Envoy would
+    // count a fault delay against it too, so (as in Istio) Envoy gets the route timeout alone.
+    if (reader === 'proxyless') route.max_stream_duration = { max_stream_duration: duration(action.timeoutMs) };
   } else {
     Object.assign(route, noTimeout());
   }
   if (action.retries !== undefined) {
     route.retry_policy = {
-      retry_on: action.retries.retryOn ?? DEFAULT_RETRY_ON,
+      retry_on: action.retries.retryOn.join(','),
+      ...(action.retries.retriableStatusCodes.length > 0 ? { retriable_status_codes: [...action.retries.retriableStatusCodes] } : {}),
       num_retries: { value: action.retries.attempts },
       ...(action.retries.perTryTimeoutMs !== undefined ? { per_try_timeout: duration(action.retries.perTryTimeoutMs) } : {}),
     };
@@ -128,7 +135,21 @@ function stringMatcher(match: StringMatch): object {
   return { safe_regex: { regex: match.regex } };
 }
 
-export function routeMatch(match: RequestMatch | undefined): RouteMatch {
+/** Envoy's current matcher; Envoy reads the legacy fields too, but keeps string_match as its one form. */
+function sidecarHeaderMatcher(name: string, match: HeaderMatch): object {
+  return 'present' in match ? { name, present_match: true } : { name, string_match: stringMatcher(match) };
+}
+
+/** The fields every gRPC release understands (gRFC A28's first form), rather than string_match. */
+function proxylessHeaderMatcher(name: string, match: HeaderMatch): object {
+  if ('present' in match) return { name, present_match: true };
+  if (match.exact !== undefined) return { name, exact_match: match.exact };
+  if (match.prefix !== undefined) return { name, prefix_match: match.prefix };
+  return { name, safe_regex_match: { regex: match.regex } };
+}
+
+export function routeMatch(match: RequestMatch | undefined, reader: RouteReader): RouteMatch {
+  const headerMatcher = reader === 'proxyless' ? proxylessHeaderMatcher : sidecarHeaderMatcher;
   const result: Record<string, unknown> = {};
   const uri = match?.uri;
   if (uri?.exact !== undefined) result.path = uri.exact;
@@ -143,11 +164,9 @@ export function routeMatch(match: RequestMatch | undefined): RouteMatch {
     [':authority', match?.authority],
     [':scheme', match?.scheme],
   ];
-  for (const [name, value] of pseudo) if (value !== undefined) headers.push({ name, string_match: stringMatcher(value) });
-  for (const [name, value] of Object.entries(match?.headers ?? {})) headers.push({ name, string_match: stringMatcher(value) });
-  for (const [name, value] of Object.entries(match?.withoutHeaders ?? {})) {
-    headers.push({ name, string_match: stringMatcher(value), invert_match: true });
-  }
+  for (const [name, value] of pseudo) if (value !== undefined) headers.push(headerMatcher(name, value));
+  for (const [name, value] of Object.entries(match?.headers ?? {})) headers.push(headerMatcher(name, value));
+  for (const [name, value] of Object.entries(match?.withoutHeaders ?? {})) headers.push({ ...headerMatcher(name, value), invert_match: true });
   if (headers.length > 0) result.headers = headers;
   const query = Object.entries(match?.queryParams ?? {}).map(([name, value]) => ({ name, string_match: stringMatcher(value) }));
   if (query.length > 0) result.query_parameters = query;

@@ -1,6 +1,6 @@
 import type { Listener } from '../../generated/envoy/config/listener/v3/Listener.js';
 import type { Diagnostic } from '../../errors.js';
-import { isHttpProtocol } from '../../model/service.js';
+import { isHttpProtocol, isProxylessPort } from '../../model/service.js';
 import type { Service, ServicePort } from '../../model/service.js';
 import { TypeUrl } from '../type-urls.js';
 import {
@@ -93,13 +93,13 @@ function portClash(member: { service: Service; port: ServicePort }, port: number
 
 /**
  * Listeners for proxyless gRPC clients: an api_listener per `host:port`, and
- * one named `host` for the service's first HTTP-capable port, so that
+ * one named `host` for the service's first HTTP-capable port (or port of undeclared protocol), so that
  * `xds:///host` works without a port as it does in Istio.
  */
 export function buildProxylessListeners(services: readonly Service[]): Listener[] {
   const listeners: Listener[] = [];
   for (const service of services) {
-    const ports = service.ports.filter((p) => isHttpProtocol(p.protocol));
+    const ports = service.ports.filter(isProxylessPort);
     ports.forEach((port, index) => {
       const route = proxylessRouteName(service.hostname, port.number);
       const names = [proxylessListenerName(service.hostname, port.number)];

@@ -1,14 +1,15 @@
 import type { RouteConfiguration } from '../../generated/envoy/config/route/v3/RouteConfiguration.js';
 import type { VirtualHost } from '../../generated/envoy/config/route/v3/VirtualHost.js';
-import { isHttpProtocol, shortName } from '../../model/service.js';
+import { isHttpProtocol, isProxylessPort, shortName } from '../../model/service.js';
 import type { Service, ServicePort } from '../../model/service.js';
 import type { RoutingModel } from '../../model/routing/types.js';
 import { routesFor } from './http-route.js';
+import type { RouteReader } from './http-route.js';
 import { servicesByPort } from './listener.js';
 import { proxylessRouteName, sidecarRouteName } from './names.js';
 
-function virtualHost(service: Service, port: ServicePort, domains: string[], routing: RoutingModel): VirtualHost {
-  return { name: `${service.hostname}:${port.number}`, domains, routes: routesFor(service, port, routing) };
+function virtualHost(service: Service, port: ServicePort, domains: string[], routing: RoutingModel, reader: RouteReader): VirtualHost {
+  return { name: `${service.hostname}:${port.number}`, domains, routes: routesFor(service, port, routing, reader) };
 }
 
 /**
@@ -36,7 +37,7 @@ export function buildSidecarRoutes(services: readonly Service[], routing: Routin
         if (short !== hostname && shortCounts.get(short) === 1 && !taken.has(short)) {
           domains.push(short, `${short}:${portNumber}`);
         }
-        return virtualHost(m.service, m.port, domains, routing);
+        return virtualHost(m.service, m.port, domains, routing, 'sidecar');
       }),
     });
   }
@@ -47,10 +48,10 @@ export function buildSidecarRoutes(services: readonly Service[], routing: Routin
 export function buildProxylessRoutes(services: readonly Service[], routing: RoutingModel): RouteConfiguration[] {
   return services.flatMap((service) =>
     service.ports
-      .filter((port) => isHttpProtocol(port.protocol))
+      .filter(isProxylessPort)
       .map((port) => ({
         name: proxylessRouteName(service.hostname, port.number),
-        virtual_hosts: [virtualHost(service, port, [`${service.hostname}:${port.number}`, service.hostname], routing)],
+        virtual_hosts: [virtualHost(service, port, [`${service.hostname}:${port.number}`, service.hostname], routing, 'proxyless')],
       })),
   );
 }

@@ -7,7 +7,7 @@ import type { ServiceCatalog } from '../../model/catalog.js';
 import type { Locality } from '../../model/service.js';
 import { EMPTY_ROUTING } from '../../model/routing/build.js';
 import type { RoutingModel } from '../../model/routing/types.js';
-import { buildClusters } from './cluster.js';
+import { DEFAULT_TRUST_DOMAIN, buildClusters } from './cluster.js';
 import { buildLoadAssignments } from './endpoint.js';
 import { buildProxylessListeners, buildSidecarListeners } from './listener.js';
 import { buildProxylessRoutes, buildSidecarRoutes } from './route.js';
@@ -21,28 +21,56 @@ export type ProxyKind = 'sidecar' | 'proxyless';
 /**
  * A group of nodes that get identical resources: a proxy kind, plus the
  * node's locality when it has one, since locality load balancing weighs
- * endpoints from where the client stands. Translation runs once per view, not per node.
+ * endpoints from where the client stands, plus its scope when something
+ * narrows what it reads (a Sidecar's egress hosts, security.access).
+ * Written `kind[@region/zone/subzone][~scope]`. Translation runs once per view, not per node.
  */
 export type ProxyView = string;
 
-/** The views nodes without a locality share; always built. */
+/** The views nodes without a locality or scope share; always built. */
 export const BASE_VIEWS: readonly ProxyView[] = ['sidecar', 'proxyless'];
 
-export function viewKey(kind: ProxyKind, locality?: Locality): ProxyView {
-  if (locality === undefined || (locality.region === '' && locality.zone === '' && locality.subzone === '')) return kind;
-  return `${kind}@${locality.region}/${locality.zone}/${locality.subzone}`;
+export function viewKey(kind: ProxyKind, locality?: Locality, scope?: string): ProxyView {
+  const suffix = scope === undefined || scope === '' ? '' : `~${scope}`;
+  if (locality === undefined || (locality.region === '' && locality.zone === '' && locality.subzone === '')) return `${kind}${suffix}`;
+  return `${kind}@${escapePart(locality.region)}/${escapePart(locality.zone)}/${escapePart(locality.subzone)}${suffix}`;
 }
 
-export function parseView(view: ProxyView): { kind: ProxyKind; locality?: Locality } {
-  const [kind, where] = view.split('@') as [ProxyKind, string | undefined];
-  if (where === undefined) return { kind };
-  const [region = '', zone = '', subzone = ''] = where.split('/');
-  return { kind, locality: { region, zone, subzone } };
+/** A locality comes from the client: escaped, so no node can write a separator and pass for another view or scope. */
+function escapePart(part: string): string {
+  return encodeURIComponent(part).replace(/~/g, '%7E');
+}
+
+function unescapePart(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return part;
+  }
+}
+
+export function parseView(view: ProxyView): { kind: ProxyKind; locality?: Locality; scope?: string } {
+  const tilde = view.indexOf('~');
+  const scope = tilde === -1 ? undefined : view.slice(tilde + 1);
+  const head = tilde === -1 ? view : view.slice(0, tilde);
+  const [kind, where] = head.split('@') as [ProxyKind, string | undefined];
+  const scoped = scope === undefined ? {} : { scope };
+  if (where === undefined) return { kind, ...scoped };
+  const [region = '', zone = '', subzone = ''] = where.split('/').map(unescapePart);
+  return { kind, locality: { region, zone, subzone }, ...scoped };
+}
+
+/** The view of the same kind and scope without a locality: the one whose clusters, listeners and routes the locality views share. */
+export function baseOfView(view: ProxyView): ProxyView {
+  const { kind, scope } = parseView(view);
+  return viewKey(kind, undefined, scope);
 }
 
 export interface TranslateOptions {
   /** Address sidecar listeners bind to. */
   readonly sidecarBind: string;
+  /** Of the destinations' SPIFFE IDs, for ISTIO_MUTUAL's SAN match; the config's default when absent. */
+  readonly trustDomain?: string;
 }
 
 export interface Translation {
@@ -62,7 +90,7 @@ const byName = <T extends { name?: string }>(a: T, b: T) => ((a.name ?? '') < (b
 export function translateKind(catalog: ServiceCatalog, kind: ProxyKind, options: TranslateOptions, routing: RoutingModel = EMPTY_ROUTING): KindTranslation {
   const diagnostics: Diagnostic[] = [];
   const { services } = catalog;
-  const clusters = buildClusters(services, routing);
+  const clusters = buildClusters(services, routing, kind, diagnostics, options.trustDomain ?? DEFAULT_TRUST_DOMAIN);
   const listeners =
     kind === 'sidecar' ? buildSidecarListeners(services, options.sidecarBind, diagnostics) : buildProxylessListeners(services);
   const routes = kind === 'sidecar' ? buildSidecarRoutes(services, routing) : buildProxylessRoutes(services, routing);
