@@ -84,6 +84,7 @@ export class Metrics {
       },
       onNack: (_stream, typeUrl) => nacks.inc({ type: shortTypeName(typeUrl) }),
       onOrderingTimeout: (_stream, typeUrl) => orderingTimeouts.inc({ type: shortTypeName(typeUrl) }),
+      onLimitHit: (_stream, limit) => this.limitHit(limit),
     };
 
     new Gauge({
@@ -177,7 +178,16 @@ export class Metrics {
       labelNames: ['limit'],
       registers: [registry],
     });
-    for (const limit of ['limits.registryResponseBytes', 'limits.savedStateBytes']) this.limitHits.inc({ limit }, 0);
+    for (const limit of [
+      'limits.registryResponseBytes',
+      'limits.savedStateBytes',
+      'limits.maxNamesPerStream',
+      'limits.nodeIdBytes',
+      'limits.nodeMetadataBytes',
+      'xds.stalledStreamTimeoutMs',
+    ]) {
+      this.limitHits.inc({ limit }, 0);
+    }
     // Refusals by authentication are meshbridge_xds_streams_refused_total{code} (src/security); these are the daemon's own.
     this.notReady = new Counter({
       name: MetricName.streamsNotReady,

@@ -5,7 +5,8 @@ import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import type { Diagnostic } from '../errors.js';
-import { DEFAULT_FILE_BYTES } from '../istio/file-store.js';
+import picomatch from 'picomatch';
+import { DEFAULT_FILE_BYTES, isInside } from '../istio/file-store.js';
 import { formatPath, unknownFields } from '../istio/schema-report.js';
 
 const hostPort = z
@@ -186,6 +187,8 @@ export const configSchema = z.object({
       /** Keepalive ping interval and timeout: how soon a vanished peer's streams are closed. */
       keepaliveTimeMs: z.number().int().min(1_000).default(30_000),
       keepaliveTimeoutMs: z.number().int().min(100).default(10_000),
+      /** A stream whose client has not read its responses for this long (flow-control window closed) is closed. */
+      stalledStreamTimeoutMs: z.number().int().min(1_000).default(60_000),
       /** Make-before-break: the longest a route waits for its clusters to be ACKed, or a cluster's removal for its routes'. */
       makeBeforeBreakTimeoutMs: z.number().int().min(0).max(60_000).default(5_000),
       /** TLS on the xDS port; with clientCaFile, every client must present a certificate that CA signed. */
@@ -271,6 +274,11 @@ export const configSchema = z.object({
     .refine((b) => b.maxDelayMs >= b.debounceMs, { error: 'maxDelayMs must be at least debounceMs' }),
   registries: z.array(registry, { error: 'must be a list of registries' }).min(1, { error: 'must list at least one registry' }),
   policy: z.object({ paths: z.array(z.string()).default([]) }).prefault({}),
+  /**
+   * File registry and policy paths must lie under the config file's
+   * directory, symbolic links included, unless this says otherwise.
+   */
+  files: z.object({ allowOutside: z.boolean().default(false) }).prefault({}),
   limits: z
     .object({
       /** Istio YAML files (file registries, policy) larger than this are rejected before parsing. */
@@ -279,6 +287,12 @@ export const configSchema = z.object({
       registryResponseBytes: z.number().int().min(1024).default(64 * 1024 * 1024),
       /** Largest saved registry state loaded at startup (see src/registries/saved-state.ts). */
       savedStateBytes: z.number().int().min(1024).default(256 * 1024 * 1024),
+      /** Resource names one xDS stream may subscribe to, all types together; past it the stream ends with RESOURCE_EXHAUSTED. */
+      maxNamesPerStream: z.number().int().min(1).default(100_000),
+      /** Longest node id accepted (bytes); a longer one ends the stream with INVALID_ARGUMENT. */
+      nodeIdBytes: z.number().int().min(64).default(4_096),
+      /** Most text in the rest of the node (metadata, locality, cluster...; not Envoy's extensions list); past it, INVALID_ARGUMENT. */
+      nodeMetadataBytes: z.number().int().min(1024).default(65_536),
     })
     .prefault({}),
   /**
@@ -318,8 +332,24 @@ export function parseConfig(value: unknown, file: string): { config?: Config; di
     }
     names.add(r.name);
   });
+  const baseDir = dirname(resolve(file));
+  if (!result.data.files.allowOutside) diagnostics.push(...pathsOutside(result.data, baseDir, file));
   if (diagnostics.some((d) => d.severity === 'error')) return { diagnostics };
-  return { config: { ...result.data, baseDir: dirname(resolve(file)), file: resolve(file) }, diagnostics };
+  return { config: { ...result.data, baseDir, file: resolve(file) }, diagnostics };
+}
+
+/** File registry and policy paths (after `..` is resolved) whose fixed part is not under `baseDir`. */
+function pathsOutside(config: z.output<typeof configSchema>, baseDir: string, file: string): Diagnostic[] {
+  const listed: { field: string; path: string }[] = [
+    ...config.registries.flatMap((r, i) => (r.kind === 'file' ? r.paths.map((path, j) => ({ field: `registries[${i}].paths[${j}]`, path })) : [])),
+    ...config.policy.paths.map((path, j) => ({ field: `policy.paths[${j}]`, path })),
+  ];
+  return listed.flatMap(({ field, path }): Diagnostic[] => {
+    const absolute = resolve(baseDir, path);
+    const fixed = picomatch.scan(absolute).base || absolute;
+    if (isInside(fixed, baseDir)) return [];
+    return [{ severity: 'error', source: file, field, message: `${path} resolves outside the config directory ${baseDir}; set files.allowOutside: true to allow it` }];
+  });
 }
 
 export async function loadConfig(file: string): Promise<{ config: Config; diagnostics: Diagnostic[] }> {

@@ -22,5 +22,6 @@ export function combineCallbacks(...sets: readonly (ServerCallbacks | undefined)
     onAck: each('onAck'),
     onNack: each('onNack'),
     onOrderingTimeout: each('onOrderingTimeout'),
+    onLimitHit: each('onLimitHit'),
   } satisfies Required<ServerCallbacks>;
 }

@@ -83,7 +83,7 @@ export class Daemon implements AdminSource {
     options: DaemonOptions = {},
   ) {
     this.configValue = config;
-    this.fileStores = new IstioFileStores({ fileBytes: config.limits.fileBytes }, log.child({ component: 'files' }));
+    this.fileStores = new IstioFileStores({ fileBytes: config.limits.fileBytes, ...(config.files.allowOutside ? {} : { confineTo: config.baseDir }) }, log.child({ component: 'files' }));
     this.metrics = new Metrics(options.metricsRegistry ?? new MetricsRegistry(), this);
     this.findings = new FindingsLog(log);
     this.sources = new Sources(config, log, this.fileStores, this.metrics, { waitingLogIntervalMs: options.waitingLogIntervalMs });
@@ -105,6 +105,12 @@ export class Daemon implements AdminSource {
       keepaliveTimeoutMs: config.xds.keepaliveTimeoutMs,
       interceptors: this.security.interceptors(),
       makeBeforeBreakTimeoutMs: config.xds.makeBeforeBreakTimeoutMs,
+      streamLimits: {
+        maxNamesPerStream: config.limits.maxNamesPerStream,
+        nodeIdBytes: config.limits.nodeIdBytes,
+        nodeMetadataBytes: config.limits.nodeMetadataBytes,
+        stalledStreamTimeoutMs: config.xds.stalledStreamTimeoutMs,
+      },
       scopeOf: this.scopeOf,
     });
     this.xds.addService(api.csds.envoy.service.status.v3.ClientStatusDiscoveryService.service, csdsHandlers(this));

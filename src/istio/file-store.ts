@@ -1,5 +1,5 @@
-import { open } from 'node:fs/promises';
-import { isAbsolute, resolve } from 'node:path';
+import { open, realpath } from 'node:fs/promises';
+import { isAbsolute, relative, resolve } from 'node:path';
 import { watch } from 'chokidar';
 import type { FSWatcher } from 'chokidar';
 import picomatch from 'picomatch';
@@ -18,6 +18,11 @@ export const DEFAULT_FILE_BYTES = 4 * 1024 * 1024;
 export interface FileStoreLimits {
   /** Files larger than this are rejected before they are parsed. */
   readonly fileBytes: number;
+  /**
+   * Files whose real path (symbolic links followed) is not under this
+   * directory are rejected, named in the diagnostic (see `files.allowOutside`).
+   */
+  readonly confineTo?: string;
 }
 
 export const DEFAULT_FILE_LIMITS: FileStoreLimits = Object.freeze({ fileBytes: DEFAULT_FILE_BYTES });
@@ -117,6 +122,13 @@ export class IstioFileStore {
 
   private async read(path: string): Promise<void> {
     if (!this.matches(path)) return;
+    if (this.limits.confineTo !== undefined) {
+      const problem = await escapesFrom(path, this.limits.confineTo);
+      if (problem !== undefined) {
+        this.reject(path, [{ severity: 'error', source: path, message: problem }]);
+        return;
+      }
+    }
     const text = await readBounded(path, this.limits.fileBytes);
     if (typeof text !== 'string') {
       this.reject(path, [{ severity: 'error', source: path, message: text.problem }]);
@@ -154,6 +166,30 @@ export class IstioFileStore {
     if (this.acceptedFiles.delete(path)) this.log.info({ file: path }, 'file removed; what it declared is withdrawn');
     this.fileDiagnostics.delete(path);
   }
+}
+
+/** Whether `path` is `dir` or inside it (both absolute, normalized). */
+export function isInside(path: string, dir: string): boolean {
+  const rel = relative(dir, path);
+  return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
+}
+
+/**
+ * Why `path` may not be read when files are confined to `root`: its real
+ * path (every symbolic link followed, the root's own included) lies outside
+ * the root's. Undefined when it may be read, or does not exist (the read
+ * says so).
+ */
+async function escapesFrom(path: string, root: string): Promise<string | undefined> {
+  let real: string;
+  let realRoot: string;
+  try {
+    [real, realRoot] = await Promise.all([realpath(path), realpath(root)]);
+  } catch {
+    return undefined;
+  }
+  if (isInside(real, realRoot)) return undefined;
+  return `file resolves to ${real} (through a symbolic link), outside the config directory ${root}; nothing in it is read (files.allowOutside: true allows it)`;
 }
 
 /**

@@ -14,6 +14,8 @@ export class RawDeltaClient {
   private readonly client: InstanceType<typeof envoyApi['ads']['envoy']['service']['discovery']['v3']['AggregatedDiscoveryService']>;
   private readonly stream: grpc.ClientDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse__Output>;
   private readonly responses: ResponseQueue<DeltaDiscoveryResponse__Output>;
+  /** The status the call ended with (what the server said when it ended the stream). */
+  readonly status: Promise<grpc.StatusObject>;
 
   constructor(
     address: string,
@@ -24,6 +26,7 @@ export class RawDeltaClient {
     this.client = new AggregatedDiscoveryService(address, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 });
     this.stream = this.client.DeltaAggregatedResources();
     this.responses = new ResponseQueue(this.stream);
+    this.status = new Promise((resolve) => this.stream.on('status', resolve));
   }
 
   send(request: Omit<DeltaDiscoveryRequest, 'node'> & { type_url: string }): void {
@@ -81,6 +84,8 @@ export class RawDeltaClient {
 export class StuckDeltaClient {
   private readonly session: http2.ClientHttp2Session;
   private readonly request: http2.ClientHttp2Stream;
+  /** The HTTP/2 error code the stream ended with (0: closed cleanly), once it ends. */
+  readonly reset: Promise<number>;
 
   constructor(address: string, node: { id: string; user_agent_name?: string }, subscription: Omit<DeltaDiscoveryRequest, 'node'>) {
     const method = envoyApi.ads.envoy.service.discovery.v3.AggregatedDiscoveryService.service.DeltaAggregatedResources;
@@ -93,6 +98,7 @@ export class StuckDeltaClient {
       te: 'trailers',
     });
     this.request.on('error', () => undefined);
+    this.reset = new Promise((resolve) => this.request.on('close', () => resolve(this.request.rstCode ?? 0)));
     this.request.pause();
     const message = method.requestSerialize({ node, ...subscription });
     const frame = Buffer.alloc(5 + message.length);

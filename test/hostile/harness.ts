@@ -36,12 +36,13 @@ export class HostileHarness {
   private pollers: NodeJS.Timeout[] = [];
   private changes = 0;
 
-  async start(extraConfig = ''): Promise<void> {
+  /** `extraConfig` goes after the registries (more registries, top-level keys); `xdsConfig` inside `xds: {...}`. */
+  async start(extraConfig = '', xdsConfig = ''): Promise<void> {
     const consulUrl = await this.startConsul();
     this.writeServices();
     const config = this.dir.write(
       'meshbridge.yaml',
-      `xds: { listen: 127.0.0.1:0 }
+      `xds: { listen: 127.0.0.1:0${xdsConfig === '' ? '' : `, ${xdsConfig}`} }
 admin: { listen: 127.0.0.1:0 }
 stateDir: ./state
 batching: { debounceMs: 50, maxDelayMs: 200 }
@@ -85,6 +86,19 @@ ${extraConfig}`,
   /** Worst /healthz latency since `from` (an index into `health`). */
   worstHealth(from = 0): number {
     return Math.max(0, ...this.health.slice(from));
+  }
+
+  /** meshbridge_limit_hits_total for one limit, from the daemon's /metrics. */
+  async limitHits(limit: string): Promise<number> {
+    const text = await (await fetch(`${this.admin}/metrics`, { signal: AbortSignal.timeout(5_000) })).text();
+    const match = new RegExp(`^meshbridge_limit_hits_total\\{limit="${limit.replace(/\./g, '\\.')}"\\} (\\d+)`, 'm').exec(text);
+    return match === null ? Number.NaN : Number(match[1]);
+  }
+
+  /** Node ids of the streams /debug/syncz shows. */
+  async connectedNodes(): Promise<string[]> {
+    const body = (await (await fetch(`${this.admin}/debug/syncz`, { signal: AbortSignal.timeout(5_000) })).json()) as { proxies: { node: string }[] };
+    return body.proxies.map((p) => p.node);
   }
 
   maxRss(from = 0): number {

@@ -22,19 +22,94 @@ describe('PushQueue', () => {
   });
 
   it('runs at most `concurrency` pushes at once, in order, and queues a stream once however often it is enqueued', () => {
-    const queue = new PushQueue({ concurrency: 2, slotTimeoutMs: 60_000 });
+    const queue = new PushQueue({ concurrency: 4, slotTimeoutMs: 60_000 });
     const log: string[] = [];
     const pending: (() => void)[] = [];
-    const [a, b, c] = ['a', 'b', 'c'].map((n) => pushable(log, n, 'later', pending));
+    const [a, b, c, d] = ['a', 'b', 'c', 'd'].map((n) => pushable(log, n, 'later', pending));
     queue.enqueue(a!);
     queue.enqueue(b!);
     queue.enqueue(c!);
-    queue.enqueue(c!);
-    expect(log).toEqual(['a', 'b']);
+    queue.enqueue(d!);
+    queue.enqueue(d!);
+    // New streams get three of the four slots; the fourth is kept for streams known to drain.
+    expect(log).toEqual(['a', 'b', 'c']);
     expect(queue.queued).toBe(1);
     pending.shift()!();
-    expect(log).toEqual(['a', 'b', 'c']);
-    expect(queue.inFlight).toBe(2);
+    expect(log).toEqual(['a', 'b', 'c', 'd']);
+    expect(queue.inFlight).toBe(3);
+  });
+
+  it('serves a stream whose pushes drained first, in the slot kept free, while new streams that do not read hold the others', () => {
+    const queue = new PushQueue({ concurrency: 4, slotTimeoutMs: 60_000 });
+    const log: string[] = [];
+    const good = pushable(log, 'good', 'now');
+    queue.enqueue(good); // drains at once: proven
+    const stuck = ['s1', 's2', 's3', 's4', 's5'].map((n) => pushable(log, n, 'never'));
+    for (const s of stuck) queue.enqueue(s);
+    expect(log).toEqual(['good', 's1', 's2', 's3']);
+    queue.enqueue(good);
+    expect(log).toEqual(['good', 's1', 's2', 's3', 'good']);
+    expect(queue.queued).toBe(2);
+  });
+
+  it('gives a proven stream that stops draining only a few times its usual drain time, not the whole slot timeout', async () => {
+    const queue = new PushQueue({ concurrency: 1, slotTimeoutMs: 60_000 });
+    const log: string[] = [];
+    let stall = false;
+    const flaky: Pushable = {
+      flush(done) {
+        log.push('flaky');
+        if (!stall) done();
+      },
+    };
+    queue.enqueue(flaky);
+    stall = true;
+    queue.enqueue(flaky);
+    queue.enqueue(pushable(log, 'next', 'now'));
+    expect(log).toEqual(['flaky', 'flaky']);
+    // Its history says it drains in ~0 ms: the slot is freed after the 50 ms floor, far before 60 s.
+    await eventually(() => expect(log).toEqual(['flaky', 'flaky', 'next']), 2_000);
+    // Having timed out, it is new again and waits the full timeout next time.
+    queue.enqueue(flaky);
+    queue.enqueue(pushable(log, 'after', 'now'));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(log).toEqual(['flaky', 'flaky', 'next', 'flaky']);
+  });
+
+  it('gives a new stream as long as its push would take at 1 MiB/s, then frees its slot', async () => {
+    const queue = new PushQueue({ concurrency: 1, slotTimeoutMs: 60_000 });
+    const log: string[] = [];
+    // 300 KB: about 290 ms at 1 MiB/s.
+    queue.enqueue({
+      flush: () => {
+        log.push('new-and-stuck');
+        return 300_000;
+      },
+    });
+    queue.enqueue(pushable(log, 'next', 'now'));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(log).toEqual(['new-and-stuck']);
+    await eventually(() => expect(log).toEqual(['new-and-stuck', 'next']), 2_000);
+  });
+
+  it('keeps a stream that drained after its slot timed out in the first lane', async () => {
+    const queue = new PushQueue({ concurrency: 2, slotTimeoutMs: 60_000 });
+    const log: string[] = [];
+    let finish: (() => void) | undefined;
+    const slow: Pushable = {
+      flush(done) {
+        log.push('slow');
+        finish = done;
+        return 10_000; // ~10 ms at 1 MiB/s: its slot times out after the 50 ms floor
+      },
+    };
+    queue.enqueue(slow);
+    await new Promise((r) => setTimeout(r, 150));
+    finish!(); // late, but it did drain
+    // One slot for new streams (taken by a stuck one), one kept for proven ones: slow gets it.
+    queue.enqueue(pushable(log, 'stuck', 'never'));
+    queue.enqueue(slow);
+    expect(log).toEqual(['slow', 'stuck', 'slow']);
   });
 
   it('frees the slot of a push that never finishes after the slot timeout', async () => {

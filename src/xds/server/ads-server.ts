@@ -13,7 +13,8 @@ import { PushQueue } from './push-queue.js';
 import type { PushQueueOptions } from './push-queue.js';
 import { SotwStream } from './sotw-stream.js';
 import type { SotwCall } from './sotw-stream.js';
-import type { Ordering } from './stream-base.js';
+import { DEFAULT_STREAM_LIMITS } from './stream-base.js';
+import type { Ordering, StreamLimits } from './stream-base.js';
 import type { ServerCallbacks, StreamInfo } from './stream-state.js';
 
 export interface XdsServerOptions {
@@ -50,6 +51,8 @@ export interface XdsServerTuning {
    * names to be ACKed, and a removed cluster for what named it to be ACKed gone.
    */
   readonly makeBeforeBreakTimeoutMs?: number;
+  /** What one stream may hold (names, node size) and how long it may leave responses unread; past any, it is ended. */
+  readonly streamLimits?: Partial<StreamLimits>;
 }
 
 export const DEFAULT_TUNING = {
@@ -114,11 +117,12 @@ export class XdsServer {
       references: new ClusterReferences(),
       timeoutMs: tuning.makeBeforeBreakTimeoutMs ?? DEFAULT_TUNING.makeBeforeBreakTimeoutMs,
     };
+    const limits: StreamLimits = { ...DEFAULT_STREAM_LIMITS, ...tuning.streamLimits };
     const handlers: AggregatedDiscoveryServiceHandlers = {
       StreamAggregatedResources: (call) =>
-        this.open(call, (id, log) => new SotwStream(id, call as unknown as SotwCall, cache, this.queue, callbacks, log, ordering, tuning.scopeOf)),
+        this.open(call, (id, log) => new SotwStream(id, call as unknown as SotwCall, cache, this.queue, callbacks, log, ordering, limits, tuning.scopeOf)),
       DeltaAggregatedResources: (call) =>
-        this.open(call, (id, log) => new DeltaStream(id, call as unknown as DeltaCall, cache, this.queue, callbacks, log, ordering, tuning.scopeOf)),
+        this.open(call, (id, log) => new DeltaStream(id, call as unknown as DeltaCall, cache, this.queue, callbacks, log, ordering, limits, tuning.scopeOf)),
     };
     this.server.addService(
       withEncodedResponses(api.ads.envoy.service.discovery.v3.AggregatedDiscoveryService.service),

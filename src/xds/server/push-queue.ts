@@ -4,8 +4,9 @@ export interface Pushable {
    * Writes what is pending, then calls `done` once those writes have left the
    * process (at once if nothing was written, or if the stream is still busy
    * with earlier writes; it then queues itself again when they finish).
+   * Returns how many bytes it wrote, if it knows.
    */
-  flush(done: () => void): void;
+  flush(done: () => void): number | void;
 }
 
 export interface PushQueueOptions {
@@ -15,62 +16,111 @@ export interface PushQueueOptions {
   readonly slotTimeoutMs: number;
 }
 
+/** The shortest a proven stream's slot is held while it does not drain: timer and scheduling noise. */
+const MIN_SLOT_MS = 50;
+
+/** The slowest a client without history is assumed to read, in bytes per ms (1 MiB/s). */
+const ASSUMED_BYTES_PER_MS = 1024 * 1024 / 1000;
+
 /**
  * Streams with something to send wait here and are flushed with bounded
  * concurrency. A stream is queued at most once, however many snapshots
  * arrive meanwhile: it computes what to send when its turn comes, from the
  * newest snapshot, so intermediate versions are never queued.
+ *
+ * A client that stops reading holds a slot until it times out, so a
+ * thousand of them would hold every other client back by `slotTimeoutMs`
+ * per `concurrency` of them. Two things keep that from happening:
+ * - Lanes: a stream whose last push drained in time is "proven" and served
+ *   first; others (new streams, and those whose last push timed out) may
+ *   hold at most three quarters of the slots, so proven clients always find one.
+ * - Patience follows the client's own pace: a proven stream's slot times out
+ *   after four times its previous drain time (at least 50 ms), so a fast
+ *   reader that suddenly stops reading gives its slot up within
+ *   milliseconds. A stream with no history gets as long as its push would
+ *   take at 1 MiB/s (a 200 KB push: 200 ms). Never longer than `slotTimeoutMs`.
  */
 export class PushQueue {
-  /** Insertion-ordered, so first queued is first served; a Set, so nothing is queued twice. */
-  private readonly waiting = new Set<Pushable>();
+  /** Insertion-ordered, so first queued is first served; Sets, so nothing is queued twice. */
+  private readonly provenWaiting = new Set<Pushable>();
+  private readonly otherWaiting = new Set<Pushable>();
+  /** How long the latest push of a proven stream took to drain (ms); weak, so a closed stream is not kept. */
+  private readonly drainMs = new WeakMap<Pushable, number>();
   private active = 0;
+  private activeOthers = 0;
   private pumping = false;
+  private readonly otherSlots: number;
 
-  constructor(private readonly options: PushQueueOptions) {}
+  constructor(private readonly options: PushQueueOptions) {
+    // A quarter of the slots (at least one, unless there is only one) stays free for proven streams.
+    const reserved = options.concurrency > 1 ? Math.max(1, Math.floor(options.concurrency / 4)) : 0;
+    this.otherSlots = options.concurrency - reserved;
+  }
 
   enqueue(stream: Pushable): void {
-    this.waiting.add(stream);
+    if (this.provenWaiting.has(stream) || this.otherWaiting.has(stream)) return;
+    (this.drainMs.has(stream) ? this.provenWaiting : this.otherWaiting).add(stream);
     this.pump();
   }
 
   /** Forgets a stream that went away. */
   remove(stream: Pushable): void {
-    this.waiting.delete(stream);
+    this.provenWaiting.delete(stream);
+    this.otherWaiting.delete(stream);
   }
 
   get queued(): number {
-    return this.waiting.size;
+    return this.provenWaiting.size + this.otherWaiting.size;
   }
 
   get inFlight(): number {
     return this.active;
   }
 
+  private next(): { stream: Pushable; proven: boolean } | undefined {
+    if (this.active >= this.options.concurrency) return undefined;
+    if (this.provenWaiting.size > 0) return { stream: this.provenWaiting.values().next().value!, proven: true };
+    if (this.otherWaiting.size > 0 && this.activeOthers < this.otherSlots) return { stream: this.otherWaiting.values().next().value!, proven: false };
+    return undefined;
+  }
+
   private pump(): void {
     if (this.pumping) return; // a synchronous `done` inside flush lands here; the loop below carries on
     this.pumping = true;
     try {
-      while (this.active < this.options.concurrency && this.waiting.size > 0) {
-        const stream = this.waiting.values().next().value!;
-        this.waiting.delete(stream);
+      for (let turn = this.next(); turn !== undefined; turn = this.next()) {
+        const { stream, proven } = turn;
+        (proven ? this.provenWaiting : this.otherWaiting).delete(stream);
         this.active += 1;
+        if (!proven) this.activeOthers += 1;
         let released = false;
         let timer: NodeJS.Timeout | undefined;
-        const release = () => {
-          if (released) return;
+        const started = performance.now();
+        const previous = this.drainMs.get(stream);
+        const release = (drained: boolean) => {
+          if (released) {
+            // Drained after its slot timed out: slower than thought, but it reads, so it stays in the first lane.
+            if (drained) this.drainMs.set(stream, performance.now() - started);
+            return;
+          }
           released = true;
           if (timer !== undefined) clearTimeout(timer);
           this.active -= 1;
+          if (!proven) this.activeOthers -= 1;
+          if (drained) this.drainMs.set(stream, performance.now() - started);
+          else this.drainMs.delete(stream);
           this.pump();
         };
+        let bytes: number | void = undefined;
         try {
-          stream.flush(release);
+          bytes = stream.flush(() => release(true));
         } catch {
-          release();
+          release(false);
         }
         if (!released) {
-          timer = setTimeout(release, this.options.slotTimeoutMs);
+          const expected = previous !== undefined ? 4 * previous : typeof bytes === 'number' ? bytes / ASSUMED_BYTES_PER_MS : this.options.slotTimeoutMs;
+          const patience = Math.min(this.options.slotTimeoutMs, Math.max(MIN_SLOT_MS, expected));
+          timer = setTimeout(() => release(false), patience);
           timer.unref();
         }
       }

@@ -1,4 +1,5 @@
-import type * as grpc from '@grpc/grpc-js';
+import * as grpc from '@grpc/grpc-js';
+import { constants as http2Constants } from 'node:http2';
 import type { Logger } from 'pino';
 import type { Node__Output } from '../../generated/envoy/config/core/v3/Node.js';
 import type { Resource, Snapshot } from '../cache/snapshot.js';
@@ -21,6 +22,25 @@ export interface Ordering {
   /** How long a listener or route waits for the clusters it names to be ACKed before it is sent anyway. */
   readonly timeoutMs: number;
 }
+
+/** What one client may make a stream hold; each past its bound ends the stream (see README "Restarts, limits and hostile input"). */
+export interface StreamLimits {
+  /** Resource names subscribed, all types together. */
+  readonly maxNamesPerStream: number;
+  /** UTF-8 bytes of the node id. */
+  readonly nodeIdBytes: number;
+  /** The rest of the node (metadata, locality, cluster, user agent...; not the extensions list), roughly as bytes of text. */
+  readonly nodeMetadataBytes: number;
+  /** How long the stream may have responses it cannot write (the client does not read) before it is closed. */
+  readonly stalledStreamTimeoutMs: number;
+}
+
+export const DEFAULT_STREAM_LIMITS: StreamLimits = {
+  maxNamesPerStream: 100_000,
+  nodeIdBytes: 4_096,
+  nodeMetadataBytes: 65_536,
+  stalledStreamTimeoutMs: 60_000,
+};
 
 /**
  * What state-of-the-world and delta streams share: the call's lifecycle, the
@@ -50,6 +70,9 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
   private readonly flushed: (() => void)[] = [];
   private wakeTimer: NodeJS.Timeout | undefined;
   private wakeTime = Infinity;
+  /** Ended by the server for passing a limit: its further requests are not read. */
+  private refused = false;
+  private stallTimer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly id: number,
@@ -59,6 +82,7 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
     protected readonly callbacks: ServerCallbacks,
     protected log: Logger,
     protected readonly ordering: Ordering,
+    private readonly limits: StreamLimits = DEFAULT_STREAM_LIMITS,
     /** Names what narrows a node's view; read once, when its first request names it. */
     private readonly scopeOf?: ScopeResolver,
   ) {
@@ -81,6 +105,7 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
 
   start(onClose: () => void): void {
     this.call.on('data', (request: Request) => {
+      if (this.refused) return;
       try {
         this.onRequest(request);
       } catch (error) {
@@ -132,6 +157,7 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
   protected abstract isServedType(typeUrl: string): typeUrl is XdsTypeUrl;
 
   private onRequest(request: Request): void {
+    if (request.node != null && !this.admitNode(request.node)) return;
     if (this.unwatch === undefined) {
       // The first request carries the node; later ones may leave it out.
       this.node = identifyNode(request.node, this.scopeOf);
@@ -153,12 +179,75 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
       this.state.set(typeUrl, type);
     }
     this.handle(type, request);
+    const names = this.subscribedNames();
+    if (names > this.limits.maxNamesPerStream) {
+      this.refuse(grpc.status.RESOURCE_EXHAUSTED, `subscribed to ${names} resource names; limits.maxNamesPerStream is ${this.limits.maxNamesPerStream}`, 'limits.maxNamesPerStream');
+      return;
+    }
     this.schedule();
+  }
+
+  private subscribedNames(): number {
+    let names = 0;
+    for (const type of this.state.values()) names += type.names.size;
+    return names;
+  }
+
+  /** Checks a node's size against the limits; a node past them ends the stream. Envoy sends the node on every request, so every one is checked. */
+  private admitNode(node: Node__Output): boolean {
+    const idBytes = Buffer.byteLength(node.id ?? '');
+    if (idBytes > this.limits.nodeIdBytes) {
+      this.refuse(grpc.status.INVALID_ARGUMENT, `node id is ${idBytes} bytes; limits.nodeIdBytes is ${this.limits.nodeIdBytes}`, 'limits.nodeIdBytes');
+      return false;
+    }
+    // Envoy lists every extension it was built with (hundreds; real Envoy 1.40 nodes were refused at 64 KiB with them counted): nothing keeps them, and gRPC's message size bounds them.
+    const { id: _id, extensions: _extensions, ...rest } = node;
+    if (exceedsTextBytes(rest, this.limits.nodeMetadataBytes)) {
+      this.refuse(grpc.status.INVALID_ARGUMENT, `node metadata is over limits.nodeMetadataBytes (${this.limits.nodeMetadataBytes} bytes)`, 'limits.nodeMetadataBytes');
+      return false;
+    }
+    return true;
+  }
+
+  /**
+   * Ends the stream with `code` because the client passed `limit`, and stops
+   * reading from it: what it sends next costs nothing. Logged (the log bounds
+   * what comes from the client) and counted.
+   */
+  private refuse(code: grpc.status, details: string, limit: string): void {
+    if (this.closed || this.refused) return;
+    this.refused = true;
+    this.log.warn({ peer: this.peer, limit, status: grpc.status[code] }, `stream refused: ${details}`);
+    this.callbacks.onLimitHit?.(this, limit);
+    this.call.pause();
+    // grpc-js turns an emitted status into the call's trailers, sent after what was already written.
+    this.call.emit('error', { code, details });
+  }
+
+  /**
+   * The client has not taken a byte of what was written for
+   * `stalledStreamTimeoutMs`: a reader that never opens its flow-control
+   * window. Ending the call politely would queue its status behind the same
+   * unread bytes, so the HTTP/2 stream is reset (ENHANCE_YOUR_CALM, which gRPC
+   * clients report as RESOURCE_EXHAUSTED), and the buffered batch is freed.
+   */
+  private onStalled(): void {
+    this.stallTimer = undefined;
+    if (this.writesInFlight === 0) return;
+    this.log.warn(
+      { peer: this.peer, limit: 'xds.stalledStreamTimeoutMs', bytesInFlight: this.bytesInFlight, stalledMs: this.limits.stalledStreamTimeoutMs },
+      'stream closed: the client has not read its responses in time',
+    );
+    this.callbacks.onLimitHit?.(this, 'xds.stalledStreamTimeoutMs');
+    this.refused = true;
+    const stream = http2StreamOf(this.call);
+    if (stream !== undefined) stream.close(http2Constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    else this.call.emit('error', { code: grpc.status.RESOURCE_EXHAUSTED, details: 'the client did not read its responses' });
   }
 
   /** Something may need sending: queue a push, or fold it into the one already pending. */
   protected schedule(): void {
-    if (this.closed) return;
+    if (this.closed || this.refused) return;
     if (this.pushPending) {
       this.coalesced += 1;
       return;
@@ -167,21 +256,23 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
     if (this.writesInFlight === 0) this.queue.enqueue(this);
   }
 
-  flush(done: () => void): void {
+  /** Returns the bytes written, which the queue uses to judge how long the push should take. */
+  flush(done: () => void): number {
     if (this.closed || !this.pushPending || this.writesInFlight > 0) {
       done(); // still busy: queued again when the writes finish
-      return;
+      return 0;
     }
     const snapshot = this.cache.get(this.node.view);
     if (snapshot === undefined) {
       this.pushPending = false; // the first snapshot's watch schedules again
       done();
-      return;
+      return 0;
     }
     this.pushPending = false;
     this.reconcile(snapshot);
     if (this.writesInFlight === 0) done();
     else this.flushed.push(done);
+    return this.bytesInFlight;
   }
 
   /**
@@ -296,6 +387,10 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
 
   /** Writes one encoded response; the stream counts it in flight until gRPC has taken it. */
   protected write(bytes: Buffer): void {
+    if (this.writesInFlight === 0 && this.stallTimer === undefined) {
+      this.stallTimer = setTimeout(() => this.onStalled(), this.limits.stalledStreamTimeoutMs);
+      this.stallTimer.unref();
+    }
     this.writesInFlight += 1;
     this.bytesInFlight += bytes.length;
     this.bytesSent += bytes.length;
@@ -303,8 +398,50 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
       this.writesInFlight -= 1;
       this.bytesInFlight -= bytes.length;
       if (this.writesInFlight > 0) return;
+      if (this.stallTimer !== undefined) clearTimeout(this.stallTimer);
+      this.stallTimer = undefined;
       for (const done of this.flushed.splice(0)) done();
       if (this.pushPending && !this.closed) this.queue.enqueue(this);
     });
   }
+}
+
+/**
+ * The HTTP/2 stream under a grpc-js server call. grpc-js (1.14) offers no way
+ * for a server to reset a call, and its status waits behind unwritten
+ * messages; this reads its private layers, and returns undefined if they change.
+ */
+function http2StreamOf(call: unknown): { close(code: number): void } | undefined {
+  let layer = (call as { call?: unknown }).call as { stream?: { close?: unknown }; nextCall?: unknown } | undefined;
+  for (let depth = 0; depth < 8 && layer !== undefined && layer !== null; depth++) {
+    if (typeof layer.stream?.close === 'function') return layer.stream as { close(code: number): void };
+    layer = layer.nextCall as typeof layer;
+  }
+  return undefined;
+}
+
+/**
+ * Whether `value` (a decoded message) holds more than `limit` bytes of text:
+ * strings and keys by length, other scalars as 8. Stops as soon as it knows,
+ * so a huge value costs no more than the limit to measure.
+ */
+export function exceedsTextBytes(value: unknown, limit: number): boolean {
+  let total = 0;
+  const pending: unknown[] = [value];
+  while (pending.length > 0) {
+    const item = pending.pop();
+    if (typeof item === 'string') total += Buffer.byteLength(item);
+    else if (Buffer.isBuffer(item)) total += item.length;
+    else if (Array.isArray(item)) {
+      total += 1;
+      for (const element of item) pending.push(element);
+    } else if (item !== null && typeof item === 'object') {
+      for (const [key, inner] of Object.entries(item)) {
+        total += key.length;
+        pending.push(inner);
+      }
+    } else if (item !== null && item !== undefined) total += 8;
+    if (total > limit) return true;
+  }
+  return false;
 }

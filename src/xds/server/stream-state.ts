@@ -51,6 +51,8 @@ export interface ServerCallbacks {
    * client had not yet acknowledged (`waitingFor`), and is sent anyway.
    */
   onOrderingTimeout?(stream: StreamInfo, typeUrl: string, waitingFor: readonly string[]): void;
+  /** The stream passed `limit` (its config key) and is being ended. */
+  onLimitHit?(stream: StreamInfo, limit: string): void;
 }
 
 /** A response the client has not yet ACKed or NACKed, and what it changes in the client's view. */
