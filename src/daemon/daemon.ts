@@ -268,7 +268,14 @@ export class Daemon implements AdminSource {
     const needsRestart: string[] = [];
     if (next.xds.listen !== current.xds.listen) needsRestart.push('xds.listen');
     if (next.admin.listen !== current.admin.listen) needsRestart.push('admin.listen');
-    if (next.limits.fileBytes !== current.limits.fileBytes) needsRestart.push('limits.fileBytes');
+    // Limits and stream settings are handed to the file stores and the xDS server when they are built.
+    for (const [key, a, b] of [
+      ['limits', next.limits, current.limits],
+      ['files.allowOutside', next.files.allowOutside, current.files.allowOutside],
+      ['xds stream settings', streamSettings(next), streamSettings(current)],
+    ] as const) {
+      if (JSON.stringify(a) !== JSON.stringify(b)) needsRestart.push(key);
+    }
     // Who may connect and read is fixed for the life of the process; TLS files themselves reload on change.
     if (JSON.stringify([next.xds.tls, next.xds.allowPlaintext]) !== JSON.stringify([current.xds.tls, current.xds.allowPlaintext])) needsRestart.push('xds.tls');
     if (JSON.stringify([next.admin.tls, next.admin.allowedHosts, next.admin.requireToken]) !== JSON.stringify([current.admin.tls, current.admin.allowedHosts, current.admin.requireToken])) needsRestart.push('admin');
@@ -322,4 +329,10 @@ export class Daemon implements AdminSource {
     this.log.info({ services: catalog.services.length, endpoints, conflicts: catalog.conflicts.length }, 'catalog updated');
     this.views.update(catalog, routing, policySet);
   }
+}
+
+/** The xDS server settings fixed when it is built. */
+function streamSettings(config: Config): unknown[] {
+  const x = config.xds;
+  return [x.pushConcurrency, x.pushSlotTimeoutMs, x.makeBeforeBreakTimeoutMs, x.stalledStreamTimeoutMs, x.maxStreamsPerConnection, x.keepaliveTimeMs, x.keepaliveTimeoutMs];
 }
