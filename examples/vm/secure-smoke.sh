@@ -3,34 +3,9 @@
 # meshbridge over mutual TLS, a real Envoy with a client certificate, an
 # operator token for `meshbridge status`, and its revocation.
 # Needs MESHBRIDGE_ENVOY_BIN (scripts/test.sh sets it; scripts/install-envoy.sh prints it).
-set -euo pipefail
-cd "$(dirname "$0")/../.."
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-fail() {
-  echo "secure smoke: FAILED: $*" >&2
-  for log in "$work"/*.log; do
-    [ -f "$log" ] && { echo "----- $(basename "$log") (last 40 lines)"; tail -n 40 "$log"; } >&2
-  done
-  exit 1
-}
-step() { echo "secure smoke: $*"; }
-wait_for() {
-  local deadline=$((SECONDS + $1)) what=$2
-  shift 2
-  until "$@" >"$work/last-check.out" 2>&1; do
-    ((SECONDS < deadline)) || fail "timed out waiting for $what; last output: $(cat "$work/last-check.out")"
-    sleep 0.5
-  done
-}
-free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
-mb() { node bin/meshbridge.js "$@"; }
+DEMO_NAME=secure
+# shellcheck source=smoke-lib.sh
+source "$(dirname "$0")/smoke-lib.sh"
 [ -x "${MESHBRIDGE_ENVOY_BIN:-}" ] || fail "MESHBRIDGE_ENVOY_BIN is not an executable Envoy (bash scripts/install-envoy.sh | tail -1)"
 
 step "1. a CA and the server certificate"

@@ -1,7 +1,8 @@
-# Shared by the demos' smoke.sh scripts: sourced after setting DEMO_NAME. Sets up a
-# scratch dir with cleanup, step/fail reporting, wait_for, free_port and mb.
+# Shared by the smoke scripts (the demos' smoke.sh, secure-smoke.sh): sourced after
+# setting DEMO_NAME. Sets up a scratch dir with cleanup, step/fail reporting,
+# wait_for, free_port and mb, from the repository's root.
 set -euo pipefail
-cd "$(dirname "$0")/../../.."  # $0 is the demo's smoke.sh
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 DEMO=examples/vm/$DEMO_NAME
 work=$(mktemp -d)
 pids=()
