@@ -13,6 +13,7 @@ describe('eureka registry config', () => {
       name: 'spring',
       serviceUrls: ['http://127.0.0.1:8761/eureka'],
       region: '',
+      namespace: 'default',
       defaultProtocol: 'HTTP',
       servicePort: 'lowest',
       refreshIntervalMs: 30_000,

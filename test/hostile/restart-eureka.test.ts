@@ -42,12 +42,24 @@ describe('restart while Eureka is down', () => {
 
   it('kill -9, Eureka stopped, restart: reconnecting SotW and delta clients keep its clusters', async () => {
     const port = await freePort();
+    // A file registry beside Eureka gives a change to make after the restart: a SotW client that
+    // reconnects with the version it holds is, rightly, sent nothing until something changes.
+    const entry = (name: string, servicePort: number) => `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: ${name} }
+spec:
+  hosts: [${name}.mesh.local]
+  ports: [{ number: ${servicePort}, name: http }]
+  endpoints: [{ address: 10.9.0.1 }]
+`;
+    dir.write('local.yaml', entry('local', 9090));
     const config = dir.write(
       'meshbridge.yaml',
       `xds: { listen: 127.0.0.1:${port} }
 admin: { listen: 127.0.0.1:0 }
 stateDir: ./state
 registries:
+  - { kind: file, name: local, paths: [./local.yaml] }
   - kind: eureka
     name: spring
     serviceUrls: [${eureka.serviceUrl}]
@@ -80,6 +92,8 @@ registries:
     for (const f of [sotw, delta]) await eventually(() => expect(f.connectionCount).toBeGreaterThan(before[f.protocol]), 15_000);
     // The issue saw Eureka's services withdrawn 10 s after such a restart: watch past that.
     await sleep(12_000);
+    dir.write('local.yaml', [entry('local', 9090), entry('local-1', 9091)].join('---\n'));
+    for (const f of [sotw, delta]) await eventually(() => expect(f.latest?.clusters).toContain('outbound|9091||local-1.mesh.local'), 15_000);
     for (const f of [sotw, delta]) {
       const afterRestart = f.answers.filter((a) => a.connection >= before[f.protocol]);
       expect(afterRestart.length, `${f.protocol} got no answer after the restart`).toBeGreaterThan(0);

@@ -41,6 +41,24 @@ describe('restart while Consul is down', () => {
     daemons.push(daemon);
     return daemon;
   };
+  /**
+   * The file registry's services, with `extra` more: a change after a restart. A SotW client that
+   * reconnects with the version it holds is, rightly, sent nothing until something changes; the
+   * change shows what the restarted daemon serves for everything else.
+   */
+  const writeLocal = (extra: number) => {
+    const entry = (name: string, port: number, address: string) => `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: ${name} }
+spec:
+  hosts: [${name}.mesh.local]
+  ports: [{ number: ${port}, name: http }]
+  endpoints: [{ address: ${address} }]
+`;
+    const docs = [entry('local', 9090, '10.9.0.1')];
+    for (let i = 1; i <= extra; i++) docs.push(entry(`local-${i}`, 9090 + i, `10.9.0.${i + 1}`));
+    dir.write('local.yaml', docs.join('---\n'));
+  };
   const writeConfig = (name: string, consulAddress: string, extra = '', port = xdsPort) =>
     dir.write(
       name,
@@ -62,17 +80,7 @@ registries:
     agent = await startConsulAgent();
     await registerService(agent, { ID: 'api-1', Name: 'api', Address: '127.0.0.1', Port: 8080 });
     xdsPort = await freePort();
-    dir.write(
-      'local.yaml',
-      `apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: { name: local }
-spec:
-  hosts: [local.mesh.local]
-  ports: [{ number: 9090, name: http }]
-  endpoints: [{ address: 10.9.0.1 }]
-`,
-    );
+    writeLocal(0);
     config = writeConfig('meshbridge.yaml', agent.httpAddress);
   });
 
@@ -104,6 +112,8 @@ spec:
     for (const f of [sotw, delta]) await eventually(() => expect(f.connectionCount).toBeGreaterThan(before[f.protocol]), 15_000);
     // Past the initial-sync timeout (2 s) and several Consul retries while it stays down.
     await sleep(6_000);
+    writeLocal(1);
+    for (const f of [sotw, delta]) await eventually(() => expect(f.latest?.clusters).toContain('outbound|9091||local-1.mesh.local'), 15_000);
     for (const f of [sotw, delta]) {
       const afterRestart = f.answers.filter((a) => a.connection >= before[f.protocol]);
       expect(afterRestart.length, `${f.protocol} got no answer after the restart`).toBeGreaterThan(0);
@@ -150,6 +160,8 @@ spec:
       await second.waitForLog((l) => l.msg === 'xDS server listening', 20_000);
       for (const f of [sotw, delta]) await eventually(() => expect(f.connectionCount).toBeGreaterThan(before[f.protocol]), 15_000);
       await sleep(5_000);
+      writeLocal(2);
+      for (const f of [sotw, delta]) await eventually(() => expect(f.latest?.clusters).toContain('outbound|9092||local-2.mesh.local'), 15_000);
       for (const f of [sotw, delta]) {
         const afterRestart = f.answers.filter((a) => a.connection >= before[f.protocol]);
         expect(afterRestart.length, `${f.protocol} got no answer after the restart`).toBeGreaterThan(0);
@@ -171,6 +183,7 @@ spec:
   }, 90_000);
 
   it('with no saved state and Consul down, streams are refused UNAVAILABLE "not ready" until xds.readyTimeoutMs, then served', async () => {
+    writeLocal(0);
     const unreachable = `http://127.0.0.1:${await freePort()}`;
     const port = await freePort();
     const fresh = writeConfig('fresh.yaml', unreachable, ', readyTimeoutMs: 4000', port);
