@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig, resolveStateDir } from '../config/config.js';
 import { UsageError } from '../errors.js';
+import { DEFAULT_TRUST_DOMAIN } from '../model/service.js';
 import { CaError, caTrustDomain, createCa, issueCertificate } from '../security/ca.js';
 import { spiffeId } from '../security/identity.js';
 import { rotateWorkloadRoot } from '../security/workload-ca.js';
@@ -45,7 +46,7 @@ export async function ca(args: string[]): Promise<number> {
   const caCert = join(values.dir, 'ca.crt');
   const caKey = join(values.dir, 'ca.key');
   if (verb === 'create') {
-    const trustDomain = values['trust-domain'] ?? 'meshbridge.local';
+    const trustDomain = values['trust-domain'] ?? DEFAULT_TRUST_DOMAIN;
     const pair = await createCa({ trustDomain, days: days(values.days, 3650) });
     await writeNew(caKey, pair.keyPem, 0o600);
     await writeNew(caCert, pair.certPem, 0o644);
@@ -57,7 +58,7 @@ export async function ca(args: string[]): Promise<number> {
     if (kinds.length !== 1) throw new UsageError('ca issue needs exactly one of --server, --node or --operator');
     if (!values.out) throw new UsageError('ca issue needs --out PREFIX');
     const pem = { certPem: await readFile(caCert, 'utf8'), keyPem: await readFile(caKey, 'utf8') };
-    const trustDomain = values['trust-domain'] ?? caTrustDomain(pem.certPem) ?? 'meshbridge.local';
+    const trustDomain = values['trust-domain'] ?? caTrustDomain(pem.certPem) ?? DEFAULT_TRUST_DOMAIN;
     const notAfter = new Date(Date.now() + days(values.days, 365) * 86_400_000);
     const pair =
       values.server !== undefined
@@ -87,7 +88,7 @@ async function rotateRoot(args: string[]): Promise<number> {
     strict: true,
   });
   const trustDomain =
-    values['trust-domain'] ?? (values.config !== undefined ? (await loadConfig(values.config)).config.security.trustDomain : 'meshbridge.local');
+    values['trust-domain'] ?? (values.config !== undefined ? (await loadConfig(values.config)).config.security.trustDomain : DEFAULT_TRUST_DOMAIN);
   const result = await rotateWorkloadRoot(await stateDirOf(values), {
     trustDomain,
     activateAfterMs: parseTtl(values['activate-after']) * 1000,

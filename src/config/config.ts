@@ -8,6 +8,7 @@ import type { Diagnostic } from '../errors.js';
 import picomatch from 'picomatch';
 import { DEFAULT_FILE_BYTES, isInside } from '../istio/file-store.js';
 import { formatPath, unknownFields } from '../istio/schema-report.js';
+import { DEFAULT_TRUST_DOMAIN } from '../model/service.js';
 
 const hostPort = z
   .string({ error: 'must be "host:port"' })
@@ -213,7 +214,7 @@ export const configSchema = z.object({
       trustDomain: z
         .string()
         .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, { error: 'must be a trust domain such as meshbridge.local' })
-        .default('meshbridge.local'),
+        .default(DEFAULT_TRUST_DOMAIN),
       /** Every xDS stream must show who it is (client certificate or token); on by default with xds.tls. */
       requireIdentity: z.boolean().optional(),
       /** How often live streams are checked against token expiry and revocation. */

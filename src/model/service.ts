@@ -85,6 +85,9 @@ export function identitiesOfNode(services: readonly { readonly endpoints: readon
 }
 
 /** The SPIFFE ID Istio gives a workload: `spiffe://<trust-domain>/ns/<namespace>/sa/<service account>`. */
+/** The trust domain of SPIFFE IDs when none is configured (`security.trustDomain`, `meshbridge ca --trust-domain`). */
+export const DEFAULT_TRUST_DOMAIN = 'meshbridge.local';
+
 export function workloadSpiffeId(trustDomain: string, identity: WorkloadIdentity): string {
   return `spiffe://${trustDomain}/ns/${identity.namespace}/sa/${identity.serviceAccount}`;
 }

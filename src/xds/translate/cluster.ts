@@ -2,7 +2,7 @@ import type { Cluster } from '../../generated/envoy/config/cluster/v3/Cluster.js
 import { portRouting } from '../../model/routing/build.js';
 import type { ClusterModel, RoutingModel } from '../../model/routing/types.js';
 import { matchesLabels } from '../../model/labels.js';
-import { workloadSpiffeId } from '../../model/service.js';
+import { DEFAULT_TRUST_DOMAIN, workloadSpiffeId } from '../../model/service.js';
 import type { Service } from '../../model/service.js';
 import { TypeUrl } from '../type-urls.js';
 import { addTlsEndpointMatch } from './tls-endpoints.js';
@@ -13,9 +13,6 @@ import { ADS_CONFIG_SOURCE, duration, typed } from './typed.js';
 
 /** Istio's default; long enough for a VM across a WAN, short enough to fail over. */
 const CONNECT_TIMEOUT_MS = 10_000;
-
-/** `security.trustDomain`'s default. */
-export const DEFAULT_TRUST_DOMAIN = 'meshbridge.local';
 
 /** The SPIFFE IDs of the endpoints a cluster selects: who may answer for it (secure naming). */
 function peerIdentities(service: Service, model: ClusterModel, trustDomain: string): string[] {
