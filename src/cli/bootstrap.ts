@@ -212,23 +212,25 @@ export function grpcBootstrap(options: BootstrapOptions): string {
     })),
     // grpc-js-xds refuses a node without a locality, so an empty one is always written.
     node: nodeOf(options, true),
-    ...(() => {
-      // DestinationRule TLS files (--policy) and meshbridge agent's workload certificate (--workload-certs).
-      const providers: Record<string, unknown> = Object.fromEntries(options.certificateProviders ?? new Map());
-      if (options.workloadCertDir !== undefined) {
-        // ISTIO_MUTUAL clusters name this instance; meshbridge agent keeps the files fresh.
-        providers[WORKLOAD_CERTIFICATE_PROVIDER] = {
-          plugin_name: 'file_watcher',
-          config: {
-            certificate_file: `${options.workloadCertDir}/cert-chain.pem`,
-            private_key_file: `${options.workloadCertDir}/key.pem`,
-            ca_certificate_file: `${options.workloadCertDir}/root-cert.pem`,
-            refresh_interval: '60s',
-          },
-        };
-      }
-      return Object.keys(providers).length > 0 ? { certificate_providers: providers } : {};
-    })(),
+    ...certificateProviders(options),
   };
   return `${JSON.stringify(bootstrap, null, 2)}\n`;
+}
+
+/** gRPC's `certificate_providers`: DestinationRule TLS files (--policy) and meshbridge agent's workload certificate (--workload-certs). */
+function certificateProviders(options: BootstrapOptions): { certificate_providers?: Record<string, unknown> } {
+  const providers: Record<string, unknown> = Object.fromEntries(options.certificateProviders ?? new Map());
+  if (options.workloadCertDir !== undefined) {
+    // ISTIO_MUTUAL clusters name this instance; meshbridge agent keeps the files fresh.
+    providers[WORKLOAD_CERTIFICATE_PROVIDER] = {
+      plugin_name: 'file_watcher',
+      config: {
+        certificate_file: `${options.workloadCertDir}/cert-chain.pem`,
+        private_key_file: `${options.workloadCertDir}/key.pem`,
+        ca_certificate_file: `${options.workloadCertDir}/root-cert.pem`,
+        refresh_interval: '60s',
+      },
+    };
+  }
+  return Object.keys(providers).length > 0 ? { certificate_providers: providers } : {};
 }
