@@ -399,21 +399,16 @@ for (const s of scenarios) if (!['fleet', 'failover', 'scoped'].includes(s)) thr
 const results = [];
 // A fresh server per protocol, so memory and CPU figures are the run's own.
 for (const protocol of protocols) {
-  if (scenarios.includes('failover')) {
+  for (const [scenario, server, run] of [
+    ['failover', 'meshbridge replicas', runFailover],
+    ['scoped', 'meshbridge scoped', runScoped],
+  ]) {
+    if (!scenarios.includes(scenario)) continue;
     try {
-      results.push(await runFailover(protocol));
+      results.push(await run(protocol));
     } catch (error) {
-      console.error(`failover (${protocol}): ${error.message}`);
-      results.push({ server: 'meshbridge replicas', scenario: 'failover', protocol, error: error.message });
-    }
-    await sleep(1_000);
-  }
-  if (scenarios.includes('scoped')) {
-    try {
-      results.push(await runScoped(protocol));
-    } catch (error) {
-      console.error(`scoped (${protocol}): ${error.message}`);
-      results.push({ server: 'meshbridge scoped', scenario: 'scoped', protocol, error: error.message });
+      console.error(`${scenario} (${protocol}): ${error.message}`);
+      results.push({ server, scenario, protocol, error: error.message });
     }
     await sleep(1_000);
   }
