@@ -54,8 +54,6 @@ export interface ViewBuild {
 
 /** What the views of one proxy kind share in one update: clusters, listeners and routes, and the base view's snapshot. */
 export interface KindBuild {
-  /** The catalog these views are translated from: the kind's, narrowed to the scope's services when scoped. */
-  readonly catalog?: ServiceCatalog;
   readonly translation: KindTranslation;
   /** The snapshot of the kind's view without a locality, once built: locality views take its unchanged resources as they are. */
   donor?: Snapshot;

@@ -18,6 +18,11 @@ import type { FindingsLog } from './findings-log.js';
 import { retainVanished } from './vanished-services.js';
 import type { SeenServices } from './vanished-services.js';
 
+/** What the views of one kind and scope share: the catalog they are translated from (the kind's, narrowed to the scope's services when scoped) besides the kind's translation. */
+interface ScopeBuild extends KindBuild {
+  readonly catalog: ServiceCatalog;
+}
+
 export interface ViewsOptions {
   /** The translation settings in force; read on every build, so a reload applies to the next one. */
   readonly translate: () => TranslateOptions;
@@ -46,7 +51,7 @@ export class Views {
         proxylessCatalog: ServiceCatalog;
         policySet: PolicySet;
         /** Per proxy kind and scope (`kind~scope`), what its views share in this update; filled as views are built. */
-        kinds: Map<string, KindBuild>;
+        kinds: Map<string, ScopeBuild>;
       }
     | undefined;
   private seenServices: SeenServices = new Map();
@@ -161,7 +166,7 @@ export class Views {
         shared = { catalog, translation: translateKind(catalog, kind, options, routing) };
         kinds.set(sharedKey, shared);
       }
-      const catalog = shared.catalog ?? (kind === 'proxyless' ? this.latest.proxylessCatalog : this.latest.catalog);
+      const { catalog } = shared;
       build = buildView(view, catalog, routing, options, this.pack, this.cache.peek(view), shared);
       if (locality === undefined) shared.donor = build.snapshot;
     } catch (error) {
