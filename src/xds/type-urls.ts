@@ -12,6 +12,8 @@ export const TypeUrl = {
   HttpFault: `${PREFIX}envoy.extensions.filters.http.fault.v3.HTTPFault`,
   HttpProtocolOptions: `${PREFIX}envoy.extensions.upstreams.http.v3.HttpProtocolOptions`,
   UpstreamTlsContext: `${PREFIX}envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext`,
+  DownstreamTlsContext: `${PREFIX}envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext`,
+  TlsInspector: `${PREFIX}envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector`,
 } as const;
 
 /** The four types served over ADS, in the order a push must follow: clusters before their endpoints, listeners before their routes. */
