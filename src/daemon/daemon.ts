@@ -317,9 +317,9 @@ export class Daemon implements AdminSource {
     const rule = accessRuleFor(this.config.security.access, node.id);
     if (rule !== -1) this.log.info({ component: 'xds', node: node.id, rule }, 'xDS stream narrowed by security.access');
     // Inbound listeners terminate mTLS with the agent's certificate: only an Envoy with the agent's SDS cluster can load them.
-    // They make the node's view its own, so nodes without workloads keep sharing theirs.
-    const hostsWorkloads = node.kind === 'sidecar' && node.workloadSds && this.views.catalog.services.some((s) => s.endpoints.some((e) => e.node === node.id));
-    return scopeName(sidecar, rule, hostsWorkloads ? node.id : undefined);
+    // Such a node's view is its own from the start, so workloads registered on it later reach it without a reconnect.
+    const inbound = node.kind === 'sidecar' && node.workloadSds;
+    return scopeName(sidecar, rule, inbound ? node.id : undefined);
   };
 
   private onUpdate({ states, catalog, routing, policySet }: CatalogUpdate): void {

@@ -235,6 +235,25 @@ spec: { host: reviews.shop.mesh, trafficPolicy: { tls: { mode: DISABLE } } }
     await eventually(async () => expect((await callReviews()).status).toBe(200), 30_000, 250);
   }, 60_000);
 
+  it('a workload registered on a VM after its Envoy connected gets its inbound listener, without a reconnect', async () => {
+    const port = await freePort();
+    const app = await startHttpApp('ratings');
+    apps.push(app.server);
+    dir.write(
+      'late.mesh.yaml',
+      `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: ratings, namespace: shop }
+spec:
+  hosts: [ratings.shop.mesh]
+  ports: [{ number: ${port}, name: http }]
+  endpoints: [{ address: 127.0.0.3, serviceAccount: reviews, labels: { meshbridge.io/node: vm-b, meshbridge.io/app-port: "${app.port}" } }]
+`,
+    );
+    await eventually(async () => expect(await vmB.envoy.stat('listener_manager.total_listeners_active')).toBe(3), 30_000, 250);
+    expect(await get('127.0.0.3', port, 'ratings.shop.mesh')).toEqual({ status: 200, body: { app: 'ratings', xfcc: null } });
+  }, 60_000);
+
   it('each VM\'s private key exists only in its own agent directory', () => {
     for (const vm of [vmA, vmB]) {
       const keyBody = readFileSync(join(vm.agentDir, 'key.pem'), 'utf8').split('\n')[1]!;
