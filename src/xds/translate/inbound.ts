@@ -3,7 +3,7 @@ import type { Listener } from '../../generated/envoy/config/listener/v3/Listener
 import type { RouteConfiguration } from '../../generated/envoy/config/route/v3/RouteConfiguration.js';
 import type { Diagnostic } from '../../errors.js';
 import type { ServiceCatalog } from '../../model/catalog.js';
-import { mtlsModeFor } from '../../model/routing/peer-authentication.js';
+import { mtlsModeFor, peerSubjectOf } from '../../model/routing/peer-authentication.js';
 import type { MtlsMode } from '../../model/routing/peer-authentication.js';
 import type { RoutingModel } from '../../model/routing/types.js';
 import { APP_ADDRESS, APP_PORT_LABEL, appPort, endpointPort, isHttpProtocol } from '../../model/service.js';
@@ -60,11 +60,6 @@ export function inboundHttpFilters(_workload: InboundWorkload, _routing: Routing
 
 const ROUTER_FILTER = { name: 'envoy.filters.http.router', typed_config: typed(TypeUrl.Router, {}) };
 
-/** The endpoint's namespace: its identity's, else Istio's default. */
-export function workloadNamespace(endpoint: Endpoint): string {
-  return endpoint.identity?.namespace ?? 'default';
-}
-
 /**
  * The workload ports on `node`: every endpoint the catalog places there (the
  * rule the signing service uses), each service port once per listen address.
@@ -77,7 +72,7 @@ export function inboundWorkloads(catalog: ServiceCatalog, routing: RoutingModel,
   for (const service of catalog.services) {
     for (const endpoint of service.endpoints) {
       if (endpoint.node !== node) continue;
-      const namespace = workloadNamespace(endpoint);
+      const subject = peerSubjectOf(endpoint);
       for (const port of service.ports) {
         const listenPort = endpointPort(endpoint, port);
         const app = appPort(endpoint, port);
@@ -99,8 +94,8 @@ export function inboundWorkloads(catalog: ServiceCatalog, routing: RoutingModel,
           }
           continue;
         }
-        const mode = mtlsModeFor(routing.peerAuthentications, { namespace, labels: endpoint.labels }, listenPort);
-        byAddress.set(key, { service, endpoint, port, listenPort, appPort: app, mode, namespace });
+        const mode = mtlsModeFor(routing.peerAuthentications, subject, listenPort);
+        byAddress.set(key, { service, endpoint, port, listenPort, appPort: app, mode, namespace: subject.namespace });
       }
     }
   }
