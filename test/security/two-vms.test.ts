@@ -103,7 +103,10 @@ function echoThroughSidecar(port: number, authority: string): Promise<string> {
   ).finally(() => client.close());
 }
 
-describe('two VMs: inbound mTLS, PeerAuthentication, automatic mTLS and secure naming with real Envoys and agents', () => {
+describe.each([
+  ['state of the world', []],
+  ['delta', ['--delta']],
+])('two VMs (%s xDS): inbound mTLS, PeerAuthentication, automatic mTLS and secure naming with real Envoys and agents', (_protocol, xdsArgs: string[]) => {
   const dir = tempDir('meshbridge-two-vms-');
   let mesh: SecureMesh;
   let vmA: SimulatedVm;
@@ -172,8 +175,8 @@ spec: { workloadSelector: { labels: { vm: b } }, egress: [{ hosts: ["~/*"] }] }
 `,
     );
     mesh = await SecureMesh.start(dir, { trustDomain: 'test.mesh', nodes: ['vm-a', 'vm-b'] });
-    vmA = await mesh.startVm('vm-a');
-    vmB = await mesh.startVm('vm-b', { bootstrapArgs: ['--namespace', 'shop', '--label', 'vm=b'] });
+    vmA = await mesh.startVm('vm-a', { bootstrapArgs: xdsArgs });
+    vmB = await mesh.startVm('vm-b', { bootstrapArgs: [...xdsArgs, '--namespace', 'shop', '--label', 'vm=b'] });
     // VM-A: five outbound listeners and its inbound one; VM-B: its three inbound ones.
     await eventually(async () => expect(await vmA.envoy.stat('listener_manager.total_listeners_active')).toBe(6), 60_000, 250);
     await eventually(async () => expect(await vmB.envoy.stat('listener_manager.total_listeners_active')).toBe(3), 60_000, 250);
