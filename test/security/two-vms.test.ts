@@ -32,9 +32,12 @@ async function startHttpApp(name: string): Promise<{ server: HttpServer; port: n
   return { server, port: (server.address() as { port: number }).port };
 }
 
-/** A TCP application that echoes what it reads, prefixed with its name. */
+/** A TCP application that greets first (as a server-first protocol does), then echoes what it reads, prefixed with its name. */
 async function startTcpApp(name: string): Promise<{ server: TcpServer; port: number }> {
-  const server = createTcpServer((socket) => socket.on('data', (chunk) => socket.write(`${name}:${chunk.toString()}`)));
+  const server = createTcpServer((socket) => {
+    socket.write(`hello from ${name}\n`);
+    socket.on('data', (chunk) => socket.write(`${name}:${chunk.toString()}`));
+  });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return { server, port: (server.address() as { port: number }).port };
 }
@@ -217,9 +220,23 @@ spec: { workloadSelector: { labels: { vm: b } }, egress: [{ hosts: ["~/*"] }] }
 
   it('a TCP port goes through mTLS too (tcp_proxy both ways)', async () => {
     const before = await vmB.envoy.stat(`listener.127.0.0.3_${ports.reviewsTcp}.ssl.handshake`);
-    expect(await eventually(() => tcpRoundTrip(ports.reviewsTcp, 'ping'), 30_000, 250)).toBe('reviews:ping');
+    expect(await eventually(() => tcpRoundTrip(ports.reviewsTcp, 'ping'), 30_000, 250)).toBe('hello from reviews\nreviews:ping');
     expect(await vmB.envoy.stat(`listener.127.0.0.3_${ports.reviewsTcp}.ssl.handshake`)).toBeGreaterThan(before);
   }, 60_000);
+
+  it('PERMISSIVE: a plaintext client of a server-first protocol, which sends nothing first, gets the server\'s greeting', async () => {
+    const greeting = await new Promise<string>((resolve, reject) => {
+      const socket = connectTcp({ host: '127.0.0.3', port: ports.reviewsTcp });
+      const timer = setTimeout(() => socket.destroy(new Error('no greeting within 10 s')), 10_000);
+      socket.once('data', (chunk) => {
+        clearTimeout(timer);
+        socket.end();
+        resolve(chunk.toString());
+      });
+      socket.once('error', reject);
+    });
+    expect(greeting).toBe('hello from reviews\n');
+  }, 30_000);
 
   it('a gRPC port goes through mTLS over HTTP/2 to a gRPC server behind VM-B', async () => {
     expect(await eventually(() => echoThroughSidecar(ports.reviewsGrpc, 'reviews.shop.mesh'), 30_000, 250)).toBe('reviews-grpc');

@@ -155,6 +155,13 @@ spec: ${spec}
     expect(result.map(({ inspector, chains: c }) => ({ inspector, chains: c }))).toEqual([expected, expected]);
   });
 
+  it('PERMISSIVE goes on as plaintext when a client sends nothing (server-first protocols) instead of closing', () => {
+    const listener = buildInbound(catalog, routingOf(catalog), 'vm-b', 'td').listeners[0] as unknown as Record<string, unknown>;
+    expect(listener['listener_filters_timeout']).toEqual({ seconds: '1', nanos: 0 });
+    expect(listener['continue_on_listener_filters_timeout']).toBe(true);
+    envoyApi.pack(TypeUrl.Listener, listener);
+  });
+
   it('portLevelMtls overrides the workload mode for one port', () => {
     const routing = routingOf(catalog, doc('shop', '{ selector: { matchLabels: { app: reviews } }, mtls: { mode: STRICT }, portLevelMtls: { 9090: { mode: DISABLE } } }'));
     expect(chains(routing, 'vm-b').map((l) => [l.listener, l.chains])).toEqual([

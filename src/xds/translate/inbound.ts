@@ -40,6 +40,9 @@ export interface InboundTranslation {
  */
 export const MAX_INBOUND_PORTS_PER_NODE = 1_024;
 
+/** How long a PERMISSIVE port waits for a client's first bytes before treating the connection as plaintext. */
+const PROTOCOL_DETECTION_TIMEOUT_MS = 1_000;
+
 export function inboundListenerName(address: string, port: number): string {
   return `inbound_${address}_${port}`;
 }
@@ -184,7 +187,9 @@ function inboundListener(workload: InboundWorkload, routing: RoutingModel, trust
     name,
     address: { socket_address: { address: endpoint.address, port_value: listenPort } },
     traffic_direction: 'INBOUND',
-    ...(listenerFilters.length > 0 ? { listener_filters: listenerFilters } : {}),
+    // A server-first protocol (MySQL, SMTP) sends nothing for the inspector to read: after a second the
+    // connection goes on as plaintext instead of being closed.
+    ...(listenerFilters.length > 0 ? { listener_filters: listenerFilters, listener_filters_timeout: duration(PROTOCOL_DETECTION_TIMEOUT_MS), continue_on_listener_filters_timeout: true } : {}),
     filter_chains: chains,
   } as Listener;
 }
