@@ -17,10 +17,10 @@ export type SotwCall = AdsCall<DiscoveryRequest__Output>;
  * Full-state types (CDS, LDS) always carry every subscribed resource, so
  * leaving one out removes it; EDS and RDS carry only what changed (an EDS
  * resource that is gone is sent empty to a client that does not learn it
- * from CDS). A new
- * stream whose first request of a type carries the type's current version
- * (a client moving from another replica, or back after a broken stream) is
- * sent nothing until the type changes, as go-control-plane's caches do.
+ * from CDS). A new stream whose first request of a type carries the type's
+ * current version (a client moving from another replica, or back after a
+ * broken stream) is sent nothing until the type changes, as
+ * go-control-plane's caches do.
  */
 export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
   readonly protocol = 'sotw' as const;
