@@ -14,8 +14,8 @@ import { catalogOf, publish, service, silentLogger } from '../helpers/fixtures.j
 /**
  * Fail fast on a name that does not exist (issue 11, defect 6): a proxyless
  * stream subscribing to a Listener meshbridge does not serve gets a
- * placeholder Listener of that name, whose inline route configuration has no
- * virtual host, so gRPC fails the calls at once instead of waiting 15 s. Envoy
+ * placeholder Listener of that name, whose inline route configuration has a
+ * virtual host without routes, so gRPC fails the calls at once instead of waiting 15 s. Envoy
  * streams are not affected. What the real clients make of it is in
  * test/e2e/proxyless-does-not-exist.test.ts.
  */
@@ -56,7 +56,7 @@ describe('placeholder Listeners for names that do not exist', () => {
     let client: RawAdsClient;
     afterEach(() => client.close());
 
-    it('a proxyless client gets a Listener of that name whose route configuration has no virtual host, naming the cause', async () => {
+    it('a proxyless client gets a Listener of that name whose one virtual host has no route, its route configuration naming the cause', async () => {
       client = new RawAdsClient(address, GRPC_NODE);
       client.send({ type_url: LDS, resource_names: [MISSING] });
       const response = await client.next();
@@ -64,7 +64,7 @@ describe('placeholder Listeners for names that do not exist', () => {
       const listener = decode(response.resources[0]);
       expect(listener['name']).toBe(MISSING);
       const manager = connectionManager(listener);
-      expect(manager['route_config']).toEqual({ name: `${MISSING} does not exist in meshbridge` });
+      expect(manager['route_config']).toEqual({ name: `${MISSING} does not exist in meshbridge`, virtual_hosts: [{ name: 'does-not-exist', domains: ['*'] }] });
       expect(manager['rds']).toBeUndefined();
       // Its version is not the snapshot's: the placeholder is part of what the client holds.
       expect(response.version_info).not.toBe(cache.get('proxyless')!.typeVersions.get(LDS));
@@ -151,7 +151,7 @@ describe('placeholder Listeners for names that do not exist', () => {
       const first = await client.next();
       expect(first.removed_resources).toEqual([]);
       expect(RawDeltaClient.names(first)).toEqual([MISSING]);
-      expect(connectionManager(RawDeltaClient.body(first, MISSING))['route_config']).toEqual({ name: `${MISSING} does not exist in meshbridge` });
+      expect(connectionManager(RawDeltaClient.body(first, MISSING))['route_config']).toMatchObject({ name: `${MISSING} does not exist in meshbridge` });
       const placeholderVersion = RawDeltaClient.versions(first)[MISSING];
       client.ack(first);
 

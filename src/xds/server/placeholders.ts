@@ -13,12 +13,15 @@ import { TypeUrl } from '../type-urls.js';
  * name they never received as proof that it does not exist (gRFC A27): they
  * wait for their own 15 s timer (grpc-go) or until the call's deadline
  * (grpc-js-xds 1.14). A Listener of that name whose inline route
- * configuration has no virtual host makes both fail every call at once with
- * UNAVAILABLE: grpc-go says `could not find VirtualHost for "<name>"`,
- * grpc-js-xds `RouteConfiguration <route name>: No matching route found for
- * <name>`, so the route configuration's name carries the reason. It names no
- * cluster, so the client subscribes to nothing more, and make-before-break has
- * nothing to order. When the name appears, the real Listener (another version)
+ * configuration has one virtual host, for every authority, with no route makes
+ * both fail every call at once with UNAVAILABLE: grpc-go says `no matched
+ * route was found`, grpc-js-xds `Failed to route call to method <method>`.
+ * No virtual host at all would make grpc-go name the target (`could not find
+ * VirtualHost for "<name>"`), but grpc-js-xds 1.14 reports that as a
+ * resolution note, not an error, and keeps the calls waiting until their
+ * deadline. The route configuration's name says why, for anyone reading the
+ * client's CSDS dump. It names no cluster, so the client subscribes to
+ * nothing more, and make-before-break has nothing to order. When the name appears, the real Listener (another version)
  * replaces it; when it goes, the placeholder comes back.
  */
 
@@ -44,7 +47,7 @@ export function placeholderListener(name: string): object {
     api_listener: {
       api_listener: typed(TypeUrl.HttpConnectionManager, {
         stat_prefix: 'meshbridge_does_not_exist',
-        route_config: { name: `${name} does not exist in meshbridge`, virtual_hosts: [] },
+        route_config: { name: `${name} does not exist in meshbridge`, virtual_hosts: [{ name: 'does-not-exist', domains: ['*'], routes: [] }] },
         http_filters: [{ name: 'envoy.filters.http.router', typed_config: typed(TypeUrl.Router, {}) }],
       }),
     },
