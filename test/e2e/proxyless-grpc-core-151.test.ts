@@ -136,7 +136,7 @@ policy: { paths: [policy.yaml] }
     expect(streams.length).toBeGreaterThan(0);
     for (const stream of streams) {
       expect(stream.kind).toBe('proxyless');
-      for (const [type, status] of Object.entries(stream.types)) expect(status.nack, `${type} NACKed (${stream.userAgent})`).toBeNull();
+      for (const [type, status] of Object.entries(stream.types)) expect(status.nack, `${type} NACKed by ${stream.userAgent}: ${JSON.stringify(status.nack)}`).toBeNull();
     }
     return streams;
   };
@@ -147,7 +147,10 @@ policy: { paths: [policy.yaml] }
 
   it('follows every header rule (exact, prefix, regex, presence, invert) of a VirtualService, and nothing is NACKed', async () => {
     await eventually(async () => {
-      expect(tally(await client.call(RULES, { count: 10, parallel: 5, metadata: CASES[0]!.hits, deadlineMs: 10_000 }))).toEqual({ byBackend: { hit: 10 }, errors: {} });
+      const results = tally(await client.call(RULES, { count: 10, parallel: 5, metadata: CASES[0]!.hits, deadlineMs: 10_000 }));
+      // A NACK is the reason calls fail: say so rather than only that they failed.
+      await expectNoNack();
+      expect(results).toEqual({ byBackend: { hit: 10 }, errors: {} });
     }, 30_000, 200);
     for (const { rule, hits, misses } of CASES) {
       expect(tally(await client.call(RULES, { count: 20, parallel: 5, metadata: hits })), `${rule}: hits`).toEqual({ byBackend: { hit: 20 }, errors: {} });
@@ -172,6 +175,21 @@ policy: { paths: [policy.yaml] }
       expect(share).toBeGreaterThanOrEqual(0.75);
       expect(share).toBeLessThanOrEqual(0.85);
     }
+    await expectNoNack();
+  });
+
+  it('fails calls to a name that does not exist at once, without NACKing the placeholder', async () => {
+    const elapsed: number[] = [];
+    for (let run = 0; run < 3; run++) {
+      // A new target each run, so each is a new channel asking for a new name.
+      const [result] = await client.call(`xds:///nope${run}.core151:1`, { deadlineMs: 20_000 });
+      expect(result!.code, result!.message).toBe('UNAVAILABLE');
+      expect(result!.message).toContain(`could not find VirtualHost for nope${run}.core151:1`);
+      expect(result!.elapsedMs).toBeLessThan(5_000);
+      elapsed.push(result!.elapsedMs);
+      if (run === 0) console.log(`[grpc-core-151] name that does not exist: ${result!.code}: ${result!.message}`);
+    }
+    console.log(`[grpc-core-151] first call to a name that does not exist failed after ${elapsed.join(', ')} ms`);
     await expectNoNack();
   });
 

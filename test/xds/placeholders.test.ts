@@ -72,6 +72,14 @@ describe('placeholder Listeners for names that do not exist', () => {
       await client.expectSilence(300);
     });
 
+    it('gRPC C-core, which refuses a virtual host without routes, gets one without any virtual host', async () => {
+      client = new RawAdsClient(address, { id: 'placeholder-core', user_agent_name: 'gRPC C-core linux Python' });
+      client.send({ type_url: LDS, resource_names: [MISSING] });
+      const response = await client.next();
+      expect(RawAdsClient.names(response)).toEqual([MISSING]);
+      expect(connectionManager(decode(response.resources[0]))['route_config']).toEqual({ name: `${MISSING} does not exist in meshbridge` });
+    });
+
     it('an Envoy sidecar gets a response without it, as before', async () => {
       client = new RawAdsClient(address, ENVOY_NODE);
       client.send({ type_url: LDS, resource_names: ['127.0.0.1_1'] });

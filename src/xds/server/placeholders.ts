@@ -12,18 +12,32 @@ import { TypeUrl } from '../type-urls.js';
  * gRPC clients do not take a state-of-the-world response that leaves out a
  * name they never received as proof that it does not exist (gRFC A27): they
  * wait for their own 15 s timer (grpc-go) or until the call's deadline
- * (grpc-js-xds 1.14). A Listener of that name whose inline route
- * configuration has one virtual host, for every authority, with no route makes
- * both fail every call at once with UNAVAILABLE: grpc-go says `no matched
- * route was found`, grpc-js-xds `Failed to route call to method <method>`.
- * No virtual host at all would make grpc-go name the target (`could not find
- * VirtualHost for "<name>"`), but grpc-js-xds 1.14 reports that as a
- * resolution note, not an error, and keeps the calls waiting until their
- * deadline. The route configuration's name says why, for anyone reading the
- * client's CSDS dump. It names no cluster, so the client subscribes to
- * nothing more, and make-before-break has nothing to order. When the name appears, the real Listener (another version)
- * replaces it; when it goes, the placeholder comes back.
+ * (grpc-js-xds 1.14). A Listener of that name, with an inline route
+ * configuration that routes nothing, makes them fail every call at once with
+ * UNAVAILABLE. It names no cluster (a cluster that does not exist would bring
+ * back the 15 s wait), so make-before-break has nothing to order, and its
+ * route configuration's name says why, for anyone reading the client's CSDS
+ * dump. When the name appears, the real Listener (another version) replaces
+ * it; when it goes, the placeholder comes back.
+ *
+ * No one form is taken by every client, so the form follows the client:
+ * - `no-route`: one virtual host for every authority, without routes. grpc-go
+ *   fails calls with `no matched route was found`, grpc-js-xds with `Failed to
+ *   route call to method <method>`. gRPC C-core 1.51 NACKs it (`No route
+ *   found in the virtual host.`).
+ * - `no-virtual-host`: no virtual host at all. C-core fails calls with
+ *   `could not find VirtualHost for <name>`; grpc-go too, but grpc-js-xds 1.14
+ *   reports it as a resolution note, not an error, and keeps calls waiting.
+ * Routes with an action gRPC ignores (cluster_header) or does not forward
+ * (non_forwarding_action) do not help: C-core drops the first and still
+ * finds no route, and grpc-js-xds 1.14 cannot read a route without a route action.
  */
+export type PlaceholderForm = 'no-route' | 'no-virtual-host';
+
+/** The form a client takes, from its node's user agent ("gRPC C-core linux Python", "gRPC Go", "gRPC Node"...). */
+export function placeholderFormFor(userAgent: string): PlaceholderForm {
+  return /c-core/i.test(userAgent) ? 'no-virtual-host' : 'no-route';
+}
 
 /**
  * A Listener name a placeholder may carry: what gRPC's resolver sends for
@@ -40,34 +54,35 @@ export function mayHavePlaceholder(name: string): boolean {
   return colon === -1 || Number(name.slice(colon + 1)) <= 65_535;
 }
 
-/** The Listener that fails a gRPC client's calls to `name` at once; a pure function of the name. */
-export function placeholderListener(name: string): object {
+/** The Listener that fails a gRPC client's calls to `name` at once; a pure function of its arguments. */
+export function placeholderListener(name: string, form: PlaceholderForm): object {
+  const virtualHosts = form === 'no-route' ? [{ name: 'does-not-exist', domains: ['*'], routes: [] }] : [];
   return {
     name,
     api_listener: {
       api_listener: typed(TypeUrl.HttpConnectionManager, {
         stat_prefix: 'meshbridge_does_not_exist',
-        route_config: { name: `${name} does not exist in meshbridge`, virtual_hosts: [{ name: 'does-not-exist', domains: ['*'], routes: [] }] },
+        route_config: { name: `${name} does not exist in meshbridge`, virtual_hosts: virtualHosts },
         http_filters: [{ name: 'envoy.filters.http.router', typed_config: typed(TypeUrl.Router, {}) }],
       }),
     },
   };
 }
 
-export function buildPlaceholder(name: string, pack: Packer): Resource {
-  const body = placeholderListener(name);
+export function buildPlaceholder(name: string, form: PlaceholderForm, pack: Packer): Resource {
+  const body = placeholderListener(name, form);
   return makeResource(TypeUrl.Listener, name, JSON.stringify(body), body, pack);
 }
 
 /**
  * The version_info of a response that carries placeholders: the snapshot's
- * version of the type and the names answered with a placeholder, so replicas
+ * version of the type and each placeholder's name and version, so replicas
  * agree on it and a client resuming with it on another replica is answered as
  * one that holds exactly that.
  */
-export function versionWithPlaceholders(typeVersion: string, names: readonly string[]): string {
+export function versionWithPlaceholders(typeVersion: string, placeholders: Iterable<Resource>): string {
   const hash = createHash('sha256').update(typeVersion);
-  for (const name of [...names].sort()) hash.update(`\0${name}`);
+  for (const entry of [...placeholders].map((p) => `\0${p.name}\0${p.version}`).sort()) hash.update(entry);
   return hash.digest('base64url').slice(0, 16);
 }
 

@@ -9,7 +9,7 @@ import type { NodeIdentity, ScopeResolver } from '../node.js';
 import { TypeUrl, XDS_TYPES, shortTypeName } from '../type-urls.js';
 import type { XdsTypeUrl } from '../type-urls.js';
 import type { ClusterReferences } from './ordering.js';
-import { WithPlaceholders, buildPlaceholder, mayHavePlaceholder, versionWithPlaceholders } from './placeholders.js';
+import { WithPlaceholders, buildPlaceholder, mayHavePlaceholder, placeholderFormFor, versionWithPlaceholders } from './placeholders.js';
 import type { ServedResources } from './placeholders.js';
 import type { PushQueue, Pushable } from './push-queue.js';
 import { TypeState } from './stream-state.js';
@@ -296,6 +296,7 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
     const version = snapshot.typeVersions.get(typeUrl)!;
     if (typeUrl !== TypeUrl.Listener || this.node.kind !== 'proxyless' || this.pack === undefined) return { resources, version };
     const limit = this.limits.maxPlaceholdersPerStream;
+    const form = placeholderFormFor(this.node.userAgent);
     const wanted = new Map<string, Resource>();
     let overLimit = false;
     for (const name of type.names) {
@@ -304,7 +305,7 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
         overLimit = true;
         break;
       }
-      wanted.set(name, type.placeholdersServed.get(name) ?? buildPlaceholder(name, this.pack));
+      wanted.set(name, type.placeholdersServed.get(name) ?? buildPlaceholder(name, form, this.pack));
     }
     for (const name of type.placeholdersServed.keys()) if (!wanted.has(name)) type.force.add(name);
     for (const name of wanted.keys()) if (!type.placeholdersServed.has(name)) type.force.add(name);
@@ -315,7 +316,7 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
     }
     type.placeholdersOverLimit = overLimit;
     if (wanted.size === 0) return { resources, version };
-    return { resources: new WithPlaceholders(resources, wanted), version: versionWithPlaceholders(version, [...wanted.keys()]) };
+    return { resources: new WithPlaceholders(resources, wanted), version: versionWithPlaceholders(version, wanted.values()) };
   }
 
   /**
