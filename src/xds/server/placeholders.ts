@@ -28,9 +28,10 @@ import { TypeUrl } from '../type-urls.js';
  * - `no-virtual-host`: no virtual host at all. C-core fails calls with
  *   `could not find VirtualHost for <name>`; grpc-go too, but grpc-js-xds 1.14
  *   reports it as a resolution note, not an error, and keeps calls waiting.
- * Routes with an action gRPC ignores (cluster_header) or does not forward
- * (non_forwarding_action) do not help: C-core drops the first and still
- * finds no route, and grpc-js-xds 1.14 cannot read a route without a route action.
+ * Other constructs were read in the clients' code and left: a route whose
+ * cluster_header gRPC ignores (gRFC A28) leaves C-core as routeless as none,
+ * and grpc-js-xds 1.14 cannot read a route without a route action
+ * (non_forwarding_action).
  */
 export type PlaceholderForm = 'no-route' | 'no-virtual-host';
 
