@@ -184,6 +184,38 @@ describe('placeholder Listeners for names that do not exist', () => {
     });
   });
 
+  it('a client moving to another replica with what it holds, placeholders included, is sent nothing again', async () => {
+    const first = new RawAdsClient(address, GRPC_NODE);
+    const delta = new RawDeltaClient(address, GRPC_NODE);
+    try {
+      first.send({ type_url: LDS, resource_names: [KNOWN, MISSING] });
+      const held = await first.next();
+      // SotW: the version_info covers the placeholder, so resuming with it is resuming with exactly that.
+      const resumed = new RawAdsClient(address, GRPC_NODE);
+      try {
+        resumed.send({ type_url: LDS, resource_names: [KNOWN, MISSING], version_info: held.version_info });
+        await resumed.expectSilence(400);
+      } finally {
+        resumed.close();
+      }
+      delta.send({ type_url: LDS, resource_names_subscribe: [KNOWN, MISSING] });
+      const versions = RawDeltaClient.versions(await delta.next());
+      const moved = new RawDeltaClient(address, GRPC_NODE);
+      try {
+        moved.send({ type_url: LDS, resource_names_subscribe: [KNOWN, MISSING], initial_resource_versions: versions });
+        // A delta first request is always answered; with nothing the client lacks.
+        const answer = await moved.next();
+        expect(answer.resources).toEqual([]);
+        expect(answer.removed_resources).toEqual([]);
+      } finally {
+        moved.close();
+      }
+    } finally {
+      first.close();
+      delta.close();
+    }
+  });
+
   it('replicas give the same bytes and versions for the same inputs', async () => {
     const other = new XdsServer(envoyApi, cache, silentLogger, {}, { streamLimits: { maxPlaceholdersPerStream: 3 } });
     const otherAddress = `127.0.0.1:${await other.listen({ listen: '127.0.0.1:0' })}`;

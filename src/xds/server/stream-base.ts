@@ -307,8 +307,11 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
       }
       wanted.set(name, type.placeholdersServed.get(name) ?? buildPlaceholder(name, form, this.pack));
     }
-    for (const name of type.placeholdersServed.keys()) if (!wanted.has(name)) type.force.add(name);
-    for (const name of wanted.keys()) if (!type.placeholdersServed.has(name)) type.force.add(name);
+    // Snapshot changes and new subscriptions are answered anyway; what the bound alone pushes out or lets in is not.
+    for (const name of type.placeholdersServed.keys()) {
+      if (!wanted.has(name) && type.names.has(name) && !resources.has(name)) type.force.add(name);
+    }
+    if (type.placeholdersOverLimit) for (const name of wanted.keys()) if (!type.placeholdersServed.has(name)) type.force.add(name);
     type.placeholdersServed = wanted;
     if (overLimit && !type.placeholdersOverLimit) {
       this.log.warn({ limit: 'limits.maxPlaceholdersPerStream', placeholders: limit }, `more Listener names that do not exist than limits.maxPlaceholdersPerStream (${limit}); the rest are left out of responses`);
