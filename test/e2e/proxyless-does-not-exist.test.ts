@@ -127,6 +127,8 @@ registries: [{ kind: file, name: local, paths: [services.yaml] }]
       const [before] = await client.call(MISSING, { deadlineMs: DEADLINE_MS });
       expectFailedFast(kind, before!);
       await eventually(async () => expect((await ldsOf('nope.dne:1')).map((l) => l.placeholders)).toContainEqual(['nope.dne:1']), 10_000);
+      const status = await meshbridge(['status', `dne-${kind}`, '--admin', `127.0.0.1:${adminPort}`]);
+      expect(status.stdout).toContain("LDS names that do not exist (a placeholder fails the client's calls at once): nope.dne:1");
 
       dir.write('services.yaml', KNOWN_ENTRY(known.port) + NOPE_ENTRY(nope.port));
       const added = Date.now();
