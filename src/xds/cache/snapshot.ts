@@ -96,7 +96,7 @@ export function buildSnapshot(view: ProxyView, translation: Translation, pack: P
   return { view, version: overall.digest('base64url').slice(0, 16), resources, typeVersions, diffsFrom: new Map() };
 }
 
-function makeResource(typeUrl: string, name: string, canonical: string, body: object, pack: Packer): Resource {
+export function makeResource(typeUrl: string, name: string, canonical: string, body: object, pack: Packer): Resource {
   const version = resourceVersion(canonical);
   const packed = pack(typeUrl, body);
   const any = encodeAny(packed.type_url, Buffer.from(packed.value.buffer, packed.value.byteOffset, packed.value.byteLength));

@@ -99,12 +99,12 @@ export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
   /** Sends the type's subscribed resources if any changed since last sent, or the request must be answered. */
   protected respond(type: TypeState, snapshot: Snapshot): void {
     const typeUrl = type.typeUrl as XdsTypeUrl;
-    const available = snapshot.resources.get(typeUrl)!;
+    const { resources: available, version } = this.served(type, snapshot);
     const fullState = isFullStateType(typeUrl);
     const subscribed = (name: string) => type.wildcard || type.names.has(name);
 
     if (type.resumedVersion !== undefined) {
-      const resumed = type.resumedVersion === snapshot.typeVersions.get(typeUrl);
+      const resumed = type.resumedVersion === version;
       type.resumedVersion = undefined;
       if (resumed) {
         // The whole type is as the client last accepted it (the version is its content hash), whatever it subscribed to: nothing to send.
@@ -113,7 +113,7 @@ export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
           type.sent.set(resource.name, resource.version);
           type.presumeAcked(resource);
         }
-        type.versionSent = type.versionAcked = snapshot.typeVersions.get(typeUrl);
+        type.versionSent = type.versionAcked = version;
         type.settle(snapshot);
         this.log.debug({ type: shortTypeName(typeUrl), version: type.versionSent }, 'client already has this version; nothing sent');
         return;
@@ -175,7 +175,6 @@ export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
     for (const name of emptied) type.sent.delete(name);
     if (typeUrl === TypeUrl.Cluster) this.markClusterWarming(changed);
 
-    const version = snapshot.typeVersions.get(typeUrl)!;
     const nonce = this.nextNonce();
     type.versionSent = version;
     type.nonceSent = nonce;
