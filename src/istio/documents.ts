@@ -7,8 +7,16 @@ import { formatPath, isPlainObject, issuesToDiagnostics, unknownFields } from '.
 import type { DocumentLocation } from './schema-report.js';
 
 export const ISTIO_API_VERSIONS = ['networking.istio.io/v1', 'networking.istio.io/v1beta1', 'networking.istio.io/v1alpha3'];
-export const ISTIO_KINDS = ['ServiceEntry', 'WorkloadEntry', 'VirtualService', 'DestinationRule', 'Sidecar'] as const;
+/** The security.istio.io kinds: a different API group, so a different list of versions. */
+export const ISTIO_SECURITY_API_VERSIONS = ['security.istio.io/v1', 'security.istio.io/v1beta1'];
+export const ISTIO_KINDS = ['ServiceEntry', 'WorkloadEntry', 'VirtualService', 'DestinationRule', 'Sidecar', 'AuthorizationPolicy'] as const;
 export type IstioKind = (typeof ISTIO_KINDS)[number];
+
+const SECURITY_KINDS: readonly string[] = ['AuthorizationPolicy'];
+
+function apiVersionsOf(kind: string): readonly string[] {
+  return SECURITY_KINDS.includes(kind) ? ISTIO_SECURITY_API_VERSIONS : ISTIO_API_VERSIONS;
+}
 
 export interface IstioDocument<Spec = unknown> {
   readonly kind: IstioKind;
@@ -93,12 +101,13 @@ function parseDocument(
     });
     return undefined;
   }
-  if (!ISTIO_API_VERSIONS.includes(apiVersion)) {
+  const apiVersions = apiVersionsOf(kind);
+  if (!apiVersions.includes(apiVersion)) {
     diagnostics.push({
       severity: 'error',
       ...at,
       field: 'apiVersion',
-      message: `unsupported apiVersion "${apiVersion}" (one of ${ISTIO_API_VERSIONS.join(', ')})`,
+      message: `unsupported apiVersion "${apiVersion}" for ${kind} (one of ${apiVersions.join(', ')})`,
     });
     return undefined;
   }
