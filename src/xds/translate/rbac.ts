@@ -186,7 +186,7 @@ export function rbacHttpFilters(effective: EffectiveAuthorization, trustDomain: 
       name: RBAC_DENY_FILTER,
       typed_config: typed(TypeUrl.HttpRbac, {
         rules: { action: 'DENY', policies: rbacPolicies(effective.deny, trustDomain) },
-        rules_stat_prefix: 'istio_deny_',
+        rules_stat_prefix: 'istio_deny',
       }),
     });
   }
@@ -195,7 +195,7 @@ export function rbacHttpFilters(effective: EffectiveAuthorization, trustDomain: 
       name: RBAC_ALLOW_FILTER,
       typed_config: typed(TypeUrl.HttpRbac, {
         rules: { action: 'ALLOW', policies: rbacPolicies(effective.allow, trustDomain) },
-        rules_stat_prefix: 'istio_allow_',
+        rules_stat_prefix: 'istio_allow',
       }),
     });
   }
