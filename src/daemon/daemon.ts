@@ -316,7 +316,9 @@ export class Daemon implements AdminSource {
     const sidecar = policySet === undefined ? undefined : selectSidecar(policySet.sidecars, node);
     const rule = accessRuleFor(this.config.security.access, node.id);
     if (rule !== -1) this.log.info({ component: 'xds', node: node.id, rule }, 'xDS stream narrowed by security.access');
-    return scopeName(sidecar, rule);
+    // Only an Envoy runs in front of workloads; its inbound listeners make its view its own.
+    const hostsWorkloads = node.kind === 'sidecar' && this.views.catalog.services.some((s) => s.endpoints.some((e) => e.node === node.id));
+    return scopeName(sidecar, rule, hostsWorkloads ? node.id : undefined);
   };
 
   private onUpdate({ states, catalog, routing, policySet }: CatalogUpdate): void {

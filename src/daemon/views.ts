@@ -3,13 +3,15 @@ import { formatDiagnostic } from '../errors.js';
 import { EMPTY_CATALOG } from '../model/catalog.js';
 import type { ServiceCatalog } from '../model/catalog.js';
 import type { RoutingModel } from '../model/routing/types.js';
-import { scopeCatalog, scopeFilters, scopedHostnames } from '../model/routing/scope.js';
+import { scopeCatalog, scopeFilters, scopedHostnames, splitInboundScope } from '../model/routing/scope.js';
+import { DEFAULT_TRUST_DOMAIN } from '../model/service.js';
 import type { Config } from '../config/config.js';
 import type { PolicySet } from '../istio/policy-set.js';
 import { serviceFilterOf } from '../security/access.js';
 import { checkConsistent } from '../xds/cache/snapshot.js';
 import type { Packer, Snapshot } from '../xds/cache/snapshot.js';
 import type { SnapshotCache } from '../xds/cache/snapshot-cache.js';
+import { buildInbound, withInbound } from '../xds/translate/inbound.js';
 import { BASE_VIEWS, parseView, translateKind } from '../xds/translate/translate.js';
 import type { ProxyView, TranslateOptions } from '../xds/translate/translate.js';
 import { buildView } from './pipeline.js';
@@ -150,7 +152,9 @@ export class Views {
   private build(view: ProxyView): ViewBuild | undefined {
     if (this.latest === undefined) return undefined;
     const { routing, kinds, policySet } = this.latest;
-    const { kind, locality, scope } = parseView(view);
+    const { kind, locality, scope: fullScope } = parseView(view);
+    // Nodes in front of workloads add their inbound side to what their Sidecar and access rule share.
+    const { shared: scope, inboundNode } = splitInboundScope(fullScope);
     const options = this.options.translate();
     const sharedKey = `${kind}~${scope ?? ''}`;
     let build: ViewBuild;
@@ -167,8 +171,16 @@ export class Views {
         kinds.set(sharedKey, shared);
       }
       const { catalog } = shared;
-      build = buildView(view, catalog, routing, options, this.pack, this.cache.peek(view), shared);
-      if (locality === undefined) shared.donor = build.snapshot;
+      if (inboundNode === undefined) {
+        build = buildView(view, catalog, routing, options, this.pack, this.cache.peek(view), shared);
+        if (locality === undefined) shared.donor = build.snapshot;
+      } else {
+        // The inbound side reads the whole catalog: a Sidecar narrows what a node calls, not what it serves.
+        const inbound = buildInbound(this.latest.catalog, routing, inboundNode, options.trustDomain ?? DEFAULT_TRUST_DOMAIN);
+        const merged = withInbound(shared.translation, inbound, inboundNode);
+        const translation = { ...shared.translation, ...merged, diagnostics: [...shared.translation.diagnostics, ...merged.diagnostics] };
+        build = buildView(view, catalog, routing, options, this.pack, this.cache.peek(view), { translation, ...(shared.donor ? { donor: shared.donor } : {}) });
+      }
     } catch (error) {
       this.log.error({ err: error, view }, 'cannot build xDS resources; the previous ones stay in force');
       return undefined;

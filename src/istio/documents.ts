@@ -7,15 +7,15 @@ import { formatPath, isPlainObject, issuesToDiagnostics, unknownFields } from '.
 import type { DocumentLocation } from './schema-report.js';
 
 export const ISTIO_API_VERSIONS = ['networking.istio.io/v1', 'networking.istio.io/v1beta1', 'networking.istio.io/v1alpha3'];
-/** The security.istio.io kinds: a different API group, so a different list of versions. */
-export const ISTIO_SECURITY_API_VERSIONS = ['security.istio.io/v1', 'security.istio.io/v1beta1'];
-export const ISTIO_KINDS = ['ServiceEntry', 'WorkloadEntry', 'VirtualService', 'DestinationRule', 'Sidecar', 'AuthorizationPolicy'] as const;
+/** Istio's security API group: its kinds are written with these, never with a networking version. */
+export const SECURITY_API_VERSIONS = ['security.istio.io/v1', 'security.istio.io/v1beta1'];
+export const SECURITY_KINDS = ['PeerAuthentication', 'AuthorizationPolicy'] as const;
+export const ISTIO_KINDS = ['ServiceEntry', 'WorkloadEntry', 'VirtualService', 'DestinationRule', 'Sidecar', ...SECURITY_KINDS] as const;
 export type IstioKind = (typeof ISTIO_KINDS)[number];
 
-const SECURITY_KINDS: readonly string[] = ['AuthorizationPolicy'];
-
-function apiVersionsOf(kind: string): readonly string[] {
-  return SECURITY_KINDS.includes(kind) ? ISTIO_SECURITY_API_VERSIONS : ISTIO_API_VERSIONS;
+/** The apiVersions a kind may be written with: its API group's. */
+export function apiVersionsOf(kind: IstioKind): readonly string[] {
+  return (SECURITY_KINDS as readonly string[]).includes(kind) ? SECURITY_API_VERSIONS : ISTIO_API_VERSIONS;
 }
 
 export interface IstioDocument<Spec = unknown> {
@@ -101,13 +101,13 @@ function parseDocument(
     });
     return undefined;
   }
-  const apiVersions = apiVersionsOf(kind);
-  if (!apiVersions.includes(apiVersion)) {
+  const versions = apiVersionsOf(kind as IstioKind);
+  if (!versions.includes(apiVersion)) {
     diagnostics.push({
       severity: 'error',
       ...at,
       field: 'apiVersion',
-      message: `unsupported apiVersion "${apiVersion}" for ${kind} (one of ${apiVersions.join(', ')})`,
+      message: `unsupported apiVersion "${apiVersion}" for ${kind} (one of ${versions.join(', ')})`,
     });
     return undefined;
   }

@@ -17,7 +17,12 @@ export interface NodeIdentity {
 }
 
 /** What narrows a node's view (its Sidecar, security.access), as a scope name; empty for none. */
-export type ScopeResolver = (node: { readonly id: string; readonly namespace: string; readonly labels: Readonly<Record<string, string>> }) => string;
+export type ScopeResolver = (node: {
+  readonly id: string;
+  readonly kind: ProxyKind;
+  readonly namespace: string;
+  readonly labels: Readonly<Record<string, string>>;
+}) => string;
 
 /** Node metadata is the client's: bounded, so a node cannot make every stream carry a huge label map. */
 const MAX_LABELS = 64;
@@ -76,6 +81,6 @@ export function identifyNode(node: NodeMessage | null | undefined, scopeOf?: Sco
   const id = node?.id || 'unknown';
   const namespace = stringValue(structFields(node?.metadata)['NAMESPACE']) || 'default';
   const labels = nodeLabels(node?.metadata);
-  const scope = scopeOf?.({ id, namespace, labels }) ?? '';
+  const scope = scopeOf?.({ id, kind, namespace, labels }) ?? '';
   return { id, cluster: node?.cluster ?? '', userAgent, kind, locality, namespace, labels, view: viewKey(kind, locality, scope) };
 }

@@ -13,6 +13,8 @@ export const TypeUrl = {
   HttpRbac: `${PREFIX}envoy.extensions.filters.http.rbac.v3.RBAC`,
   HttpProtocolOptions: `${PREFIX}envoy.extensions.upstreams.http.v3.HttpProtocolOptions`,
   UpstreamTlsContext: `${PREFIX}envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext`,
+  DownstreamTlsContext: `${PREFIX}envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext`,
+  TlsInspector: `${PREFIX}envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector`,
 } as const;
 
 /** The four types served over ADS, in the order a push must follow: clusters before their endpoints, listeners before their routes. */

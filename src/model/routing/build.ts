@@ -7,6 +7,7 @@ import { compareStrings, findService } from '../catalog.js';
 import type { ServiceCatalog } from '../catalog.js';
 import type { Service, ServicePort } from '../service.js';
 import { clusterName } from './names.js';
+import { peerAuthenticationModels } from './peer-authentication.js';
 import { effectivePolicy, resolveHost, resolvePolicy } from './resolve.js';
 import type { ResolvedPolicy } from './resolve.js';
 import { portKey } from './types.js';
@@ -29,6 +30,7 @@ export const EMPTY_ROUTING: RoutingModel = Object.freeze({
   clusters: new Map(),
   virtualServices: new Map(),
   destinationRules: new Map(),
+  peerAuthentications: [],
   diagnostics: [],
 });
 
@@ -101,6 +103,7 @@ export function buildRoutingModel(catalog: ServiceCatalog, policy: PolicySet, pr
     clusters,
     virtualServices: origins(resolved.virtualServices),
     destinationRules: origins(resolved.destinationRules),
+    peerAuthentications: peerAuthenticationModels(policy.peerAuthentications, diagnostics),
     diagnostics,
   };
 }

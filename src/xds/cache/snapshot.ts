@@ -180,7 +180,7 @@ interface ClusterBody {
 }
 
 interface NetworkFilterBody {
-  typed_config?: { '@type'?: string; cluster?: string; rds?: { route_config_name?: string } };
+  typed_config?: { '@type'?: string; cluster?: string; rds?: { route_config_name?: string }; route_config?: RouteConfigurationBody };
 }
 
 interface ListenerBody {
@@ -206,6 +206,7 @@ function listenerReferences(listener: ListenerBody): { routeConfigs: string[]; c
   for (const config of configs) {
     if (config === undefined) continue;
     if (config['@type'] === TypeUrl.HttpConnectionManager && config.rds?.route_config_name !== undefined) routeConfigs.push(config.rds.route_config_name);
+    if (config['@type'] === TypeUrl.HttpConnectionManager && config.route_config !== undefined) clusterRefs.push(...routeClusters(config.route_config));
     if (config['@type'] === TypeUrl.TcpProxy && config.cluster !== undefined) clusterRefs.push(config.cluster);
   }
   return { routeConfigs, clusterRefs };

@@ -21,7 +21,7 @@ export const WORKLOAD_ROOTS_SECRET = 'ROOTCA';
 /** gRPC clients name their certificate provider instance (bootstrap `certificate_providers`) after Istio's. */
 export const WORKLOAD_CERTIFICATE_PROVIDER = 'default';
 
-const SDS_SOURCE = {
+export const SDS_SOURCE = {
   resource_api_version: 'V3',
   api_config_source: { api_type: 'GRPC', transport_api_version: 'V3', grpc_services: [{ envoy_grpc: { cluster_name: SDS_CLUSTER } }] },
 } as const;
