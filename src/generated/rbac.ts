@@ -69,6 +69,7 @@ import type { VirtualHost as _envoy_config_route_v3_VirtualHost, VirtualHost__Ou
 import type { WeightedCluster as _envoy_config_route_v3_WeightedCluster, WeightedCluster__Output as _envoy_config_route_v3_WeightedCluster__Output } from './envoy/config/route/v3/WeightedCluster';
 import type { RBAC as _envoy_extensions_filters_http_rbac_v3_RBAC, RBAC__Output as _envoy_extensions_filters_http_rbac_v3_RBAC__Output } from './envoy/extensions/filters/http/rbac/v3/RBAC';
 import type { RBACPerRoute as _envoy_extensions_filters_http_rbac_v3_RBACPerRoute, RBACPerRoute__Output as _envoy_extensions_filters_http_rbac_v3_RBACPerRoute__Output } from './envoy/extensions/filters/http/rbac/v3/RBACPerRoute';
+import type { RBAC as _envoy_extensions_filters_network_rbac_v3_RBAC, RBAC__Output as _envoy_extensions_filters_network_rbac_v3_RBAC__Output } from './envoy/extensions/filters/network/rbac/v3/RBAC';
 import type { DoubleMatcher as _envoy_type_matcher_v3_DoubleMatcher, DoubleMatcher__Output as _envoy_type_matcher_v3_DoubleMatcher__Output } from './envoy/type/matcher/v3/DoubleMatcher';
 import type { FilterStateMatcher as _envoy_type_matcher_v3_FilterStateMatcher, FilterStateMatcher__Output as _envoy_type_matcher_v3_FilterStateMatcher__Output } from './envoy/type/matcher/v3/FilterStateMatcher';
 import type { ListMatcher as _envoy_type_matcher_v3_ListMatcher, ListMatcher__Output as _envoy_type_matcher_v3_ListMatcher__Output } from './envoy/type/matcher/v3/ListMatcher';
@@ -274,6 +275,13 @@ export interface ProtoGrpcType {
             v3: {
               RBAC: MessageTypeDefinition<_envoy_extensions_filters_http_rbac_v3_RBAC, _envoy_extensions_filters_http_rbac_v3_RBAC__Output>
               RBACPerRoute: MessageTypeDefinition<_envoy_extensions_filters_http_rbac_v3_RBACPerRoute, _envoy_extensions_filters_http_rbac_v3_RBACPerRoute__Output>
+            }
+          }
+        }
+        network: {
+          rbac: {
+            v3: {
+              RBAC: MessageTypeDefinition<_envoy_extensions_filters_network_rbac_v3_RBAC, _envoy_extensions_filters_network_rbac_v3_RBAC__Output>
             }
           }
         }

@@ -49,3 +49,26 @@ function ruleOnPort(rule: AuthzRule, port: number): AuthzRule | undefined {
   if (!portConditions.every((c) => portHolds(c.constraint, port))) return undefined;
   return { ...rule, to, when: rule.when.filter((c) => c.kind !== 'destination.port') };
 }
+
+const ANY: Constraint<never> = { values: [], notValues: [] };
+
+/**
+ * What a TCP port enforces, where requests have no host, method, path or
+ * headers. As Istio does it: an ALLOW rule that needs any of them is left out
+ * (it cannot be shown to match), and a DENY rule applies without them (it
+ * denies at least what it would over HTTP). Pure.
+ */
+export function tcpAuthorization(effective: EffectiveAuthorization): EffectiveAuthorization {
+  const needsHttp = (rule: AuthzRule) =>
+    rule.when.some((c) => c.kind === 'header') ||
+    rule.to.some((o) => [o.hosts, o.methods, o.paths].some((c) => c.values.length > 0 || c.notValues.length > 0));
+  const withoutHttp = (rule: AuthzRule): AuthzRule => ({
+    ...rule,
+    to: rule.to.map((o) => ({ ...o, hosts: ANY, methods: ANY, paths: ANY })),
+    when: rule.when.filter((c) => c.kind !== 'header'),
+  });
+  return {
+    deny: effective.deny.map((policy) => ({ ...policy, rules: policy.rules.map(withoutHttp) })),
+    allow: effective.allow.map((policy) => ({ ...policy, rules: policy.rules.filter((rule) => !needsHttp(rule)) })),
+  };
+}

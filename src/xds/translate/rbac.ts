@@ -10,6 +10,8 @@ import { typed } from './typed.js';
 
 export const RBAC_DENY_FILTER = 'envoy.filters.http.rbac.deny';
 export const RBAC_ALLOW_FILTER = 'envoy.filters.http.rbac.allow';
+export const NETWORK_RBAC_DENY_FILTER = 'envoy.filters.network.rbac.deny';
+export const NETWORK_RBAC_ALLOW_FILTER = 'envoy.filters.network.rbac.allow';
 
 interface Matcher {
   exact?: string;
@@ -174,30 +176,36 @@ function rbacPolicies(policies: readonly AuthzPolicy[], trustDomain: string): Re
   return result;
 }
 
+function rbacFilters(
+  effective: EffectiveAuthorization,
+  trustDomain: string,
+  names: { deny: string; allow: string },
+  config: (action: 'DENY' | 'ALLOW', policies: Record<string, object>) => object,
+): { name: string; typed_config: object }[] {
+  const filters: { name: string; typed_config: object }[] = [];
+  if (effective.deny.length > 0) filters.push({ name: names.deny, typed_config: config('DENY', rbacPolicies(effective.deny, trustDomain)) });
+  if (effective.allow.length > 0) filters.push({ name: names.allow, typed_config: config('ALLOW', rbacPolicies(effective.allow, trustDomain)) });
+  return filters;
+}
+
 /**
  * The RBAC http filters one workload port needs, DENY before ALLOW; none when
  * no policy applies. An ALLOW filter without policies is sent on purpose: an
  * ALLOW policy without rules is Istio's "deny everything".
  */
 export function rbacHttpFilters(effective: EffectiveAuthorization, trustDomain: string): { name: string; typed_config: object }[] {
-  const filters: { name: string; typed_config: object }[] = [];
-  if (effective.deny.length > 0) {
-    filters.push({
-      name: RBAC_DENY_FILTER,
-      typed_config: typed(TypeUrl.HttpRbac, {
-        rules: { action: 'DENY', policies: rbacPolicies(effective.deny, trustDomain) },
-        rules_stat_prefix: 'istio_deny',
-      }),
-    });
-  }
-  if (effective.allow.length > 0) {
-    filters.push({
-      name: RBAC_ALLOW_FILTER,
-      typed_config: typed(TypeUrl.HttpRbac, {
-        rules: { action: 'ALLOW', policies: rbacPolicies(effective.allow, trustDomain) },
-        rules_stat_prefix: 'istio_allow',
-      }),
-    });
-  }
-  return filters;
+  return rbacFilters(effective, trustDomain, { deny: RBAC_DENY_FILTER, allow: RBAC_ALLOW_FILTER }, (action, policies) =>
+    typed(TypeUrl.HttpRbac, { rules: { action, policies }, rules_stat_prefix: action === 'DENY' ? 'istio_deny' : 'istio_allow' }),
+  );
+}
+
+/**
+ * The same for a TCP port, as network filters before tcp_proxy: a denied
+ * connection is closed. `effective` must hold no HTTP-only matching
+ * (tcpAuthorization removes it), since a network filter has no request to read.
+ */
+export function rbacNetworkFilters(effective: EffectiveAuthorization, trustDomain: string, statPrefix: string): { name: string; typed_config: object }[] {
+  return rbacFilters(effective, trustDomain, { deny: NETWORK_RBAC_DENY_FILTER, allow: NETWORK_RBAC_ALLOW_FILTER }, (action, policies) =>
+    typed(TypeUrl.NetworkRbac, { rules: { action, policies }, stat_prefix: `${statPrefix}.${action === 'DENY' ? 'istio_deny' : 'istio_allow'}.` }),
+  );
 }
