@@ -2,7 +2,9 @@ import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, request as httpRequest } from 'node:http';
 import type { Server as HttpServer } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { createServer as createTcpServer } from 'node:net';
+import { connect as tcpConnect, createServer as createTcpServer } from 'node:net';
+import type { Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import type { Server as TcpServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -92,6 +94,23 @@ ${body}`;
       req.on('error', reject);
       req.end();
     });
+
+  /** What comes back on a TCP connection after sending `ping`: the echo, or '' when the sidecar closes it. */
+  const tcpExchange = (socket: Socket) =>
+    new Promise<string>((resolve, reject) => {
+      let received = '';
+      socket.setTimeout(10_000, () => socket.destroy(new Error('TCP exchange timed out')));
+      socket.setEncoding('utf8').on('data', (chunk: string) => {
+        received += chunk;
+        if (received === 'ping') socket.end();
+      });
+      socket.on('close', () => resolve(received));
+      socket.on('error', (error) => (received === '' && (error as NodeJS.ErrnoException).code === 'ECONNRESET' ? resolve('') : reject(error)));
+      socket.write('ping');
+    });
+  const tcpThroughVm2 = () => tcpExchange(tcpConnect(tcpPort, '127.0.0.1'));
+  const tcpAsRatings = () =>
+    tcpExchange(tlsConnect({ host: '127.0.0.2', port: tcpPort, cert: ratings.certChainPem, key: ratings.keyPem, ca: ratings.trustBundlePem, checkServerIdentity: () => undefined }));
 
   async function startVm(node: string, spiffeId: string, bootstrapArgs: string[]): Promise<EnvoyProcess> {
     const out = join(dir.path, `${node}-agent`);
@@ -242,8 +261,12 @@ spec: { mtls: { mode: STRICT } }
     const passed = await asRatings();
     expect(passed.status).toBe(200);
     expect(passed.body).toContain(`URI=spiffe://${TD}/ns/shop/sa/ratings`);
-    // The TCP port carries the policy as network RBAC, which Envoy accepted with the rest.
     expect(await vm1.stat('listener_manager.lds.update_rejected')).toBe(0);
-    expect(await vm1.stat('listener_manager.total_listeners_active')).toBe(2);
+  }, 60_000);
+
+  it('the TCP port enforces the same policy as network RBAC: frontend\'s connection is closed, ratings\' is echoed', async () => {
+    expect(await tcpAsRatings()).toBe('ping');
+    expect(await tcpThroughVm2()).toBe('');
+    expect(await vm1.stat(`inbound_127.0.0.2_${tcpPort}.istio_deny.rbac.denied`)).toBeGreaterThan(0);
   }, 60_000);
 });
