@@ -64,6 +64,16 @@ const SCENARIOS: Scenario[] = [
     pruneByPort: false,
   },
   {
+    // Hosts and namespaces become RE2 patterns: the longest names Kubernetes and DNS allow must stay within what Envoy accepts.
+    name: 'the longest names, as regular expressions',
+    yaml: doc(
+      'long-names',
+      'ALLOW',
+      `  rules:\n  - from: [{ source: { namespaces: [prod, "${'n'.repeat(63)}", "*${'s'.repeat(62)}"] } }]\n    to: [{ operation: { hosts: [web.mesh, "${`${'a'.repeat(63)}.`.repeat(3)}${'b'.repeat(61)}", "*.${'c'.repeat(63)}.${'d'.repeat(63)}.${'e'.repeat(63)}"] } }]\n`,
+    ),
+    pruneByPort: true,
+  },
+  {
     name: 'an ALLOW without rules denies everything',
     yaml: doc('nothing', 'ALLOW', ''),
     pruneByPort: true,
@@ -71,7 +81,7 @@ const SCENARIOS: Scenario[] = [
   {
     name: 'DENY by namespace and presence, header absence',
     yaml: [
-      doc('deny-dev', 'DENY', '  rules:\n  - from: [{ source: { notNamespaces: [prod] } }]\n  - when: [{ key: "request.headers[x-tenant]", notValues: ["*"] }]\n    to: [{ operation: { paths: ["/api*"] } }]\n'),
+      doc('deny-dev', 'DENY', '  rules:\n  - from: [{ source: { notNamespaces: ["*od"] } }]\n  - when: [{ key: "request.headers[x-tenant]", notValues: ["*"] }]\n    to: [{ operation: { paths: ["/api*"] } }]\n'),
       doc('allow-authenticated', 'ALLOW', '  rules: [{ from: [{ source: { principals: ["*"] } }] }]\n'),
     ].join('---\n'),
     pruneByPort: true,

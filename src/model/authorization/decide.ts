@@ -17,9 +17,8 @@ export interface AuthzRequest {
 /**
  * Istio's decision for one request, on the model: the reference the Envoy
  * translation is checked against (tests send the same requests through a real
- * Envoy), and what /debug pages can answer "would this be allowed" with.
- * DENY first; then with no ALLOW policy allowed, else allowed only when an
- * ALLOW rule matches. Pure.
+ * Envoy and compare). DENY first; then with no ALLOW policy allowed, else
+ * allowed only when an ALLOW rule matches. Pure.
  */
 export function decide(effective: EffectiveAuthorization, request: AuthzRequest, trustDomain: string): 'allow' | 'deny' {
   const matches = (policy: AuthzPolicy) => policy.rules.some((rule) => ruleMatches(rule, request, trustDomain));

@@ -17,6 +17,7 @@ interface Matcher {
   exact?: string;
   prefix?: string;
   suffix?: string;
+  contains?: string;
   safe_regex?: { regex: string };
   ignore_case?: boolean;
 }
@@ -45,11 +46,6 @@ const PRINCIPAL: Tree = {
   not: (id) => ({ not_id: id }),
 };
 
-/** RE2 syntax characters, escaped so a user's value is compared literally. */
-function escapeRegex(text: string): string {
-  return text.replace(/[\\.+*?()|[\]{}^$]/g, '\\$&');
-}
-
 /** Istio's patterns as a StringMatcher; presence is "not empty", as Istio sends it. */
 function stringMatcher(pattern: ValuePattern): Matcher {
   switch (pattern.kind) {
@@ -61,20 +57,6 @@ function stringMatcher(pattern: ValuePattern): Matcher {
       return { prefix: pattern.value };
     case 'suffix':
       return { suffix: pattern.value };
-  }
-}
-
-/** The same pattern as an RE2 fragment. */
-function regexFragment(pattern: ValuePattern, any: string): string {
-  switch (pattern.kind) {
-    case 'presence':
-      return `${any}+`;
-    case 'exact':
-      return escapeRegex(pattern.value);
-    case 'prefix':
-      return `${escapeRegex(pattern.value)}${any}*`;
-    case 'suffix':
-      return `${any}*${escapeRegex(pattern.value)}`;
   }
 }
 
@@ -98,19 +80,56 @@ function principalNode(pattern: ValuePattern): RbacNode {
   return { authenticated: { principal_name: matcher } };
 }
 
-/** A namespace is the `ns` segment of a SPIFFE ID in the mesh's trust domain. */
+/**
+ * A namespace is the `ns` segment of a SPIFFE ID in the mesh's trust domain.
+ * Matched with prefixes and substrings, not a regular expression: Envoy
+ * refuses an RE2 program over 100 instructions by default, which a long
+ * namespace or trust domain would exceed, and the whole listener would be NACKed.
+ */
 function namespaceNode(pattern: ValuePattern, trustDomain: string): RbacNode {
-  const regex = `spiffe://${escapeRegex(trustDomain)}/ns/${regexFragment(pattern, '[^/]')}/sa/[^/]+`;
-  return { authenticated: { principal_name: { safe_regex: { regex } } } };
+  const base = `spiffe://${trustDomain}/ns/`;
+  const principal = (matcher: Matcher): RbacNode => ({ authenticated: { principal_name: matcher } });
+  switch (pattern.kind) {
+    case 'presence':
+      return principal({ prefix: base });
+    case 'exact':
+      return principal({ prefix: `${base}${pattern.value}/sa/` });
+    case 'prefix':
+      return principal({ prefix: `${base}${pattern.value}` });
+    case 'suffix': {
+      // `/sa/` appears once in an ID, right after the namespace, except in `…/ns/sa/sa/…`, where the one after `ns` is no namespace's end.
+      const ids = [principal({ prefix: base }), principal({ contains: `${pattern.value}/sa/` })];
+      if (!'sa'.endsWith(pattern.value)) ids.push(PRINCIPAL.not(principal({ prefix: `${base}sa/sa/` })));
+      return PRINCIPAL.and(ids);
+    }
+  }
 }
 
 function headerNode(name: string, pattern: ValuePattern): RbacNode {
   return { header: { name, string_match: stringMatcher(pattern) } };
 }
 
-/** Hosts compare case-insensitively, with or without a port, as Istio matches them. */
+const authority = (matcher: Matcher): RbacNode => ({ header: { name: ':authority', string_match: { ...matcher, ignore_case: true } } });
+
+/** An authority of a host and a port: one colon, digits after it (a short RE2 program whatever the host's length). */
+const WITH_PORT: RbacNode = { header: { name: ':authority', string_match: { safe_regex: { regex: '[^:]*:[0-9]+' } } } };
+
+/**
+ * Hosts compare case-insensitively, and a host also names itself with any
+ * port, as Istio matches them. Prefixes and suffixes rather than one regular
+ * expression, which a long host name would make too big for Envoy.
+ */
 function hostNode(pattern: ValuePattern): RbacNode {
-  return { header: { name: ':authority', string_match: { safe_regex: { regex: `(?i)${regexFragment(pattern, '.')}(:[0-9]+)?` } } } };
+  switch (pattern.kind) {
+    case 'presence':
+      return { header: { name: ':authority', string_match: { safe_regex: { regex: '.+' } } } };
+    case 'prefix':
+      return authority({ prefix: pattern.value });
+    case 'exact':
+      return PERMISSION.or([authority({ exact: pattern.value }), PERMISSION.and([authority({ prefix: `${pattern.value}:` }), WITH_PORT])]);
+    case 'suffix':
+      return PERMISSION.or([authority({ suffix: pattern.value }), PERMISSION.and([authority({ contains: `${pattern.value}:` }), WITH_PORT])]);
+  }
 }
 
 function pathNode(pattern: ValuePattern): RbacNode {
