@@ -6,7 +6,7 @@ import { buildRoutingModel } from '../../src/model/routing/build.js';
 import type { RoutingModel } from '../../src/model/routing/types.js';
 import type { Endpoint, Service } from '../../src/model/service.js';
 import { TypeUrl } from '../../src/xds/type-urls.js';
-import { buildInbound, withInbound } from '../../src/xds/translate/inbound.js';
+import { MAX_INBOUND_PORTS_PER_NODE, buildInbound, withInbound } from '../../src/xds/translate/inbound.js';
 import { translateEndpoints, translateKind } from '../../src/xds/translate/translate.js';
 import { buildCheckedSnapshot } from '../helpers/checked-snapshot.js';
 import { envoyApi } from '../helpers/envoy-api.js';
@@ -88,6 +88,13 @@ describe('inbound listeners: the workloads the catalog places on the node', () =
       expect.stringContaining('meshbridge.io/app-port "http=lots" is neither a port nor "name=port,..."'),
       expect.stringContaining('meshbridge.io/app-port "http=lots" is neither a port nor "name=port,..."'),
     ]);
+  });
+
+  it('a registry placing thousands of endpoints on one node gets it a bounded number of listeners, reported', () => {
+    const many = catalogOf(reviews(Array.from({ length: 600 }, (_, i) => endpoint(`10.1.${Math.floor(i / 250)}.${i % 250}`, 'vm-b'))));
+    const inbound = buildInbound(many, routingOf(many), 'vm-b', 'td');
+    expect(inbound.listeners).toHaveLength(MAX_INBOUND_PORTS_PER_NODE);
+    expect(inbound.diagnostics.map((d) => d.message)).toEqual([`the catalog places 1200 workload ports on node vm-b; it gets the first ${MAX_INBOUND_PORTS_PER_NODE} inbound listeners by address and port`]);
   });
 
   it('an endpoint that is the application itself (127.0.0.1 at its own port) gets no listener in front of it', () => {

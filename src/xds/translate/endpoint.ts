@@ -2,7 +2,6 @@ import type { ClusterLoadAssignment } from '../../generated/envoy/config/endpoin
 import type { LocalityLbEndpoints } from '../../generated/envoy/config/endpoint/v3/LocalityLbEndpoints.js';
 import { compareStrings } from '../../model/catalog.js';
 import { endpointPort } from '../../model/service.js';
-import { TLS_LABEL } from '../../model/service.js';
 import type { Endpoint, Locality, Service, ServicePort } from '../../model/service.js';
 import { portRouting } from '../../model/routing/build.js';
 import type { RoutingModel } from '../../model/routing/types.js';
@@ -10,7 +9,7 @@ import { localityPlan } from './locality.js';
 import type { LocalityPlan } from './locality.js';
 import { matchesLabels } from '../../model/labels.js';
 import { clusterName } from './names.js';
-import { TLS_ENDPOINT_METADATA } from './tls-endpoints.js';
+import { endpointSocketMetadata } from './tls-endpoints.js';
 
 export function buildLoadAssignment(
   service: Service,
@@ -41,7 +40,7 @@ export function buildLoadAssignment(
         },
         health_status: endpoint.health,
         load_balancing_weight: { value: endpoint.weight },
-        ...(endpoint.labels[TLS_LABEL] === 'true' ? { metadata: TLS_ENDPOINT_METADATA } : {}),
+        ...socketMetadata(endpoint),
       })),
       // gRPC ignores a locality without a weight; the sum keeps endpoint weights meaningful across localities.
       load_balancing_weight: { value: share ?? group.reduce((sum, e) => sum + e.weight, 0) },
@@ -49,6 +48,11 @@ export function buildLoadAssignment(
     }];
   });
   return { cluster_name: name, endpoints: localities };
+}
+
+function socketMetadata(endpoint: Endpoint): { metadata?: NonNullable<ReturnType<typeof endpointSocketMetadata>> } {
+  const metadata = endpointSocketMetadata(endpoint);
+  return metadata === undefined ? {} : { metadata };
 }
 
 /**

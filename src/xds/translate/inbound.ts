@@ -37,6 +37,12 @@ export interface InboundTranslation {
   readonly diagnostics: Diagnostic[];
 }
 
+/**
+ * Registries are hostile input: however many endpoints one names on a node,
+ * its Envoy is given at most this many inbound listeners (each binds a socket).
+ */
+export const MAX_INBOUND_PORTS_PER_NODE = 1_024;
+
 export function inboundListenerName(address: string, port: number): string {
   return `inbound_${address}_${port}`;
 }
@@ -106,7 +112,16 @@ export function inboundWorkloads(catalog: ServiceCatalog, routing: RoutingModel,
       }
     }
   }
-  return [...byAddress.values()].sort((a, b) => (a.endpoint.address < b.endpoint.address ? -1 : a.endpoint.address > b.endpoint.address ? 1 : a.listenPort - b.listenPort));
+  const sorted = [...byAddress.values()].sort((a, b) => (a.endpoint.address < b.endpoint.address ? -1 : a.endpoint.address > b.endpoint.address ? 1 : a.listenPort - b.listenPort));
+  if (sorted.length > MAX_INBOUND_PORTS_PER_NODE) {
+    diagnostics.push({
+      severity: 'warning',
+      source: `node ${node}`,
+      message: `the catalog places ${sorted.length} workload ports on node ${node}; it gets the first ${MAX_INBOUND_PORTS_PER_NODE} inbound listeners by address and port`,
+    });
+    return sorted.slice(0, MAX_INBOUND_PORTS_PER_NODE);
+  }
+  return sorted;
 }
 
 /**

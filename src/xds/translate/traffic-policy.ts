@@ -63,6 +63,14 @@ function istioMutualContext(mesh: MeshTlsContext): Record<string, unknown> {
   };
 }
 
+/** The upstream TLS transport socket of ISTIO_MUTUAL, as a DestinationRule asks for it or automatic mTLS gives it. */
+export function istioMutualSocket(mesh: MeshTlsContext, sni?: string): NonNullable<Cluster['transport_socket']> {
+  return {
+    name: 'envoy.transport_sockets.tls',
+    typed_config: typed(TypeUrl.UpstreamTlsContext, { common_tls_context: istioMutualContext(mesh), ...(sni ? { sni } : {}) }),
+  };
+}
+
 /**
  * What proxyless gRPC clients accept in lb_policy: grpc-go and grpc-java reject
  * RANDOM, and grpc-js-xds takes least request only through
@@ -155,10 +163,7 @@ export function applyTrafficPolicy(
   }
 
   if (tls?.mode === 'ISTIO_MUTUAL' && mesh !== undefined) {
-    cluster.transport_socket = {
-      name: 'envoy.transport_sockets.tls',
-      typed_config: typed(TypeUrl.UpstreamTlsContext, { common_tls_context: istioMutualContext({ ...mesh, kind: reader }), ...(tls.sni ? { sni: tls.sni } : {}) }),
-    };
+    cluster.transport_socket = istioMutualSocket({ ...mesh, kind: reader }, tls.sni);
   }
   if (tls !== undefined && (tls.mode === 'SIMPLE' || tls.mode === 'MUTUAL') && reader === 'proxyless') {
     cluster.transport_socket = {
