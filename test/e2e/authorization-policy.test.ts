@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, request as httpRequest } from 'node:http';
 import type { Server as HttpServer } from 'node:http';
 import { request as httpsRequest } from 'node:https';
@@ -6,15 +5,15 @@ import { connect as tcpConnect, createServer as createTcpServer } from 'node:net
 import type { Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import type { Server as TcpServer } from 'node:net';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requestWorkloadCertificate } from '../../src/agent/certificate-client.js';
-import type { ControlPlaneCredentials, IssuedWorkloadCertificate } from '../../src/agent/certificate-client.js';
-import { DaemonProcess, meshbridge } from '../helpers/daemon-process.js';
+import type { IssuedWorkloadCertificate } from '../../src/agent/certificate-client.js';
 import { freePort } from '../helpers/envoy.js';
 import { eventually } from '../helpers/eventually.js';
 import { tempDir } from '../helpers/tmp.js';
-import { EnvoyProcess } from '../security/envoy-process.js';
+import type { EnvoyProcess } from '../security/envoy-process.js';
+import { SecureMesh } from '../security/secure-mesh.js';
+import type { SimulatedVm } from '../security/secure-mesh.js';
 
 /**
  * Issue 14's check for AuthorizationPolicy: two sidecar VMs on one machine
@@ -29,23 +28,14 @@ const TD = 'test.mesh';
 
 describe('AuthorizationPolicy between two sidecar VMs over mTLS', () => {
   const dir = tempDir('meshbridge-authz-e2e-');
-  let daemon: DaemonProcess;
-  let xds: string;
-  const agents: DaemonProcess[] = [];
-  const envoys: EnvoyProcess[] = [];
+  let mesh: SecureMesh;
+  const vms: SimulatedVm[] = [];
   let app: HttpServer;
   let tcpApp: TcpServer;
   let httpPort: number;
   let tcpPort: number;
   let ratings: IssuedWorkloadCertificate;
   let vm1: EnvoyProcess;
-
-  const creds = (node: string): ControlPlaneCredentials => ({
-    ca: readFileSync(join(dir.path, 'ca.crt')),
-    cert: readFileSync(join(dir.path, `${node}.crt`)),
-    key: readFileSync(join(dir.path, `${node}.key`)),
-    serverName: 'localhost',
-  });
 
   const policy = (name: string, body: string) => `apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -112,25 +102,6 @@ ${body}`;
   const tcpAsRatings = () =>
     tcpExchange(tlsConnect({ host: '127.0.0.2', port: tcpPort, cert: ratings.certChainPem, key: ratings.keyPem, ca: ratings.trustBundlePem, checkServerIdentity: () => undefined }));
 
-  async function startVm(node: string, spiffeId: string, bootstrapArgs: string[]): Promise<EnvoyProcess> {
-    const out = join(dir.path, `${node}-agent`);
-    const agent = new DaemonProcess([
-      'agent', '--xds', xds, '--out', out, '--sds-socket', join(out, 'sds.sock'), '--spiffe-id', spiffeId,
-      '--ca', join(dir.path, 'ca.crt'), '--cert', join(dir.path, `${node}.crt`), '--key', join(dir.path, `${node}.key`), '--server-name', 'localhost',
-    ]);
-    agents.push(agent);
-    await agent.waitForLog((l) => l.msg === 'workload certificate installed', 30_000);
-    const printed = await meshbridge([
-      'bootstrap', '--envoy', '--node-id', node, '--xds', xds, '--server-name', 'localhost',
-      '--ca', join(dir.path, 'ca.crt'), '--cert', join(dir.path, `${node}.crt`), '--key', join(dir.path, `${node}.key`),
-      '--sds-socket', join(out, 'sds.sock'), ...bootstrapArgs,
-    ]);
-    expect(printed.code, printed.stderr).toBe(0);
-    const envoy = new EnvoyProcess(printed.stdout, dir.path, node);
-    envoys.push(envoy);
-    return envoy;
-  }
-
   beforeAll(async () => {
     [httpPort, tcpPort] = [await freePort(), await freePort()];
     const [appPort, tcpAppPort] = [await freePort(), await freePort()];
@@ -140,25 +111,6 @@ ${body}`;
     await new Promise<void>((resolve) => app.listen(appPort, '127.0.0.1', resolve));
     await new Promise<void>((resolve) => tcpApp.listen(tcpAppPort, '127.0.0.1', resolve));
 
-    expect((await meshbridge(['ca', 'create', '--dir', dir.path, '--trust-domain', TD])).code).toBe(0);
-    expect((await meshbridge(['ca', 'issue', '--dir', dir.path, '--server', 'localhost,127.0.0.1', '--out', `${dir.path}/server`])).code).toBe(0);
-    for (const node of ['vm-1', 'vm-2', 'vm-3']) {
-      expect((await meshbridge(['ca', 'issue', '--dir', dir.path, '--node', node, '--out', `${dir.path}/${node}`])).code).toBe(0);
-    }
-    dir.write(
-      'meshbridge.yaml',
-      `xds:
-  listen: 127.0.0.1:0
-  tls: { certFile: server.crt, keyFile: server.key, clientCaFile: ca.crt }
-admin: { listen: 127.0.0.1:0 }
-security: { trustDomain: ${TD}, workloadCa: {} }
-stateDir: ./state
-batching: { debounceMs: 20, maxDelayMs: 100 }
-registries:
-  - { kind: file, name: local, paths: ['./*.mesh.yaml'] }
-policy: { paths: ['./*.policy.yaml'] }
-`,
-    );
     dir.write(
       'workloads.mesh.yaml',
       `apiVersion: networking.istio.io/v1
@@ -215,19 +167,16 @@ spec: { mtls: { mode: STRICT } }
         policy('deny-flagged', '  action: DENY\n  rules: [{ when: [{ key: "request.headers[x-block]", values: ["yes"] }] }]\n'),
       ].join('---\n'),
     );
-    daemon = new DaemonProcess(['run', '--config', `${dir.path}/meshbridge.yaml`]);
-    xds = `127.0.0.1:${await daemon.xdsPort()}`;
-    await daemon.waitForLog((l) => l.msg === 'workload CA ready', 30_000);
-
-    vm1 = await startVm('vm-1', `spiffe://${TD}/ns/shop/sa/reviews`, ['--namespace', 'shop', '--label', 'app=reviews']);
-    await startVm('vm-2', `spiffe://${TD}/ns/shop/sa/frontend`, ['--namespace', 'shop', '--label', 'app=frontend']);
-    ratings = await requestWorkloadCertificate(xds, creds('vm-3'), { spiffeId: `spiffe://${TD}/ns/shop/sa/ratings` });
+    mesh = await SecureMesh.start(dir, { trustDomain: TD, nodes: ['vm-1', 'vm-2', 'vm-3'] });
+    vms.push(await mesh.startVm('vm-1', { bootstrapArgs: ['--namespace', 'shop', '--label', 'app=reviews'] }));
+    vm1 = vms[0]!.envoy;
+    vms.push(await mesh.startVm('vm-2', { bootstrapArgs: ['--namespace', 'shop', '--label', 'app=frontend'] }));
+    ratings = await requestWorkloadCertificate(mesh.xds, mesh.credentials('vm-3'), { spiffeId: `spiffe://${TD}/ns/shop/sa/ratings` });
   }, 120_000);
 
   afterAll(async () => {
-    for (const envoy of envoys) await envoy.stop();
-    for (const agent of agents) await agent.stop();
-    await daemon?.stop();
+    for (const vm of vms.reverse()) await vm.stop();
+    await mesh?.stop();
     app?.close();
     tcpApp?.close();
     dir.remove();
