@@ -13,6 +13,8 @@ export const MAX_AUTHZ_CLAUSES = 64;
 export const MAX_AUTHZ_VALUES = 256;
 /** Characters of one value. */
 export const MAX_AUTHZ_VALUE_LENGTH = 1024;
+/** Values of the whole policy: the lists above multiply, and one document must not become millions of matchers. */
+export const MAX_AUTHZ_POLICY_VALUES = 4096;
 
 /**
  * One of Istio's string patterns: exact, `prefix*`, `*suffix`, or `*` alone
@@ -55,6 +57,20 @@ const ports = z
   .min(1, { error: 'must not be empty (leave the field out to match any port)' })
   .max(MAX_AUTHZ_VALUES, { error: `at most ${MAX_AUTHZ_VALUES} ports` });
 
+/**
+ * An object of an AuthorizationPolicy. Unknown fields are errors here, not
+ * the warnings other kinds give: a misspelt `notPaths` would silently allow
+ * what it was written to keep out, so the file is rejected instead.
+ */
+function strictObject<Shape extends z.core.$ZodLooseShape>(shape: Shape, what: string) {
+  return z.strictObject(shape, {
+    error: (issue) =>
+      issue.code === 'unrecognized_keys'
+        ? `unknown field ${(issue as { keys: string[] }).keys.map((k) => `"${k.slice(0, 100)}"`).join(', ')} (an access policy is not applied with fields it does not understand)`
+        : `must be ${what}`,
+  });
+}
+
 /** Istio fields meshbridge cannot enforce: accepted so Istio's documents load, applied fail-closed and reported. */
 const unenforced = z.array(z.string()).max(MAX_AUTHZ_VALUES, { error: `at most ${MAX_AUTHZ_VALUES} values` }).optional();
 
@@ -69,8 +85,8 @@ export const UNENFORCED_SOURCE_FIELDS = [
   'notServiceAccounts',
 ] as const;
 
-const source = z
-  .object({
+const source = strictObject(
+  {
     principals: patterns.optional(),
     notPrincipals: patterns.optional(),
     namespaces: patterns.optional(),
@@ -83,11 +99,12 @@ const source = z
     notRemoteIpBlocks: unenforced,
     serviceAccounts: unenforced,
     notServiceAccounts: unenforced,
-  })
-  .refine((s) => Object.values(s).some((v) => v !== undefined), { error: 'must set at least one field (leave `from` out to match any source)' });
+  },
+  'a source {principals, namespaces, ...}',
+).refine((s) => Object.values(s).some((v) => v !== undefined), { error: 'must set at least one field (leave `from` out to match any source)' });
 
-const operation = z
-  .object({
+const operation = strictObject(
+  {
     hosts: patterns.optional(),
     notHosts: patterns.optional(),
     ports: ports.optional(),
@@ -96,8 +113,9 @@ const operation = z
     notMethods: patterns.optional(),
     paths: patterns.optional(),
     notPaths: patterns.optional(),
-  })
-  .refine((o) => Object.values(o).some((v) => v !== undefined), { error: 'must set at least one field (leave `to` out to match any request)' });
+  },
+  'an operation {hosts, ports, methods, paths, ...}',
+).refine((o) => Object.values(o).some((v) => v !== undefined), { error: 'must set at least one field (leave `to` out to match any request)' });
 
 /** `when` keys meshbridge enforces. */
 export const ENFORCED_CONDITION_KEYS = ['request.headers[<name>]', 'source.principal', 'source.namespace', 'destination.port'] as const;
@@ -125,13 +143,14 @@ export function parseConditionKey(key: string): ConditionKey | { readonly error:
   return { error: `unknown key "${key.slice(0, 100)}" (one of ${ENFORCED_CONDITION_KEYS.join(', ')})` };
 }
 
-const condition = z
-  .object({
+const condition = strictObject(
+  {
     key: z.string({ error: 'must be a string' }).max(MAX_AUTHZ_VALUE_LENGTH, { error: `must be at most ${MAX_AUTHZ_VALUE_LENGTH} characters` }),
     values: patterns.optional(),
     notValues: patterns.optional(),
-  })
-  .superRefine((c, ctx) => {
+  },
+  'a condition {key, values, notValues}',
+).superRefine((c, ctx) => {
     if (c.values === undefined && c.notValues === undefined) {
       ctx.addIssue({ code: 'custom', message: 'must have values or notValues' });
     }
@@ -155,22 +174,43 @@ const clauses = <T extends z.ZodType>(item: T, what: string) =>
     .min(1, { error: 'must not be empty' })
     .max(MAX_AUTHZ_CLAUSES, { error: `at most ${MAX_AUTHZ_CLAUSES} entries` });
 
-const rule = z.object({
-  from: clauses(z.object({ source }, { error: 'must be {source: {...}}' }), '{source: {...}}').optional(),
-  to: clauses(z.object({ operation }, { error: 'must be {operation: {...}}' }), '{operation: {...}}').optional(),
-  when: clauses(condition, 'conditions').optional(),
-});
+const rule = strictObject(
+  {
+    from: clauses(strictObject({ source }, '{source: {...}}'), '{source: {...}}').optional(),
+    to: clauses(strictObject({ operation }, '{operation: {...}}'), '{operation: {...}}').optional(),
+    when: clauses(condition, 'conditions').optional(),
+  },
+  'a rule {from, to, when}',
+);
 
 export const AUTHZ_ACTIONS = ['ALLOW', 'DENY', 'AUDIT', 'CUSTOM'] as const;
 
-export const authorizationPolicySpec = z.object({
-  selector: z.object({ matchLabels: labels }, { error: 'must be {matchLabels: {...}}' }).optional(),
-  action: z.enum(AUTHZ_ACTIONS, { error: `must be one of ${AUTHZ_ACTIONS.join(', ')}` }).default('ALLOW'),
-  rules: z.array(rule, { error: 'must be a list of rules' }).max(MAX_AUTHZ_RULES, { error: `at most ${MAX_AUTHZ_RULES} rules` }).optional(),
-  provider: z.object({ name: z.string() }).optional(),
-  targetRef: z.unknown().optional(),
-  targetRefs: z.unknown().optional(),
-});
+/** Every value a rule lists, in its sources, operations and conditions. */
+function valueCount(r: z.output<typeof rule>): number {
+  const lists = [
+    ...(r.from ?? []).flatMap(({ source }) => Object.values(source)),
+    ...(r.to ?? []).flatMap(({ operation }) => Object.values(operation)),
+    ...(r.when ?? []).flatMap((c) => [c.values, c.notValues]),
+  ];
+  return lists.reduce((sum, list) => sum + (Array.isArray(list) ? list.length : 0), 0);
+}
+
+export const authorizationPolicySpec = strictObject(
+  {
+    selector: strictObject({ matchLabels: labels }, '{matchLabels: {...}}').optional(),
+    action: z.enum(AUTHZ_ACTIONS, { error: `must be one of ${AUTHZ_ACTIONS.join(', ')}` }).default('ALLOW'),
+    rules: z.array(rule, { error: 'must be a list of rules' }).max(MAX_AUTHZ_RULES, { error: `at most ${MAX_AUTHZ_RULES} rules` }).optional(),
+    provider: z.object({ name: z.string() }).optional(),
+    targetRef: z.unknown().optional(),
+    targetRefs: z.unknown().optional(),
+  },
+  'an AuthorizationPolicy spec {selector, action, rules}',
+).superRefine((spec, ctx) => {
+    const total = (spec.rules ?? []).reduce((sum, r) => sum + valueCount(r), 0);
+    if (total > MAX_AUTHZ_POLICY_VALUES) {
+      ctx.addIssue({ code: 'custom', path: ['rules'], message: `the rules list ${total} values in all; at most ${MAX_AUTHZ_POLICY_VALUES} per policy` });
+    }
+  });
 
 export type AuthorizationPolicySpec = z.output<typeof authorizationPolicySpec>;
 export type AuthorizationRuleSpec = z.output<typeof rule>;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { formatDiagnostic } from '../../src/errors.js';
 import { parseIstioText } from '../../src/istio/documents.js';
-import { MAX_AUTHZ_RULES, MAX_AUTHZ_VALUES, MAX_AUTHZ_VALUE_LENGTH } from '../../src/istio/authorization-policy.js';
+import { MAX_AUTHZ_POLICY_VALUES, MAX_AUTHZ_RULES, MAX_AUTHZ_VALUES, MAX_AUTHZ_VALUE_LENGTH } from '../../src/istio/authorization-policy.js';
 import { ISTIO_KIND_HANDLERS } from '../../src/istio/kinds.js';
 import { policyFromFiles } from '../../src/istio/policy-set.js';
 import { buildAuthorizationModel } from '../../src/model/authorization/build.js';
@@ -52,6 +52,13 @@ describe('AuthorizationPolicy validation: errors name file, document and field',
     expect(found.some((f) => f.startsWith('error: authz.yaml: document 0: ') && f.includes(expected)), found.join('\n')).toBe(true);
   });
 
+  it('an unknown field is an error, at its place: a misspelt notPaths must not allow what it names', () => {
+    expect(findings(rule('to: [{ operation: { methods: [GET], notPath: [/admin] } }]'))).toEqual([
+      'error: authz.yaml: document 0: spec.rules[0].to[0].operation: unknown field "notPath" (an access policy is not applied with fields it does not understand)',
+    ]);
+    expect(findings(`${HEAD}  action: DENY\n  rule: [{}]\n`)).toEqual([expect.stringContaining('error: authz.yaml: document 0: spec: unknown field "rule"')]);
+  });
+
   it('a valid policy with every supported field has no findings', () => {
     const text = `${HEAD}  selector: { matchLabels: { app: web } }\n  action: DENY\n  rules:\n  - from:\n    - source: { principals: ["td/ns/a/sa/b", "td/ns/x/*", "*/sa/admin", "*"], notPrincipals: [x], namespaces: [prod], notNamespaces: ["dev*"] }\n    to:\n    - operation: { hosts: [a.mesh, "*.mesh"], notHosts: [b.mesh], ports: ["8080", 9090], notPorts: ["1"], methods: [GET], notMethods: [DELETE], paths: ["/api/*"], notPaths: ["*/admin"] }\n    when:\n    - { key: "request.headers[x-tenant]", values: [gold] }\n    - { key: source.principal, notValues: [td/ns/a/sa/c] }\n    - { key: source.namespace, values: [prod] }\n    - { key: destination.port, values: ["8080"] }\n`;
     expect(findings(text)).toEqual([]);
@@ -68,6 +75,13 @@ describe('AuthorizationPolicy bounds: hostile sizes are refused, not run per req
     expect(findings(rule(`from: [{ source: { principals: [${values}] } }]`))).toContainEqual(
       expect.stringContaining(`spec.rules[0].from[0].source.principals: at most ${MAX_AUTHZ_VALUES} values`),
     );
+  });
+  it(`more than ${MAX_AUTHZ_POLICY_VALUES} values in the whole policy, each list within its own limit`, () => {
+    const values = Array.from({ length: MAX_AUTHZ_VALUES }, (_, i) => `p${i}`).join(', ');
+    const rules = Array.from({ length: MAX_AUTHZ_POLICY_VALUES / MAX_AUTHZ_VALUES + 1 }, () => `  - from: [{ source: { principals: [${values}] } }]\n`).join('');
+    expect(findings(`${HEAD}  rules:\n${rules}`)).toEqual([
+      expect.stringContaining(`spec.rules: the rules list ${MAX_AUTHZ_POLICY_VALUES + MAX_AUTHZ_VALUES} values in all; at most ${MAX_AUTHZ_POLICY_VALUES} per policy`),
+    ]);
   });
   it(`a value over ${MAX_AUTHZ_VALUE_LENGTH} characters`, () => {
     expect(findings(rule(`to: [{ operation: { paths: ["/${'a'.repeat(MAX_AUTHZ_VALUE_LENGTH)}"] } }]`))).toContainEqual(
