@@ -5,6 +5,9 @@ import { connect as connectTcp, createServer as createTcpServer } from 'node:net
 import type { Server as TcpServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { startEchoBackend } from '../helpers/echo.js';
 import { freePort } from '../helpers/envoy.js';
 import { eventually } from '../helpers/eventually.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -85,19 +88,35 @@ function tcpRoundTrip(port: number, message: string): Promise<string> {
 
 const FRONTEND_ID = 'spiffe://test.mesh/ns/shop/sa/frontend';
 
+type EchoCall = (request: { message: string }, metadata: grpc.Metadata, options: grpc.CallOptions, callback: (error: grpc.ServiceError | null, reply?: { backend: string }) => void) => void;
+const Echo = (
+  grpc.loadPackageDefinition(protoLoader.loadSync(join(import.meta.dirname, '../../examples/quickstart/echo.proto'))) as unknown as {
+    meshbridge: { example: { Echo: new (target: string, credentials: grpc.ChannelCredentials, options: grpc.ChannelOptions) => grpc.Client & { Echo: EchoCall } } };
+  }
+).meshbridge.example.Echo;
+
+/** One gRPC call from VM-A's application through its sidecar, the authority picking the route. */
+function echoThroughSidecar(port: number, authority: string): Promise<string> {
+  const client = new Echo(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { 'grpc.default_authority': authority });
+  return new Promise<string>((resolve, reject) =>
+    client.Echo({ message: 'hi' }, new grpc.Metadata(), { deadline: Date.now() + 5_000 }, (error, reply) => (error ? reject(error) : resolve(reply!.backend))),
+  ).finally(() => client.close());
+}
+
 describe('two VMs: inbound mTLS, PeerAuthentication, automatic mTLS and secure naming with real Envoys and agents', () => {
   const dir = tempDir('meshbridge-two-vms-');
   let mesh: SecureMesh;
   let vmA: SimulatedVm;
   let vmB: SimulatedVm;
   const apps: { close(): void }[] = [];
-  const ports = { frontend: 0, reviews: 0, reviewsTcp: 0, impostor: 0 };
+  const ports = { frontend: 0, reviews: 0, reviewsTcp: 0, reviewsGrpc: 0, impostor: 0 };
 
   beforeAll(async () => {
     const appA = await startHttpApp('frontend');
     const appB = await startHttpApp('reviews');
     const tcpB = await startTcpApp('reviews');
-    apps.push(appA.server, appB.server, tcpB.server);
+    const grpcB = await startEchoBackend('reviews-grpc');
+    apps.push(appA.server, appB.server, tcpB.server, { close: () => void grpcB.stop() });
     for (const key of Object.keys(ports) as (keyof typeof ports)[]) ports[key] = await freePort();
     dir.write(
       'workloads.mesh.yaml',
@@ -122,7 +141,7 @@ kind: ServiceEntry
 metadata: { name: reviews, namespace: shop }
 spec:
   hosts: [reviews.shop.mesh]
-  ports: [{ number: ${ports.reviews}, name: http }, { number: ${ports.reviewsTcp}, name: tcp }]
+  ports: [{ number: ${ports.reviews}, name: http }, { number: ${ports.reviewsTcp}, name: tcp }, { number: ${ports.reviewsGrpc}, name: grpc }]
   workloadSelector: { labels: { app: reviews } }
 ---
 apiVersion: networking.istio.io/v1
@@ -131,7 +150,7 @@ metadata: { name: vm-b, namespace: shop }
 spec:
   address: 127.0.0.3
   serviceAccount: reviews
-  labels: { app: reviews, security.istio.io/tlsMode: istio, meshbridge.io/app-port: "http=${appB.port},tcp=${tcpB.port}" }
+  labels: { app: reviews, security.istio.io/tlsMode: istio, meshbridge.io/app-port: "http=${appB.port},tcp=${tcpB.port},grpc=${grpcB.port}" }
 ---
 # Its only endpoint is VM-B's inbound listener, but the catalog says another workload (payments) serves it.
 apiVersion: networking.istio.io/v1
@@ -155,9 +174,9 @@ spec: { workloadSelector: { labels: { vm: b } }, egress: [{ hosts: ["~/*"] }] }
     mesh = await SecureMesh.start(dir, { trustDomain: 'test.mesh', nodes: ['vm-a', 'vm-b'] });
     vmA = await mesh.startVm('vm-a');
     vmB = await mesh.startVm('vm-b', { bootstrapArgs: ['--namespace', 'shop', '--label', 'vm=b'] });
-    // VM-A: four outbound listeners and its inbound one; VM-B: its two inbound ones.
-    await eventually(async () => expect(await vmA.envoy.stat('listener_manager.total_listeners_active')).toBe(5), 60_000, 250);
-    await eventually(async () => expect(await vmB.envoy.stat('listener_manager.total_listeners_active')).toBe(2), 60_000, 250);
+    // VM-A: five outbound listeners and its inbound one; VM-B: its three inbound ones.
+    await eventually(async () => expect(await vmA.envoy.stat('listener_manager.total_listeners_active')).toBe(6), 60_000, 250);
+    await eventually(async () => expect(await vmB.envoy.stat('listener_manager.total_listeners_active')).toBe(3), 60_000, 250);
   }, 180_000);
 
   afterEach(async () => {
@@ -197,6 +216,11 @@ spec: { workloadSelector: { labels: { vm: b } }, egress: [{ hosts: ["~/*"] }] }
     const before = await vmB.envoy.stat(`listener.127.0.0.3_${ports.reviewsTcp}.ssl.handshake`);
     expect(await eventually(() => tcpRoundTrip(ports.reviewsTcp, 'ping'), 30_000, 250)).toBe('reviews:ping');
     expect(await vmB.envoy.stat(`listener.127.0.0.3_${ports.reviewsTcp}.ssl.handshake`)).toBeGreaterThan(before);
+  }, 60_000);
+
+  it('a gRPC port goes through mTLS over HTTP/2 to a gRPC server behind VM-B', async () => {
+    expect(await eventually(() => echoThroughSidecar(ports.reviewsGrpc, 'reviews.shop.mesh'), 30_000, 250)).toBe('reviews-grpc');
+    expect(await vmB.envoy.stat(`listener.127.0.0.3_${ports.reviewsGrpc}.ssl.handshake`)).toBeGreaterThan(0);
   }, 60_000);
 
   it('a client pointed at an endpoint holding another identity fails the SAN check', async () => {
@@ -250,7 +274,7 @@ spec:
   endpoints: [{ address: 127.0.0.3, serviceAccount: reviews, labels: { meshbridge.io/node: vm-b, meshbridge.io/app-port: "${app.port}" } }]
 `,
     );
-    await eventually(async () => expect(await vmB.envoy.stat('listener_manager.total_listeners_active')).toBe(3), 30_000, 250);
+    await eventually(async () => expect(await vmB.envoy.stat('listener_manager.total_listeners_active')).toBe(4), 30_000, 250);
     expect(await get('127.0.0.3', port, 'ratings.shop.mesh')).toEqual({ status: 200, body: { app: 'ratings', xfcc: null } });
   }, 60_000);
 

@@ -87,6 +87,21 @@ describe('automatic mTLS to endpoints with a sidecar (label security.istio.io/tl
     expect(sans(cluster.transport_socket)).toEqual([{ exact: 'spiffe://td/ns/shop/sa/reviews' }]);
   });
 
+  it('an endpoint whose PeerAuthentication DISABLEs mTLS on the port is sent plaintext, as Istio\'s clients do', () => {
+    const disable = `apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: { name: legacy, namespace: shop }
+spec: { selector: { matchLabels: { track: legacy } }, mtls: { mode: STRICT }, portLevelMtls: { 9080: { mode: DISABLE } } }
+`;
+    const { cluster, endpoints } = translated([endpoint('10.0.0.1', true, 'reviews'), endpoint('10.0.0.2', true, 'legacy', { track: 'legacy' })], disable);
+    expect(cluster.transport_socket).toBeUndefined();
+    expect(sans(cluster.transport_socket_matches![0]!.transport_socket)).toEqual([{ exact: 'spiffe://td/ns/shop/sa/reviews' }]);
+    expect(endpoints.map((e) => e.metadata === undefined)).toEqual([false, true]);
+    const all = translated([endpoint('10.0.0.2', true, 'legacy', { track: 'legacy' })], disable).cluster;
+    expect(all.transport_socket).toBeUndefined();
+    expect(all.transport_socket_matches).toBeUndefined();
+  });
+
   it('proxyless clients are not given it: they have no socket matches and may have no certificate provider', () => {
     const { cluster } = translated([endpoint('10.0.0.1', true, 'reviews')], '', 'proxyless');
     expect(cluster.transport_socket).toBeUndefined();

@@ -2,6 +2,7 @@ import type { Diagnostic } from '../../errors.js';
 import { byPrecedence } from '../../istio/documents.js';
 import type { PeerAuthenticationDocument } from '../../istio/policy-set.js';
 import { matchesLabels } from '../labels.js';
+import type { Endpoint } from '../service.js';
 import { ROOT_NAMESPACE } from './scope.js';
 import type { RuleOrigin } from './types.js';
 
@@ -26,6 +27,11 @@ export interface PeerAuthenticationModel {
 export interface PeerSubject {
   readonly namespace: string;
   readonly labels: Readonly<Record<string, string>>;
+}
+
+/** The namespace and labels a PeerAuthentication selects an endpoint by: its identity's namespace, else Istio's default. */
+export function peerSubjectOf(endpoint: Endpoint): PeerSubject {
+  return { namespace: endpoint.identity?.namespace ?? 'default', labels: endpoint.labels };
 }
 
 function modeOf(value: string | undefined): MtlsMode | undefined {

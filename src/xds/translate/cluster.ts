@@ -5,7 +5,8 @@ import { matchesLabels } from '../../model/labels.js';
 import { DEFAULT_TRUST_DOMAIN, workloadSpiffeId } from '../../model/service.js';
 import type { Endpoint, Service } from '../../model/service.js';
 import { TypeUrl } from '../type-urls.js';
-import { addAutoMutualTls, addTlsEndpointMatch, hasSidecar } from './tls-endpoints.js';
+import { acceptsMutualTls, addAutoMutualTls, addTlsEndpointMatch } from './tls-endpoints.js';
+import type { PeerAuthenticationModel } from '../../model/routing/peer-authentication.js';
 import { applyTrafficPolicy, istioMutualSocket } from './traffic-policy.js';
 import type { ClusterReader } from './traffic-policy.js';
 import type { Diagnostic } from '../../errors.js';
@@ -30,6 +31,7 @@ export function buildCluster(
   reader: ClusterReader = 'sidecar',
   substitutions: string[] = [],
   trustDomain = DEFAULT_TRUST_DOMAIN,
+  peerAuthentications: readonly PeerAuthenticationModel[] = [],
 ): Cluster {
   const { name, port } = model;
   const cluster: Cluster = {
@@ -56,7 +58,8 @@ export function buildCluster(
   if (reader === 'sidecar' && model.policy.tls === undefined) {
     // Proxyless clients have no socket matches and may have no certificate provider: they keep what a DestinationRule says.
     const endpoints = service.endpoints.filter((e) => matchesLabels(e.labels, model.selector));
-    addAutoMutualTls(cluster, endpoints, istioMutualSocket({ kind: reader, trustDomain, peers: peerIdentities(service, model, trustDomain, hasSidecar) }));
+    const takesMtls = (e: Endpoint) => acceptsMutualTls(e, port, peerAuthentications);
+    addAutoMutualTls(cluster, endpoints, endpoints.filter(takesMtls), istioMutualSocket({ kind: reader, trustDomain, peers: peerIdentities(service, model, trustDomain, takesMtls) }));
   }
   addTlsEndpointMatch(cluster, service);
   return cluster;
@@ -80,7 +83,7 @@ export function buildClusters(
     service.ports.flatMap((port) =>
       portRouting(routing, service, port).clusters.map((model) => {
         const substitutions: string[] = [];
-        const cluster = buildCluster(service, model, reader, substitutions, trustDomain);
+        const cluster = buildCluster(service, model, reader, substitutions, trustDomain, routing.peerAuthentications);
         for (const message of substitutions) {
           const key = `${service.hostname}\n${message}`;
           const entry = substituted.get(key) ?? { hostname: service.hostname, message, clusters: [] };

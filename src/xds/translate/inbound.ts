@@ -5,7 +5,7 @@ import type { Diagnostic } from '../../errors.js';
 import type { ServiceCatalog } from '../../model/catalog.js';
 import { effectiveAuthorization, tcpAuthorization } from '../../model/authorization/effective.js';
 import type { EffectiveAuthorization } from '../../model/authorization/types.js';
-import { mtlsModeFor } from '../../model/routing/peer-authentication.js';
+import { mtlsModeFor, peerSubjectOf } from '../../model/routing/peer-authentication.js';
 import type { MtlsMode } from '../../model/routing/peer-authentication.js';
 import type { RoutingModel } from '../../model/routing/types.js';
 import { APP_ADDRESS, APP_PORT_LABEL, appPort, endpointPort, isHttpProtocol } from '../../model/service.js';
@@ -61,17 +61,12 @@ export function inboundHttpFilters(workload: InboundWorkload, routing: RoutingMo
   return rbacHttpFilters(workloadAuthorization(workload, routing), trustDomain);
 }
 
-/** The AuthorizationPolicies of one workload port: its namespace and labels select them, its port decides their port conditions. */
+/** The AuthorizationPolicies of one workload port: selected by namespace and labels as PeerAuthentication is, its port deciding their port conditions. */
 function workloadAuthorization(workload: InboundWorkload, routing: RoutingModel): EffectiveAuthorization {
-  return effectiveAuthorization(routing.authorization, { namespace: workload.namespace, labels: workload.endpoint.labels }, workload.listenPort);
+  return effectiveAuthorization(routing.authorization, peerSubjectOf(workload.endpoint), workload.listenPort);
 }
 
 const ROUTER_FILTER = { name: 'envoy.filters.http.router', typed_config: typed(TypeUrl.Router, {}) };
-
-/** The endpoint's namespace: its identity's, else Istio's default. */
-export function workloadNamespace(endpoint: Endpoint): string {
-  return endpoint.identity?.namespace ?? 'default';
-}
 
 /**
  * The workload ports on `node`: every endpoint the catalog places there (the
@@ -85,7 +80,7 @@ export function inboundWorkloads(catalog: ServiceCatalog, routing: RoutingModel,
   for (const service of catalog.services) {
     for (const endpoint of service.endpoints) {
       if (endpoint.node !== node) continue;
-      const namespace = workloadNamespace(endpoint);
+      const subject = peerSubjectOf(endpoint);
       for (const port of service.ports) {
         const listenPort = endpointPort(endpoint, port);
         const app = appPort(endpoint, port);
@@ -107,8 +102,8 @@ export function inboundWorkloads(catalog: ServiceCatalog, routing: RoutingModel,
           }
           continue;
         }
-        const mode = mtlsModeFor(routing.peerAuthentications, { namespace, labels: endpoint.labels }, listenPort);
-        byAddress.set(key, { service, endpoint, port, listenPort, appPort: app, mode, namespace });
+        const mode = mtlsModeFor(routing.peerAuthentications, subject, listenPort);
+        byAddress.set(key, { service, endpoint, port, listenPort, appPort: app, mode, namespace: subject.namespace });
       }
     }
   }

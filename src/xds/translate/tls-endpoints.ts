@@ -1,8 +1,10 @@
 import type { Cluster } from '../../generated/envoy/config/cluster/v3/Cluster.js';
 import type { Metadata } from '../../generated/envoy/config/core/v3/Metadata.js';
 import type { Struct } from '../../generated/google/protobuf/Struct.js';
-import { TLS_LABEL, TLS_MODE_LABEL } from '../../model/service.js';
-import type { Endpoint, Service } from '../../model/service.js';
+import { mtlsModeFor, peerSubjectOf } from '../../model/routing/peer-authentication.js';
+import type { PeerAuthenticationModel } from '../../model/routing/peer-authentication.js';
+import { TLS_LABEL, TLS_MODE_LABEL, endpointPort } from '../../model/service.js';
+import type { Endpoint, Service, ServicePort } from '../../model/service.js';
 import { TypeUrl } from '../type-urls.js';
 import { typed } from './typed.js';
 
@@ -22,15 +24,21 @@ const BOTH_METADATA: Metadata = {
   filter_metadata: { 'envoy.transport_socket_match': { fields: { tls: { boolValue: true }, tlsMode: { stringValue: 'istio' } } } as unknown as Struct },
 };
 
-/** An endpoint with a sidecar (Istio's label `security.istio.io/tlsMode: istio`): its sidecar terminates mutual TLS. */
-export function hasSidecar(endpoint: Endpoint): boolean {
-  return endpoint.labels[TLS_MODE_LABEL] === 'istio';
+/**
+ * An endpoint whose sidecar takes mutual TLS on this port: it carries Istio's
+ * label `security.istio.io/tlsMode: istio`, and its PeerAuthentication does not
+ * DISABLE mTLS there (Istio's clients then send plaintext too, or every call
+ * to such a port would fail).
+ */
+export function acceptsMutualTls(endpoint: Endpoint, port: ServicePort, peerAuthentications: readonly PeerAuthenticationModel[]): boolean {
+  if (endpoint.labels[TLS_MODE_LABEL] !== 'istio') return false;
+  return mtlsModeFor(peerAuthentications, peerSubjectOf(endpoint), endpointPort(endpoint, port)) !== 'DISABLE';
 }
 
 /** What a cluster's transport socket matches read from an endpoint; undefined for an endpoint no match concerns. */
-export function endpointSocketMetadata(endpoint: Endpoint): Metadata | undefined {
+export function endpointSocketMetadata(endpoint: Endpoint, port: ServicePort, peerAuthentications: readonly PeerAuthenticationModel[]): Metadata | undefined {
   const tls = endpoint.labels[TLS_LABEL] === 'true';
-  const sidecar = hasSidecar(endpoint);
+  const sidecar = acceptsMutualTls(endpoint, port, peerAuthentications);
   if (tls && sidecar) return BOTH_METADATA;
   if (tls) return TLS_ENDPOINT_METADATA;
   return sidecar ? SIDECAR_ENDPOINT_METADATA : undefined;
@@ -38,13 +46,12 @@ export function endpointSocketMetadata(endpoint: Endpoint): Metadata | undefined
 
 /**
  * Automatic mutual TLS (Istio's): a sidecar client sends ISTIO_MUTUAL to the
- * endpoints known to have a sidecar, without a DestinationRule. Every
- * endpoint of the cluster has one: the cluster's socket. Some: a match on
- * their metadata, the others staying plaintext. Callers apply it only where
+ * endpoints whose sidecar takes it (`withSidecar`, see acceptsMutualTls),
+ * without a DestinationRule. Every endpoint of the cluster: the cluster's
+ * socket. Some: a match on their metadata, the others staying plaintext. Callers apply it only where
  * no DestinationRule sets tls (DISABLE turns it off).
  */
-export function addAutoMutualTls(cluster: Cluster, endpoints: readonly Endpoint[], socket: NonNullable<Cluster['transport_socket']>): void {
-  const withSidecar = endpoints.filter(hasSidecar);
+export function addAutoMutualTls(cluster: Cluster, endpoints: readonly Endpoint[], withSidecar: readonly Endpoint[], socket: NonNullable<Cluster['transport_socket']>): void {
   if (withSidecar.length === 0) return;
   if (withSidecar.length === endpoints.length) {
     cluster.transport_socket = socket;
