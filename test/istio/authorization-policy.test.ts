@@ -119,6 +119,12 @@ describe('AuthorizationPolicy: what meshbridge cannot enforce is reported and ap
     expect(diagnostics.map(formatDiagnostic)).toEqual([expect.stringContaining('spec.rules[0].when[0]: meshbridge cannot enforce this; the DENY rule spec.rules[0] applies without it')]);
   });
 
+  it('a DENY source whose only fields are unenforceable matches every source once they are dropped', () => {
+    const { model } = modelOf(`${HEAD}  action: DENY\n  rules: [{ from: [{ source: { ipBlocks: [10.0.0.0/8] } }, { source: { namespaces: [dev] } }], to: [{ operation: { paths: ["/admin"] } }] }]\n`);
+    expect(model.policies[0]!.rules[0]!.from).toEqual([]);
+    expect(model.policies[0]!.rules[0]!.to).toHaveLength(1);
+  });
+
   it('targetRef applies to no sidecar', () => {
     const { model, diagnostics } = modelOf(`${HEAD}  targetRef: { kind: Gateway, name: gw }\n  rules: [{}]\n`);
     expect(model.policies).toEqual([]);
