@@ -2,7 +2,6 @@
 
 import type { FeatureSet as _google_protobuf_FeatureSet, FeatureSet__Output as _google_protobuf_FeatureSet__Output } from '../../google/protobuf/FeatureSet';
 import type { UninterpretedOption as _google_protobuf_UninterpretedOption, UninterpretedOption__Output as _google_protobuf_UninterpretedOption__Output } from '../../google/protobuf/UninterpretedOption';
-import type { HttpRule as _google_api_HttpRule, HttpRule__Output as _google_api_HttpRule__Output } from '../../google/api/HttpRule';
 
 // Original file: null
 
@@ -27,7 +26,6 @@ export interface MethodOptions {
   'idempotencyLevel'?: (_google_protobuf_MethodOptions_IdempotencyLevel);
   'features'?: (_google_protobuf_FeatureSet | null);
   'uninterpretedOption'?: (_google_protobuf_UninterpretedOption)[];
-  '.google.api.http'?: (_google_api_HttpRule | null);
 }
 
 export interface MethodOptions__Output {
@@ -35,5 +33,4 @@ export interface MethodOptions__Output {
   'idempotencyLevel': (_google_protobuf_MethodOptions_IdempotencyLevel__Output);
   'features': (_google_protobuf_FeatureSet__Output | null);
   'uninterpretedOption': (_google_protobuf_UninterpretedOption__Output)[];
-  '.google.api.http': (_google_api_HttpRule__Output | null);
 }
