@@ -3,9 +3,11 @@ import { TypeUrl } from '../type-urls.js';
 import { typed } from './typed.js';
 
 /**
- * Istio's AuthorizationPolicy as Envoy's RBAC http filters: one for DENY
- * policies, then one for ALLOW policies, before the router. Envoy answers
- * 403 to a request either filter denies. Pure.
+ * Istio's AuthorizationPolicy as Envoy's RBAC filters: one for DENY policies,
+ * then one for ALLOW policies, before the router on an HTTP port (Envoy
+ * answers 403 to a request either denies) or before tcp_proxy on a TCP port
+ * (the connection is closed). No regular expression is built from policy
+ * values, so no value can make Envoy refuse the listener. Pure.
  */
 
 export const RBAC_DENY_FILTER = 'envoy.filters.http.rbac.deny';
