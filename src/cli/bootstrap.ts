@@ -34,12 +34,16 @@ export interface BootstrapOptions {
   readonly labels?: Readonly<Record<string, string>>;
 }
 
+import { WORKLOAD_SDS_METADATA } from '../xds/node.js';
+
 /** The node as meshbridge reads it: id, cluster, locality and the metadata a Sidecar selects on. */
 function nodeOf(options: BootstrapOptions, alwaysLocality: boolean): object {
   const labels = options.labels ?? {};
   const metadata = {
     ...(options.namespace !== undefined ? { NAMESPACE: options.namespace } : {}),
     ...(Object.keys(labels).length > 0 ? { LABELS: labels } : {}),
+    // Tells meshbridge this Envoy can read workload certificates, so it may be given inbound listeners that terminate mTLS.
+    ...(options.sdsSocket !== undefined ? { [WORKLOAD_SDS_METADATA]: 'true' } : {}),
   };
   return {
     id: options.nodeId,

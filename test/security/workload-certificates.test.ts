@@ -9,6 +9,8 @@ import { request as httpsRequest } from 'node:https';
 import { DaemonProcess, meshbridge } from '../helpers/daemon-process.js';
 import { freePort } from '../helpers/envoy.js';
 import { EnvoyProcess } from './envoy-process.js';
+import { SecureMesh } from './secure-mesh.js';
+import type { SimulatedVm } from './secure-mesh.js';
 import { eventually } from '../helpers/eventually.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -38,42 +40,16 @@ spec:
 
 describe('workload certificates over the xDS port: a node obtains only its own workloads\' identities', () => {
   const dir = tempDir('meshbridge-wcert-');
+  let mesh: SecureMesh;
   let daemon: DaemonProcess;
   let xds: string;
-  const creds = (name: string): ControlPlaneCredentials => ({
-    ca: readFileSync(join(dir.path, 'ca.crt')),
-    cert: readFileSync(join(dir.path, `${name}.crt`)),
-    key: readFileSync(join(dir.path, `${name}.key`)),
-    serverName: 'localhost',
-  });
+  const creds = (name: string): ControlPlaneCredentials => mesh.credentials(name);
 
   beforeAll(async () => {
-    expect((await meshbridge(['ca', 'create', '--dir', dir.path, '--trust-domain', 'test.mesh'])).code).toBe(0);
-    expect((await meshbridge(['ca', 'issue', '--dir', dir.path, '--server', 'localhost,127.0.0.1', '--out', `${dir.path}/server`])).code).toBe(0);
-    for (const node of ['vm-1', 'vm-2', 'vm-3']) {
-      expect((await meshbridge(['ca', 'issue', '--dir', dir.path, '--node', node, '--out', `${dir.path}/${node}`])).code).toBe(0);
-    }
-    expect((await meshbridge(['ca', 'issue', '--dir', dir.path, '--operator', 'alice', '--out', `${dir.path}/alice`])).code).toBe(0);
-    dir.write(
-      'meshbridge.yaml',
-      `xds:
-  listen: 127.0.0.1:0
-  tls: { certFile: server.crt, keyFile: server.key, clientCaFile: ca.crt }
-admin: { listen: 127.0.0.1:0 }
-security:
-  trustDomain: test.mesh
-  workloadCa: { maxCertificateTtlMs: 172800000, reloadIntervalMs: 200 }
-stateDir: ./state
-batching: { debounceMs: 20, maxDelayMs: 100 }
-registries:
-  - { kind: file, name: local, paths: ['./*.mesh.yaml'] }
-policy: { paths: ['./*.policy.yaml'] }
-`,
-    );
     dir.write('workloads.mesh.yaml', WORKLOADS);
-    daemon = new DaemonProcess(['run', '--config', `${dir.path}/meshbridge.yaml`]);
-    xds = `127.0.0.1:${await daemon.xdsPort()}`;
-    await daemon.waitForLog((l) => l.msg === 'workload CA ready');
+    mesh = await SecureMesh.start(dir, { trustDomain: 'test.mesh', nodes: ['vm-1', 'vm-2', 'vm-3'], workloadCa: '{ maxCertificateTtlMs: 172800000, reloadIntervalMs: 200 }' });
+    ({ daemon, xds } = mesh);
+    expect((await meshbridge(['ca', 'issue', '--dir', dir.path, '--operator', 'alice', '--out', `${dir.path}/alice`])).code).toBe(0);
   }, 60_000);
 
   afterAll(async () => {
@@ -295,21 +271,9 @@ spec:
           )
           .join('---\n'),
       );
-      const clientAgent = new DaemonProcess([
-        'agent', '--xds', xds, '--out', join(dir.path, 'vm-2-agent'), '--sds-socket', join(dir.path, 'vm-2-agent', 'sds.sock'),
-        '--spiffe-id', 'spiffe://test.mesh/ns/shop/sa/ratings',
-        '--ca', join(dir.path, 'ca.crt'), '--cert', join(dir.path, 'vm-2.crt'), '--key', join(dir.path, 'vm-2.key'), '--server-name', 'localhost',
-      ]);
-      let client: EnvoyProcess | undefined;
+      let client: SimulatedVm | undefined;
       try {
-        await clientAgent.waitForLog((l) => l.msg === 'workload certificate installed', 30_000);
-        const printed = await meshbridge([
-          'bootstrap', '--envoy', '--node-id', 'vm-2', '--xds', xds, '--server-name', 'localhost',
-          '--ca', join(dir.path, 'ca.crt'), '--cert', join(dir.path, 'vm-2.crt'), '--key', join(dir.path, 'vm-2.key'),
-          '--sds-socket', join(dir.path, 'vm-2-agent', 'sds.sock'),
-        ]);
-        expect(printed.code, printed.stderr).toBe(0);
-        client = new EnvoyProcess(printed.stdout, dir.path, 'vm-2-client');
+        client = await mesh.startVm('vm-2', { agentArgs: ['--spiffe-id', 'spiffe://test.mesh/ns/shop/sa/ratings'] });
         // fetch() cannot set Host (a forbidden header); the outbound route is chosen by it.
         const { request } = await import('node:http');
         const get = (port: number, host: string) =>
@@ -324,11 +288,11 @@ spec:
           });
         await eventually(async () => expect(await get(goodPort, 'reviews-mtls.shop.mesh')).toEqual({ status: 200, body: 'hello from reviews' }), 30_000, 250);
         await eventually(async () => expect((await get(wrongPort, 'impostor.shop.mesh')).status).toBe(503), 20_000, 250);
-        expect(await client.stat(`cluster.outbound|${wrongPort}||impostor.shop.mesh.ssl.fail_verify_san`)).toBeGreaterThan(0);
-        expect(await client.stat('cluster_manager.cds.update_rejected')).toBe(0);
+        expect(await client.envoy.stat(`cluster.outbound|${wrongPort}||impostor.shop.mesh.ssl.fail_verify_san`)).toBeGreaterThan(0);
+        expect(await client.envoy.stat('cluster_manager.cds.update_rejected')).toBe(0);
+        expect(await client.envoy.stat('listener_manager.lds.update_rejected')).toBe(0);
       } finally {
         await client?.stop();
-        await clientAgent.stop();
       }
     }, 90_000);
 

@@ -21,7 +21,7 @@ export const WORKLOAD_ROOTS_SECRET = 'ROOTCA';
 /** gRPC clients name their certificate provider instance (bootstrap `certificate_providers`) after Istio's. */
 export const WORKLOAD_CERTIFICATE_PROVIDER = 'default';
 
-const SDS_SOURCE = {
+export const SDS_SOURCE = {
   resource_api_version: 'V3',
   api_config_source: { api_type: 'GRPC', transport_api_version: 'V3', grpc_services: [{ envoy_grpc: { cluster_name: SDS_CLUSTER } }] },
 } as const;
@@ -60,6 +60,14 @@ function istioMutualContext(mesh: MeshTlsContext): Record<string, unknown> {
       default_validation_context: { match_typed_subject_alt_names: sans },
       validation_context_sds_secret_config: { name: WORKLOAD_ROOTS_SECRET, sds_config: SDS_SOURCE },
     },
+  };
+}
+
+/** The upstream TLS transport socket of ISTIO_MUTUAL, as a DestinationRule asks for it or automatic mTLS gives it. */
+export function istioMutualSocket(mesh: MeshTlsContext, sni?: string): NonNullable<Cluster['transport_socket']> {
+  return {
+    name: 'envoy.transport_sockets.tls',
+    typed_config: typed(TypeUrl.UpstreamTlsContext, { common_tls_context: istioMutualContext(mesh), ...(sni ? { sni } : {}) }),
   };
 }
 
@@ -155,10 +163,7 @@ export function applyTrafficPolicy(
   }
 
   if (tls?.mode === 'ISTIO_MUTUAL' && mesh !== undefined) {
-    cluster.transport_socket = {
-      name: 'envoy.transport_sockets.tls',
-      typed_config: typed(TypeUrl.UpstreamTlsContext, { common_tls_context: istioMutualContext({ ...mesh, kind: reader }), ...(tls.sni ? { sni: tls.sni } : {}) }),
-    };
+    cluster.transport_socket = istioMutualSocket({ ...mesh, kind: reader }, tls.sni);
   }
   if (tls !== undefined && (tls.mode === 'SIMPLE' || tls.mode === 'MUTUAL') && reader === 'proxyless') {
     cluster.transport_socket = {
