@@ -23,13 +23,14 @@ const COMMAND_USAGE = {
         --log-level (or $MESHBRIDGE_LOG_LEVEL) overrides log.level of the config, also across reloads`,
   bootstrap: `bootstrap (--envoy [--delta] | --grpc) --node-id ID [--cluster NAME] [--xds HOST:PORT]... [--locality R/Z/S] [--admin-port N]
             [--namespace NS] [--label KEY=VALUE]... [--ca FILE [--cert FILE --key FILE] [--server-name NAME]] [--token-file FILE] [--policy FILE]...
-            [--sds-socket PATH (Envoy) | --workload-certs DIR (gRPC)]
+            [--sds-socket PATH (Envoy) | --workload-certs DIR [--workload-certs-refresh 60s] (gRPC)]
         print a bootstrap that points a client at meshbridge (--delta: Envoy uses incremental xDS);
         --xds again for each replica (Envoy: all in its xds cluster; gRPC: xds_servers in fallback order);
         --namespace/--label: node metadata a Sidecar's workloadSelector matches;
         --ca: TLS to meshbridge, --cert/--key: mutual TLS, --token-file: a token from \`meshbridge token create\`;
         --policy (--grpc): DestinationRule files; declares a file_watcher certificate provider for each TLS file they name;
-        --sds-socket/--workload-certs: where meshbridge agent serves the workload certificate (ISTIO_MUTUAL).
+        --sds-socket/--workload-certs: where meshbridge agent serves the workload certificate (ISTIO_MUTUAL);
+        --workload-certs-refresh: how often gRPC re-reads those files (well under half the certificate lifetime)
         --xds defaults to 127.0.0.1:15010, --cluster to the node id, --admin-port (Envoy's own) to 15000`,
   validate: `validate [--config FILE]... [FILE...]
         check Istio YAML files (every kind, across the files given) and daemon configs
@@ -267,6 +268,7 @@ async function bootstrap(args: string[]): Promise<number> {
       policy: { type: 'string', multiple: true },
       'sds-socket': { type: 'string' },
       'workload-certs': { type: 'string' },
+      'workload-certs-refresh': { type: 'string' },
     },
     strict: true,
   });
@@ -274,6 +276,7 @@ async function bootstrap(args: string[]): Promise<number> {
   if (values.policy !== undefined && !values.grpc) throw new UsageError('--policy is for --grpc; Envoy reads certificate files itself');
   if (values['sds-socket'] !== undefined && !values.envoy) throw new UsageError('--sds-socket is for --envoy; gRPC reads --workload-certs');
   if (values['workload-certs'] !== undefined && !values.grpc) throw new UsageError('--workload-certs is for --grpc; Envoy reads --sds-socket');
+  if (values['workload-certs-refresh'] !== undefined && values['workload-certs'] === undefined) throw new UsageError('--workload-certs-refresh needs --workload-certs');
   if (values.envoy === values.grpc) throw new UsageError('bootstrap needs exactly one of --envoy or --grpc');
   if (!values['node-id']) throw new UsageError('bootstrap needs --node-id');
   if (values.delta && !values.envoy) throw new UsageError('--delta is for --envoy; gRPC clients speak state-of-the-world xDS');
@@ -295,9 +298,18 @@ async function bootstrap(args: string[]): Promise<number> {
     certificateProviders: values.policy === undefined ? undefined : await certificateProvidersFromPolicy(values.policy),
     sdsSocket: absolute(values['sds-socket']),
     workloadCertDir: absolute(values['workload-certs']),
+    workloadCertRefreshSeconds: values['workload-certs-refresh'] === undefined ? undefined : refreshSeconds(values['workload-certs-refresh']),
   };
   process.stdout.write(values.envoy ? envoyBootstrap(options) : grpcBootstrap(options));
   return 0;
+}
+
+/** gRPC's file_watcher re-reads on this period; below 1 s it would only spin on the disk. */
+function refreshSeconds(value: string): number {
+  const match = /^(\d+)(s|m|h)$/.exec(value.trim());
+  const seconds = match === null ? NaN : Number(match[1]) * { s: 1, m: 60, h: 3600 }[match[2] as 's' | 'm' | 'h'];
+  if (!(seconds >= 1 && seconds <= 86_400)) throw new UsageError(`--workload-certs-refresh must be a duration from 1s to 24h such as 5s or 1m, got "${value}"`);
+  return seconds;
 }
 
 async function validate(args: string[]): Promise<number> {
