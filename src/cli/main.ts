@@ -12,6 +12,7 @@ import type { AdminCredentials } from './admin-client.js';
 import { envoyBootstrap, grpcBootstrap } from './bootstrap.js';
 import { certificateProvidersFromPolicy } from './policy-certificates.js';
 import { formatCatalog } from './catalog.js';
+import { parseRefreshInterval } from './refresh-interval.js';
 import { formatNodeStatus, formatStatus } from './status.js';
 import { printFindings, validateFiles } from './validate.js';
 
@@ -47,11 +48,12 @@ const COMMAND_USAGE = {
   ca rotate-workload-root [--config FILE | --state-dir DIR] [--activate-after 24h] [--overlap 48h]
         add a workload root: trusted at once, signing after --activate-after; the old root stays
         trusted for --overlap after that. A running daemon picks it up within a few seconds`,
-  agent: `agent --out DIR [--xds HOST:PORT] [--sds-socket PATH] [--spiffe-id ID] [--ttl 24h]
+  agent: `agent --out DIR [--xds HOST:PORT] [--sds-socket PATH] [--spiffe-id ID] [--ttl 24h] [--bundle-refresh 5m]
         [--ca FILE [--cert FILE --key FILE] [--server-name NAME]] [--token-file FILE]
         beside a sidecar: make a key here, have meshbridge sign it for this node's workload, write
         DIR/cert-chain.pem, DIR/key.pem (0600) and DIR/root-cert.pem, serve them to Envoy over SDS
-        ("default" and "ROOTCA") on --sds-socket, and renew at half life until SIGTERM`,
+        ("default" and "ROOTCA") on --sds-socket, and renew at half life until SIGTERM;
+        --bundle-refresh: how often the trust bundle is fetched between renewals (a rotated root arrives this soon)`,
   token: `token create (--node ID | --operator NAME) [--ttl 24h] [--out FILE] [--config FILE | --state-dir DIR]
         print (or write, 0600) a token signed with the key in the state directory; its id goes to stderr
   token revoke (--id ID | --token-file FILE) [--config FILE | --state-dir DIR]
@@ -298,18 +300,10 @@ async function bootstrap(args: string[]): Promise<number> {
     certificateProviders: values.policy === undefined ? undefined : await certificateProvidersFromPolicy(values.policy),
     sdsSocket: absolute(values['sds-socket']),
     workloadCertDir: absolute(values['workload-certs']),
-    workloadCertRefreshSeconds: values['workload-certs-refresh'] === undefined ? undefined : refreshSeconds(values['workload-certs-refresh']),
+    workloadCertRefreshSeconds: values['workload-certs-refresh'] === undefined ? undefined : parseRefreshInterval('--workload-certs-refresh', values['workload-certs-refresh']),
   };
   process.stdout.write(values.envoy ? envoyBootstrap(options) : grpcBootstrap(options));
   return 0;
-}
-
-/** gRPC's file_watcher re-reads on this period; below 1 s it would only spin on the disk. */
-function refreshSeconds(value: string): number {
-  const match = /^(\d+)(s|m|h)$/.exec(value.trim());
-  const seconds = match === null ? NaN : Number(match[1]) * { s: 1, m: 60, h: 3600 }[match[2] as 's' | 'm' | 'h'];
-  if (!(seconds >= 1 && seconds <= 86_400)) throw new UsageError(`--workload-certs-refresh must be a duration from 1s to 24h such as 5s or 1m, got "${value}"`);
-  return seconds;
 }
 
 async function validate(args: string[]): Promise<number> {

@@ -16,7 +16,7 @@ import { eventually } from '../helpers/eventually.js';
 import { tempDir } from '../helpers/tmp.js';
 import { GrpcGoXdsClient } from '../harness/grpc-go/client.js';
 import { GrpcGoMtlsServer, seenCaller } from '../harness/grpc-go/server.js';
-import { startAgent, startMeshDaemon } from './workload-mesh.js';
+import { installs, startAgent, startMeshDaemon } from './workload-mesh.js';
 import type { MeshDaemon } from './workload-mesh.js';
 
 /**
@@ -83,8 +83,9 @@ spec:
         )
         .join('---\n'),
     );
-    agents.push(await startAgent(mesh, 'vm-server', { out: join(dir.path, 'vm-server-agent') }));
-    agents.push(await startAgent(mesh, 'vm-client', { out: join(dir.path, 'vm-client-agent') }));
+    // 24 h certificates (the default): no renewal during the test, so a new root can only come through the bundle refresh.
+    agents.push(await startAgent(mesh, 'vm-server', { out: join(dir.path, 'vm-server-agent'), bundleRefresh: '1s' }));
+    agents.push(await startAgent(mesh, 'vm-client', { out: join(dir.path, 'vm-client-agent'), bundleRefresh: '1s' }));
     server = await GrpcGoMtlsServer.start({ certs: join(dir.path, 'vm-server-agent'), name: 'echo-server', listen: `127.0.0.2:${serverPort}` });
     const printed = await meshbridge([
       'bootstrap', '--grpc', '--node-id', 'vm-client', '--xds', mesh.xds, ...mesh.flags('vm-client'), '--workload-certs', join(dir.path, 'vm-client-agent'),
@@ -142,6 +143,26 @@ spec:
       forwarder.close();
     }
   }, 90_000);
+
+  it('a rotated root reaches both agents\' files between renewals (--bundle-refresh), and calls keep working', async () => {
+    const rotated = await meshbridge(['ca', 'rotate-workload-root', '--state-dir', join(dir.path, 'state'), '--trust-domain', 'test.mesh', '--activate-after', '1h', '--overlap', '48h']);
+    expect(rotated.code, rotated.stderr).toBe(0);
+    const newRoot = readFileSync(join(dir.path, 'state', 'workload-ca', 'root-2.crt'), 'utf8').trim();
+    for (const [node, agent] of [['vm-server', agents[0]!], ['vm-client', agents[1]!]] as const) {
+      await eventually(() => expect(readFileSync(join(dir.path, `${node}-agent`, 'root-cert.pem'), 'utf8')).toContain(newRoot), 20_000, 200);
+      expect(readFileSync(join(dir.path, `${node}-agent`, 'root-cert.pem'), 'utf8').match(/BEGIN CERTIFICATE/g)).toHaveLength(2);
+      // No renewal brought it: the agent still holds its first certificate.
+      expect(installs(agent)).toBe(1);
+      expect(agent.logs.some((l) => l.msg === 'trust bundle updated' && l.roots === 2)).toBe(true);
+    }
+    const client = new GrpcGoXdsClient(bootstrap);
+    try {
+      const results = await client.call(`xds:///echo.shop.mesh:${PORT}`, { count: 3, deadlineMs: 10_000 });
+      expect(results.map((r) => r.code)).toEqual(['OK', 'OK', 'OK']);
+    } finally {
+      await client.close();
+    }
+  }, 60_000);
 });
 
 /** Plaintext on a loopback port, mutual TLS (HTTP/2) to `target`: the node's credentials for a client that cannot present them. */

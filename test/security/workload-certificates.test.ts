@@ -3,7 +3,7 @@ import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { requestWorkloadCertificate } from '../../src/agent/certificate-client.js';
+import { fetchTrustBundle, requestWorkloadCertificate } from '../../src/agent/certificate-client.js';
 import type { ControlPlaneCredentials } from '../../src/agent/certificate-client.js';
 import { request as httpsRequest } from 'node:https';
 import { meshbridge } from '../helpers/daemon-process.js';
@@ -273,6 +273,11 @@ spec:
     expect(rotated.stdout).toMatch(/^root-2 is trusted now and signs from \S+; the previous root is trusted until \S+$/m);
     await daemon.waitForLog((l) => l.msg === 'workload CA roots reloaded' && l.roots === 2, 10_000);
     const root = (id: string) => new X509Certificate(readFileSync(join(dir.path, 'state', 'workload-ca', `${id}.crt`)));
+    // Agents learn of the new root without a certificate (TrustBundle): any node may ask, even one running no workload; an operator may not.
+    const fetched = await fetchTrustBundle(xds, creds('vm-3'));
+    expect(fetched).toContain(root('root-1').toString().trim());
+    expect(fetched).toContain(root('root-2').toString().trim());
+    await expect(fetchTrustBundle(xds, creds('alice'))).rejects.toMatchObject({ grpcCode: grpc.status.PERMISSION_DENIED });
     // Both roots are in the bundle at once; the new one signs after --activate-after.
     const during = await requestWorkloadCertificate(xds, creds('vm-1'));
     expect(during.trustBundlePem.match(/BEGIN CERTIFICATE/g)).toHaveLength(2);

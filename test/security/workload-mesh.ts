@@ -73,6 +73,8 @@ export interface AgentOptions {
   readonly out: string;
   readonly ttl?: string;
   readonly spiffeId?: string;
+  /** --bundle-refresh */
+  readonly bundleRefresh?: string;
 }
 
 /** `meshbridge agent` for `node`, resolved once its first certificate is installed. */
@@ -81,6 +83,7 @@ export async function startAgent(mesh: MeshDaemon, node: string, options: AgentO
     'agent', '--xds', mesh.xds, '--out', options.out, '--sds-socket', join(options.out, 'sds.sock'),
     ...(options.ttl === undefined ? [] : ['--ttl', options.ttl]),
     ...(options.spiffeId === undefined ? [] : ['--spiffe-id', options.spiffeId]),
+    ...(options.bundleRefresh === undefined ? [] : ['--bundle-refresh', options.bundleRefresh]),
     ...mesh.flags(node),
   ]);
   await agent.waitForLog((l) => l.msg === 'workload certificate installed', 30_000);
