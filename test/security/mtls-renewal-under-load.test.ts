@@ -210,7 +210,20 @@ spec:
           server: agents.server!.logs.filter((l) => l.msg === 'trust bundle updated').length,
           client: agents.client!.logs.filter((l) => l.msg === 'trust bundle updated').length,
         },
-        rotation: { reloadedAfterMs: Date.parse(String(reloaded.time)) - rotateStarted, activatesAfterMs: activeFrom - rotateStarted },
+        rotation: {
+          reloadedAfterMs: Date.parse(String(reloaded.time)) - rotateStarted,
+          activatesAfterMs: activeFrom - rotateStarted,
+          // When each agent held the new root (a bundle refresh, or a renewal if that came first).
+          bundleAfterMs: Object.fromEntries(
+            Object.entries(agents).map(([side, agent]) => {
+              const at = (l: { time?: unknown }) => Date.parse(String(l.time));
+              const got = agent!.logs.find(
+                (l) => (l.msg === 'trust bundle updated' && l.roots === 2) || (l.msg === 'workload certificate installed' && at(l) > at(reloaded)),
+              );
+              return [side, got === undefined ? null : at(got) - rotateStarted];
+            }),
+          ),
+        },
         distinct: {
           envoyClientSerials: new Set(envoyOutcomes.map((o) => o.clientSerial)).size,
           grpcClientSerials: new Set(grpcOutcomes.map((o) => o.clientSerial)).size,
