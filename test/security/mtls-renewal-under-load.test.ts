@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { meshbridge } from '../helpers/daemon-process.js';
-import type { DaemonProcess } from '../helpers/daemon-process.js';
+import type { DaemonProcess, LogLine } from '../helpers/daemon-process.js';
 import { freePort } from '../helpers/envoy.js';
 import { eventually, sleep } from '../helpers/eventually.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -216,7 +216,7 @@ spec:
           // When each agent held the new root (a bundle refresh, or a renewal if that came first).
           bundleAfterMs: Object.fromEntries(
             Object.entries(agents).map(([side, agent]) => {
-              const at = (l: { time?: unknown }) => Date.parse(String(l.time));
+              const at = (l: LogLine) => Date.parse(String(l.time));
               const got = agent!.logs.find(
                 (l) => (l.msg === 'trust bundle updated' && l.roots === 2) || (l.msg === 'workload certificate installed' && at(l) > at(reloaded)),
               );
