@@ -138,10 +138,15 @@ export class WorkloadAgent {
   private async install(issued: IssuedWorkloadCertificate): Promise<void> {
     const dir = this.options.outDir;
     this.version += 1;
-    // Bundle first: a peer's renewed certificate may already come from a new root.
-    await writeAtomically(join(dir, ROOT_CERT_FILE), issued.trustBundlePem, 0o644);
-    await writeAtomically(join(dir, KEY_FILE), issued.keyPem, 0o600);
-    await writeAtomically(join(dir, CERT_CHAIN_FILE), issued.certChainPem, 0o644);
+    // All written before any is renamed into place: grpc-js's file watcher does not check that the key fits the
+    // chain, so the moment it could read a new key beside the old chain is two renames, not a file write.
+    const staged = [
+      // Bundle first: a peer's renewed certificate may already come from a new root.
+      await stage(join(dir, ROOT_CERT_FILE), issued.trustBundlePem, 0o644),
+      await stage(join(dir, KEY_FILE), issued.keyPem, 0o600),
+      await stage(join(dir, CERT_CHAIN_FILE), issued.certChainPem, 0o644),
+    ];
+    for (const file of staged) await file.commit();
     this.current = issued;
     this.trustBundle = issued.trustBundlePem;
     for (const stream of this.streams) this.push(stream);
@@ -247,9 +252,13 @@ export class WorkloadAgent {
 }
 
 async function writeAtomically(file: string, content: string, mode: number): Promise<void> {
+  await (await stage(file, content, mode)).commit();
+}
+
+/** Writes `content` beside `file`; commit() renames it into place, so a reader (gRPC's file watcher) sees the old file or the new one, never half of one. */
+async function stage(file: string, content: string, mode: number): Promise<{ commit(): Promise<void> }> {
   const tmp = `${file}.${process.pid}.tmp`;
   await writeFile(tmp, content, { mode });
   await chmod(tmp, mode);
-  // A reader (gRPC's file watcher) sees the old file or the new one, never half of one.
-  await rename(tmp, file);
+  return { commit: () => rename(tmp, file) };
 }

@@ -1,8 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import * as grpcXds from '@grpc/grpc-js-xds';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { meshbridge } from '../helpers/daemon-process.js';
 import type { DaemonProcess, LogLine } from '../helpers/daemon-process.js';
+import { XdsEchoClient } from '../helpers/echo.js';
 import { freePort } from '../helpers/envoy.js';
 import { eventually, sleep } from '../helpers/eventually.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -11,7 +14,7 @@ import type { CallResult } from '../harness/grpc-go/client.js';
 import { GrpcGoMtlsServer, seenCaller } from '../harness/grpc-go/server.js';
 import type { EnvoyProcess } from './envoy-process.js';
 import { EnvoyProcess as Envoy } from './envoy-process.js';
-import { getThroughEnvoy, inboundEnvoyBootstrap, installs, startAgent, startClientEnvoy, startMeshDaemon, TRUST_DOMAIN } from './workload-mesh.js';
+import { getThroughEnvoy, inboundEnvoyBootstrap, installs, startAgent, startClientEnvoy, startMeshDaemon, tlsForwarder, TRUST_DOMAIN } from './workload-mesh.js';
 import type { MeshDaemon } from './workload-mesh.js';
 
 /**
@@ -19,9 +22,10 @@ import type { MeshDaemon } from './workload-mesh.js';
  * cause 0 failed requests." Two VMs with their agents; certificates live
  * TTL_S seconds, so each agent renews every TTL_S/2 during the run. Steady
  * load goes (a) Envoy -> Envoy over ISTIO_MUTUAL, one TLS handshake per
- * request (maxRequestsPerConnection: 1), and (b) grpc-go -> a grpc-go server,
- * both with their agents' files, the server closing connections after
- * MAX_CONNECTION_AGE_MS so the client handshakes again. Part way through,
+ * request (maxRequestsPerConnection: 1), and (b) grpc-go and (c) grpc-js-xds
+ * -> a grpc-go server, all with their agents' files, the server closing
+ * connections after MAX_CONNECTION_AGE_MS so the clients handshake again
+ * (and read the files anew). Part way through,
  * `meshbridge ca rotate-workload-root`, run just after both agents renewed,
  * adds a root that activates ACTIVATE_AFTER_S later, well before their next
  * renewal: only the agents' bundle refresh (BUNDLE_REFRESH_S, plus gRPC's
@@ -60,6 +64,8 @@ describe('certificate renewals and a root rotation under steady load', () => {
   let clientEnvoy: EnvoyProcess | undefined;
   let goServer: GrpcGoMtlsServer | undefined;
   let goClient: GrpcGoXdsClient | undefined;
+  let jsClient: XdsEchoClient | undefined;
+  let forwarder: { close(): void } | undefined;
   let httpPort: number;
   let grpcPort: number;
 
@@ -135,13 +141,24 @@ spec:
     ]);
     expect(printed.code, printed.stderr).toBe(0);
     goClient = new GrpcGoXdsClient(printed.stdout);
+    const jsForwarder = await tlsForwarder(mesh.xds, mesh.creds('vm-client'));
+    forwarder = jsForwarder;
+    const jsBootstrap = await meshbridge([
+      'bootstrap', '--grpc', '--node-id', 'vm-client', '--xds', `127.0.0.1:${jsForwarder.port}`,
+      '--workload-certs', join(dir.path, 'vm-client-agent'), '--workload-certs-refresh', '1s',
+    ]);
+    expect(jsBootstrap.code, jsBootstrap.stderr).toBe(0);
+    jsClient = new XdsEchoClient(`xds:///echo.shop.mesh:${grpcPort}`, jsBootstrap.stdout, new grpcXds.XdsChannelCredentials(grpc.credentials.createInsecure()));
     // Both paths work before the load starts.
     await eventually(async () => expect((await getThroughEnvoy(httpPort, 'reviews.shop.mesh')).status).toBe(200), 40_000, 250);
     await eventually(async () => expect((await goClient!.call(`xds:///echo.shop.mesh:${grpcPort}`, { deadlineMs: 10_000 }))[0]?.code).toBe('OK'), 40_000, 250);
+    await eventually(() => jsClient!.call(10_000), 40_000, 250);
   }, 120_000);
 
   afterAll(async () => {
     await goClient?.close();
+    jsClient?.close();
+    forwarder?.close();
     await clientEnvoy?.stop();
     await goServer?.stop();
     await serverEnvoy?.stop();
@@ -173,6 +190,20 @@ spec:
         }
       }),
     );
+    // (c) grpc-js-xds -> grpc-go, paced like (a).
+    const jsLoad = Promise.all(
+      Array.from({ length: CALLS }, async (_, i): Promise<Outcome> => {
+        await sleep(start + (i * 1000) / RATE_PER_S - Date.now());
+        const at = Date.now();
+        try {
+          const reply = await jsClient!.call(10_000);
+          const seen = seenCaller(reply.message);
+          return { at, ok: reply.backend === 'echo', clientSerial: seen?.serial, clientIssuer: seen?.issuer };
+        } catch (error) {
+          return { at, ok: false, error: `${grpc.status[(error as grpc.ServiceError).code]} ${(error as grpc.ServiceError).details}` };
+        }
+      }),
+    );
     // (b) grpc-go -> grpc-go, paced by the client itself.
     const grpcLoad = goClient!
       .call(`xds:///echo.shop.mesh:${grpcPort}`, { count: CALLS, intervalMs: 1000 / RATE_PER_S, parallel: 16, deadlineMs: 10_000 })
@@ -189,7 +220,7 @@ spec:
     expect(rotated.code, rotated.stderr).toBe(0);
     const activeFrom = Date.parse(/signs from (\S+);/.exec(rotated.stdout)![1]!);
     const reloaded = await mesh.daemon.waitForLog((l) => l.msg === 'workload CA roots reloaded' && l.roots === 2, 10_000);
-    const [envoyOutcomes, grpcOutcomes] = await Promise.all([envoyLoad, grpcLoad]);
+    const [envoyOutcomes, grpcOutcomes, jsOutcomes] = await Promise.all([envoyLoad, grpcLoad, jsLoad]);
     const installsDuring = { server: installs(agents.server!) - installsBefore.server, client: installs(agents.client!) - installsBefore.client };
 
     const phases = { renewal: [start, rotateStarted], pending: [rotateStarted, activeFrom], activated: [activeFrom, Infinity] } as const;
@@ -205,6 +236,7 @@ spec:
       `mtls-load ${JSON.stringify({
         envoy: perPhase(envoyOutcomes),
         grpc: perPhase(grpcOutcomes),
+        grpcJs: perPhase(jsOutcomes),
         renewals: installsDuring,
         bundleRefreshes: {
           server: agents.server!.logs.filter((l) => l.msg === 'trust bundle updated').length,
@@ -228,6 +260,7 @@ spec:
           envoyClientSerials: new Set(envoyOutcomes.map((o) => o.clientSerial)).size,
           grpcClientSerials: new Set(grpcOutcomes.map((o) => o.clientSerial)).size,
           grpcServerSerials: new Set(grpcOutcomes.map((o) => o.serverSerial)).size,
+          grpcJsClientSerials: new Set(jsOutcomes.map((o) => o.clientSerial)).size,
         },
       })}`,
     );
@@ -237,11 +270,13 @@ spec:
     expect(failures(grpcOutcomes), goClient!.log).toEqual([]);
     expect(envoyOutcomes).toHaveLength(CALLS);
     expect(grpcOutcomes).toHaveLength(CALLS);
+    expect(failures(jsOutcomes)).toEqual([]);
+    expect(jsOutcomes).toHaveLength(CALLS);
     // Several renewals on each agent (a lifetime of TTL_S, renewed at half), all within the run.
     expect(installsDuring.server).toBeGreaterThanOrEqual(3);
     expect(installsDuring.client).toBeGreaterThanOrEqual(3);
     // The peers saw the renewals: several client certificates at the server Envoy and at the grpc-go server, several server certificates at the grpc-go client.
-    for (const serials of [envoyOutcomes.map((o) => o.clientSerial), grpcOutcomes.map((o) => o.clientSerial), grpcOutcomes.map((o) => o.serverSerial)]) {
+    for (const serials of [envoyOutcomes, grpcOutcomes, jsOutcomes].map((outcomes) => outcomes.map((o) => o.clientSerial)).concat([grpcOutcomes.map((o) => o.serverSerial)])) {
       expect(new Set(serials).size).toBeGreaterThanOrEqual(3);
     }
     // And the rotation: the old root's certificates before activation, the new root's after, on every path and in both directions.
@@ -249,6 +284,7 @@ spec:
     expect(issuers(envoyOutcomes.map((o) => o.clientIssuer))).toEqual(['root-1', 'root-2']);
     expect(issuers(grpcOutcomes.map((o) => o.clientIssuer))).toEqual(['root-1', 'root-2']);
     expect(issuers(grpcOutcomes.map((o) => o.serverIssuer))).toEqual(['root-1', 'root-2']);
+    expect(issuers(jsOutcomes.map((o) => o.clientIssuer))).toEqual(['root-1', 'root-2']);
     const lastSecond = (outcomes: Outcome[]) => outcomes.filter((o) => o.at >= start + LOAD_MS - 2_000);
     expect(issuers(lastSecond(envoyOutcomes).map((o) => o.clientIssuer))).toEqual(['root-2']);
     expect(issuers(lastSecond(grpcOutcomes).map((o) => o.serverIssuer))).toEqual(['root-2']);

@@ -1,13 +1,9 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { connect as tlsConnect } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import * as grpcXds from '@grpc/grpc-js-xds';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ControlPlaneCredentials } from '../../src/agent/certificate-client.js';
 import { meshbridge } from '../helpers/daemon-process.js';
 import type { DaemonProcess } from '../helpers/daemon-process.js';
 import { XdsEchoClient } from '../helpers/echo.js';
@@ -16,7 +12,7 @@ import { eventually } from '../helpers/eventually.js';
 import { tempDir } from '../helpers/tmp.js';
 import { GrpcGoXdsClient } from '../harness/grpc-go/client.js';
 import { GrpcGoMtlsServer, seenCaller } from '../harness/grpc-go/server.js';
-import { installs, startAgent, startMeshDaemon } from './workload-mesh.js';
+import { installs, startAgent, startMeshDaemon, tlsForwarder } from './workload-mesh.js';
 import type { MeshDaemon } from './workload-mesh.js';
 
 /**
@@ -164,25 +160,3 @@ spec:
     }
   }, 60_000);
 });
-
-/** Plaintext on a loopback port, mutual TLS (HTTP/2) to `target`: the node's credentials for a client that cannot present them. */
-async function tlsForwarder(target: string, creds: ControlPlaneCredentials): Promise<{ port: number; close(): void }> {
-  const [host, port] = [target.slice(0, target.lastIndexOf(':')), Number(target.slice(target.lastIndexOf(':') + 1))];
-  const sockets = new Set<import('node:net').Socket>();
-  const server = createServer((plain) => {
-    const secure = tlsConnect({ host, port, ca: creds.ca, cert: creds.cert, key: creds.key, servername: creds.serverName, ALPNProtocols: ['h2'] });
-    for (const s of [plain, secure]) {
-      sockets.add(s);
-      s.on('close', () => sockets.delete(s)).on('error', () => (s === plain ? secure : plain).destroy());
-    }
-    plain.pipe(secure).pipe(plain);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: () => {
-      server.close();
-      for (const s of sockets) s.destroy();
-    },
-  };
-}

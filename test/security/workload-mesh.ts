@@ -7,7 +7,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
+import { createServer } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
 import { expect } from 'vitest';
 import type { ControlPlaneCredentials } from '../../src/agent/certificate-client.js';
 import { DaemonProcess, meshbridge } from '../helpers/daemon-process.js';
@@ -203,4 +206,30 @@ export function getThroughEnvoy(port: number, host: string, timeoutMs = 10_000):
     req.on('error', reject);
     req.end();
   });
+}
+
+/**
+ * Plaintext on a loopback port, mutual TLS (HTTP/2) to `target`: the node's
+ * credentials for a client that cannot present them (grpc-js-xds 1.14.1 has
+ * no TLS channel credentials for its xDS server; see the README).
+ */
+export async function tlsForwarder(target: string, creds: ControlPlaneCredentials): Promise<{ port: number; close(): void }> {
+  const [host, port] = [target.slice(0, target.lastIndexOf(':')), Number(target.slice(target.lastIndexOf(':') + 1))];
+  const sockets = new Set<Socket>();
+  const server = createServer((plain) => {
+    const secure = tlsConnect({ host, port, ca: creds.ca, cert: creds.cert, key: creds.key, servername: creds.serverName, ALPNProtocols: ['h2'] });
+    for (const s of [plain, secure]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s)).on('error', () => (s === plain ? secure : plain).destroy());
+    }
+    plain.pipe(secure).pipe(plain);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () => {
+      server.close();
+      for (const s of sockets) s.destroy();
+    },
+  };
 }
