@@ -29,6 +29,8 @@ export interface BootstrapOptions {
   readonly sdsSocket?: string;
   /** gRPC: meshbridge agent's --out directory, as the `default` file_watcher certificate provider. */
   readonly workloadCertDir?: string;
+  /** How often gRPC re-reads those files: a renewal is used only once read, so well under half the lifetime. */
+  readonly workloadCertRefreshSeconds?: number;
   /** Istio's node metadata NAMESPACE and LABELS: what a Sidecar's workloadSelector is matched against. */
   readonly namespace?: string;
   readonly labels?: Readonly<Record<string, string>>;
@@ -232,7 +234,7 @@ function certificateProviders(options: BootstrapOptions): { certificate_provider
         certificate_file: `${options.workloadCertDir}/cert-chain.pem`,
         private_key_file: `${options.workloadCertDir}/key.pem`,
         ca_certificate_file: `${options.workloadCertDir}/root-cert.pem`,
-        refresh_interval: '60s',
+        refresh_interval: `${options.workloadCertRefreshSeconds ?? 60}s`,
       },
     };
   }

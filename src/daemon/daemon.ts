@@ -109,6 +109,7 @@ export class Daemon implements AdminSource {
         maxNamesPerStream: config.limits.maxNamesPerStream,
         nodeIdBytes: config.limits.nodeIdBytes,
         nodeMetadataBytes: config.limits.nodeMetadataBytes,
+        maxPlaceholdersPerStream: config.limits.maxPlaceholdersPerStream,
         stalledStreamTimeoutMs: config.xds.stalledStreamTimeoutMs,
       },
       scopeOf: this.scopeOf,

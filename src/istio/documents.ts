@@ -9,7 +9,7 @@ import type { DocumentLocation } from './schema-report.js';
 export const ISTIO_API_VERSIONS = ['networking.istio.io/v1', 'networking.istio.io/v1beta1', 'networking.istio.io/v1alpha3'];
 /** Istio's security API group: its kinds are written with these, never with a networking version. */
 export const SECURITY_API_VERSIONS = ['security.istio.io/v1', 'security.istio.io/v1beta1'];
-export const SECURITY_KINDS = ['PeerAuthentication'] as const;
+export const SECURITY_KINDS = ['PeerAuthentication', 'AuthorizationPolicy'] as const;
 export const ISTIO_KINDS = ['ServiceEntry', 'WorkloadEntry', 'VirtualService', 'DestinationRule', 'Sidecar', ...SECURITY_KINDS] as const;
 export type IstioKind = (typeof ISTIO_KINDS)[number];
 

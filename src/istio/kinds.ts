@@ -1,5 +1,6 @@
 import type { Diagnostic } from '../errors.js';
 import type { KindHandlers, ParsedFile } from './documents.js';
+import { authorizationPolicySpec } from './authorization-policy.js';
 import { destinationRuleSpec } from './destination-rule.js';
 import { peerAuthenticationSpec } from './peer-authentication.js';
 import { sidecarSpec } from './sidecar.js';
@@ -14,11 +15,12 @@ export const ISTIO_KIND_HANDLERS: KindHandlers = Object.freeze({
   DestinationRule: destinationRuleSpec,
   Sidecar: sidecarSpec,
   PeerAuthentication: peerAuthenticationSpec,
+  AuthorizationPolicy: authorizationPolicySpec,
 });
 
 /** Kinds that declare services (the file registry's) and kinds that declare traffic policy (the policy reader's). */
 export const SERVICE_KINDS: readonly string[] = ['ServiceEntry', 'WorkloadEntry'];
-export const POLICY_KINDS: readonly string[] = ['VirtualService', 'DestinationRule', 'Sidecar', 'PeerAuthentication'];
+export const POLICY_KINDS: readonly string[] = ['VirtualService', 'DestinationRule', 'Sidecar', 'PeerAuthentication', 'AuthorizationPolicy'];
 
 /**
  * Documents of `kinds` in files the reader of those kinds does not list: they

@@ -1,5 +1,6 @@
 import type { Diagnostic } from '../errors.js';
 import { compareStrings } from '../model/catalog.js';
+import type { AuthorizationPolicySpec } from './authorization-policy.js';
 import type { IstioDocument, ParsedFile } from './documents.js';
 import { IGNORED_DESTINATION_RULE_FIELDS } from './destination-rule.js';
 import type { DestinationRuleSpec } from './destination-rule.js';
@@ -13,6 +14,7 @@ export type VirtualServiceDocument = IstioDocument<VirtualServiceSpec>;
 export type DestinationRuleDocument = IstioDocument<DestinationRuleSpec>;
 export type SidecarDocument = IstioDocument<SidecarSpec>;
 export type PeerAuthenticationDocument = IstioDocument<PeerAuthenticationSpec>;
+export type AuthorizationPolicyDocument = IstioDocument<AuthorizationPolicySpec>;
 
 /** Every accepted traffic-policy document, in file then document order; which rule wins a host is decided by byPrecedence, not by this order. */
 export interface PolicySet {
@@ -22,10 +24,12 @@ export interface PolicySet {
   readonly sidecars: readonly SidecarDocument[];
   /** What inbound listeners accept (mutual TLS modes), by workload selector, namespace or mesh-wide. */
   readonly peerAuthentications: readonly PeerAuthenticationDocument[];
+  /** Who may call a workload (RBAC on its inbound listeners), by selector, namespace or the root namespace. */
+  readonly authorizationPolicies: readonly AuthorizationPolicyDocument[];
   readonly diagnostics: readonly Diagnostic[];
 }
 
-export const EMPTY_POLICY: PolicySet = Object.freeze({ virtualServices: [], destinationRules: [], sidecars: [], peerAuthentications: [], diagnostics: [] });
+export const EMPTY_POLICY: PolicySet = Object.freeze({ virtualServices: [], destinationRules: [], sidecars: [], peerAuthentications: [], authorizationPolicies: [], diagnostics: [] });
 
 export function policyFromFiles(files: ReadonlyMap<string, ParsedFile>): PolicySet {
   const documents = [...files.keys()].sort(compareStrings).flatMap((path) => files.get(path)!.documents);
@@ -33,12 +37,13 @@ export function policyFromFiles(files: ReadonlyMap<string, ParsedFile>): PolicyS
   const destinationRules = documents.filter((d): d is DestinationRuleDocument => d.kind === 'DestinationRule');
   const sidecars = documents.filter((d): d is SidecarDocument => d.kind === 'Sidecar');
   const peerAuthentications = documents.filter((d): d is PeerAuthenticationDocument => d.kind === 'PeerAuthentication');
+  const authorizationPolicies = documents.filter((d): d is AuthorizationPolicyDocument => d.kind === 'AuthorizationPolicy');
   const diagnostics = [
     ...virtualServices.flatMap((vs) => ignoredVirtualServiceFields(vs)),
     ...destinationRules.flatMap((dr) => ignoredFields(dr, IGNORED_DESTINATION_RULE_FIELDS)),
     ...sidecars.flatMap((sc) => ignoredFields(sc, IGNORED_SIDECAR_FIELDS)),
   ];
-  return { virtualServices, destinationRules, sidecars, peerAuthentications, diagnostics };
+  return { virtualServices, destinationRules, sidecars, peerAuthentications, authorizationPolicies, diagnostics };
 }
 
 const IGNORED_VIRTUAL_SERVICE_FIELDS = [

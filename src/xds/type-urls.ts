@@ -10,6 +10,8 @@ export const TypeUrl = {
   TcpProxy: `${PREFIX}envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy`,
   Router: `${PREFIX}envoy.extensions.filters.http.router.v3.Router`,
   HttpFault: `${PREFIX}envoy.extensions.filters.http.fault.v3.HTTPFault`,
+  HttpRbac: `${PREFIX}envoy.extensions.filters.http.rbac.v3.RBAC`,
+  NetworkRbac: `${PREFIX}envoy.extensions.filters.network.rbac.v3.RBAC`,
   HttpProtocolOptions: `${PREFIX}envoy.extensions.upstreams.http.v3.HttpProtocolOptions`,
   UpstreamTlsContext: `${PREFIX}envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext`,
   DownstreamTlsContext: `${PREFIX}envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext`,

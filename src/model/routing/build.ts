@@ -3,6 +3,7 @@ import type { DestinationRuleDocument, PolicySet, VirtualServiceDocument } from 
 import type { StringMatch as IstioStringMatch } from '../../istio/traffic-fields.js';
 import { DEFAULT_RETRIABLE_STATUS_CODES, DEFAULT_RETRY_ON, GRPC_STATUS_CODES, splitRetryOn } from '../../istio/virtual-service.js';
 import type { HttpRoute, MatchRequest } from '../../istio/virtual-service.js';
+import { EMPTY_AUTHORIZATION, buildAuthorizationModel } from '../authorization/build.js';
 import { compareStrings, findService } from '../catalog.js';
 import type { ServiceCatalog } from '../catalog.js';
 import type { Service, ServicePort } from '../service.js';
@@ -31,6 +32,7 @@ export const EMPTY_ROUTING: RoutingModel = Object.freeze({
   virtualServices: new Map(),
   destinationRules: new Map(),
   peerAuthentications: [],
+  authorization: EMPTY_AUTHORIZATION,
   diagnostics: [],
 });
 
@@ -98,13 +100,15 @@ export function buildRoutingModel(catalog: ServiceCatalog, policy: PolicySet, pr
     }
   }
 
+  const authorization = buildAuthorizationModel(policy.authorizationPolicies);
   return {
     ports,
     clusters,
     virtualServices: origins(resolved.virtualServices),
     destinationRules: origins(resolved.destinationRules),
     peerAuthentications: peerAuthenticationModels(policy.peerAuthentications, diagnostics),
-    diagnostics,
+    authorization: authorization.model,
+    diagnostics: [...diagnostics, ...authorization.diagnostics],
   };
 }
 

@@ -5,6 +5,7 @@
  */
 import type { Diagnostic } from '../../errors.js';
 import type { ServicePort } from '../service.js';
+import type { AuthorizationModel } from '../authorization/types.js';
 import type { PeerAuthenticationModel } from './peer-authentication.js';
 
 export interface ConsistentHashPolicy {
@@ -198,6 +199,8 @@ export interface RoutingModel {
   readonly destinationRules: ReadonlyMap<string, RuleOrigin>;
   /** PeerAuthentications in precedence order: what each inbound port accepts (see mtlsModeFor). */
   readonly peerAuthentications: readonly PeerAuthenticationModel[];
+  /** AuthorizationPolicies: who may call each inbound port (see effectiveAuthorization). */
+  readonly authorization: AuthorizationModel;
   readonly diagnostics: readonly Diagnostic[];
 }
 

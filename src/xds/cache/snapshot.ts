@@ -107,7 +107,7 @@ function sharedResource(given: readonly (ResourceMap | undefined)[], name: strin
   return undefined;
 }
 
-function makeResource(typeUrl: string, name: string, canonical: string, body: object, pack: Packer): Resource {
+export function makeResource(typeUrl: string, name: string, canonical: string, body: object, pack: Packer): Resource {
   const version = resourceVersion(canonical);
   const packed = pack(typeUrl, body);
   const any = encodeAny(packed.type_url, Buffer.from(packed.value.buffer, packed.value.byteOffset, packed.value.byteLength));

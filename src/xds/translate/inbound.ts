@@ -3,12 +3,15 @@ import type { Listener } from '../../generated/envoy/config/listener/v3/Listener
 import type { RouteConfiguration } from '../../generated/envoy/config/route/v3/RouteConfiguration.js';
 import type { Diagnostic } from '../../errors.js';
 import type { ServiceCatalog } from '../../model/catalog.js';
+import { effectiveAuthorization, tcpAuthorization } from '../../model/authorization/effective.js';
+import type { EffectiveAuthorization } from '../../model/authorization/types.js';
 import { mtlsModeFor, peerSubjectOf } from '../../model/routing/peer-authentication.js';
 import type { MtlsMode } from '../../model/routing/peer-authentication.js';
 import type { RoutingModel } from '../../model/routing/types.js';
 import { APP_ADDRESS, APP_PORT_LABEL, appPort, endpointPort, isHttpProtocol } from '../../model/service.js';
 import type { Endpoint, Service, ServicePort } from '../../model/service.js';
 import { TypeUrl } from '../type-urls.js';
+import { rbacHttpFilters, rbacNetworkFilters } from './rbac.js';
 import { SDS_SOURCE, WORKLOAD_CERTIFICATE_SECRET, WORKLOAD_ROOTS_SECRET } from './traffic-policy.js';
 import { duration, typed } from './typed.js';
 
@@ -54,11 +57,16 @@ export function inboundClusterName(port: number, hostname: string): string {
 
 /**
  * The HTTP filters of an inbound port, before the router: the one place they
- * are chosen, so policy filters (RBAC from AuthorizationPolicy) plug in here
- * for every inbound HTTP listener alike. None yet.
+ * are chosen, so every inbound HTTP listener enforces its workload's
+ * AuthorizationPolicies alike (RBAC: DENY, then ALLOW).
  */
-export function inboundHttpFilters(_workload: InboundWorkload, _routing: RoutingModel): object[] {
-  return [];
+export function inboundHttpFilters(workload: InboundWorkload, routing: RoutingModel, trustDomain: string): object[] {
+  return rbacHttpFilters(workloadAuthorization(workload, routing), trustDomain);
+}
+
+/** The AuthorizationPolicies of one workload port: selected by namespace and labels as PeerAuthentication is, its port deciding their port conditions. */
+function workloadAuthorization(workload: InboundWorkload, routing: RoutingModel): EffectiveAuthorization {
+  return effectiveAuthorization(routing.authorization, peerSubjectOf(workload.endpoint), workload.listenPort);
 }
 
 const ROUTER_FILTER = { name: 'envoy.filters.http.router', typed_config: typed(TypeUrl.Router, {}) };
@@ -136,12 +144,17 @@ function downstreamMutualTls(trustDomain: string): object {
   };
 }
 
-function networkFilter(workload: InboundWorkload, routing: RoutingModel, statPrefix: string): object {
+function networkFilters(workload: InboundWorkload, routing: RoutingModel, statPrefix: string, trustDomain: string): object[] {
   const cluster = inboundClusterName(workload.listenPort, workload.service.hostname);
   if (!isHttpProtocol(workload.port.protocol)) {
-    return { name: 'envoy.filters.network.tcp_proxy', typed_config: typed(TypeUrl.TcpProxy, { stat_prefix: statPrefix, cluster }) };
+    // Left without RBAC, a TCP port would let through every caller an ALLOW policy meant to keep out.
+    const effective = tcpAuthorization(workloadAuthorization(workload, routing));
+    return [
+      ...rbacNetworkFilters(effective, trustDomain, statPrefix),
+      { name: 'envoy.filters.network.tcp_proxy', typed_config: typed(TypeUrl.TcpProxy, { stat_prefix: statPrefix, cluster }) },
+    ];
   }
-  return {
+  return [{
     name: 'envoy.filters.network.http_connection_manager',
     typed_config: typed(TypeUrl.HttpConnectionManager, {
       stat_prefix: statPrefix,
@@ -159,15 +172,15 @@ function networkFilter(workload: InboundWorkload, routing: RoutingModel, statPre
           },
         ],
       },
-      http_filters: [...inboundHttpFilters(workload, routing), ROUTER_FILTER],
+      http_filters: [...inboundHttpFilters(workload, routing, trustDomain), ROUTER_FILTER],
     }),
-  };
+  }];
 }
 
 function inboundListener(workload: InboundWorkload, routing: RoutingModel, trustDomain: string): Listener {
   const { endpoint, listenPort, mode } = workload;
   const name = inboundListenerName(endpoint.address, listenPort);
-  const filters = [networkFilter(workload, routing, name)];
+  const filters = networkFilters(workload, routing, name, trustDomain);
   const mutual = { filters, transport_socket: downstreamMutualTls(trustDomain) };
   let chains: object[];
   let listenerFilters: object[] = [];

@@ -50,7 +50,9 @@ function istioMutualContext(mesh: MeshTlsContext): Record<string, unknown> {
       tls_certificate_provider_instance: { instance_name: WORKLOAD_CERTIFICATE_PROVIDER },
       validation_context: {
         ca_certificate_provider_instance: { instance_name: WORKLOAD_CERTIFICATE_PROVIDER },
-        match_typed_subject_alt_names: sans,
+        // gRPC reads only the untyped field (gRFC A29; grpc-go 1.85 and grpc-js-xds 1.14 ignore the typed one and then accept
+        // any certificate the roots signed, whatever its identity). It matches any SAN type, but no DNS name or IP reads "spiffe://".
+        match_subject_alt_names: sans.map((san) => san.matcher),
       },
     };
   }
