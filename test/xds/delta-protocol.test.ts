@@ -222,6 +222,22 @@ describe('incremental (delta) ADS over real gRPC', () => {
     sotw.close();
   });
 
+  it('re-sends the unchanged endpoints of a cluster it changed, since Envoy warms the new cluster on them without asking', async () => {
+    client.send({ type_url: CDS });
+    client.ack(await client.next());
+    client.send({ type_url: EDS, resource_names_subscribe: [REVIEWS] });
+    const endpoints = await client.next();
+    client.ack(endpoints);
+    // A GRPC port changes the cluster (HTTP/2 upstream), not its endpoints.
+    publish(catalogOf(service('reviews.mesh.local').port(9080, 'GRPC', 'http').endpoint('10.0.0.1').endpoint('10.0.0.2').build(), ratings('10.0.1.1')));
+    const clusters = await client.next();
+    expect([clusters.type_url, RawDeltaClient.names(clusters)]).toEqual([CDS, [REVIEWS]]);
+    client.ack(clusters);
+    const again = await client.next();
+    expect([again.type_url, RawDeltaClient.names(again)]).toEqual([EDS, [REVIEWS]]);
+    expect(RawDeltaClient.versions(again)[REVIEWS]).toBe(RawDeltaClient.versions(endpoints)[REVIEWS]);
+  });
+
   it('sends clusters before their endpoints when both change in one push', async () => {
     client.send({ type_url: CDS });
     client.ack(await client.next());

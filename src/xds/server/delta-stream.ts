@@ -155,6 +155,7 @@ export class DeltaStream extends XdsStream<DeltaDiscoveryRequest__Output> {
       }
     }
     if (this.mustWaitForClusters(type, updated, snapshot)) return;
+    if (typeUrl === TypeUrl.Cluster) this.rewarmEndpoints(updated.filter((r) => type.sent.has(r.name)));
     for (const resource of updated) type.sent.set(resource.name, resource.version);
     for (const name of removed) type.sent.delete(name);
     type.retained.clear();
@@ -173,5 +174,20 @@ export class DeltaStream extends XdsStream<DeltaDiscoveryRequest__Output> {
     this.write(encodeDeltaDiscoveryResponse({ systemVersion: version, typeUrl, nonce, entries: updated.map((r) => r.wire.delta), removed }));
     this.log.debug({ type: shortTypeName(typeUrl), version, nonce, resources: updated.length, removed: removed.length, retained: retained.size }, 'delta response sent');
     this.callbacks.onResponse?.(this, typeUrl, version, updated.length);
+  }
+
+  /**
+   * Envoy warms a changed cluster by waiting for its endpoints, and over delta
+   * it asks nothing (the names it subscribes to did not change): without an
+   * answer the cluster stays warming until its initial fetch times out (15 s),
+   * serving the old settings. So the endpoints of every cluster the client
+   * already had and is sent again go out after it, even unchanged.
+   */
+  private rewarmEndpoints(changedClusters: readonly Resource[]): void {
+    const eds = this.state.get(TypeUrl.ClusterLoadAssignment);
+    if (eds === undefined || !eds.requested) return;
+    for (const cluster of changedClusters) {
+      if (eds.wildcard || eds.names.has(cluster.name)) eds.force.add(cluster.name);
+    }
   }
 }
