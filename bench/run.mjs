@@ -93,7 +93,9 @@ function peakRssMiB(pid) {
 
 // --- servers ---
 async function startMeshbridge(name = 'meshbridge', scoped = false) {
-  const child = fork(join(here, 'daemon.mjs'), [JSON.stringify({ ...opts, scopeGroups: scoped ? opts.scopeGroups : 0 })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  // BENCH_DAEMON_NODE_ARGS: node flags for the meshbridge process alone, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile it.
+  const execArgv = (process.env.BENCH_DAEMON_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+  const child = fork(join(here, 'daemon.mjs'), [JSON.stringify({ ...opts, scopeGroups: scoped ? opts.scopeGroups : 0 })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
   const port = await new Promise((resolve, reject) => {
     child.on('message', (m) => m.kind === 'ready' && resolve(m.port));
     child.on('exit', (code) => reject(new Error(`meshbridge bench daemon exited with ${code}`)));

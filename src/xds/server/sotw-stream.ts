@@ -18,7 +18,9 @@ export type SotwCall = AdsCall<DiscoveryRequest__Output>;
  * leaving one out removes it; EDS and RDS carry only what changed. A new
  * stream whose first request of a type carries the type's current version
  * (a client moving from another replica, or back after a broken stream) is
- * sent nothing until the type changes, as go-control-plane's caches do.
+ * sent nothing until the type changes, as go-control-plane's caches do; one
+ * carrying a recent version the cache still keeps is sent only what changed
+ * since (for CDS and LDS, the whole set, and only if something in it changed).
  */
 export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
   readonly protocol = 'sotw' as const;
@@ -102,19 +104,29 @@ export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
     const subscribed = (name: string) => type.wildcard || type.names.has(name);
 
     if (type.resumedVersion !== undefined) {
-      const resumed = type.resumedVersion === snapshot.typeVersions.get(typeUrl);
+      const resumedVersion = type.resumedVersion;
       type.resumedVersion = undefined;
-      if (resumed) {
-        // The whole type is as the client last accepted it (the version is its content hash), whatever it subscribed to: nothing to send.
-        for (const resource of available.values()) {
+      // Versions are content hashes, equal on every replica: the snapshot that had this version says what the client holds.
+      const resumedFrom = this.cache.withTypeVersion(this.node.view, typeUrl, resumedVersion);
+      if (resumedFrom !== undefined) {
+        for (const resource of resumedFrom.resources.get(typeUrl)!.values()) {
           if (!subscribed(resource.name)) continue;
           type.sent.set(resource.name, resource.version);
           type.presumeAcked(resource);
         }
-        type.versionSent = type.versionAcked = snapshot.typeVersions.get(typeUrl);
-        type.settle(snapshot);
-        this.log.debug({ type: shortTypeName(typeUrl), version: type.versionSent }, 'client already has this version; nothing sent');
-        return;
+        type.versionSent = type.versionAcked = resumedVersion;
+        if (resumedFrom === snapshot) {
+          // The whole type is as the client last accepted it, whatever it subscribed to: nothing to send.
+          type.settle(snapshot);
+          this.log.debug({ type: shortTypeName(typeUrl), version: resumedVersion }, 'client already has this version; nothing sent');
+          return;
+        }
+        // An older version: only what changed since is compared (full-state types still send their whole set if any of it changed).
+        type.syncedTo = resumedFrom;
+        type.fullScan = false;
+        type.force.clear();
+        type.answer = false;
+        this.log.debug({ type: shortTypeName(typeUrl), version: resumedVersion }, 'client resumes from a recent version; sending what changed since');
       }
     }
 
