@@ -95,8 +95,13 @@ export class TypeState implements TypeStatus {
   /** Delta: responses awaiting an ACK or NACK, by nonce, oldest first. */
   readonly outstanding = new Map<string, { version: string; sentAt: number }>();
 
-  /** What the client has accepted: every ACKed response applied in order. */
-  readonly acked = new Map<string, Resource>();
+  /**
+   * What the client has accepted apart from `current`, or undefined while it
+   * equals `current`: a client in sync (nearly every one, nearly always) then
+   * costs one map of its resources per type, not two. Made when a response is
+   * recorded, dropped when the client has ACKed everything it was told.
+   */
+  private ackedApart: Map<string, Resource> | undefined;
   /** What the client was last told, ACKed or not: where a retained resource is taken from. */
   readonly current = new Map<string, Resource>();
   /** Responses not yet answered, oldest first: the client may be applying any of them. */
@@ -130,8 +135,14 @@ export class TypeState implements TypeStatus {
     return answer;
   }
 
+  /** What the client has accepted: every ACKed response applied in order. */
+  get acked(): ReadonlyMap<string, Resource> {
+    return this.ackedApart ?? this.current;
+  }
+
   /** Records a response written to the client, for make-before-break. */
   recordSent(nonce: string, sentAt: number, replaceAll: boolean, updated: readonly Resource[], removed: readonly string[]): void {
+    this.ackedApart ??= new Map(this.current);
     if (replaceAll) this.current.clear();
     for (const name of removed) this.current.delete(name);
     for (const resource of updated) this.current.set(resource.name, resource);
@@ -149,24 +160,31 @@ export class TypeState implements TypeStatus {
     if (index === -1) return [];
     const settled = this.unacked.splice(0, index + 1);
     if (!accepted) settled.pop();
-    const before = new Set(this.acked.keys());
+    const acked = (this.ackedApart ??= new Map(this.current));
+    // Names that may have left: only those a response replaced or removed, so an ACK costs what it changed, not the whole set.
+    const mayHaveLeft: string[] = [];
     for (const response of settled) {
-      if (response.replaceAll) this.acked.clear();
-      for (const name of response.removed) this.acked.delete(name);
-      for (const resource of response.updated) this.acked.set(resource.name, resource);
+      if (response.replaceAll) {
+        const kept = new Set(response.updated.map((r) => r.name));
+        for (const name of acked.keys()) if (!kept.has(name)) mayHaveLeft.push(name);
+        acked.clear();
+      }
+      for (const name of response.removed) if (acked.delete(name)) mayHaveLeft.push(name);
+      for (const resource of response.updated) acked.set(resource.name, resource);
     }
-    return [...before].filter((name) => !this.acked.has(name));
+    if (this.unacked.length === 0 && sameEntries(acked, this.current)) this.ackedApart = undefined;
+    return [...new Set(mayHaveLeft)].filter((name) => !acked.has(name));
   }
 
   /** The client already has `resource` (it said so when it reconnected). */
   presumeAcked(resource: Resource): void {
-    this.acked.set(resource.name, resource);
+    this.ackedApart?.set(resource.name, resource);
     this.current.set(resource.name, resource);
   }
 
   /** The client no longer wants `name` (it unsubscribed), so it holds it no more. */
   forget(name: string): void {
-    this.acked.delete(name);
+    this.ackedApart?.delete(name);
     this.current.delete(name);
   }
 
@@ -200,4 +218,10 @@ export class TypeState implements TypeStatus {
       responses: this.responses,
     };
   }
+}
+
+function sameEntries(a: ReadonlyMap<string, Resource>, b: ReadonlyMap<string, Resource>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [name, resource] of a) if (b.get(name) !== resource) return false;
+  return true;
 }
