@@ -91,7 +91,7 @@ export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
         type.forget(name);
       }
     }
-    for (const name of added) type.names.add(name);
+    for (const name of added) type.names.add(this.shared(type.typeUrl as XdsTypeUrl, name));
     if (type.wildcard && !wasWildcard) added.push('*');
     return added;
   }

@@ -381,6 +381,16 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
     this.wakeTimer.unref();
   }
 
+  /**
+   * The snapshot's own copy of a resource name a client sent, when it has
+   * one: every request decodes its names into fresh strings, and a thousand
+   * clients subscribed to the same thousand names would otherwise each keep
+   * their own copies.
+   */
+  protected shared(typeUrl: XdsTypeUrl, name: string): string {
+    return this.cache.get(this.node.view)?.resources.get(typeUrl)?.get(name)?.name ?? name;
+  }
+
   protected nextNonce(): string {
     return String(++this.nonceCounter);
   }
