@@ -151,6 +151,23 @@ describe('state-of-the-world ADS over real gRPC', () => {
     expect(JSON.stringify(decoded)).toContain('10.0.0.9');
   });
 
+  it('follows EDS subscription changes in requests long enough that their names are read lazily', async () => {
+    // Over a kilobyte of names: the server hashes them and decodes them only when they differ from the previous request's.
+    const padding = Array.from({ length: 60 }, (_, i) => `outbound|7000||not-yet-${i}.mesh.local`);
+    const subscribed = () => server.connections()[0]!.types().find((t) => t.typeUrl === EDS)!.subscribed;
+    client.send({ type_url: EDS, resource_names: [...padding, REVIEWS_CLUSTER, RATINGS_CLUSTER] });
+    const first = await client.next();
+    expect(RawAdsClient.names(first).sort()).toEqual([REVIEWS_CLUSTER, RATINGS_CLUSTER].sort());
+    client.send({ type_url: EDS, version_info: first.version_info, response_nonce: first.nonce, resource_names: [...padding, REVIEWS_CLUSTER, RATINGS_CLUSTER] });
+    await client.expectSilence();
+    client.send({ type_url: EDS, version_info: first.version_info, response_nonce: first.nonce, resource_names: [...padding, RATINGS_CLUSTER] });
+    await eventually(() => expect(subscribed()).toEqual([...padding, RATINGS_CLUSTER].sort()));
+    publish(catalogOf(reviews('10.0.0.9'), ratings('10.0.1.1')));
+    await client.expectSilence();
+    client.send({ type_url: EDS, version_info: first.version_info, response_nonce: first.nonce, resource_names: [...padding, RATINGS_CLUSTER, REVIEWS_CLUSTER] });
+    expect(RawAdsClient.names(await client.next())).toEqual([REVIEWS_CLUSTER]);
+  });
+
   it('remembers a requested name that does not exist yet and sends it when it appears', async () => {
     const future = 'outbound|7000||later.mesh.local';
     client.send({ type_url: EDS, resource_names: [future] });

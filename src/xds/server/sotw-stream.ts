@@ -4,6 +4,7 @@ import type { Resource, Snapshot } from '../cache/snapshot.js';
 import { encodeDiscoveryResponse } from '../cache/wire.js';
 import { TypeUrl, isFullStateType, isXdsType, shortTypeName } from '../type-urls.js';
 import type { XdsTypeUrl } from '../type-urls.js';
+import type { NamesDigested } from './request-names.js';
 import { XdsStream } from './stream-base.js';
 import type { AdsCall } from './stream-base.js';
 import type { TypeState } from './stream-state.js';
@@ -29,12 +30,14 @@ export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
     return isXdsType(typeUrl);
   }
 
-  protected handle(type: TypeState, request: DiscoveryRequest__Output): void {
+  protected handle(type: TypeState, request: DiscoveryRequest__Output & NamesDigested): void {
     const typeUrl = type.typeUrl;
-    this.log.debug(
-      { type: shortTypeName(typeUrl), names: request.resource_names, nonce: request.response_nonce, version: request.version_info, nack: request.error_detail != null },
-      'request',
-    );
+    if (this.log.isLevelEnabled('debug')) {
+      this.log.debug(
+        { type: shortTypeName(typeUrl), names: request.resource_names, nonce: request.response_nonce, version: request.version_info, nack: request.error_detail != null },
+        'request',
+      );
+    }
     // Only a request answering the latest response counts; the nonce of a new stream starts empty.
     if (request.response_nonce !== '' && type.nonceSent !== undefined && request.response_nonce !== type.nonceSent) {
       this.log.debug({ type: shortTypeName(typeUrl), nonce: request.response_nonce }, 'stale nonce ignored');
@@ -59,7 +62,11 @@ export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
 
     const firstRequest = !type.requested;
     type.requested = true;
-    const added = this.updateSubscription(type, request.resource_names, firstRequest);
+    // The same names as last time (an ACK, nearly always) change nothing, and are then never decoded.
+    const digest = request.resourceNamesDigest;
+    const sameNames = !firstRequest && digest !== undefined && digest === type.namesDigest;
+    type.namesDigest = digest;
+    const added = sameNames ? [] : this.updateSubscription(type, request.resource_names, firstRequest);
     if (firstRequest) {
       type.answer = true;
       type.fullScan = true;

@@ -116,6 +116,8 @@ export class TypeState implements TypeStatus {
    * the snapshot's version of the type, the client has all of it already.
    */
   resumedVersion: string | undefined;
+  /** SotW: the digest of the resource names the latest request carried (see request-names.ts). */
+  namesDigest: string | undefined;
   /** Since when a response of this type has been held back for clusters to warm (make-before-break). */
   heldSince: number | undefined;
 
