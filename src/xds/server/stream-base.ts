@@ -313,7 +313,7 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
       for (const name of this.ordering.references.of(resource)) {
         // Nothing to warm for a name that does not exist; a client that does not subscribe to it (gRPC asks after reading the route) fetches it itself.
         if (!clusters.has(name) || !(cds.wildcard || cds.names.has(name))) continue;
-        if (!cds.acked.has(name) || (assignments.has(name) && eds?.acked.has(name) !== true)) missing.add(name);
+        if (!cds.hasAcked(name) || (assignments.has(name) && eds?.hasAcked(name) !== true)) missing.add(name);
       }
     }
     return [...missing].sort();
