@@ -235,18 +235,24 @@ async function runAgainst(server, protocol) {
 
   const latencies = [];
   const cpu1 = cpuSeconds(server.pid);
-  for (let k = 1; k <= opts.changes; k++) {
-    const name = clusterName(opts.services, changedService(opts.services, k));
-    const armed = allReply(workers, 'armed', 10_000, (m) => m.k === k);
-    for (const w of workers) w.send({ kind: 'arm', k, name });
-    await armed;
-    const body = server.prepare?.(k);
-    const changed = allReply(workers, 'changed', Number(flags['change-timeout-s']) * 1000, (m) => m.k === k);
-    const start = now();
-    await server.change(k, body);
-    const replies = await changed;
-    latencies.push(Math.max(...replies.map((m) => m.at)) - start);
-    await sleep(100);
+  try {
+    for (let k = 1; k <= opts.changes; k++) {
+      const name = clusterName(opts.services, changedService(opts.services, k));
+      const armed = allReply(workers, 'armed', 10_000, (m) => m.k === k);
+      for (const w of workers) w.send({ kind: 'arm', k, name });
+      await armed;
+      const body = server.prepare?.(k);
+      const changed = allReply(workers, 'changed', Number(flags['change-timeout-s']) * 1000, (m) => m.k === k);
+      const start = now();
+      await server.change(k, body);
+      const replies = await changed;
+      latencies.push(Math.max(...replies.map((m) => m.at)) - start);
+      await sleep(100);
+    }
+  } catch (error) {
+    // A change that never reached every client ends the run; its workers must not outlive it, holding the machine.
+    for (const w of workers) w.kill();
+    throw new Error(`${error.message} (after ${latencies.length} changes; storm ${stormS.toFixed(2)} s, peak RSS ${peakRssMiB(server.pid).toFixed(0)} MiB)`);
   }
   const cpuChanges = cpuSeconds(server.pid) - cpu1;
   const stats = await (async () => {
