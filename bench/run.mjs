@@ -366,7 +366,11 @@ async function runScoped(protocol) {
     const cpu0 = cpuSeconds(server.pid);
     const t0 = now();
     for (const w of workers) w.send({ kind: 'connect' });
-    const completes = await allReply(workers, 'complete', Number(flags['storm-timeout-s']) * 1000);
+    const completes = await allReply(workers, 'complete', Number(flags['storm-timeout-s']) * 1000).catch(async (error) => {
+      const stats = await askStats(workers);
+      for (const w of workers) w.kill();
+      throw new Error(`${error.message}: ${stats.reduce((s, m) => s + m.completed, 0)} of ${opts.scopedClients} clients complete, ${errors()} stream errors`);
+    });
     const stormS = (Math.max(...completes.map((m) => m.at)) - t0) / 1000;
     const cpuStorm = cpuSeconds(server.pid) - cpu0;
     const stats = await askStats(workers);
@@ -386,6 +390,7 @@ async function runScoped(protocol) {
       rssMiBPer1000Clients: rssPer1000Clients,
       stormMiB: stats.reduce((s, m) => s + m.bytes, 0) / 2 ** 20,
       clientErrors: errors(),
+      connectRetries: stats.reduce((s, m) => s + (m.connectRetries ?? 0), 0),
     };
   } finally {
     await server.stop();
@@ -462,7 +467,7 @@ for (const protocol of protocols) {
   }
   const scoped = results.find((r) => r.scenario === 'scoped' && r.protocol === protocol && !r.error);
   if (scoped) {
-    console.log(`scoped fleet: ${scoped.clients} clients, 20 services each (${opts.scopeGroups} Sidecars): all in sync after ${fmt(scoped.scopedStormS, 2)} s; ${fmt(scoped.stormMiB, 1)} MiB sent; server CPU ${fmt(scoped.cpuStormS, 2)} s, peak RSS ${fmt(scoped.peakRssMiB, 0)} MiB, ${fmt(scoped.rssMiBPer1000Clients, 1)} MiB per 1,000 clients`);
+    console.log(`scoped fleet: ${scoped.clients} clients, 20 services each (${opts.scopeGroups} Sidecars): all in sync after ${fmt(scoped.scopedStormS, 2)} s; ${fmt(scoped.stormMiB, 1)} MiB sent; server CPU ${fmt(scoped.cpuStormS, 2)} s, peak RSS ${fmt(scoped.peakRssMiB, 0)} MiB, ${fmt(scoped.rssMiBPer1000Clients, 1)} MiB per 1,000 clients; ${scoped.connectRetries} connection retries`);
   }
   if (failover) {
     console.log(`replica failover: ${failover.clientsMoved} clients moved; every client in sync after ${fmt(failover.failoverInSyncS, 2)} s; resent ${fmt(failover.failoverMiB, 1)} MiB (${fmt(failover.failoverKiBPerMovedClient, 1)} KiB per moved client)`);
