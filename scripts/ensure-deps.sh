@@ -21,6 +21,9 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" >"$stamp"
 fi
 
+# Envoy's API types come from the .proto files inside @grpc/grpc-js-xds, made
+# anew on every build so they can never drift from the protos the daemon loads.
+node scripts/gen-types.mjs >/dev/null
 ./node_modules/.bin/tsc -p tsconfig.build.json
 # Envoy API descriptor and version info beside the compiled code (what `npm run build` does).
 node scripts/build-dist-data.mjs

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Regenerates src/generated/ (TypeScript types for Envoy's v3 API) from the
-// .proto files that ship inside @grpc/grpc-js-xds. Never edit src/generated/ by hand.
+// Generates src/generated/ (TypeScript types for Envoy's v3 API) from the
+// .proto files that ship inside @grpc/grpc-js-xds. Every build runs it and git
+// ignores the output: a committed copy once fell behind src/xds/proto-files.json.
 import { execFileSync } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';

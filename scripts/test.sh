@@ -30,6 +30,13 @@ if ! grpc_go_client="$(bash scripts/install-grpc-go-client.sh | tail -n1)"; then
   exit 1
 fi
 export MESHBRIDGE_GRPC_GO_CLIENT="$grpc_go_client"
+# gRPC C-core 1.51 (Python grpcio 1.51.1, Debian 12's python3-grpcio) for the oldest-client proxyless test: the pinned wheel, cached unpacked.
+# MESHBRIDGE_GRPCIO_151_PATH=/dir uses an existing copy instead.
+if ! grpcio_151="$(bash scripts/install-grpcio-151.sh | tail -n1)"; then
+  echo "scripts/test.sh: cannot install grpcio 1.51.1 (see the reason above); the gRPC C-core 1.51 test needs it" >&2
+  exit 1
+fi
+export MESHBRIDGE_GRPCIO_151_PATH="$grpcio_151"
 # test/package builds the .deb and checks it with Debian's lintian and systemd-analyze;
 # installs them from Debian's packages once (root, as on CI); a missing tool fails the run.
 if ! bash scripts/install-packaging-tools.sh; then

@@ -26,6 +26,8 @@ export interface SyncTypeView {
   readonly wildcard: boolean;
   readonly subscribed: readonly string[];
   readonly responses: number;
+  /** Subscribed names that do not exist, answered with a placeholder that fails the client's calls at once (proxyless Listeners). */
+  readonly placeholders: readonly string[];
 }
 
 export interface SyncProxyView {
@@ -57,6 +59,7 @@ function typeView(typeUrl: string, type: TypeStatus | undefined): SyncTypeView {
     wildcard: type?.wildcard ?? false,
     subscribed: type?.subscribed ?? [],
     responses: type?.responses ?? 0,
+    placeholders: (type?.placeholders ?? []).map((p) => p.name),
   };
 }
 
@@ -172,6 +175,8 @@ export interface ConfigzResource {
   readonly name: string;
   readonly version: string;
   readonly body: object;
+  /** Sent in place of a resource that does not exist (see src/xds/server/placeholders.ts): not a service meshbridge serves. */
+  readonly placeholder?: true;
 }
 
 export interface ConfigzBody {
@@ -217,12 +222,13 @@ export function configz(source: Pick<AdminSource, 'connections' | 'snapshot'>, q
       const status = statuses.find((t) => t.typeUrl === typeUrl);
       const all = stream === undefined || status?.wildcard === true;
       const wanted = all ? [...available.values()] : (status?.subscribed ?? []).flatMap((n) => available.get(n) ?? []);
+      const placeholders = (status?.placeholders ?? []).filter((r) => !available.has(r.name)).map((r): ConfigzResource => ({ name: r.name, version: r.version, body: r.body, placeholder: true }));
       return [
         shortTypeName(typeUrl),
         {
           requested: stream === undefined || status !== undefined,
           wildcard: all,
-          resources: wanted.map((r) => ({ name: r.name, version: r.version, body: r.body })),
+          resources: [...wanted.map((r): ConfigzResource => ({ name: r.name, version: r.version, body: r.body })), ...placeholders],
         },
       ];
     }),

@@ -184,6 +184,7 @@ export class Metrics {
       'limits.maxNamesPerStream',
       'limits.nodeIdBytes',
       'limits.nodeMetadataBytes',
+      'limits.maxPlaceholdersPerStream',
       'xds.stalledStreamTimeoutMs',
     ]) {
       this.limitHits.inc({ limit }, 0);

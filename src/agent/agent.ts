@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { EnvoyApi } from '../xds/protos.js';
-import { requestWorkloadCertificate } from './certificate-client.js';
+import { fetchTrustBundle, requestWorkloadCertificate } from './certificate-client.js';
 import type { ControlPlaneCredentials, IssuedWorkloadCertificate } from './certificate-client.js';
 
 /**
@@ -12,7 +12,9 @@ import type { ControlPlaneCredentials, IssuedWorkloadCertificate } from './certi
  * key and trust bundle go to files (gRPC's file_watcher certificate provider
  * reads them) and to the local Envoy over SDS on a Unix socket. Renewal
  * happens at half the certificate's life, so a control plane outage shorter
- * than that is invisible to the workloads.
+ * than that is invisible to the workloads. Between renewals the trust bundle
+ * is fetched on its own, so a new root reaches the workloads before it signs
+ * however long the certificates live.
  */
 
 /** Istio's SDS resource names, so Envoy configs written for Istio's agent work unchanged. */
@@ -26,6 +28,10 @@ const SECRET_TYPE = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.
 const MAX_NAMES_PER_STREAM = 64;
 /** However short the certificate, renewals do not become a loop against meshbridge. */
 const MIN_RENEW_DELAY_MS = 1_000;
+/** Often enough that a rotation scheduled with the default --activate-after (24 h) is never close. */
+export const DEFAULT_BUNDLE_REFRESH_MS = 5 * 60_000;
+/** A bundle larger than this is not a set of roots. */
+const MAX_BUNDLE_BYTES = 256 * 1024;
 
 export interface AgentOptions {
   readonly xds: string;
@@ -40,6 +46,8 @@ export interface AgentOptions {
   /** Share of the lifetime after which a certificate is renewed. */
   readonly renewAt?: number;
   readonly retry?: { readonly initialMs: number; readonly maxMs: number };
+  /** How often the trust bundle is fetched between renewals. */
+  readonly bundleRefreshMs?: number;
 }
 
 interface SdsStream {
@@ -56,8 +64,12 @@ interface DiscoveryRequest {
 
 export class WorkloadAgent {
   private current: IssuedWorkloadCertificate | undefined;
+  /** The roots in force: from the last certificate, or a newer bundle fetched since. */
+  private trustBundle = '';
+  /** Counts installs (certificate or bundle): the SDS version, and how a slow bundle fetch knows it was overtaken. */
   private version = 0;
   private timer: NodeJS.Timeout | undefined;
+  private bundleTimer: NodeJS.Timeout | undefined;
   private stopped = false;
   private sds: grpc.Server | undefined;
   private readonly streams = new Set<SdsStream>();
@@ -79,11 +91,13 @@ export class WorkloadAgent {
     if (this.options.sdsSocket !== undefined) await this.serveSds(this.options.sdsSocket);
     this.firstIssued = this.renew(this.options.retry?.initialMs ?? 1_000);
     await this.firstIssued;
+    this.scheduleBundleRefresh();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
+    clearTimeout(this.bundleTimer);
     for (const stream of this.streams) stream.call.end();
     this.streams.clear();
     await new Promise<void>((resolve) => (this.sds === undefined ? resolve() : this.sds.tryShutdown(() => resolve())));
@@ -123,12 +137,47 @@ export class WorkloadAgent {
 
   private async install(issued: IssuedWorkloadCertificate): Promise<void> {
     const dir = this.options.outDir;
-    // Bundle first: a peer's renewed certificate may already come from a new root.
-    await writeAtomically(join(dir, ROOT_CERT_FILE), issued.trustBundlePem, 0o644);
-    await writeAtomically(join(dir, KEY_FILE), issued.keyPem, 0o600);
-    await writeAtomically(join(dir, CERT_CHAIN_FILE), issued.certChainPem, 0o644);
-    this.current = issued;
     this.version += 1;
+    // All written before any is renamed into place: grpc-js's file watcher does not check that the key fits the
+    // chain, so the moment it could read a new key beside the old chain is two renames, not a file write.
+    const staged = [
+      // Bundle first: a peer's renewed certificate may already come from a new root.
+      await stage(join(dir, ROOT_CERT_FILE), issued.trustBundlePem, 0o644),
+      await stage(join(dir, KEY_FILE), issued.keyPem, 0o600),
+      await stage(join(dir, CERT_CHAIN_FILE), issued.certChainPem, 0o644),
+    ];
+    for (const file of staged) await file.commit();
+    this.current = issued;
+    this.trustBundle = issued.trustBundlePem;
+    for (const stream of this.streams) this.push(stream);
+  }
+
+  private scheduleBundleRefresh(): void {
+    if (this.stopped) return;
+    this.bundleTimer = setTimeout(() => void this.refreshBundle().finally(() => this.scheduleBundleRefresh()), this.options.bundleRefreshMs ?? DEFAULT_BUNDLE_REFRESH_MS);
+    this.bundleTimer.unref();
+  }
+
+  /** Installs a bundle that differs from the one in force; a failure keeps the current one (the next renewal brings one too). */
+  private async refreshBundle(): Promise<void> {
+    const before = this.version;
+    let bundle: string;
+    try {
+      bundle = await fetchTrustBundle(this.options.xds, this.options.credentials);
+    } catch (error) {
+      this.log.warn({ err: error }, `trust bundle not refreshed: ${(error as Error).message}`);
+      return;
+    }
+    // A renewal installed meanwhile carries a bundle at least as new as this one.
+    if (this.stopped || this.version !== before || bundle === this.trustBundle) return;
+    if (Buffer.byteLength(bundle) > MAX_BUNDLE_BYTES) {
+      this.log.warn({ bytes: Buffer.byteLength(bundle) }, `trust bundle larger than ${MAX_BUNDLE_BYTES} bytes ignored`);
+      return;
+    }
+    this.version += 1;
+    await writeAtomically(join(this.options.outDir, ROOT_CERT_FILE), bundle, 0o644);
+    this.trustBundle = bundle;
+    this.log.info({ roots: bundle.match(/-----BEGIN CERTIFICATE-----/g)?.length ?? 0 }, 'trust bundle updated');
     for (const stream of this.streams) this.push(stream);
   }
 
@@ -144,7 +193,7 @@ export class WorkloadAgent {
         },
       };
     }
-    if (name === SDS_ROOT_NAME) return { name, validation_context: { trusted_ca: { inline_bytes: Buffer.from(issued.trustBundlePem) } } };
+    if (name === SDS_ROOT_NAME) return { name, validation_context: { trusted_ca: { inline_bytes: Buffer.from(this.trustBundle) } } };
     return undefined;
   }
 
@@ -203,9 +252,13 @@ export class WorkloadAgent {
 }
 
 async function writeAtomically(file: string, content: string, mode: number): Promise<void> {
+  await (await stage(file, content, mode)).commit();
+}
+
+/** Writes `content` beside `file`; commit() renames it into place, so a reader (gRPC's file watcher) sees the old file or the new one, never half of one. */
+async function stage(file: string, content: string, mode: number): Promise<{ commit(): Promise<void> }> {
   const tmp = `${file}.${process.pid}.tmp`;
   await writeFile(tmp, content, { mode });
   await chmod(tmp, mode);
-  // A reader (gRPC's file watcher) sees the old file or the new one, never half of one.
-  await rename(tmp, file);
+  return { commit: () => rename(tmp, file) };
 }

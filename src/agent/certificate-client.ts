@@ -5,7 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as x509 from '@peculiar/x509';
 import { MeshbridgeError } from '../errors.js';
 import { certificateServiceDefinition } from '../security/certificate-service.js';
-import type { SignRequest, SignResponse } from '../security/certificate-service.js';
+import type { SignRequest, SignResponse, TrustBundleRequest, TrustBundleResponse } from '../security/certificate-service.js';
 
 const crypto = webcrypto as unknown as NonNullable<Parameters<typeof x509.Pkcs10CertificateRequestGenerator.create>[1]>;
 
@@ -38,6 +38,12 @@ export interface IssuedWorkloadCertificate {
 
 type SignClient = grpc.Client & {
   Sign(request: SignRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: (error: grpc.ServiceError | null, response?: SignResponse) => void): void;
+  TrustBundle(
+    request: TrustBundleRequest,
+    metadata: grpc.Metadata,
+    options: grpc.CallOptions,
+    callback: (error: grpc.ServiceError | null, response?: TrustBundleResponse) => void,
+  ): void;
 };
 const SignClientConstructor = grpc.makeGenericClientConstructor(certificateServiceDefinition, 'WorkloadCertificateService');
 
@@ -54,15 +60,7 @@ export async function requestWorkloadCertificate(
   const csr = await x509.Pkcs10CertificateRequestGenerator.create({ keys, signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' } }, crypto);
   const keyDer = Buffer.from(await crypto.subtle.exportKey('pkcs8', keys.privateKey));
   const keyPem = createPrivateKey({ key: keyDer, format: 'der', type: 'pkcs8' }).export({ type: 'pkcs8', format: 'pem' }).toString();
-  const channel =
-    credentials.ca === undefined
-      ? grpc.credentials.createInsecure()
-      : grpc.credentials.createSsl(credentials.ca, credentials.key ?? null, credentials.cert ?? null);
-  const client = new SignClientConstructor(address, channel, {
-    ...(credentials.serverName === undefined ? {} : { 'grpc.ssl_target_name_override': credentials.serverName }),
-  }) as unknown as SignClient;
-  const metadata = new grpc.Metadata();
-  if (credentials.token !== undefined) metadata.set('authorization', `Bearer ${credentials.token}`);
+  const { client, metadata } = connect(address, credentials);
   try {
     const response = await new Promise<SignResponse>((resolve, reject) =>
       client.Sign(
@@ -83,12 +81,47 @@ export async function requestWorkloadCertificate(
       notAfter: leaf.notAfter,
     };
   } catch (error) {
-    const status = error as Partial<grpc.ServiceError>;
-    if (typeof status.code === 'number') {
-      throw Object.assign(new AgentError(`meshbridge refused the certificate (${grpc.status[status.code]}): ${status.details}`, { cause: error }), { grpcCode: status.code });
-    }
-    throw new AgentError(`cannot obtain a workload certificate: ${(error as Error).message}`, { cause: error });
+    throw failure(error, 'the certificate', 'a workload certificate');
   } finally {
     client.close();
   }
+}
+
+/** The workload trust bundle as meshbridge hands it out now (during a root rotation, before the new root signs). */
+export async function fetchTrustBundle(address: string, credentials: ControlPlaneCredentials, options: { readonly timeoutMs?: number } = {}): Promise<string> {
+  const { client, metadata } = connect(address, credentials);
+  try {
+    const response = await new Promise<TrustBundleResponse>((resolve, reject) =>
+      client.TrustBundle({}, metadata, { deadline: Date.now() + (options.timeoutMs ?? 15_000) }, (error, answer) =>
+        error !== null || answer === undefined ? reject(error ?? new Error('no answer')) : resolve(answer),
+      ),
+    );
+    if (!response.trust_bundle.includes('-----BEGIN CERTIFICATE-----')) throw new Error('the trust bundle holds no certificate');
+    return response.trust_bundle;
+  } catch (error) {
+    throw failure(error, 'the trust bundle', 'the trust bundle');
+  } finally {
+    client.close();
+  }
+}
+
+function connect(address: string, credentials: ControlPlaneCredentials): { client: SignClient; metadata: grpc.Metadata } {
+  const channel =
+    credentials.ca === undefined
+      ? grpc.credentials.createInsecure()
+      : grpc.credentials.createSsl(credentials.ca, credentials.key ?? null, credentials.cert ?? null);
+  const client = new SignClientConstructor(address, channel, {
+    ...(credentials.serverName === undefined ? {} : { 'grpc.ssl_target_name_override': credentials.serverName }),
+  }) as unknown as SignClient;
+  const metadata = new grpc.Metadata();
+  if (credentials.token !== undefined) metadata.set('authorization', `Bearer ${credentials.token}`);
+  return { client, metadata };
+}
+
+function failure(error: unknown, refused: string, obtain: string): AgentError {
+  const status = error as Partial<grpc.ServiceError>;
+  if (typeof status.code === 'number') {
+    return Object.assign(new AgentError(`meshbridge refused ${refused} (${grpc.status[status.code]}): ${status.details}`, { cause: error }), { grpcCode: status.code });
+  }
+  return new AgentError(`cannot obtain ${obtain}: ${(error as Error).message}`, { cause: error });
 }

@@ -6,6 +6,7 @@ import { UsageError } from '../errors.js';
 import type { Logger } from 'pino';
 import { loadEnvoyApi } from '../xds/protos.js';
 import { parseTtl } from '../security/tokens.js';
+import { parseRefreshInterval } from './refresh-interval.js';
 
 /** `meshbridge agent`: options to a running agent; resolves with its exit code after SIGTERM/SIGINT. */
 export async function agent(args: string[], log: Logger): Promise<number> {
@@ -17,6 +18,7 @@ export async function agent(args: string[], log: Logger): Promise<number> {
       'sds-socket': { type: 'string' },
       'spiffe-id': { type: 'string' },
       ttl: { type: 'string' },
+      'bundle-refresh': { type: 'string' },
       ca: { type: 'string' },
       cert: { type: 'string' },
       key: { type: 'string' },
@@ -49,6 +51,7 @@ export async function agent(args: string[], log: Logger): Promise<number> {
       ...(values['sds-socket'] === undefined ? {} : { sdsSocket: values['sds-socket'] }),
       ...(values['spiffe-id'] === undefined ? {} : { spiffeId: values['spiffe-id'] }),
       ...(values.ttl === undefined ? {} : { validitySeconds: parseTtl(values.ttl) }),
+      ...(values['bundle-refresh'] === undefined ? {} : { bundleRefreshMs: parseRefreshInterval('--bundle-refresh', values['bundle-refresh']) * 1000 }),
     },
     loadEnvoyApi(),
     log,

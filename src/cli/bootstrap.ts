@@ -29,10 +29,14 @@ export interface BootstrapOptions {
   readonly sdsSocket?: string;
   /** gRPC: meshbridge agent's --out directory, as the `default` file_watcher certificate provider. */
   readonly workloadCertDir?: string;
+  /** How often gRPC re-reads those files: a renewal is used only once read, so well under half the lifetime. */
+  readonly workloadCertRefreshSeconds?: number;
   /** Istio's node metadata NAMESPACE and LABELS: what a Sidecar's workloadSelector is matched against. */
   readonly namespace?: string;
   readonly labels?: Readonly<Record<string, string>>;
 }
+
+import { WORKLOAD_SDS_METADATA } from '../xds/node.js';
 
 /** The node as meshbridge reads it: id, cluster, locality and the metadata a Sidecar selects on. */
 function nodeOf(options: BootstrapOptions, alwaysLocality: boolean): object {
@@ -40,6 +44,8 @@ function nodeOf(options: BootstrapOptions, alwaysLocality: boolean): object {
   const metadata = {
     ...(options.namespace !== undefined ? { NAMESPACE: options.namespace } : {}),
     ...(Object.keys(labels).length > 0 ? { LABELS: labels } : {}),
+    // Tells meshbridge this Envoy can read workload certificates, so it may be given inbound listeners that terminate mTLS.
+    ...(options.sdsSocket !== undefined ? { [WORKLOAD_SDS_METADATA]: 'true' } : {}),
   };
   return {
     id: options.nodeId,
@@ -228,7 +234,7 @@ function certificateProviders(options: BootstrapOptions): { certificate_provider
         certificate_file: `${options.workloadCertDir}/cert-chain.pem`,
         private_key_file: `${options.workloadCertDir}/key.pem`,
         ca_certificate_file: `${options.workloadCertDir}/root-cert.pem`,
-        refresh_interval: '60s',
+        refresh_interval: `${options.workloadCertRefreshSeconds ?? 60}s`,
       },
     };
   }

@@ -12,6 +12,7 @@ import type { AdminCredentials } from './admin-client.js';
 import { envoyBootstrap, grpcBootstrap } from './bootstrap.js';
 import { certificateProvidersFromPolicy } from './policy-certificates.js';
 import { formatCatalog } from './catalog.js';
+import { parseRefreshInterval } from './refresh-interval.js';
 import { formatNodeStatus, formatStatus } from './status.js';
 import { printFindings, validateFiles } from './validate.js';
 
@@ -23,13 +24,14 @@ const COMMAND_USAGE = {
         --log-level (or $MESHBRIDGE_LOG_LEVEL) overrides log.level of the config, also across reloads`,
   bootstrap: `bootstrap (--envoy [--delta] | --grpc) --node-id ID [--cluster NAME] [--xds HOST:PORT]... [--locality R/Z/S] [--admin-port N]
             [--namespace NS] [--label KEY=VALUE]... [--ca FILE [--cert FILE --key FILE] [--server-name NAME]] [--token-file FILE] [--policy FILE]...
-            [--sds-socket PATH (Envoy) | --workload-certs DIR (gRPC)]
+            [--sds-socket PATH (Envoy) | --workload-certs DIR [--workload-certs-refresh 60s] (gRPC)]
         print a bootstrap that points a client at meshbridge (--delta: Envoy uses incremental xDS);
         --xds again for each replica (Envoy: all in its xds cluster; gRPC: xds_servers in fallback order);
         --namespace/--label: node metadata a Sidecar's workloadSelector matches;
         --ca: TLS to meshbridge, --cert/--key: mutual TLS, --token-file: a token from \`meshbridge token create\`;
         --policy (--grpc): DestinationRule files; declares a file_watcher certificate provider for each TLS file they name;
-        --sds-socket/--workload-certs: where meshbridge agent serves the workload certificate (ISTIO_MUTUAL).
+        --sds-socket/--workload-certs: where meshbridge agent serves the workload certificate (ISTIO_MUTUAL);
+        --workload-certs-refresh: how often gRPC re-reads those files (well under half the certificate lifetime)
         --xds defaults to 127.0.0.1:15010, --cluster to the node id, --admin-port (Envoy's own) to 15000`,
   validate: `validate [--config FILE]... [FILE...]
         check Istio YAML files (every kind, across the files given) and daemon configs
@@ -46,11 +48,12 @@ const COMMAND_USAGE = {
   ca rotate-workload-root [--config FILE | --state-dir DIR] [--activate-after 24h] [--overlap 48h]
         add a workload root: trusted at once, signing after --activate-after; the old root stays
         trusted for --overlap after that. A running daemon picks it up within a few seconds`,
-  agent: `agent --out DIR [--xds HOST:PORT] [--sds-socket PATH] [--spiffe-id ID] [--ttl 24h]
+  agent: `agent --out DIR [--xds HOST:PORT] [--sds-socket PATH] [--spiffe-id ID] [--ttl 24h] [--bundle-refresh 5m]
         [--ca FILE [--cert FILE --key FILE] [--server-name NAME]] [--token-file FILE]
         beside a sidecar: make a key here, have meshbridge sign it for this node's workload, write
         DIR/cert-chain.pem, DIR/key.pem (0600) and DIR/root-cert.pem, serve them to Envoy over SDS
-        ("default" and "ROOTCA") on --sds-socket, and renew at half life until SIGTERM`,
+        ("default" and "ROOTCA") on --sds-socket, and renew at half life until SIGTERM;
+        --bundle-refresh: how often the trust bundle is fetched between renewals (a rotated root arrives this soon)`,
   token: `token create (--node ID | --operator NAME) [--ttl 24h] [--out FILE] [--config FILE | --state-dir DIR]
         print (or write, 0600) a token signed with the key in the state directory; its id goes to stderr
   token revoke (--id ID | --token-file FILE) [--config FILE | --state-dir DIR]
@@ -267,6 +270,7 @@ async function bootstrap(args: string[]): Promise<number> {
       policy: { type: 'string', multiple: true },
       'sds-socket': { type: 'string' },
       'workload-certs': { type: 'string' },
+      'workload-certs-refresh': { type: 'string' },
     },
     strict: true,
   });
@@ -274,6 +278,7 @@ async function bootstrap(args: string[]): Promise<number> {
   if (values.policy !== undefined && !values.grpc) throw new UsageError('--policy is for --grpc; Envoy reads certificate files itself');
   if (values['sds-socket'] !== undefined && !values.envoy) throw new UsageError('--sds-socket is for --envoy; gRPC reads --workload-certs');
   if (values['workload-certs'] !== undefined && !values.grpc) throw new UsageError('--workload-certs is for --grpc; Envoy reads --sds-socket');
+  if (values['workload-certs-refresh'] !== undefined && values['workload-certs'] === undefined) throw new UsageError('--workload-certs-refresh needs --workload-certs');
   if (values.envoy === values.grpc) throw new UsageError('bootstrap needs exactly one of --envoy or --grpc');
   if (!values['node-id']) throw new UsageError('bootstrap needs --node-id');
   if (values.delta && !values.envoy) throw new UsageError('--delta is for --envoy; gRPC clients speak state-of-the-world xDS');
@@ -295,6 +300,7 @@ async function bootstrap(args: string[]): Promise<number> {
     certificateProviders: values.policy === undefined ? undefined : await certificateProvidersFromPolicy(values.policy),
     sdsSocket: absolute(values['sds-socket']),
     workloadCertDir: absolute(values['workload-certs']),
+    workloadCertRefreshSeconds: values['workload-certs-refresh'] === undefined ? undefined : parseRefreshInterval('--workload-certs-refresh', values['workload-certs-refresh']),
   };
   process.stdout.write(values.envoy ? envoyBootstrap(options) : grpcBootstrap(options));
   return 0;

@@ -1,6 +1,9 @@
 import type { ShortType, SynczBody } from '../admin/debug.js';
 import { age, formatTable } from './admin-client.js';
 
+/** Names listed per line before the rest are only counted: a client may subscribe to thousands. */
+const MAX_NAMES_SHOWN = 10;
+
 /** istioctl proxy-status's order of types. */
 const COLUMNS: readonly ShortType[] = ['CDS', 'LDS', 'EDS', 'RDS'];
 
@@ -38,7 +41,12 @@ export function formatNodeStatus(body: SynczBody, node: string): string | undefi
         const subscribed = s.wildcard ? '*' : s.subscribed.length === 0 ? '-' : s.subscribed.length > 3 ? `${s.subscribed.length} names` : s.subscribed.join(',');
         rows.push([t, s.status, s.versionSent ?? '-', s.versionAcked ?? '-', subscribed, s.nack ? `${s.nack.message}` : '-']);
       }
-      return header + formatTable(rows);
+      const missing = COLUMNS.filter((t) => p.types[t].placeholders.length > 0).map((t) => {
+        const names = p.types[t].placeholders;
+        const shown = names.length > MAX_NAMES_SHOWN ? `${names.slice(0, MAX_NAMES_SHOWN).join(', ')} and ${names.length - MAX_NAMES_SHOWN} more` : names.join(', ');
+        return `${t} names that do not exist (a placeholder fails the client's calls at once): ${shown}\n`;
+      });
+      return header + formatTable(rows) + missing.join('');
     })
     .join('\n');
 }

@@ -294,6 +294,8 @@ export const configSchema = z.object({
       nodeIdBytes: z.number().int().min(64).default(4_096),
       /** Most text in the rest of the node (metadata, locality, cluster...; not Envoy's extensions list); past it, INVALID_ARGUMENT. */
       nodeMetadataBytes: z.number().int().min(1024).default(65_536),
+      /** Listener names that do not exist one proxyless stream is answered with a placeholder for (fail fast); 0 turns placeholders off. */
+      maxPlaceholdersPerStream: z.number().int().min(0).default(1_000),
     })
     .prefault({}),
   /**

@@ -109,6 +109,7 @@ export class Daemon implements AdminSource {
         maxNamesPerStream: config.limits.maxNamesPerStream,
         nodeIdBytes: config.limits.nodeIdBytes,
         nodeMetadataBytes: config.limits.nodeMetadataBytes,
+        maxPlaceholdersPerStream: config.limits.maxPlaceholdersPerStream,
         stalledStreamTimeoutMs: config.xds.stalledStreamTimeoutMs,
       },
       scopeOf: this.scopeOf,
@@ -316,7 +317,10 @@ export class Daemon implements AdminSource {
     const sidecar = policySet === undefined ? undefined : selectSidecar(policySet.sidecars, node);
     const rule = accessRuleFor(this.config.security.access, node.id);
     if (rule !== -1) this.log.info({ component: 'xds', node: node.id, rule }, 'xDS stream narrowed by security.access');
-    return scopeName(sidecar, rule);
+    // Inbound listeners terminate mTLS with the agent's certificate: only an Envoy with the agent's SDS cluster can load them.
+    // Such a node's view is its own from the start, so workloads registered on it later reach it without a reconnect.
+    const inbound = node.kind === 'sidecar' && node.workloadSds;
+    return scopeName(sidecar, rule, inbound ? node.id : undefined);
   };
 
   private onUpdate({ states, catalog, routing, policySet }: CatalogUpdate): void {

@@ -2,15 +2,18 @@ import type { Logger } from 'pino';
 import { formatDiagnostic } from '../errors.js';
 import { EMPTY_CATALOG } from '../model/catalog.js';
 import type { ServiceCatalog } from '../model/catalog.js';
+import type { ClusterLoadAssignment } from '../generated/envoy/config/endpoint/v3/ClusterLoadAssignment.js';
 import type { RoutingModel } from '../model/routing/types.js';
-import { scopeCatalog, scopeFilters, scopedHostnames } from '../model/routing/scope.js';
+import { scopeCatalog, scopeFilters, scopedHostnames, splitInboundScope } from '../model/routing/scope.js';
+import { DEFAULT_TRUST_DOMAIN } from '../model/service.js';
 import type { Config } from '../config/config.js';
 import type { PolicySet } from '../istio/policy-set.js';
 import { serviceFilterOf } from '../security/access.js';
-import { checkConsistent } from '../xds/cache/snapshot.js';
+import { buildSnapshot, checkConsistent } from '../xds/cache/snapshot.js';
 import type { Packer, Snapshot } from '../xds/cache/snapshot.js';
 import type { SnapshotCache } from '../xds/cache/snapshot-cache.js';
-import { BASE_VIEWS, parseView, translateKind } from '../xds/translate/translate.js';
+import { buildInbound, withInbound } from '../xds/translate/inbound.js';
+import { BASE_VIEWS, parseView, translateEndpoints, translateKind, viewKey } from '../xds/translate/translate.js';
 import type { ProxyView, TranslateOptions } from '../xds/translate/translate.js';
 import { buildView } from './pipeline.js';
 import type { KindBuild, ViewBuild } from './pipeline.js';
@@ -21,6 +24,12 @@ import type { SeenServices } from './vanished-services.js';
 /** What the views of one kind and scope share: the catalog they are translated from (the kind's, narrowed to the scope's services when scoped) besides the kind's translation. */
 interface ScopeBuild extends KindBuild {
   readonly catalog: ServiceCatalog;
+  /**
+   * Per locality, the endpoints every node view of the scope shares (each node
+   * in front of workloads is a view of its own), and the first snapshot holding
+   * them: translated and encoded once, not once per node.
+   */
+  readonly endpoints: Map<ProxyView, { readonly assignments: ClusterLoadAssignment[]; donor?: Snapshot }>;
 }
 
 export interface ViewsOptions {
@@ -150,7 +159,9 @@ export class Views {
   private build(view: ProxyView): ViewBuild | undefined {
     if (this.latest === undefined) return undefined;
     const { routing, kinds, policySet } = this.latest;
-    const { kind, locality, scope } = parseView(view);
+    const { kind, locality, scope: fullScope } = parseView(view);
+    // Nodes in front of workloads add their inbound side to what their Sidecar and access rule share.
+    const { shared: scope, inboundNode } = splitInboundScope(fullScope);
     const options = this.options.translate();
     const sharedKey = `${kind}~${scope ?? ''}`;
     let build: ViewBuild;
@@ -163,12 +174,29 @@ export class Views {
           const { declared, allowed } = scopeFilters(scope, policySet.sidecars, (rule) => (access[rule] === undefined ? undefined : serviceFilterOf(access[rule])));
           catalog = scopeCatalog(catalog, scopedHostnames(catalog, routing, declared, allowed));
         }
-        shared = { catalog, translation: translateKind(catalog, kind, options, routing) };
+        shared = { catalog, translation: translateKind(catalog, kind, options, routing), endpoints: new Map() };
         kinds.set(sharedKey, shared);
       }
       const { catalog } = shared;
-      build = buildView(view, catalog, routing, options, this.pack, this.cache.peek(view), shared);
-      if (locality === undefined) shared.donor = build.snapshot;
+      if (inboundNode === undefined) {
+        build = buildView(view, catalog, routing, options, this.pack, this.cache.peek(view), shared);
+        if (locality === undefined) shared.donor = build.snapshot;
+      } else {
+        // The inbound side reads the whole catalog: a Sidecar narrows what a node calls, not what it serves.
+        const inbound = buildInbound(this.latest.catalog, routing, inboundNode, options.trustDomain ?? DEFAULT_TRUST_DOMAIN);
+        const merged = withInbound(shared.translation, inbound, inboundNode);
+        const translation = { ...shared.translation, ...merged, diagnostics: [...shared.translation.diagnostics, ...merged.diagnostics] };
+        const localityKey = viewKey(kind, locality);
+        let endpoints = shared.endpoints.get(localityKey);
+        if (endpoints === undefined) {
+          endpoints = { assignments: translateEndpoints(catalog, routing, locality) };
+          shared.endpoints.set(localityKey, endpoints);
+        }
+        const full = { ...translation, endpoints: endpoints.assignments };
+        const donors = [shared.donor, endpoints.donor].filter((d): d is Snapshot => d !== undefined);
+        build = { translation: full, snapshot: buildSnapshot(view, full, this.pack, this.cache.peek(view), donors) };
+        endpoints.donor ??= build.snapshot;
+      }
     } catch (error) {
       this.log.error({ err: error, view }, 'cannot build xDS resources; the previous ones stay in force');
       return undefined;

@@ -7,8 +7,16 @@ import { formatPath, isPlainObject, issuesToDiagnostics, unknownFields } from '.
 import type { DocumentLocation } from './schema-report.js';
 
 export const ISTIO_API_VERSIONS = ['networking.istio.io/v1', 'networking.istio.io/v1beta1', 'networking.istio.io/v1alpha3'];
-export const ISTIO_KINDS = ['ServiceEntry', 'WorkloadEntry', 'VirtualService', 'DestinationRule', 'Sidecar'] as const;
+/** Istio's security API group: its kinds are written with these, never with a networking version. */
+export const SECURITY_API_VERSIONS = ['security.istio.io/v1', 'security.istio.io/v1beta1'];
+export const SECURITY_KINDS = ['PeerAuthentication', 'AuthorizationPolicy'] as const;
+export const ISTIO_KINDS = ['ServiceEntry', 'WorkloadEntry', 'VirtualService', 'DestinationRule', 'Sidecar', ...SECURITY_KINDS] as const;
 export type IstioKind = (typeof ISTIO_KINDS)[number];
+
+/** The apiVersions a kind may be written with: its API group's. */
+export function apiVersionsOf(kind: IstioKind): readonly string[] {
+  return (SECURITY_KINDS as readonly string[]).includes(kind) ? SECURITY_API_VERSIONS : ISTIO_API_VERSIONS;
+}
 
 export interface IstioDocument<Spec = unknown> {
   readonly kind: IstioKind;
@@ -93,12 +101,13 @@ function parseDocument(
     });
     return undefined;
   }
-  if (!ISTIO_API_VERSIONS.includes(apiVersion)) {
+  const versions = apiVersionsOf(kind as IstioKind);
+  if (!versions.includes(apiVersion)) {
     diagnostics.push({
       severity: 'error',
       ...at,
       field: 'apiVersion',
-      message: `unsupported apiVersion "${apiVersion}" (one of ${ISTIO_API_VERSIONS.join(', ')})`,
+      message: `unsupported apiVersion "${apiVersion}" for ${kind} (one of ${versions.join(', ')})`,
     });
     return undefined;
   }

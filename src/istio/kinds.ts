@@ -1,6 +1,8 @@
 import type { Diagnostic } from '../errors.js';
 import type { KindHandlers, ParsedFile } from './documents.js';
+import { authorizationPolicySpec } from './authorization-policy.js';
 import { destinationRuleSpec } from './destination-rule.js';
+import { peerAuthenticationSpec } from './peer-authentication.js';
 import { sidecarSpec } from './sidecar.js';
 import { serviceEntrySpec, workloadEntrySpec } from './service-entry.js';
 import { virtualServiceSpec } from './virtual-service.js';
@@ -12,11 +14,13 @@ export const ISTIO_KIND_HANDLERS: KindHandlers = Object.freeze({
   VirtualService: virtualServiceSpec,
   DestinationRule: destinationRuleSpec,
   Sidecar: sidecarSpec,
+  PeerAuthentication: peerAuthenticationSpec,
+  AuthorizationPolicy: authorizationPolicySpec,
 });
 
 /** Kinds that declare services (the file registry's) and kinds that declare traffic policy (the policy reader's). */
 export const SERVICE_KINDS: readonly string[] = ['ServiceEntry', 'WorkloadEntry'];
-export const POLICY_KINDS: readonly string[] = ['VirtualService', 'DestinationRule', 'Sidecar'];
+export const POLICY_KINDS: readonly string[] = ['VirtualService', 'DestinationRule', 'Sidecar', 'PeerAuthentication', 'AuthorizationPolicy'];
 
 /**
  * Documents of `kinds` in files the reader of those kinds does not list: they

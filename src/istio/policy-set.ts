@@ -1,9 +1,11 @@
 import type { Diagnostic } from '../errors.js';
 import { compareStrings } from '../model/catalog.js';
+import type { AuthorizationPolicySpec } from './authorization-policy.js';
 import type { IstioDocument, ParsedFile } from './documents.js';
 import { IGNORED_DESTINATION_RULE_FIELDS } from './destination-rule.js';
 import type { DestinationRuleSpec } from './destination-rule.js';
 import { formatPath } from './schema-report.js';
+import type { PeerAuthenticationSpec } from './peer-authentication.js';
 import { IGNORED_SIDECAR_FIELDS } from './sidecar.js';
 import type { SidecarSpec } from './sidecar.js';
 import type { VirtualServiceSpec } from './virtual-service.js';
@@ -11,6 +13,8 @@ import type { VirtualServiceSpec } from './virtual-service.js';
 export type VirtualServiceDocument = IstioDocument<VirtualServiceSpec>;
 export type DestinationRuleDocument = IstioDocument<DestinationRuleSpec>;
 export type SidecarDocument = IstioDocument<SidecarSpec>;
+export type PeerAuthenticationDocument = IstioDocument<PeerAuthenticationSpec>;
+export type AuthorizationPolicyDocument = IstioDocument<AuthorizationPolicySpec>;
 
 /** Every accepted traffic-policy document, in file then document order; which rule wins a host is decided by byPrecedence, not by this order. */
 export interface PolicySet {
@@ -18,22 +22,28 @@ export interface PolicySet {
   readonly destinationRules: readonly DestinationRuleDocument[];
   /** What each workload's proxy is scoped to (egress hosts), by workloadSelector or as a namespace default. */
   readonly sidecars: readonly SidecarDocument[];
+  /** What inbound listeners accept (mutual TLS modes), by workload selector, namespace or mesh-wide. */
+  readonly peerAuthentications: readonly PeerAuthenticationDocument[];
+  /** Who may call a workload (RBAC on its inbound listeners), by selector, namespace or the root namespace. */
+  readonly authorizationPolicies: readonly AuthorizationPolicyDocument[];
   readonly diagnostics: readonly Diagnostic[];
 }
 
-export const EMPTY_POLICY: PolicySet = Object.freeze({ virtualServices: [], destinationRules: [], sidecars: [], diagnostics: [] });
+export const EMPTY_POLICY: PolicySet = Object.freeze({ virtualServices: [], destinationRules: [], sidecars: [], peerAuthentications: [], authorizationPolicies: [], diagnostics: [] });
 
 export function policyFromFiles(files: ReadonlyMap<string, ParsedFile>): PolicySet {
   const documents = [...files.keys()].sort(compareStrings).flatMap((path) => files.get(path)!.documents);
   const virtualServices = documents.filter((d): d is VirtualServiceDocument => d.kind === 'VirtualService');
   const destinationRules = documents.filter((d): d is DestinationRuleDocument => d.kind === 'DestinationRule');
   const sidecars = documents.filter((d): d is SidecarDocument => d.kind === 'Sidecar');
+  const peerAuthentications = documents.filter((d): d is PeerAuthenticationDocument => d.kind === 'PeerAuthentication');
+  const authorizationPolicies = documents.filter((d): d is AuthorizationPolicyDocument => d.kind === 'AuthorizationPolicy');
   const diagnostics = [
     ...virtualServices.flatMap((vs) => ignoredVirtualServiceFields(vs)),
     ...destinationRules.flatMap((dr) => ignoredFields(dr, IGNORED_DESTINATION_RULE_FIELDS)),
     ...sidecars.flatMap((sc) => ignoredFields(sc, IGNORED_SIDECAR_FIELDS)),
   ];
-  return { virtualServices, destinationRules, sidecars, diagnostics };
+  return { virtualServices, destinationRules, sidecars, peerAuthentications, authorizationPolicies, diagnostics };
 }
 
 const IGNORED_VIRTUAL_SERVICE_FIELDS = [

@@ -142,3 +142,38 @@ export function shortName(hostname: string): string {
   const dot = hostname.indexOf('.');
   return dot === -1 ? hostname : hostname.slice(0, dot);
 }
+
+/**
+ * Where the application behind a VM's sidecar listens, on 127.0.0.1: `"18080"`
+ * for every port of the endpoint, or `"http=18080,grpc=19090"` by service port
+ * name. Without it (or for a port the list does not name) the application
+ * listens on 127.0.0.1 at the endpoint's own port (VMs have no iptables capture, so the sidecar takes the endpoint's
+ * address and the application loopback).
+ */
+export const APP_PORT_LABEL = 'meshbridge.io/app-port';
+
+/** Istio's label for "this endpoint has a sidecar that terminates mutual TLS" (value `istio`): the automatic mTLS signal. */
+export const TLS_MODE_LABEL = 'security.istio.io/tlsMode';
+
+/** The application's loopback address behind a sidecar: never reachable from another machine. */
+export const APP_ADDRESS = '127.0.0.1';
+
+/**
+ * The port the application behind an endpoint listens on for a service port,
+ * or why the endpoint's label cannot say. Labels come from registries, so a
+ * malformed one is reported, never guessed around.
+ */
+export function appPort(endpoint: Endpoint, port: ServicePort): number | { error: string } {
+  const declared = endpoint.labels[APP_PORT_LABEL];
+  if (declared === undefined) return endpointPort(endpoint, port);
+  const valid = (text: string) => /^\d{1,5}$/.test(text) && Number(text) >= 1 && Number(text) <= 65535;
+  if (valid(declared.trim())) return Number(declared.trim());
+  for (const part of declared.split(',').slice(0, 64)) {
+    const [name, value] = part.split('=').map((s) => s.trim());
+    if (name === undefined || value === undefined || !valid(value)) {
+      return { error: `${APP_PORT_LABEL} "${clip(declared)}" is neither a port nor "name=port,..."` };
+    }
+    if (name === port.name) return Number(value);
+  }
+  return endpointPort(endpoint, port);
+}

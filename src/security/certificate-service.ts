@@ -10,17 +10,25 @@ import type { WorkloadCa } from './workload-ca.js';
 /**
  * `meshbridge.ca.v1.WorkloadCertificateService`, served on the xDS port:
  *
- *   service WorkloadCertificateService { rpc Sign(SignRequest) returns (SignResponse); }
+ *   service WorkloadCertificateService {
+ *     rpc Sign(SignRequest) returns (SignResponse);
+ *     rpc TrustBundle(TrustBundleRequest) returns (TrustBundleResponse);
+ *   }
  *   message SignRequest  { string csr = 1; string spiffe_id = 2; uint32 validity_seconds = 3; }
  *   message SignResponse { repeated string cert_chain = 1; string trust_bundle = 2; string spiffe_id = 3; string not_after = 4; }
+ *   message TrustBundleRequest {}
+ *   message TrustBundleResponse { string trust_bundle = 1; }
  *
  * Like Istio's IstioCertificateService, the caller sends only a CSR: the
  * identity comes from who the caller is (its node, through the same
  * certificate or token as its xDS stream) and what the catalog says runs on
- * that node, never from the CSR.
+ * that node, never from the CSR. TrustBundle lets an agent learn of a new
+ * root between renewals: a rotation then needs to wait only for agents' bundle
+ * refresh before the new root signs, not for half a certificate lifetime.
  */
 
 export const CERTIFICATE_SERVICE_PATH = '/meshbridge.ca.v1.WorkloadCertificateService/Sign';
+export const TRUST_BUNDLE_PATH = '/meshbridge.ca.v1.WorkloadCertificateService/TrustBundle';
 
 export interface SignRequest {
   readonly csr: string;
@@ -39,6 +47,13 @@ export interface SignResponse {
   readonly not_after: string;
 }
 
+export type TrustBundleRequest = Record<string, never>;
+
+export interface TrustBundleResponse {
+  /** PEM roots: during a rotation, the old and the new. */
+  readonly trust_bundle: string;
+}
+
 const root = protobuf.Root.fromJSON({
   nested: {
     SignRequest: {
@@ -52,10 +67,14 @@ const root = protobuf.Root.fromJSON({
         not_after: { type: 'string', id: 4 },
       },
     },
+    TrustBundleRequest: { fields: {} },
+    TrustBundleResponse: { fields: { trust_bundle: { type: 'string', id: 1 } } },
   },
 });
 const requestType = root.lookupType('SignRequest');
 const responseType = root.lookupType('SignResponse');
+const bundleRequestType = root.lookupType('TrustBundleRequest');
+const bundleResponseType = root.lookupType('TrustBundleResponse');
 const TO_OBJECT = { defaults: true, arrays: true } as const;
 
 /** The gRPC definition, for the server and for `meshbridge agent`'s client alike. */
@@ -69,6 +88,15 @@ export const certificateServiceDefinition: grpc.ServiceDefinition = {
     responseSerialize: (value: SignResponse) => Buffer.from(responseType.encode(responseType.fromObject(value)).finish()),
     responseDeserialize: (bytes: Buffer) => responseType.toObject(responseType.decode(bytes), TO_OBJECT) as SignResponse,
   },
+  TrustBundle: {
+    path: TRUST_BUNDLE_PATH,
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: (value: TrustBundleRequest) => Buffer.from(bundleRequestType.encode(bundleRequestType.fromObject(value)).finish()),
+    requestDeserialize: (bytes: Buffer) => bundleRequestType.toObject(bundleRequestType.decode(bytes), TO_OBJECT) as TrustBundleRequest,
+    responseSerialize: (value: TrustBundleResponse) => Buffer.from(bundleResponseType.encode(bundleResponseType.fromObject(value)).finish()),
+    responseDeserialize: (bytes: Buffer) => bundleResponseType.toObject(bundleResponseType.decode(bytes), TO_OBJECT) as TrustBundleResponse,
+  },
 };
 
 export interface CertificateServiceOptions {
@@ -76,7 +104,7 @@ export interface CertificateServiceOptions {
   readonly defaultTtlMs: number;
   readonly maxTtlMs: number;
   /** The caller's identity, established as for its xDS stream (xds-guard). */
-  readonly authenticate: (call: grpc.ServerUnaryCall<SignRequest, SignResponse>) => Promise<PeerIdentity | { error: string }>;
+  readonly authenticate: (call: grpc.ServerUnaryCall<SignRequest | TrustBundleRequest, SignResponse | TrustBundleResponse>) => Promise<PeerIdentity | { error: string }>;
   readonly catalog: () => ServiceCatalog;
   readonly ca: () => WorkloadCa;
   readonly onSigned?: (outcome: 'signed' | 'refused') => void;
@@ -137,7 +165,30 @@ export function certificateServiceHandlers(options: CertificateServiceOptions, l
       throw error;
     }
   };
+  const trustBundle = async (call: grpc.ServerUnaryCall<TrustBundleRequest, TrustBundleResponse>): Promise<TrustBundleResponse> => {
+    const caller = await options.authenticate(call);
+    if ('error' in caller) throw status(grpc.status.UNAUTHENTICATED, caller.error);
+    // The bundle is no secret, but it is the agents' business: the same callers as Sign.
+    if (caller.role !== 'node' || caller.name === undefined) {
+      throw status(grpc.status.PERMISSION_DENIED, `${caller.principal} is not a node identity; only nodes fetch the workload trust bundle`);
+    }
+    return { trust_bundle: options.ca().trustBundle() };
+  };
   return {
+    TrustBundle: (call: grpc.ServerUnaryCall<TrustBundleRequest, TrustBundleResponse>, callback: grpc.sendUnaryData<TrustBundleResponse>) => {
+      trustBundle(call).then(
+        (response) => callback(null, response),
+        (error: unknown) => {
+          const known = error as Partial<grpc.StatusObject>;
+          if (typeof known.code === 'number') {
+            log.warn({ peer: call.getPeer(), code: grpc.status[known.code] }, `workload trust bundle refused: ${known.details}`);
+            callback(error as grpc.ServiceError);
+            return;
+          }
+          callback({ code: grpc.status.INTERNAL, details: `trust bundle unavailable: ${(error as Error).message}` });
+        },
+      );
+    },
     Sign: (call: grpc.ServerUnaryCall<SignRequest, SignResponse>, callback: grpc.sendUnaryData<SignResponse>) => {
       sign(call).then(
         (response) => {

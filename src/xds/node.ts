@@ -12,12 +12,23 @@ export interface NodeIdentity {
   readonly namespace: string;
   /** Istio's node metadata LABELS: what a Sidecar's workloadSelector matches. */
   readonly labels: Readonly<Record<string, string>>;
+  /** The node has meshbridge agent's SDS cluster (metadata MESHBRIDGE_WORKLOAD_SDS): it can terminate mTLS for its workloads. */
+  readonly workloadSds: boolean;
   /** The snapshot this node is served from. */
   readonly view: ProxyView;
 }
 
 /** What narrows a node's view (its Sidecar, security.access), as a scope name; empty for none. */
-export type ScopeResolver = (node: { readonly id: string; readonly namespace: string; readonly labels: Readonly<Record<string, string>> }) => string;
+export type ScopeResolver = (node: {
+  readonly id: string;
+  readonly kind: ProxyKind;
+  readonly workloadSds: boolean;
+  readonly namespace: string;
+  readonly labels: Readonly<Record<string, string>>;
+}) => string;
+
+/** Node metadata `meshbridge bootstrap --envoy --sds-socket` sets: the Envoy has the `sds-grpc` cluster of its agent. */
+export const WORKLOAD_SDS_METADATA = 'MESHBRIDGE_WORKLOAD_SDS';
 
 /** Node metadata is the client's: bounded, so a node cannot make every stream carry a huge label map. */
 const MAX_LABELS = 64;
@@ -76,6 +87,7 @@ export function identifyNode(node: NodeMessage | null | undefined, scopeOf?: Sco
   const id = node?.id || 'unknown';
   const namespace = stringValue(structFields(node?.metadata)['NAMESPACE']) || 'default';
   const labels = nodeLabels(node?.metadata);
-  const scope = scopeOf?.({ id, namespace, labels }) ?? '';
-  return { id, cluster: node?.cluster ?? '', userAgent, kind, locality, namespace, labels, view: viewKey(kind, locality, scope) };
+  const workloadSds = stringValue(structFields(node?.metadata)[WORKLOAD_SDS_METADATA]) === 'true';
+  const scope = scopeOf?.({ id, kind, workloadSds, namespace, labels }) ?? '';
+  return { id, cluster: node?.cluster ?? '', userAgent, kind, locality, namespace, labels, workloadSds, view: viewKey(kind, locality, scope) };
 }

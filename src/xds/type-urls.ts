@@ -10,8 +10,12 @@ export const TypeUrl = {
   TcpProxy: `${PREFIX}envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy`,
   Router: `${PREFIX}envoy.extensions.filters.http.router.v3.Router`,
   HttpFault: `${PREFIX}envoy.extensions.filters.http.fault.v3.HTTPFault`,
+  HttpRbac: `${PREFIX}envoy.extensions.filters.http.rbac.v3.RBAC`,
+  NetworkRbac: `${PREFIX}envoy.extensions.filters.network.rbac.v3.RBAC`,
   HttpProtocolOptions: `${PREFIX}envoy.extensions.upstreams.http.v3.HttpProtocolOptions`,
   UpstreamTlsContext: `${PREFIX}envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext`,
+  DownstreamTlsContext: `${PREFIX}envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext`,
+  TlsInspector: `${PREFIX}envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector`,
 } as const;
 
 /** The four types served over ADS, in the order a push must follow: clusters before their endpoints, listeners before their routes. */

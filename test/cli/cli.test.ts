@@ -92,6 +92,24 @@ describe('meshbridge bootstrap', () => {
     expect(label.stderr).toContain('--label must be KEY=VALUE');
   });
 
+  it('--workload-certs-refresh sets how often gRPC re-reads the agent\'s files; a period outside 1s..24h or without --workload-certs is refused', async () => {
+    const printed = await meshbridge(['bootstrap', '--grpc', '--node-id', 'x', '--workload-certs', '/var/lib/agent', '--workload-certs-refresh', '2m']);
+    expect(printed.code, printed.stderr).toBe(0);
+    const providers = (JSON.parse(printed.stdout) as { certificate_providers: Record<string, { config: { refresh_interval: string; ca_certificate_file: string } }> }).certificate_providers;
+    expect(providers['default']?.config).toMatchObject({ refresh_interval: '120s', ca_certificate_file: '/var/lib/agent/root-cert.pem' });
+    const byDefault = await meshbridge(['bootstrap', '--grpc', '--node-id', 'x', '--workload-certs', '/var/lib/agent']);
+    expect(JSON.parse(byDefault.stdout).certificate_providers.default.config.refresh_interval).toBe('60s');
+    for (const [args, message] of [
+      [['--workload-certs', '/d', '--workload-certs-refresh', '500ms'], '--workload-certs-refresh must be a duration from 1s to 24h'],
+      [['--workload-certs', '/d', '--workload-certs-refresh', '25h'], '--workload-certs-refresh must be a duration from 1s to 24h'],
+      [['--workload-certs-refresh', '5s'], '--workload-certs-refresh needs --workload-certs'],
+    ] as const) {
+      const refused = await meshbridge(['bootstrap', '--grpc', '--node-id', 'x', ...args]);
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toContain(message);
+    }
+  });
+
   it('refuses a bootstrap without a node id or with both kinds, exit code 2', async () => {
     expect((await meshbridge(['bootstrap', '--grpc'])).code).toBe(2);
     const both = await meshbridge(['bootstrap', '--grpc', '--envoy', '--node-id', 'x']);

@@ -1,10 +1,10 @@
-import { createServer } from 'node:http';
-import type { Server } from 'node:http';
 import * as net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startConsulAgent } from '../harness/consul.js';
 import type { ConsulAgent } from '../harness/consul.js';
 import { sleep } from '../helpers/eventually.js';
+import { startStubConsul } from '../helpers/stub-consul.js';
+import type { ConsulIntercept } from '../helpers/stub-consul.js';
 import { registerService } from './consul-api.js';
 import { RegistryFixture } from './registry-fixture.js';
 
@@ -67,65 +67,28 @@ describe('consul registry failures against a real agent', () => {
  * that replays real response shapes.
  */
 describe('consul registry failures a real agent will not produce on demand', () => {
-  const entry = {
-    Node: { Node: 'n1', Address: '10.0.0.1', Datacenter: 'dc1' },
-    Service: { ID: 'api-1', Service: 'api', Port: 8080, Address: '' },
-    Checks: [{ Node: 'n1', CheckID: 'serfHealth', Status: 'passing', ServiceID: '' }],
-  };
-
-  async function standIn(failure: () => { status: number; headers?: Record<string, string> } | undefined): Promise<Server & { url: string }> {
-    const server = createServer((req, res) => {
-      const fail = failure();
-      if (fail !== undefined) {
-        res.writeHead(fail.status, { 'Content-Type': 'text/plain', ...fail.headers });
-        res.end(fail.status >= 500 ? 'No cluster leader' : 'ok');
-        return;
-      }
-      const url = new URL(req.url!, 'http://x');
-      const index = Number(url.searchParams.get('index') ?? 0);
-      const reply = (body: unknown) => {
-        res.writeHead(200, { 'Content-Type': 'application/json', 'X-Consul-Index': '10', 'X-Consul-KnownLeader': 'true' });
-        res.end(JSON.stringify(body));
-      };
-      // A blocking query at the current index waits (briefly here) and comes back unchanged.
-      const later = (body: unknown) => (index >= 10 ? setTimeout(() => reply(body), 200) : reply(body));
-      if (url.pathname === '/v1/catalog/services') later({ api: [] });
-      else if (url.pathname === '/v1/health/state/any') later(entry.Checks);
-      else if (url.pathname === '/v1/health/service/api') reply([entry]);
-      else {
-        res.writeHead(404);
-        res.end();
-      }
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const address = server.address() as net.AddressInfo;
-    cleanups.push(
-      () =>
-        new Promise<void>((resolve) => {
-          server.close(() => resolve());
-          server.closeAllConnections();
-        }),
-    );
-    return Object.assign(server, { url: `http://127.0.0.1:${address.port}` });
-  }
-
   for (const c of [
     { name: 'a 5xx', failure: { status: 500 }, code: 'MB_CONSUL_SERVER_ERROR' },
     { name: 'X-Consul-KnownLeader: false', failure: { status: 200, headers: { 'X-Consul-KnownLeader': 'false', 'X-Consul-Index': '11' } }, code: 'MB_CONSUL_NO_LEADER' },
   ]) {
     it(`on ${c.name}: keeps the last good services, stale, then resyncs`, async () => {
-      let failing = false;
-      const server = await standIn(() => (failing ? c.failure : undefined));
-      const fixture = new RegistryFixture(server.url, { localDatacenter: 'dc1' });
+      const consul = await startStubConsul();
+      cleanups.push(() => consul.close());
+      const fail: ConsulIntercept = (_req, res) => {
+        res.writeHead(c.failure.status, { 'Content-Type': 'text/plain', ...c.failure.headers });
+        res.end(c.failure.status >= 500 ? 'No cluster leader' : 'ok');
+        return true;
+      };
+      const fixture = new RegistryFixture(consul.url, { localDatacenter: 'dc1' });
       cleanups.push(() => fixture.stop());
       await fixture.start();
       await fixture.until((s) => expect(s).toMatchObject({ synced: true, stale: false }));
       const fullSyncs = fixture.logs.filter((l) => l.msg === 'consul datacenter read in full').length;
-      failing = true;
+      consul.intercept = fail;
       await fixture.until((s) => expect(s.stale).toBe(true), 5_000);
       expect(fixture.latest!.services.map((s) => s.hostname)).toEqual(['api.service.consul']);
       expect(fixture.logs.some((l) => l['code'] === c.code)).toBe(true);
-      failing = false;
+      consul.intercept = undefined;
       await fixture.until((s) => expect(s.stale).toBe(false), 5_000);
       expect(fixture.logs.filter((l) => l.msg === 'consul datacenter read in full').length).toBe(fullSyncs + 1);
       expect(fixture.latest!.services.map((s) => s.hostname)).toEqual(['api.service.consul']);

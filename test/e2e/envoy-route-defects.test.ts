@@ -3,7 +3,7 @@ import type { Server } from 'node:http';
 import { createServer as createNetServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DaemonProcess, meshbridge } from '../helpers/daemon-process.js';
+import { DaemonProcess, meshbridge, runFileDaemon } from '../helpers/daemon-process.js';
 import { eventually, sleep } from '../helpers/eventually.js';
 import { tempDir } from '../helpers/tmp.js';
 import { EnvoyProcess } from '../security/envoy-process.js';
@@ -120,15 +120,7 @@ ${http}`;
         ),
       ].join('---\n'),
     );
-    dir.write(
-      'meshbridge.yaml',
-      `xds: { listen: 127.0.0.1:0 }
-admin: { listen: 127.0.0.1:0 }
-registries: [{ kind: file, name: local, paths: [services.yaml] }]
-policy: { paths: [policy.yaml] }
-`,
-    );
-    daemon = new DaemonProcess(['run', '--config', `${dir.path}/meshbridge.yaml`]);
+    daemon = runFileDaemon(dir, { registry: ['services.yaml'], policy: ['policy.yaml'] });
     const xdsPort = await daemon.xdsPort();
     const accepted = await daemon.waitForLog((l) => l.msg === 'file accepted' && String(l.file).endsWith('policy.yaml'), 10_000);
     expect(accepted.documents).toBe(HOSTS.length);

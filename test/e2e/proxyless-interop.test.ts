@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DaemonProcess, meshbridge } from '../helpers/daemon-process.js';
+import { DaemonProcess, meshbridge, runFileDaemon } from '../helpers/daemon-process.js';
 import { startEchoBackend } from '../helpers/echo.js';
 import type { EchoBackend, EchoBackendOptions } from '../helpers/echo.js';
 import { eventually, sleep } from '../helpers/eventually.js';
@@ -210,16 +210,7 @@ describe('gRPC xDS interop scenarios, for grpc-js-xds and grpc-go', () => {
     };
     writeServices();
     dir.write('policy.yaml', POLICY);
-    dir.write(
-      'meshbridge.yaml',
-      `xds: { listen: 127.0.0.1:0 }
-admin: { listen: 127.0.0.1:0 }
-batching: { debounceMs: 50, maxDelayMs: 200 }
-registries: [{ kind: file, name: local, paths: [services.yaml] }]
-policy: { paths: [policy.yaml] }
-`,
-    );
-    daemon = new DaemonProcess(['run', '--config', `${dir.path}/meshbridge.yaml`]);
+    daemon = runFileDaemon(dir, { registry: ['services.yaml'], policy: ['policy.yaml'], batching: { debounceMs: 50, maxDelayMs: 200 } });
     xdsPort = await daemon.xdsPort();
     adminPort = await daemon.adminPort();
   });

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DaemonProcess, meshbridge } from '../helpers/daemon-process.js';
+import { DaemonProcess, meshbridge, runFileDaemon } from '../helpers/daemon-process.js';
 import { startEchoBackend } from '../helpers/echo.js';
 import type { EchoBackend } from '../helpers/echo.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -66,15 +66,7 @@ spec:
         )
         .join('---\n'),
     );
-    dir.write(
-      'meshbridge.yaml',
-      `xds: { listen: 127.0.0.1:0 }
-admin: { listen: 127.0.0.1:0 }
-registries: [{ kind: file, name: local, paths: [services.yaml] }]
-policy: { paths: [policy.yaml] }
-`,
-    );
-    daemon = new DaemonProcess(['run', '--config', `${dir.path}/meshbridge.yaml`]);
+    daemon = runFileDaemon(dir, { registry: ['services.yaml'], policy: ['policy.yaml'] });
     xdsPort = await daemon.xdsPort();
     adminPort = await daemon.adminPort();
     // The policy file must have been taken whole, or this test would prove nothing.

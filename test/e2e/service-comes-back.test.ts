@@ -1,6 +1,6 @@
 import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DaemonProcess, meshbridge } from '../helpers/daemon-process.js';
+import { DaemonProcess, meshbridge, runFileDaemon } from '../helpers/daemon-process.js';
 import { startEchoBackend, XdsEchoClient } from '../helpers/echo.js';
 import type { EchoBackend } from '../helpers/echo.js';
 import { eventually } from '../helpers/eventually.js';
@@ -29,15 +29,7 @@ spec:
   beforeAll(async () => {
     backend = await startEchoBackend('back');
     dir.write('back.yaml', entry());
-    dir.write(
-      'meshbridge.yaml',
-      `xds: { listen: 127.0.0.1:0 }
-admin: { listen: 127.0.0.1:0 }
-batching: { debounceMs: 50, maxDelayMs: 200 }
-registries: [{ kind: file, name: local, paths: ['*.yaml'] }]
-`,
-    );
-    daemon = new DaemonProcess(['run', '--config', `${dir.path}/meshbridge.yaml`]);
+    daemon = runFileDaemon(dir, { registry: ['*.yaml'], batching: { debounceMs: 50, maxDelayMs: 200 } });
     const port = await daemon.xdsPort();
     const bootstrap = await meshbridge(['bootstrap', '--grpc', '--node-id', 'comes-back', '--xds', `127.0.0.1:${port}`]);
     client = new XdsEchoClient('xds:///back.e2e.internal', bootstrap.stdout);

@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DaemonProcess, meshbridge } from '../helpers/daemon-process.js';
+import { DaemonProcess, meshbridge, runFileDaemon } from '../helpers/daemon-process.js';
 import { startEchoBackend, XdsEchoClient } from '../helpers/echo.js';
 import type { EchoBackend } from '../helpers/echo.js';
 import { eventually } from '../helpers/eventually.js';
@@ -94,16 +94,7 @@ describe('traffic policy through a real grpc-js-xds client', () => {
     dir.write('services.yaml', services(v1, v2));
     dir.write('split.yaml', splitRule(80));
     dir.write('faults.yaml', FAULT_RULES);
-    dir.write(
-      'meshbridge.yaml',
-      `xds: { listen: 127.0.0.1:0 }
-admin: { listen: 127.0.0.1:0 }
-batching: { debounceMs: 50, maxDelayMs: 200 }
-registries: [{ kind: file, name: local, paths: [services.yaml] }]
-policy: { paths: ['*.yaml'] }
-`,
-    );
-    daemon = new DaemonProcess(['run', '--config', `${dir.path}/meshbridge.yaml`]);
+    daemon = runFileDaemon(dir, { registry: ['services.yaml'], policy: ['*.yaml'], batching: { debounceMs: 50, maxDelayMs: 200 } });
     const port = await daemon.xdsPort();
     bootstrap = (await meshbridge(['bootstrap', '--grpc', '--node-id', 'policy-e2e', '--xds', `127.0.0.1:${port}`])).stdout;
   });
@@ -206,16 +197,7 @@ spec:
     near = await startEchoBackend('near');
     far = await startEchoBackend('far');
     dir.write('orders.yaml', entry(true));
-    dir.write(
-      'meshbridge.yaml',
-      `xds: { listen: 127.0.0.1:0 }
-admin: { listen: 127.0.0.1:0 }
-batching: { debounceMs: 50, maxDelayMs: 200 }
-registries: [{ kind: file, name: local, paths: [orders.yaml] }]
-policy: { paths: [orders.yaml] }
-`,
-    );
-    daemon = new DaemonProcess(['run', '--config', `${dir.path}/meshbridge.yaml`]);
+    daemon = runFileDaemon(dir, { registry: ['orders.yaml'], policy: ['orders.yaml'], batching: { debounceMs: 50, maxDelayMs: 200 } });
     const port = await daemon.xdsPort();
     const bootstrap = await meshbridge(['bootstrap', '--grpc', '--node-id', 'eu-client', '--locality', 'eu/eu-1a', '--xds', `127.0.0.1:${port}`]);
     client = new XdsEchoClient(`xds:///orders.e2e.internal:${PORT}`, bootstrap.stdout);

@@ -1,6 +1,6 @@
 import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DaemonProcess } from '../helpers/daemon-process.js';
+import { DaemonProcess, runFileDaemon } from '../helpers/daemon-process.js';
 import { startHttpBackend } from '../helpers/envoy-backends.js';
 import type { HttpBackend } from '../helpers/envoy-backends.js';
 import { EnvoyProcess, freePort, httpRequest } from '../helpers/envoy.js';
@@ -64,16 +64,7 @@ spec:
     - { address: 127.0.0.1, ports: { http: ${backends[1]!.port} }, labels: { version: v2 } }
 `,
     );
-    dir.write(
-      'meshbridge.yaml',
-      `xds: { listen: 127.0.0.1:0 }
-admin: { listen: 127.0.0.1:0 }
-batching: { debounceMs: 20, maxDelayMs: 100 }
-registries: [{ kind: file, name: local, paths: [services.yaml] }]
-policy: { paths: ['policy-*.yaml'] }
-`,
-    );
-    daemon = new DaemonProcess(['run', '--config', `${dir.path}/meshbridge.yaml`]);
+    daemon = runFileDaemon(dir, { registry: ['services.yaml'], policy: ['policy-*.yaml'], batching: { debounceMs: 20, maxDelayMs: 100 } });
     envoy = await EnvoyProcess.start({ xdsPort: await daemon.xdsPort(), nodeId: `mbb-${mode}`, delta });
     await envoy.waitForConfig((names) => expect(names.listeners).toContain(`127.0.0.1_${servicePort}`));
   });

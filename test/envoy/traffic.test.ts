@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { DaemonProcess } from '../helpers/daemon-process.js';
+import { DaemonProcess, runFileDaemon } from '../helpers/daemon-process.js';
 import { SidecarEchoClient, startHttpBackend } from '../helpers/envoy-backends.js';
 import type { HttpBackend } from '../helpers/envoy-backends.js';
 import { startEchoBackend } from '../helpers/echo.js';
@@ -132,16 +132,7 @@ spec:
     [httpPort, grpcPort] = [await freePort(), await freePort()];
     dir.write('services.yaml', services());
     dir.write('policy.yaml', POLICY);
-    dir.write(
-      'meshbridge.yaml',
-      `xds: { listen: 127.0.0.1:0 }
-admin: { listen: 127.0.0.1:0 }
-batching: { debounceMs: 20, maxDelayMs: 100 }
-registries: [{ kind: file, name: local, paths: [services.yaml] }]
-policy: { paths: [policy.yaml] }
-`,
-    );
-    daemon = new DaemonProcess(['run', '--config', `${dir.path}/meshbridge.yaml`]);
+    daemon = runFileDaemon(dir, { registry: ['services.yaml'], policy: ['policy.yaml'], batching: { debounceMs: 20, maxDelayMs: 100 } });
     const xdsPort = await daemon.xdsPort();
     envoy = await EnvoyProcess.start({ xdsPort, nodeId: `traffic-${mode}`, delta });
     await eventually(async () => expect((await get('web.e2e.internal', '/', { 'x-user': 'jason' })).status).toBe(200), 20_000, 20);

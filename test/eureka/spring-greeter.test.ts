@@ -92,8 +92,10 @@ spec:
       const appLog = greeter!.log;
       await greeter!.stop();
       greeter = undefined;
-      // Spring sends DOWN and then cancels the lease moments later; a refresh can fall between the two or after
-      // both, so the endpoint is seen UNHEALTHY or not at all, but never HEALTHY again.
+      // Spring re-registers DOWN and then cancels the lease: 3 s later, or within tens of ms when the DOWN
+      // registration is still in flight as its client shuts down (more likely on a loaded machine). A refresh can
+      // fall between the two or after both, so the endpoint is seen UNHEALTHY or not at all (the watch has no
+      // CDS, so it is sent the empty assignment), but never HEALTHY again.
       await eventually(
         () => expect([[`127.0.0.1:${port}/UNHEALTHY`], []], `the app's last log lines:\n${appLog.slice(-25).join('\n')}`).toContainEqual(all.summary()),
         20_000,

@@ -4,6 +4,7 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { eventually } from './eventually.js';
+import type { TempDir } from './tmp.js';
 
 export const MESHBRIDGE_BIN = join(import.meta.dirname, '../../bin/meshbridge.js');
 
@@ -91,4 +92,28 @@ export async function meshbridge(args: string[]): Promise<{ stdout: string; stde
     const e = error as { stdout: string; stderr: string; code: number };
     return { stdout: e.stdout, stderr: e.stderr, code: e.code };
   }
+}
+
+export interface FileDaemonOptions {
+  /** The file registry's paths (globs allowed), relative to `dir`. */
+  readonly registry: readonly string[];
+  /** `policy.paths`, when the test has traffic policy. */
+  readonly policy?: readonly string[];
+  /** Short batching so a test sees a change within a few hundred milliseconds. */
+  readonly batching?: { readonly debounceMs: number; readonly maxDelayMs: number };
+}
+
+/**
+ * Writes `meshbridge.yaml` into `dir` (xDS and admin on loopback, ports chosen
+ * by the OS, one file registry) and runs the daemon on it, as most end-to-end
+ * tests do.
+ */
+export function runFileDaemon(dir: TempDir, options: FileDaemonOptions): DaemonProcess {
+  const list = (paths: readonly string[]): string => paths.map((path) => `'${path}'`).join(', ');
+  const lines = ['xds: { listen: 127.0.0.1:0 }', 'admin: { listen: 127.0.0.1:0 }'];
+  if (options.batching) lines.push(`batching: { debounceMs: ${options.batching.debounceMs}, maxDelayMs: ${options.batching.maxDelayMs} }`);
+  lines.push(`registries: [{ kind: file, name: local, paths: [${list(options.registry)}] }]`);
+  if (options.policy) lines.push(`policy: { paths: [${list(options.policy)}] }`);
+  const config = dir.write('meshbridge.yaml', `${lines.join('\n')}\n`);
+  return new DaemonProcess(['run', '--config', config]);
 }

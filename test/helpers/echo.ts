@@ -87,8 +87,9 @@ export interface CallOutcome {
 export class XdsEchoClient {
   private readonly client: EchoClient;
 
-  constructor(target: string, bootstrapJson: string) {
-    this.client = new Echo(target, grpc.credentials.createInsecure(), { [BOOTSTRAP_OPTION]: bootstrapJson });
+  /** `credentials`: insecure by default; grpc-js-xds's XdsChannelCredentials use the TLS a cluster asks for. */
+  constructor(target: string, bootstrapJson: string, credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure()) {
+    this.client = new Echo(target, credentials, { [BOOTSTRAP_OPTION]: bootstrapJson });
   }
 
   call(deadlineMs = 5_000, metadata = new grpc.Metadata()): Promise<EchoReply> {

@@ -1,56 +1,10 @@
-import { createServer } from 'node:http';
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import type * as net from 'node:net';
+import type { ServerResponse } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RegistryFixture } from '../consul/registry-fixture.js';
+import { startStubConsul } from '../helpers/stub-consul.js';
+import type { ConsulIntercept } from '../helpers/stub-consul.js';
 
 const TOKEN = '5f0b8c2e-7d1a-4e3b-9c6f-0a1b2c3d4e5f';
-
-const entry = {
-  Node: { Node: 'n1', Address: '10.0.0.1', Datacenter: 'dc1' },
-  Service: { ID: 'api-1', Service: 'api', Port: 8080, Address: '' },
-  Checks: [{ Node: 'n1', CheckID: 'serfHealth', Status: 'passing', ServiceID: '' }],
-};
-
-type Bad = (req: IncomingMessage, res: ServerResponse, path: string) => boolean;
-
-/**
- * A Consul stand-in on loopback: real response shapes while `bad` is unset,
- * then whatever a broken proxy, a misrouted load balancer or an attacker
- * answers. Only the hostile bodies are fake; the real path is covered
- * against a real agent in test/consul and test/hostile/restart.test.ts.
- */
-async function hostileConsul(): Promise<{ url: string; setBad(bad: Bad | undefined): void; close(): Promise<void> }> {
-  let bad: Bad | undefined;
-  const server = createServer((req, res) => {
-    const url = new URL(req.url!, 'http://x');
-    if (bad?.(req, res, url.pathname)) return;
-    const index = Number(url.searchParams.get('index') ?? 0);
-    const reply = (body: unknown) => {
-      res.writeHead(200, { 'Content-Type': 'application/json', 'X-Consul-Index': '10', 'X-Consul-KnownLeader': 'true' });
-      res.end(JSON.stringify(body));
-    };
-    const later = (body: unknown) => (index >= 10 ? setTimeout(() => reply(body), 200) : reply(body));
-    if (url.pathname === '/v1/catalog/services') later({ api: [] });
-    else if (url.pathname === '/v1/health/state/any') later(entry.Checks);
-    else if (url.pathname === '/v1/health/service/api') reply([entry]);
-    else {
-      res.writeHead(404);
-      res.end();
-    }
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    setBad: (b) => (bad = b),
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
-}
 
 const json = (res: ServerResponse, body: string, contentType = 'application/json') => {
   res.writeHead(200, { 'Content-Type': contentType, 'X-Consul-Index': '11', 'X-Consul-KnownLeader': 'true' });
@@ -65,15 +19,15 @@ afterEach(async () => {
 
 describe('a Consul that answers badly, or not at all', () => {
   for (const c of [
-    { name: 'text/html (a captive portal or proxy error page)', code: 'MB_CONSUL_RESPONSE_INVALID', bad: ((_q, r) => json(r, '<html><body>Service Unavailable</body></html>', 'text/html')) as Bad },
-    { name: '{} where the checks list is promised', code: 'MB_CONSUL_RESPONSE_INVALID', bad: ((_q, r, p) => p === '/v1/health/state/any' && json(r, '{}')) as Bad },
-    { name: '[] where the service map is promised', code: 'MB_CONSUL_RESPONSE_INVALID', bad: ((_q, r, p) => p === '/v1/catalog/services' && json(r, '[]')) as Bad },
-    { name: 'service entries without Service', code: 'MB_CONSUL_RESPONSE_INVALID', bad: ((_q, r, p) => p.startsWith('/v1/health/') && json(r, p === '/v1/health/state/any' ? '[]' : '[{"Node":{"Node":"n1"}}]')) as Bad },
-    { name: 'JSON cut short', code: 'MB_CONSUL_RESPONSE_INVALID', bad: ((_q, r) => json(r, '{"api": [')) as Bad },
+    { name: 'text/html (a captive portal or proxy error page)', code: 'MB_CONSUL_RESPONSE_INVALID', bad: ((_q, r) => json(r, '<html><body>Service Unavailable</body></html>', 'text/html')) as ConsulIntercept },
+    { name: '{} where the checks list is promised', code: 'MB_CONSUL_RESPONSE_INVALID', bad: ((_q, r, p) => p === '/v1/health/state/any' && json(r, '{}')) as ConsulIntercept },
+    { name: '[] where the service map is promised', code: 'MB_CONSUL_RESPONSE_INVALID', bad: ((_q, r, p) => p === '/v1/catalog/services' && json(r, '[]')) as ConsulIntercept },
+    { name: 'service entries without Service', code: 'MB_CONSUL_RESPONSE_INVALID', bad: ((_q, r, p) => p.startsWith('/v1/health/') && json(r, p === '/v1/health/state/any' ? '[]' : '[{"Node":{"Node":"n1"}}]')) as ConsulIntercept },
+    { name: 'JSON cut short', code: 'MB_CONSUL_RESPONSE_INVALID', bad: ((_q, r) => json(r, '{"api": [')) as ConsulIntercept },
     {
       name: 'a body over limits.registryResponseBytes (declared)',
       code: 'MB_REGISTRY_RESPONSE_TOO_LARGE',
-      bad: ((_q, r) => json(r, JSON.stringify({ api: Array.from({ length: 40_000 }, (_, i) => `tag-${i}`) }))) as Bad,
+      bad: ((_q, r) => json(r, JSON.stringify({ api: Array.from({ length: 40_000 }, (_, i) => `tag-${i}`) }))) as ConsulIntercept,
     },
     {
       name: 'a body over limits.registryResponseBytes (chunked, no length)',
@@ -91,17 +45,17 @@ describe('a Consul that answers badly, or not at all', () => {
         r.on('error', () => undefined);
         pump();
         return true;
-      }) as Bad,
+      }) as ConsulIntercept,
     },
   ]) {
     it(`${c.name}: a failed read, stale, last good kept, logged with ${c.code}`, async () => {
-      const consul = await hostileConsul();
+      const consul = await startStubConsul();
       cleanups.push(() => consul.close());
       const fixture = new RegistryFixture(consul.url, { localDatacenter: 'dc1', maxBodyBytes: 256 * 1024 });
       cleanups.push(() => fixture.stop());
       await fixture.start();
       await fixture.until((s) => expect(s).toMatchObject({ synced: true, stale: false }));
-      consul.setBad(c.bad);
+      consul.intercept = c.bad;
       await fixture.until((s) => expect(s.stale).toBe(true), 10_000);
       expect(fixture.latest!.services.map((s) => s.hostname)).toEqual(['api.service.consul']);
       expect(fixture.latest!.services[0]!.endpoints).toHaveLength(1);
@@ -109,16 +63,16 @@ describe('a Consul that answers badly, or not at all', () => {
       // Never "synced with 0 services" while the answers are bad.
       expect(fixture.states.some((s) => !s.stale && s.services.length === 0)).toBe(false);
 
-      consul.setBad(undefined);
+      consul.intercept = undefined;
       await fixture.until((s) => expect(s).toMatchObject({ synced: true, stale: false }), 10_000);
       expect(fixture.latest!.services.map((s) => s.hostname)).toEqual(['api.service.consul']);
     });
   }
 
   it('a bad body at startup is not "Consul has no services": unsynced, stale, never an empty synced state', async () => {
-    const consul = await hostileConsul();
+    const consul = await startStubConsul();
     cleanups.push(() => consul.close());
-    consul.setBad((_q, r, p) => p === '/v1/catalog/services' && json(r, '[]'));
+    consul.intercept = (_q, r, p) => p === '/v1/catalog/services' && json(r, '[]');
     const fixture = new RegistryFixture(consul.url, { localDatacenter: 'dc1', initialSyncTimeoutMs: 1_500 });
     cleanups.push(() => fixture.stop());
     await fixture.start();
@@ -128,13 +82,13 @@ describe('a Consul that answers badly, or not at all', () => {
   });
 
   it('an error body that echoes the token does not carry it into logs or lastError', async () => {
-    const consul = await hostileConsul();
+    const consul = await startStubConsul();
     cleanups.push(() => consul.close());
-    consul.setBad((req, res) => {
+    consul.intercept = (req, res) => {
       res.writeHead(500, { 'Content-Type': 'text/plain' });
       res.end(`upstream said no; request had X-Consul-Token: ${String(req.headers['x-consul-token'])} and ?token=${String(req.headers['x-consul-token'])}`);
       return true;
-    });
+    };
     const fixture = new RegistryFixture(consul.url, { localDatacenter: 'dc1', tokenEnv: 'T', initialSyncTimeoutMs: 1_500 }, { T: TOKEN });
     cleanups.push(() => fixture.stop());
     await fixture.start();
@@ -146,13 +100,13 @@ describe('a Consul that answers badly, or not at all', () => {
   });
 
   it('a failed first request does not end the initialSyncTimeoutMs hold: nothing is published before it, then unsynced and stale', async () => {
-    const consul = await hostileConsul();
+    const consul = await startStubConsul();
     cleanups.push(() => consul.close());
-    consul.setBad((_q, r) => {
+    consul.intercept = (_q, r) => {
       r.writeHead(500, { 'Content-Type': 'text/plain' });
       r.end('No cluster leader');
       return true;
-    });
+    };
     const fixture = new RegistryFixture(consul.url, { localDatacenter: 'dc1', initialSyncTimeoutMs: 2_000 });
     cleanups.push(() => fixture.stop());
     const started = Date.now();
@@ -167,15 +121,15 @@ describe('a Consul that answers badly, or not at all', () => {
   });
 
   it('Consul answering within the hold is waited for: the first state published is the synced one', async () => {
-    const consul = await hostileConsul();
+    const consul = await startStubConsul();
     cleanups.push(() => consul.close());
     let failures = 3;
-    consul.setBad((_q, r) => {
+    consul.intercept = (_q, r) => {
       if (failures-- <= 0) return false;
       r.writeHead(500, { 'Content-Type': 'text/plain' });
       r.end('No cluster leader');
       return true;
-    });
+    };
     const fixture = new RegistryFixture(consul.url, { localDatacenter: 'dc1', initialSyncTimeoutMs: 10_000 });
     cleanups.push(() => fixture.stop());
     await fixture.start();

@@ -1,18 +1,15 @@
-import { createServer } from 'node:http';
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import type * as net from 'node:net';
 import { join } from 'node:path';
 import { expect } from 'vitest';
 import { DaemonProcess } from '../helpers/daemon-process.js';
 import { eventually } from '../helpers/eventually.js';
+import { startStubConsul } from '../helpers/stub-consul.js';
+import type { ConsulIntercept, StubConsul } from '../helpers/stub-consul.js';
 import { tempDir } from '../helpers/tmp.js';
 import type { TempDir } from '../helpers/tmp.js';
 import { ReconnectingFollower } from './follower.js';
 
 export const CONSUL_API = 'outbound|8080||api.service.consul';
 
-/** What a hostile Consul does with one request instead of answering it well; true when it took over. */
-export type ConsulAttack = (req: IncomingMessage, res: ServerResponse, path: string) => boolean;
 
 /**
  * A real daemon under attack, watched from outside the way an operator would:
@@ -31,14 +28,13 @@ export class HostileHarness {
   /** Every /healthz latency in ms, and failures as Infinity. */
   readonly health: number[] = [];
   readonly rssBytes: number[] = [];
-  private consul: Server | undefined;
-  private attack: ConsulAttack | undefined;
+  private consul: StubConsul | undefined;
   private pollers: NodeJS.Timeout[] = [];
   private changes = 0;
 
   /** `extraConfig` goes after the registries (more registries, top-level keys); `xdsConfig` inside `xds: {...}`. */
   async start(extraConfig = '', xdsConfig = ''): Promise<void> {
-    const consulUrl = await this.startConsul();
+    this.consul = await startStubConsul({ nodeAddress: '127.0.0.1', blockMs: 500 });
     this.writeServices();
     const config = this.dir.write(
       'meshbridge.yaml',
@@ -50,7 +46,7 @@ registries:
   - { kind: file, name: local, paths: [./services.yaml] }
   - kind: consul
     name: dc1
-    address: ${consulUrl}
+    address: ${this.consul.url}
     localDatacenter: dc1
     backoff: { initialMs: 200, maxMs: 1000 }
 ${extraConfig}`,
@@ -64,8 +60,9 @@ ${extraConfig}`,
     this.poll();
   }
 
-  setConsulAttack(attack: ConsulAttack | undefined): void {
-    this.attack = attack;
+  /** What the Consul stand-in does with each request instead of answering it well, until cleared. */
+  setConsulAttack(attack: ConsulIntercept | undefined): void {
+    this.consul!.intercept = attack;
   }
 
   /**
@@ -109,11 +106,7 @@ ${extraConfig}`,
     for (const timer of this.pollers) clearInterval(timer);
     this.good?.close();
     await this.daemon?.stop('SIGKILL');
-    await new Promise<void>((resolve) => {
-      if (this.consul === undefined) return resolve();
-      this.consul.close(() => resolve());
-      this.consul.closeAllConnections();
-    });
+    await this.consul?.close();
     this.dir.remove();
   }
 
@@ -154,34 +147,6 @@ spec:
           .catch(() => undefined);
       }, 250),
     );
-  }
-
-  private async startConsul(): Promise<string> {
-    const entry = {
-      Node: { Node: 'n1', Address: '127.0.0.1', Datacenter: 'dc1' },
-      Service: { ID: 'api-1', Service: 'api', Port: 8080, Address: '' },
-      Checks: [{ Node: 'n1', CheckID: 'serfHealth', Status: 'passing', ServiceID: '' }],
-    };
-    this.consul = createServer((req, res) => {
-      res.on('error', () => undefined);
-      const url = new URL(req.url!, 'http://x');
-      if (this.attack?.(req, res, url.pathname)) return;
-      const index = Number(url.searchParams.get('index') ?? 0);
-      const reply = (body: unknown) => {
-        res.writeHead(200, { 'Content-Type': 'application/json', 'X-Consul-Index': '10', 'X-Consul-KnownLeader': 'true' });
-        res.end(JSON.stringify(body));
-      };
-      const later = (body: unknown) => (index >= 10 ? setTimeout(() => reply(body), 500) : reply(body));
-      if (url.pathname === '/v1/catalog/services') later({ api: [] });
-      else if (url.pathname === '/v1/health/state/any') later(entry.Checks);
-      else if (url.pathname === '/v1/health/service/api') reply([entry]);
-      else {
-        res.writeHead(404);
-        res.end();
-      }
-    });
-    await new Promise<void>((resolve) => this.consul!.listen(0, '127.0.0.1', resolve));
-    return `http://127.0.0.1:${(this.consul.address() as net.AddressInfo).port}`;
   }
 }
 

@@ -2,7 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { envoyApi } from '../helpers/envoy-api.js';
 import { TypeUrl } from '../../src/xds/type-urls.js';
-import { DaemonProcess } from '../helpers/daemon-process.js';
+import { DaemonProcess, runFileDaemon } from '../helpers/daemon-process.js';
 import { eventually } from '../helpers/eventually.js';
 import { tempDir } from '../helpers/tmp.js';
 import { ReconnectingFollower } from './follower.js';
@@ -29,15 +29,7 @@ describe('locality views of clients that left', () => {
 
   beforeAll(async () => {
     dir.write('services.yaml', service('web'));
-    const config = dir.write(
-      'meshbridge.yaml',
-      `xds: { listen: 127.0.0.1:0 }
-admin: { listen: 127.0.0.1:0 }
-batching: { debounceMs: 50, maxDelayMs: 200 }
-registries: [{ kind: file, name: local, paths: [./services.yaml] }]
-`,
-    );
-    daemon = new DaemonProcess(['run', '--config', config]);
+    daemon = runFileDaemon(dir, { registry: ['./services.yaml'], batching: { debounceMs: 50, maxDelayMs: 200 } });
     xds = `127.0.0.1:${await daemon.xdsPort()}`;
     admin = `http://127.0.0.1:${await daemon.adminPort()}`;
     await daemon.waitForLog((l) => l.msg === 'all registries synced', 20_000);

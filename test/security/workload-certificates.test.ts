@@ -3,14 +3,17 @@ import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { requestWorkloadCertificate } from '../../src/agent/certificate-client.js';
+import { fetchTrustBundle, requestWorkloadCertificate } from '../../src/agent/certificate-client.js';
 import type { ControlPlaneCredentials } from '../../src/agent/certificate-client.js';
 import { request as httpsRequest } from 'node:https';
-import { DaemonProcess, meshbridge } from '../helpers/daemon-process.js';
+import { meshbridge } from '../helpers/daemon-process.js';
+import type { DaemonProcess } from '../helpers/daemon-process.js';
 import { freePort } from '../helpers/envoy.js';
 import { EnvoyProcess } from './envoy-process.js';
 import { eventually } from '../helpers/eventually.js';
 import { tempDir } from '../helpers/tmp.js';
+import { getThroughEnvoy, inboundEnvoyBootstrap, startAgent, startClientEnvoy, startMeshDaemon } from './workload-mesh.js';
+import type { MeshDaemon } from './workload-mesh.js';
 
 const WORKLOADS = `apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -38,42 +41,17 @@ spec:
 
 describe('workload certificates over the xDS port: a node obtains only its own workloads\' identities', () => {
   const dir = tempDir('meshbridge-wcert-');
+  let mesh: MeshDaemon;
   let daemon: DaemonProcess;
   let xds: string;
-  const creds = (name: string): ControlPlaneCredentials => ({
-    ca: readFileSync(join(dir.path, 'ca.crt')),
-    cert: readFileSync(join(dir.path, `${name}.crt`)),
-    key: readFileSync(join(dir.path, `${name}.key`)),
-    serverName: 'localhost',
-  });
+  const creds = (name: string): ControlPlaneCredentials => mesh.creds(name);
 
   beforeAll(async () => {
-    expect((await meshbridge(['ca', 'create', '--dir', dir.path, '--trust-domain', 'test.mesh'])).code).toBe(0);
-    expect((await meshbridge(['ca', 'issue', '--dir', dir.path, '--server', 'localhost,127.0.0.1', '--out', `${dir.path}/server`])).code).toBe(0);
-    for (const node of ['vm-1', 'vm-2', 'vm-3']) {
-      expect((await meshbridge(['ca', 'issue', '--dir', dir.path, '--node', node, '--out', `${dir.path}/${node}`])).code).toBe(0);
-    }
+    mesh = await startMeshDaemon(dir, ['vm-1', 'vm-2', 'vm-3']);
     expect((await meshbridge(['ca', 'issue', '--dir', dir.path, '--operator', 'alice', '--out', `${dir.path}/alice`])).code).toBe(0);
-    dir.write(
-      'meshbridge.yaml',
-      `xds:
-  listen: 127.0.0.1:0
-  tls: { certFile: server.crt, keyFile: server.key, clientCaFile: ca.crt }
-admin: { listen: 127.0.0.1:0 }
-security:
-  trustDomain: test.mesh
-  workloadCa: { maxCertificateTtlMs: 172800000, reloadIntervalMs: 200 }
-stateDir: ./state
-batching: { debounceMs: 20, maxDelayMs: 100 }
-registries:
-  - { kind: file, name: local, paths: ['./*.mesh.yaml'] }
-policy: { paths: ['./*.policy.yaml'] }
-`,
-    );
     dir.write('workloads.mesh.yaml', WORKLOADS);
-    daemon = new DaemonProcess(['run', '--config', `${dir.path}/meshbridge.yaml`]);
-    xds = `127.0.0.1:${await daemon.xdsPort()}`;
-    await daemon.waitForLog((l) => l.msg === 'workload CA ready');
+    daemon = mesh.daemon;
+    xds = mesh.xds;
   }, 60_000);
 
   afterAll(async () => {
@@ -159,77 +137,11 @@ policy: { paths: ['./*.policy.yaml'] }
       });
 
     beforeAll(async () => {
-      agent = new DaemonProcess([
-        // Short-lived, so the test sees a renewal (at half life) reach Envoy.
-        'agent', '--xds', xds, '--out', out(), '--sds-socket', socket(), '--ttl', '20s',
-        '--ca', join(dir.path, 'ca.crt'), '--cert', join(dir.path, 'vm-1.crt'), '--key', join(dir.path, 'vm-1.key'), '--server-name', 'localhost',
-      ]);
-      await agent.waitForLog((l) => l.msg === 'workload certificate installed', 30_000);
+      // Short-lived, so the test sees a renewal (at half life) reach Envoy.
+      agent = await startAgent(mesh, 'vm-1', { out: out(), ttl: '20s' });
       listenerPort = await freePort();
-      const sds = (name: string) => ({
-        name,
-        sds_config: { resource_api_version: 'V3', api_config_source: { api_type: 'GRPC', transport_api_version: 'V3', grpc_services: [{ envoy_grpc: { cluster_name: 'sds-agent' } }] } },
-      });
-      const bootstrap = {
-        node: { id: 'vm-1', cluster: 'reviews' },
-        admin: { address: { socket_address: { address: '127.0.0.1', port_value: 0 } } },
-        static_resources: {
-          clusters: [
-            {
-              name: 'sds-agent',
-              type: 'STATIC',
-              connect_timeout: '2s',
-              typed_extension_protocol_options: {
-                'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
-                  '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
-                  explicit_http_config: { http2_protocol_options: {} },
-                },
-              },
-              load_assignment: { cluster_name: 'sds-agent', endpoints: [{ lb_endpoints: [{ endpoint: { address: { pipe: { path: socket() } } } }] }] },
-            },
-          ],
-          listeners: [
-            {
-              name: 'inbound',
-              address: { socket_address: { address: '127.0.0.1', port_value: listenerPort } },
-              filter_chains: [
-                {
-                  transport_socket: {
-                    name: 'envoy.transport_sockets.tls',
-                    typed_config: {
-                      '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext',
-                      require_client_certificate: true,
-                      common_tls_context: { tls_certificate_sds_secret_configs: [sds('default')], validation_context_sds_secret_config: sds('ROOTCA') },
-                    },
-                  },
-                  filters: [
-                    {
-                      name: 'envoy.filters.network.http_connection_manager',
-                      typed_config: {
-                        '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
-                        stat_prefix: 'inbound',
-                        forward_client_cert_details: 'SANITIZE_SET',
-                        set_current_client_cert_details: { uri: true },
-                        route_config: {
-                          virtual_hosts: [
-                            {
-                              name: 'all',
-                              domains: ['*'],
-                              routes: [{ match: { prefix: '/' }, direct_response: { status: 200, body: { inline_string: 'hello from reviews' } } }],
-                            },
-                          ],
-                        },
-                        http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } }],
-                      },
-                    },
-                  ],
-                },
-              ],
-            },
-          ],
-        },
-      };
-      envoy = new EnvoyProcess(JSON.stringify(bootstrap), dir.path, 'vm-1-sds');
+      const bootstrap = inboundEnvoyBootstrap({ nodeId: 'vm-1', cluster: 'reviews', sdsSocket: socket(), listenerPort, body: 'hello from reviews' });
+      envoy = new EnvoyProcess(bootstrap, dir.path, 'vm-1-sds');
       await eventually(async () => expect(await envoy.stat('listener_manager.total_listeners_active')).toBe(1), 30_000, 250);
     }, 90_000);
 
@@ -295,40 +207,20 @@ spec:
           )
           .join('---\n'),
       );
-      const clientAgent = new DaemonProcess([
-        'agent', '--xds', xds, '--out', join(dir.path, 'vm-2-agent'), '--sds-socket', join(dir.path, 'vm-2-agent', 'sds.sock'),
-        '--spiffe-id', 'spiffe://test.mesh/ns/shop/sa/ratings',
-        '--ca', join(dir.path, 'ca.crt'), '--cert', join(dir.path, 'vm-2.crt'), '--key', join(dir.path, 'vm-2.key'), '--server-name', 'localhost',
-      ]);
+      let clientAgent: DaemonProcess | undefined;
       let client: EnvoyProcess | undefined;
       try {
-        await clientAgent.waitForLog((l) => l.msg === 'workload certificate installed', 30_000);
-        const printed = await meshbridge([
-          'bootstrap', '--envoy', '--node-id', 'vm-2', '--xds', xds, '--server-name', 'localhost',
-          '--ca', join(dir.path, 'ca.crt'), '--cert', join(dir.path, 'vm-2.crt'), '--key', join(dir.path, 'vm-2.key'),
-          '--sds-socket', join(dir.path, 'vm-2-agent', 'sds.sock'),
-        ]);
-        expect(printed.code, printed.stderr).toBe(0);
-        client = new EnvoyProcess(printed.stdout, dir.path, 'vm-2-client');
-        // fetch() cannot set Host (a forbidden header); the outbound route is chosen by it.
-        const { request } = await import('node:http');
-        const get = (port: number, host: string) =>
-          new Promise<{ status: number; body: string }>((resolve, reject) => {
-            const req = request({ host: '127.0.0.1', port, path: '/', headers: { host }, agent: false }, (res) => {
-              let body = '';
-              res.setEncoding('utf8').on('data', (c: string) => (body += c));
-              res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-            });
-            req.on('error', reject);
-            req.end();
-          });
+        clientAgent = await startAgent(mesh, 'vm-2', { out: join(dir.path, 'vm-2-agent'), spiffeId: 'spiffe://test.mesh/ns/shop/sa/ratings' });
+        client = await startClientEnvoy(mesh, dir, 'vm-2', join(dir.path, 'vm-2-agent', 'sds.sock'));
+        const get = (port: number, host: string) => getThroughEnvoy(port, host).then(({ status, body }) => ({ status, body }));
         await eventually(async () => expect(await get(goodPort, 'reviews-mtls.shop.mesh')).toEqual({ status: 200, body: 'hello from reviews' }), 30_000, 250);
         await eventually(async () => expect((await get(wrongPort, 'impostor.shop.mesh')).status).toBe(503), 20_000, 250);
         expect(await client.stat(`cluster.outbound|${wrongPort}||impostor.shop.mesh.ssl.fail_verify_san`)).toBeGreaterThan(0);
         expect(await client.stat('cluster_manager.cds.update_rejected')).toBe(0);
+        expect(await client.stat('listener_manager.lds.update_rejected')).toBe(0);
       } finally {
         await client?.stop();
-        await clientAgent.stop();
+        await clientAgent?.stop();
       }
     }, 90_000);
 
@@ -382,6 +274,11 @@ spec:
     expect(rotated.stdout).toMatch(/^root-2 is trusted now and signs from \S+; the previous root is trusted until \S+$/m);
     await daemon.waitForLog((l) => l.msg === 'workload CA roots reloaded' && l.roots === 2, 10_000);
     const root = (id: string) => new X509Certificate(readFileSync(join(dir.path, 'state', 'workload-ca', `${id}.crt`)));
+    // Agents learn of the new root without a certificate (TrustBundle): any node may ask, even one running no workload; an operator may not.
+    const fetched = await fetchTrustBundle(xds, creds('vm-3'));
+    expect(fetched).toContain(root('root-1').toString().trim());
+    expect(fetched).toContain(root('root-2').toString().trim());
+    await expect(fetchTrustBundle(xds, creds('alice'))).rejects.toMatchObject({ grpcCode: grpc.status.PERMISSION_DENIED });
     // Both roots are in the bundle at once; the new one signs after --activate-after.
     const during = await requestWorkloadCertificate(xds, creds('vm-1'));
     expect(during.trustBundlePem.match(/BEGIN CERTIFICATE/g)).toHaveLength(2);

@@ -168,6 +168,43 @@ describe('state-of-the-world ADS over real gRPC', () => {
     expect(RawAdsClient.names(await client.next())).toEqual([REVIEWS_CLUSTER]);
   });
 
+  it('tells a client that subscribes to EDS alone that a cluster is gone with an empty assignment; one with CDS learns it from CDS', async () => {
+    client.send({ type_url: EDS, resource_names: [REVIEWS_CLUSTER, RATINGS_CLUSTER] });
+    const first = await client.next();
+    client.send({ type_url: EDS, version_info: first.version_info, response_nonce: first.nonce, resource_names: [REVIEWS_CLUSTER, RATINGS_CLUSTER] });
+    const withCds = new RawAdsClient(address, { id: 'with-cds', user_agent_name: 'envoy' });
+    try {
+      withCds.send({ type_url: CDS });
+      const clusters = await withCds.next();
+      withCds.send({ type_url: CDS, version_info: clusters.version_info, response_nonce: clusters.nonce });
+      withCds.send({ type_url: EDS, resource_names: [RATINGS_CLUSTER] });
+      const endpoints = await withCds.next();
+      expect(RawAdsClient.names(endpoints)).toEqual([RATINGS_CLUSTER]);
+      withCds.send({ type_url: EDS, version_info: endpoints.version_info, response_nonce: endpoints.nonce, resource_names: [RATINGS_CLUSTER] });
+
+      // ratings' last endpoint leaves the registry, and the service with it.
+      publish(catalogOf(reviews('10.0.0.1', '10.0.0.2')));
+      const gone = await client.next();
+      expect(gone.type_url).toBe(EDS);
+      expect(gone.resources.map((any) => api.unpack(any as { type_url: string; value: Buffer }))).toEqual([{ cluster_name: RATINGS_CLUSTER }]);
+      client.send({ type_url: EDS, version_info: gone.version_info, response_nonce: gone.nonce, resource_names: [REVIEWS_CLUSTER, RATINGS_CLUSTER] });
+      await client.expectSilence();
+
+      const fewer = await withCds.next();
+      expect(fewer.type_url).toBe(CDS);
+      expect(RawAdsClient.names(fewer)).toEqual([REVIEWS_CLUSTER]);
+      withCds.send({ type_url: CDS, version_info: fewer.version_info, response_nonce: fewer.nonce });
+      await withCds.expectSilence();
+
+      publish(catalogOf(reviews('10.0.0.1', '10.0.0.2'), ratings('10.0.1.7')));
+      const back = await client.next();
+      expect(RawAdsClient.names(back)).toEqual([RATINGS_CLUSTER]);
+      expect(JSON.stringify(api.unpack(back.resources[0] as { type_url: string; value: Buffer }))).toContain('10.0.1.7');
+    } finally {
+      withCds.close();
+    }
+  });
+
   it('remembers a requested name that does not exist yet and sends it when it appears', async () => {
     const future = 'outbound|7000||later.mesh.local';
     client.send({ type_url: EDS, resource_names: [future] });

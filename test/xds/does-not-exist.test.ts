@@ -12,19 +12,21 @@ import { catalogOf, service, silentLogger, publish } from '../helpers/fixtures.j
  * be told, or it waits for its own does-not-exist timer (15 s in gRPC) before
  * failing its calls. State of the world: a response to the changed
  * subscription, without the name, is how the protocol says so for these
- * full-state types. Delta: the name in `removed_resources`.
+ * full-state types. Delta: the name in `removed_resources`. (A proxyless
+ * client's Listener names get a placeholder instead: test/xds/placeholders.test.ts.)
  */
 const api = envoyApi;
 const LDS = TypeUrl.Listener;
 const CDS = TypeUrl.Cluster;
-const KNOWN_LISTENER = 'known.mesh.local:7000';
+const KNOWN_LISTENER = '127.0.0.1_7000';
 const KNOWN_CLUSTER = 'outbound|7000||known.mesh.local';
 const GRPC_NODE = { id: 'dne-client', user_agent_name: 'gRPC Go' };
+const ENVOY_NODE = { id: 'dne-sidecar', user_agent_name: 'envoy' };
 
 describe.each([
-  ['Listener', LDS, KNOWN_LISTENER, 'nope.mesh.local:1'],
-  ['Cluster', CDS, KNOWN_CLUSTER, 'outbound|1||nope.mesh.local'],
-] as const)('a proxyless client subscribing to a %s that does not exist', (_kind, typeUrl, known, missing) => {
+  ['an Envoy sidecar', 'Listener', LDS, KNOWN_LISTENER, '127.0.0.1_1', ENVOY_NODE],
+  ['a proxyless client', 'Cluster', CDS, KNOWN_CLUSTER, 'outbound|1||nope.mesh.local', GRPC_NODE],
+] as const)('%s subscribing to a %s that does not exist', (_who, _kind, typeUrl, known, missing, node) => {
   const cache = new SnapshotCache();
   const server = new XdsServer(api, cache, silentLogger);
   let address: string;
@@ -37,7 +39,7 @@ describe.each([
 
   describe('state of the world', () => {
     let client: RawAdsClient;
-    beforeEach(() => (client = new RawAdsClient(address, GRPC_NODE)));
+    beforeEach(() => (client = new RawAdsClient(address, node)));
     afterEach(() => client.close());
 
     it('gets an answer without it when it is the first name asked for', async () => {
@@ -72,7 +74,7 @@ describe.each([
 
   describe('delta', () => {
     let client: RawDeltaClient;
-    beforeEach(() => (client = new RawDeltaClient(address, GRPC_NODE)));
+    beforeEach(() => (client = new RawDeltaClient(address, node)));
     afterEach(() => client.close());
 
     it('gets it in removed_resources, as first name or added later', async () => {

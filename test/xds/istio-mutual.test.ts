@@ -68,7 +68,8 @@ describe('DestinationRule tls.mode ISTIO_MUTUAL', () => {
       tls_certificate_provider_instance: { instance_name: 'default' },
       validation_context: {
         ca_certificate_provider_instance: { instance_name: 'default' },
-        match_typed_subject_alt_names: [{ san_type: 'URI', matcher: { exact: 'spiffe://td/ns/shop/sa/reviews' } }],
+        // The field gRPC reads: with the typed one alone, grpc-go and grpc-js-xds check no SAN at all.
+        match_subject_alt_names: [{ exact: 'spiffe://td/ns/shop/sa/reviews' }],
       },
     });
   });

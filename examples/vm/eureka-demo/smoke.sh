@@ -56,30 +56,9 @@ three_healthy() {
 }
 wait_for 60 "three HEALTHY greeter endpoints from spring in 'meshbridge catalog'" three_healthy
 
-step "5. call it through xDS"
-mb bootstrap --grpc --node-id demo-client --xds "127.0.0.1:$XDS" >"$work/bootstrap.json"
-GRPC_XDS_BOOTSTRAP="$work/bootstrap.json" node examples/quickstart/demo.mjs client xds:///greeter >"$work/client.log" 2>&1 &
-pids+=($!)
-answered_by() { grep -q "answered by greeter-$1" "$work/client.log"; }
-wait_for 30 "calls answered by greeter-$G1" answered_by "$G1"
-wait_for 30 "calls answered by greeter-$G2" answered_by "$G2"
-wait_for 30 "calls answered by greeter-$G3" answered_by "$G3"
-synced() { mb status --admin "127.0.0.1:$ADMIN" | grep -Eq '^demo-client +demo-client +proxyless +SYNCED +SYNCED +SYNCED +SYNCED '; }
-wait_for 10 "demo-client SYNCED on every type in 'meshbridge status'" synced
-
-step "6. call it through an Envoy sidecar"
-start_envoy demo-sidecar
-CLUSTER="outbound|$LOWEST||greeter"
-wait_for 30 "Envoy to hold the three greeters in $CLUSTER" envoy_has "$G1" "$G2" "$G3"
-# Envoy's listener is on 127.0.0.2 (sidecarBind); the authority picks the route.
-SIDECAR_LISTENER=127.0.0.2:$LOWEST SIDECAR_AUTHORITY=greeter
-all_three_through_envoy() { through_envoy 12 && answers_only "$G1" "$G2" "$G3"; }
-wait_for 30 "calls through Envoy answered by all three greeters" all_three_through_envoy
-sidecar_synced() { mb status --admin "127.0.0.1:$ADMIN" | grep -Eq '^demo-sidecar +[^ ]+ +sidecar +SYNCED +SYNCED +SYNCED +SYNCED '; }
-wait_for 10 "demo-sidecar SYNCED on every type in 'meshbridge status'" sidecar_synced
-through_envoy 6 x-canary=yes || fail "sidecar-call.mjs failed: $(cat "$work/sidecar.out")"
-answers_only "$G3" || fail "x-canary: yes did not route to v2 (greeter-3) only: $(cat "$work/sidecar.out")"
-assert_envoy_accepted_all
+SERVICE=greeter
+call_through_xds
+call_through_sidecar
 
 step "7a. out of service: greeter-3"
 curl -sf -X PUT "$EUREKA/apps/GREETER/127.0.0.1:greeter:$G3/status?value=OUT_OF_SERVICE" || fail "cannot take $G3 out of service"

@@ -3,10 +3,12 @@ import type { DestinationRuleDocument, PolicySet, VirtualServiceDocument } from 
 import type { StringMatch as IstioStringMatch } from '../../istio/traffic-fields.js';
 import { DEFAULT_RETRIABLE_STATUS_CODES, DEFAULT_RETRY_ON, GRPC_STATUS_CODES, splitRetryOn } from '../../istio/virtual-service.js';
 import type { HttpRoute, MatchRequest } from '../../istio/virtual-service.js';
+import { EMPTY_AUTHORIZATION, buildAuthorizationModel } from '../authorization/build.js';
 import { compareStrings, findService } from '../catalog.js';
 import type { ServiceCatalog } from '../catalog.js';
 import type { Service, ServicePort } from '../service.js';
 import { clusterName } from './names.js';
+import { peerAuthenticationModels } from './peer-authentication.js';
 import { effectivePolicy, resolveHost, resolvePolicy } from './resolve.js';
 import type { ResolvedPolicy } from './resolve.js';
 import { portKey } from './types.js';
@@ -29,6 +31,8 @@ export const EMPTY_ROUTING: RoutingModel = Object.freeze({
   clusters: new Map(),
   virtualServices: new Map(),
   destinationRules: new Map(),
+  peerAuthentications: [],
+  authorization: EMPTY_AUTHORIZATION,
   diagnostics: [],
 });
 
@@ -96,12 +100,15 @@ export function buildRoutingModel(catalog: ServiceCatalog, policy: PolicySet, pr
     }
   }
 
+  const authorization = buildAuthorizationModel(policy.authorizationPolicies);
   return {
     ports,
     clusters,
     virtualServices: origins(resolved.virtualServices),
     destinationRules: origins(resolved.destinationRules),
-    diagnostics,
+    peerAuthentications: peerAuthenticationModels(policy.peerAuthentications, diagnostics),
+    authorization: authorization.model,
+    diagnostics: [...diagnostics, ...authorization.diagnostics],
   };
 }
 

@@ -103,11 +103,36 @@ export function scopedHostnames(catalog: ServiceCatalog, routing: RoutingModel, 
  * the view at once) and the security.access rule that names it (by index);
  * empty when nothing narrows it.
  */
-export function scopeName(sidecar: SidecarDocument | undefined, accessRule: number): string {
+export function scopeName(sidecar: SidecarDocument | undefined, accessRule: number, inboundNode?: string): string {
   const parts: string[] = [];
   if (sidecar !== undefined) parts.push(`sidecar:${sidecar.namespace}/${sidecar.name}`);
   if (accessRule >= 0) parts.push(`access:${accessRule}`);
+  // The node id is the client's: escaped, so it cannot write a separator and read as another part.
+  if (inboundNode !== undefined) parts.push(`${INBOUND_PART}:${encodeURIComponent(inboundNode)}`);
   return parts.join(',');
+}
+
+const INBOUND_PART = 'inbound';
+
+/**
+ * A scope without its inbound part (what nodes sharing a Sidecar and access
+ * rule share: outbound clusters, listeners and routes), and the node whose
+ * workloads the inbound part names.
+ */
+export function splitInboundScope(scope: string | undefined): { shared: string | undefined; inboundNode: string | undefined } {
+  if (scope === undefined) return { shared: undefined, inboundNode: undefined };
+  let inboundNode: string | undefined;
+  const rest: string[] = [];
+  for (const part of scope.split(',')) {
+    if (part.startsWith(`${INBOUND_PART}:`)) {
+      try {
+        inboundNode = decodeURIComponent(part.slice(INBOUND_PART.length + 1));
+      } catch {
+        inboundNode = undefined;
+      }
+    } else rest.push(part);
+  }
+  return { shared: rest.length === 0 ? undefined : rest.join(','), inboundNode };
 }
 
 /**
@@ -127,6 +152,7 @@ export function scopeFilters(
     const kind = colon === -1 ? part : part.slice(0, colon);
     const name = part.slice(colon + 1);
     const rule = /^\d+$/.test(name) ? accessFilter(Number(name)) : undefined;
+    if (kind === INBOUND_PART) continue; // adds the node's inbound side; narrows nothing
     if (kind === 'sidecar') {
       const sidecar = sidecars.find((s) => `${s.namespace}/${s.name}` === name);
       declared = sidecar === undefined ? undefined : sidecarHostFilter(sidecar);

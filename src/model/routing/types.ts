@@ -5,6 +5,8 @@
  */
 import type { Diagnostic } from '../../errors.js';
 import type { ServicePort } from '../service.js';
+import type { AuthorizationModel } from '../authorization/types.js';
+import type { PeerAuthenticationModel } from './peer-authentication.js';
 
 export interface ConsistentHashPolicy {
   readonly httpHeaderName?: string;
@@ -195,6 +197,10 @@ export interface RoutingModel {
   /** The VirtualService and DestinationRule in force for each hostname. */
   readonly virtualServices: ReadonlyMap<string, RuleOrigin>;
   readonly destinationRules: ReadonlyMap<string, RuleOrigin>;
+  /** PeerAuthentications in precedence order: what each inbound port accepts (see mtlsModeFor). */
+  readonly peerAuthentications: readonly PeerAuthenticationModel[];
+  /** AuthorizationPolicies: who may call each inbound port (see effectiveAuthorization). */
+  readonly authorization: AuthorizationModel;
   readonly diagnostics: readonly Diagnostic[];
 }
 

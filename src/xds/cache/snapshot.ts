@@ -51,13 +51,15 @@ export function resourceVersion(canonical: string): string {
 /**
  * Builds a snapshot from a translation. Resources whose content did not change
  * since `previous` are carried over as they are, with their encoding. `donor`
- * is another view's snapshot built from the same shared objects (a locality
+ * is another view's snapshot (or several: a node's inbound view takes its
+ * outbound resources from its kind's and its endpoints from its locality's) built from the same shared objects (a locality
  * view's clusters, listeners and routes are its kind's): a resource whose body
  * is the very object the donor holds is taken without hashing or encoding it again. Throws if
  * a resource cannot be encoded or two of a type share a name, so a bad
  * snapshot is never half-served.
  */
-export function buildSnapshot(view: ProxyView, translation: Translation, pack: Packer, previous?: Snapshot, donor?: Snapshot): Snapshot {
+export function buildSnapshot(view: ProxyView, translation: Translation, pack: Packer, previous?: Snapshot, donor?: Snapshot | readonly Snapshot[]): Snapshot {
+  const donors = donor === undefined ? [] : Array.isArray(donor) ? (donor as readonly Snapshot[]) : [donor as Snapshot];
   const named: Record<XdsTypeUrl, { name: string; body: object }[]> = {
     [TypeUrl.Cluster]: translation.clusters.map((c) => ({ name: c.name!, body: c })),
     [TypeUrl.ClusterLoadAssignment]: translation.endpoints.map((e) => ({ name: e.cluster_name!, body: e })),
@@ -69,16 +71,16 @@ export function buildSnapshot(view: ProxyView, translation: Translation, pack: P
   const overall = createHash('sha256');
   for (const typeUrl of XDS_TYPES) {
     const before = previous?.resources.get(typeUrl);
-    const given = donor?.resources.get(typeUrl);
+    const given = donors.map((d) => d.resources.get(typeUrl));
     const map = new Map<string, Resource>();
     const ofType = createHash('sha256');
     for (const { name, body } of named[typeUrl]) {
       // Clients key resources by name: a second one would silently replace the first.
       if (map.has(name)) throw new MeshbridgeError('MB_SNAPSHOT_INVALID', `two ${typeUrl} resources are named ${name}`);
       const old = before?.get(name);
-      const shared = given?.get(name);
+      const shared = sharedResource(given, name, body);
       let resource: Resource;
-      if (shared !== undefined && shared.body === body) {
+      if (shared !== undefined) {
         // The view's own previous copy, when equal, keeps its identity: streams diff snapshots by identity.
         resource = old !== undefined && old.version === shared.version ? old : shared;
       } else {
@@ -96,7 +98,16 @@ export function buildSnapshot(view: ProxyView, translation: Translation, pack: P
   return { view, version: overall.digest('base64url').slice(0, 16), resources, typeVersions, diffsFrom: new Map() };
 }
 
-function makeResource(typeUrl: string, name: string, canonical: string, body: object, pack: Packer): Resource {
+/** The donors' resource of this name built from the very same object, if any. */
+function sharedResource(given: readonly (ResourceMap | undefined)[], name: string, body: object): Resource | undefined {
+  for (const map of given) {
+    const resource = map?.get(name);
+    if (resource !== undefined && resource.body === body) return resource;
+  }
+  return undefined;
+}
+
+export function makeResource(typeUrl: string, name: string, canonical: string, body: object, pack: Packer): Resource {
   const version = resourceVersion(canonical);
   const packed = pack(typeUrl, body);
   const any = encodeAny(packed.type_url, Buffer.from(packed.value.buffer, packed.value.byteOffset, packed.value.byteLength));
@@ -180,7 +191,7 @@ interface ClusterBody {
 }
 
 interface NetworkFilterBody {
-  typed_config?: { '@type'?: string; cluster?: string; rds?: { route_config_name?: string } };
+  typed_config?: { '@type'?: string; cluster?: string; rds?: { route_config_name?: string }; route_config?: RouteConfigurationBody };
 }
 
 interface ListenerBody {
@@ -206,6 +217,7 @@ function listenerReferences(listener: ListenerBody): { routeConfigs: string[]; c
   for (const config of configs) {
     if (config === undefined) continue;
     if (config['@type'] === TypeUrl.HttpConnectionManager && config.rds?.route_config_name !== undefined) routeConfigs.push(config.rds.route_config_name);
+    if (config['@type'] === TypeUrl.HttpConnectionManager && config.route_config !== undefined) clusterRefs.push(...routeClusters(config.route_config));
     if (config['@type'] === TypeUrl.TcpProxy && config.cluster !== undefined) clusterRefs.push(config.cluster);
   }
   return { routeConfigs, clusterRefs };

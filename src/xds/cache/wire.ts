@@ -9,7 +9,10 @@
  *   DeltaDiscoveryResponse  system_version_info=1 resources=2 (Resource) type_url=4 nonce=5 removed_resources=6
  *   Resource                version=1 resource=2 (Any) name=3
  *   google.protobuf.Any     type_url=1 value=2
+ *   ClusterLoadAssignment   cluster_name=1 (envoy/config/endpoint/v3/endpoint.proto)
  */
+
+import { TypeUrl } from '../type-urls.js';
 
 const WIRE_LEN = 2;
 
@@ -80,6 +83,16 @@ export function encodeAny(typeUrl: string, value: Buffer): Buffer {
 /** A resource's entry in DiscoveryResponse.resources (field 2, an Any). */
 export function sotwEntry(any: Buffer): Buffer {
   return asField(2, any);
+}
+
+/**
+ * A DiscoveryResponse entry holding a ClusterLoadAssignment with no endpoints
+ * (only its cluster_name): how a state-of-the-world response says
+ * that a cluster's endpoints are gone, since leaving an EDS resource out of
+ * one says nothing.
+ */
+export function emptyAssignmentEntry(clusterName: string): Buffer {
+  return sotwEntry(encodeAny(TypeUrl.ClusterLoadAssignment, new MessageWriter().bytes(1, clusterName).finish()));
 }
 
 /** A resource's entry in DeltaDiscoveryResponse.resources (field 2, a Resource). */

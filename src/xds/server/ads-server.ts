@@ -5,6 +5,7 @@ import type { AggregatedDiscoveryServiceHandlers } from '../../generated/envoy/s
 import { MeshbridgeError } from '../../errors.js';
 import type { ScopeResolver } from '../node.js';
 import type { SnapshotSource } from '../cache/snapshot-cache.js';
+import type { Packer } from '../cache/snapshot.js';
 import type { EnvoyApi } from '../protos.js';
 import { DeltaStream } from './delta-stream.js';
 import type { DeltaCall } from './delta-stream.js';
@@ -123,11 +124,12 @@ export class XdsServer {
       timeoutMs: tuning.makeBeforeBreakTimeoutMs ?? DEFAULT_TUNING.makeBeforeBreakTimeoutMs,
     };
     const limits: StreamLimits = { ...DEFAULT_STREAM_LIMITS, ...tuning.streamLimits };
+    const pack: Packer = (typeUrl, body) => api.pack(typeUrl, body);
     const handlers: AggregatedDiscoveryServiceHandlers = {
       StreamAggregatedResources: (call) =>
-        this.open(call, (id, log) => new SotwStream(id, call as unknown as SotwCall, cache, this.queue, callbacks, log, ordering, limits, tuning.scopeOf)),
+        this.open(call, (id, log) => new SotwStream(id, call as unknown as SotwCall, cache, this.queue, callbacks, log, ordering, limits, tuning.scopeOf, pack)),
       DeltaAggregatedResources: (call) =>
-        this.open(call, (id, log) => new DeltaStream(id, call as unknown as DeltaCall, cache, this.queue, callbacks, log, ordering, limits, tuning.scopeOf)),
+        this.open(call, (id, log) => new DeltaStream(id, call as unknown as DeltaCall, cache, this.queue, callbacks, log, ordering, limits, tuning.scopeOf, pack)),
     };
     this.server.addService(
       withEncodedResponses(api.ads.envoy.service.discovery.v3.AggregatedDiscoveryService.service),

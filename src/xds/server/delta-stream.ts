@@ -116,7 +116,7 @@ export class DeltaStream extends XdsStream<DeltaDiscoveryRequest__Output> {
 
   protected respond(type: TypeState, snapshot: Snapshot): void {
     const typeUrl = type.typeUrl as XdsTypeUrl;
-    const available = snapshot.resources.get(typeUrl)!;
+    const { resources: available, version } = this.served(type, snapshot);
     let candidates: Iterable<string>;
     if (type.fullScan || type.syncedTo === undefined) {
       candidates = new Set([...(type.wildcard ? available.keys() : []), ...type.names, ...type.sent.keys(), ...type.force]);
@@ -163,7 +163,6 @@ export class DeltaStream extends XdsStream<DeltaDiscoveryRequest__Output> {
     const answer = type.settle(snapshot);
     if (updated.length === 0 && removed.length === 0 && !answer) return;
 
-    const version = snapshot.typeVersions.get(typeUrl)!;
     const nonce = this.nextNonce();
     type.versionSent = version;
     type.nonceSent = nonce;

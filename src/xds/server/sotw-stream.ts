@@ -1,7 +1,7 @@
 import type { DiscoveryRequest__Output } from '../../generated/envoy/service/discovery/v3/DiscoveryRequest.js';
 import { changedNames } from '../cache/snapshot.js';
 import type { Resource, Snapshot } from '../cache/snapshot.js';
-import { encodeDiscoveryResponse } from '../cache/wire.js';
+import { emptyAssignmentEntry, encodeDiscoveryResponse } from '../cache/wire.js';
 import { TypeUrl, isFullStateType, isXdsType, shortTypeName } from '../type-urls.js';
 import type { XdsTypeUrl } from '../type-urls.js';
 import type { NamesDigested } from './request-names.js';
@@ -16,12 +16,14 @@ export type SotwCall = AdsCall<DiscoveryRequest__Output>;
  * nonce and version last sent, the version of every resource sent, and the
  * client's ACK or NACK; it answers requests and pushes snapshot changes.
  * Full-state types (CDS, LDS) always carry every subscribed resource, so
- * leaving one out removes it; EDS and RDS carry only what changed. A new
- * stream whose first request of a type carries the type's current version
- * (a client moving from another replica, or back after a broken stream) is
- * sent nothing until the type changes, as go-control-plane's caches do; one
- * carrying a recent version the cache still keeps is sent only what changed
- * since (for CDS and LDS, the whole set, and only if something in it changed).
+ * leaving one out removes it; EDS and RDS carry only what changed (an EDS
+ * resource that is gone is sent empty to a client that does not learn it
+ * from CDS). A new stream whose first request of a type carries the type's
+ * current version (a client moving from another replica, or back after a
+ * broken stream) is sent nothing until the type changes, as
+ * go-control-plane's caches do; one carrying a recent version the cache
+ * still keeps is sent only what changed since (for CDS and LDS, the whole
+ * set, and only if something in it changed).
  */
 export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
   readonly protocol = 'sotw' as const;
@@ -106,32 +108,40 @@ export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
   /** Sends the type's subscribed resources if any changed since last sent, or the request must be answered. */
   protected respond(type: TypeState, snapshot: Snapshot): void {
     const typeUrl = type.typeUrl as XdsTypeUrl;
-    const available = snapshot.resources.get(typeUrl)!;
+    const { resources: available, version } = this.served(type, snapshot);
     const fullState = isFullStateType(typeUrl);
     const subscribed = (name: string) => type.wildcard || type.names.has(name);
 
     if (type.resumedVersion !== undefined) {
       const resumedVersion = type.resumedVersion;
       type.resumedVersion = undefined;
-      // Versions are content hashes, equal on every replica: the snapshot that had this version says what the client holds.
+      if (resumedVersion === version) {
+        // The whole type is as the client last accepted it (the version is its content hash), whatever it subscribed to: nothing to send.
+        for (const resource of available.values()) {
+          if (!subscribed(resource.name)) continue;
+          type.sent.set(resource.name, resource.version);
+          type.presumeAcked(resource);
+        }
+        type.versionSent = type.versionAcked = version;
+        type.settle(snapshot);
+        this.log.debug({ type: shortTypeName(typeUrl), version: type.versionSent }, 'client already has this version; nothing sent');
+        return;
+      }
+      // Versions are content hashes, equal on every replica: a recent snapshot that had this version says what the client holds.
       const resumedFrom = this.cache.withTypeVersion(this.node.view, typeUrl, resumedVersion);
-      if (resumedFrom !== undefined) {
-        for (const resource of resumedFrom.resources.get(typeUrl)!.values()) {
+      if (resumedFrom !== undefined && resumedFrom !== snapshot) {
+        const held = resumedFrom.resources.get(typeUrl)!;
+        for (const resource of held.values()) {
           if (!subscribed(resource.name)) continue;
           type.sent.set(resource.name, resource.version);
           type.presumeAcked(resource);
         }
         type.versionSent = type.versionAcked = resumedVersion;
-        if (resumedFrom === snapshot) {
-          // The whole type is as the client last accepted it, whatever it subscribed to: nothing to send.
-          type.settle(snapshot);
-          this.log.debug({ type: shortTypeName(typeUrl), version: resumedVersion }, 'client already has this version; nothing sent');
-          return;
-        }
-        // An older version: only what changed since is compared (full-state types still send their whole set if any of it changed).
+        // Only what changed since is compared (full-state types still send their whole set if any of it changed).
         type.syncedTo = resumedFrom;
         type.fullScan = false;
-        type.force.clear();
+        type.force.delete('*');
+        for (const name of held.keys()) type.force.delete(name);
         type.answer = false;
         this.log.debug({ type: shortTypeName(typeUrl), version: resumedVersion }, 'client resumes from a recent version; sending what changed since');
       }
@@ -147,6 +157,7 @@ export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
     const changed: Resource[] = [];
     let removedAny = false;
     const retained = new Set<string>();
+    const emptied: string[] = [];
     let referenced: ReadonlySet<string> | undefined;
     for (const name of candidates) {
       if (!subscribed(name)) continue;
@@ -155,6 +166,7 @@ export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
         if (!type.sent.has(name)) continue;
         // Make-before-break: a cluster stays until no listener or route the client may use names it.
         if (typeUrl === TypeUrl.Cluster && type.current.has(name) && (referenced ??= this.clustersStillReferenced()).has(name)) retained.add(name);
+        else if (typeUrl === TypeUrl.ClusterLoadAssignment && !this.learnsFromClusters(name)) emptied.push(name);
         else removedAny = true;
       } else if (type.force.has(name) || type.force.has('*') || type.sent.get(name) !== resource.version) {
         changed.push(resource);
@@ -167,8 +179,8 @@ export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
     const answer = type.settle(snapshot);
     type.retained.clear();
     for (const name of retained) type.retained.add(name);
-    if (!answer && changed.length === 0 && !(fullState && (removedAny || askedForMissing))) return;
-    if (!fullState && changed.length === 0 && !answer) return; // nothing to say about names that do not exist yet
+    if (!answer && changed.length === 0 && emptied.length === 0 && !(fullState && (removedAny || askedForMissing))) return;
+    if (!fullState && changed.length === 0 && emptied.length === 0 && !answer) return; // nothing to say about names that do not exist yet
 
     let toSend: Resource[];
     if (fullState) {
@@ -183,21 +195,36 @@ export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
     } else {
       toSend = changed;
       // An EDS/RDS first request for names that do not exist yet gets no answer, as before: the client waits.
-      if (toSend.length === 0) return;
+      if (toSend.length === 0 && emptied.length === 0) return;
     }
     for (const resource of toSend) type.sent.set(resource.name, resource.version);
+    // Told it is empty, the client holds nothing of it: should the cluster come back, it is sent afresh.
+    for (const name of emptied) type.sent.delete(name);
     if (typeUrl === TypeUrl.Cluster) this.markClusterWarming(changed);
 
-    const version = snapshot.typeVersions.get(typeUrl)!;
     const nonce = this.nextNonce();
     type.versionSent = version;
     type.nonceSent = nonce;
     type.sentAt = Date.now();
     type.responses += 1;
-    type.recordSent(nonce, type.sentAt, fullState, toSend, []);
-    this.write(encodeDiscoveryResponse({ version, typeUrl, nonce, entries: toSend.map((r) => r.wire.sotw) }));
-    this.log.debug({ type: shortTypeName(typeUrl), version, nonce, resources: toSend.length, retained: retained.size }, 'response sent');
+    type.recordSent(nonce, type.sentAt, fullState, toSend, emptied);
+    const entries = [...toSend.map((r) => r.wire.sotw), ...emptied.map(emptyAssignmentEntry)];
+    this.write(encodeDiscoveryResponse({ version, typeUrl, nonce, entries }));
+    this.log.debug({ type: shortTypeName(typeUrl), version, nonce, resources: toSend.length, emptied: emptied.length, retained: retained.size }, 'response sent');
     this.callbacks.onResponse?.(this, typeUrl, version, toSend.length);
+  }
+
+  /**
+   * Whether the client learns from this stream's CDS that cluster `name` is
+   * gone (and drops its endpoints with it). A state-of-the-world EDS response
+   * that leaves a resource out says nothing about it, so a client that does
+   * not (an EDS-only subscriber) is sent the cluster's assignment with no
+   * endpoints instead, as the delta protocol sends it in removed_resources:
+   * otherwise it would keep using endpoints that left the registry.
+   */
+  private learnsFromClusters(name: string): boolean {
+    const cds = this.state.get(TypeUrl.Cluster);
+    return cds !== undefined && cds.requested && (cds.wildcard || cds.names.has(name));
   }
 
   /**

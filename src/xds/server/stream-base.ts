@@ -2,13 +2,15 @@ import * as grpc from '@grpc/grpc-js';
 import { constants as http2Constants } from 'node:http2';
 import type { Logger } from 'pino';
 import type { Node__Output } from '../../generated/envoy/config/core/v3/Node.js';
-import type { Resource, Snapshot } from '../cache/snapshot.js';
+import type { Packer, Resource, Snapshot } from '../cache/snapshot.js';
 import type { SnapshotSource } from '../cache/snapshot-cache.js';
 import { identifyNode } from '../node.js';
 import type { NodeIdentity, ScopeResolver } from '../node.js';
 import { TypeUrl, XDS_TYPES, shortTypeName } from '../type-urls.js';
 import type { XdsTypeUrl } from '../type-urls.js';
 import type { ClusterReferences } from './ordering.js';
+import { WithPlaceholders, buildPlaceholder, mayHavePlaceholder, placeholderFormFor, versionWithPlaceholders } from './placeholders.js';
+import type { ServedResources } from './placeholders.js';
 import type { PushQueue, Pushable } from './push-queue.js';
 import { TypeState } from './stream-state.js';
 import type { FlowStatus, ServerCallbacks, StreamInfo, TypeStatus } from './stream-state.js';
@@ -33,6 +35,8 @@ export interface StreamLimits {
   readonly nodeMetadataBytes: number;
   /** How long the stream may have responses it cannot write (the client does not read) before it is closed. */
   readonly stalledStreamTimeoutMs: number;
+  /** Listener names a proxyless stream is answered with a placeholder for (see placeholders.ts); past it, the rest are left out. */
+  readonly maxPlaceholdersPerStream: number;
 }
 
 export const DEFAULT_STREAM_LIMITS: StreamLimits = {
@@ -40,6 +44,7 @@ export const DEFAULT_STREAM_LIMITS: StreamLimits = {
   nodeIdBytes: 4_096,
   nodeMetadataBytes: 65_536,
   stalledStreamTimeoutMs: 60_000,
+  maxPlaceholdersPerStream: 1_000,
 };
 
 /**
@@ -85,6 +90,8 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
     private readonly limits: StreamLimits = DEFAULT_STREAM_LIMITS,
     /** Names what narrows a node's view; read once, when its first request names it. */
     private readonly scopeOf?: ScopeResolver,
+    /** Encodes placeholder Listeners; without it, a proxyless stream gets none (a name that does not exist is left out). */
+    private readonly pack?: Packer,
   ) {
     this.peer = call.getPeer();
   }
@@ -273,6 +280,46 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
     if (this.writesInFlight === 0) done();
     else this.flushed.push(done);
     return this.bytesInFlight;
+  }
+
+  /**
+   * A type's resources as this stream is served them, and the version_info
+   * that says so: the snapshot's, and for a proxyless client's Listeners a
+   * placeholder for each name it subscribes to that the snapshot lacks (see
+   * placeholders.ts), at most `maxPlaceholdersPerStream`, first subscribed
+   * first. A name that gains or loses its placeholder for another reason than
+   * a snapshot change (the bound) is answered again.
+   */
+  protected served(type: TypeState, snapshot: Snapshot): { resources: ServedResources; version: string } {
+    const typeUrl = type.typeUrl as XdsTypeUrl;
+    const resources = snapshot.resources.get(typeUrl)!;
+    const version = snapshot.typeVersions.get(typeUrl)!;
+    if (typeUrl !== TypeUrl.Listener || this.node.kind !== 'proxyless' || this.pack === undefined) return { resources, version };
+    const limit = this.limits.maxPlaceholdersPerStream;
+    const form = placeholderFormFor(this.node.userAgent);
+    const wanted = new Map<string, Resource>();
+    let overLimit = false;
+    for (const name of type.names) {
+      if (resources.has(name) || !mayHavePlaceholder(name)) continue;
+      if (wanted.size >= limit) {
+        overLimit = true;
+        break;
+      }
+      wanted.set(name, type.placeholdersServed.get(name) ?? buildPlaceholder(name, form, this.pack));
+    }
+    // Snapshot changes and new subscriptions are answered anyway; what the bound alone pushes out or lets in is not.
+    for (const name of type.placeholdersServed.keys()) {
+      if (!wanted.has(name) && type.names.has(name) && !resources.has(name)) type.force.add(name);
+    }
+    if (type.placeholdersOverLimit) for (const name of wanted.keys()) if (!type.placeholdersServed.has(name)) type.force.add(name);
+    type.placeholdersServed = wanted;
+    if (overLimit && !type.placeholdersOverLimit) {
+      this.log.warn({ limit: 'limits.maxPlaceholdersPerStream', placeholders: limit }, `more Listener names that do not exist than limits.maxPlaceholdersPerStream (${limit}); the rest are left out of responses`);
+      this.callbacks.onLimitHit?.(this, 'limits.maxPlaceholdersPerStream');
+    }
+    type.placeholdersOverLimit = overLimit;
+    if (wanted.size === 0) return { resources, version };
+    return { resources: new WithPlaceholders(resources, wanted), version: versionWithPlaceholders(version, wanted.values()) };
   }
 
   /**

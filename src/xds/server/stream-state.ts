@@ -12,6 +12,8 @@ export interface TypeStatus {
   readonly versionAcked: string | undefined;
   readonly nack: { readonly version: string | undefined; readonly message: string; readonly at: Date } | undefined;
   readonly responses: number;
+  /** Names answered with a placeholder because they do not exist (proxyless Listeners; see placeholders.ts), with what was sent. */
+  readonly placeholders?: readonly Resource[];
 }
 
 /** What an operator (and /debug/syncz) can know about one connected client. */
@@ -118,6 +120,10 @@ export class TypeState implements TypeStatus {
   resumedVersion: string | undefined;
   /** SotW: the digest of the resource names the latest request carried (see request-names.ts). */
   namesDigest: string | undefined;
+  /** Proxyless Listeners: the placeholder last served for each subscribed name that does not exist. */
+  placeholdersServed: ReadonlyMap<string, Resource> = new Map();
+  /** Whether more names than `limits.maxPlaceholdersPerStream` lacked a resource at the last reconcile (reported once per crossing). */
+  placeholdersOverLimit = false;
   /** Since when a response of this type has been held back for clusters to warm (make-before-break). */
   heldSince: number | undefined;
 
@@ -252,6 +258,7 @@ export class TypeState implements TypeStatus {
       versionAcked: this.versionAcked,
       nack: this.nack,
       responses: this.responses,
+      placeholders: [...this.placeholdersServed.values()],
     };
   }
 }

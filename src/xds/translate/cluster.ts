@@ -3,10 +3,11 @@ import { portRouting } from '../../model/routing/build.js';
 import type { ClusterModel, RoutingModel } from '../../model/routing/types.js';
 import { matchesLabels } from '../../model/labels.js';
 import { DEFAULT_TRUST_DOMAIN, workloadSpiffeId } from '../../model/service.js';
-import type { Service } from '../../model/service.js';
+import type { Endpoint, Service } from '../../model/service.js';
 import { TypeUrl } from '../type-urls.js';
-import { addTlsEndpointMatch } from './tls-endpoints.js';
-import { applyTrafficPolicy } from './traffic-policy.js';
+import { acceptsMutualTls, addAutoMutualTls, addTlsEndpointMatch } from './tls-endpoints.js';
+import type { PeerAuthenticationModel } from '../../model/routing/peer-authentication.js';
+import { applyTrafficPolicy, istioMutualSocket } from './traffic-policy.js';
 import type { ClusterReader } from './traffic-policy.js';
 import type { Diagnostic } from '../../errors.js';
 import { ADS_CONFIG_SOURCE, duration, typed } from './typed.js';
@@ -15,10 +16,10 @@ import { ADS_CONFIG_SOURCE, duration, typed } from './typed.js';
 const CONNECT_TIMEOUT_MS = 10_000;
 
 /** The SPIFFE IDs of the endpoints a cluster selects: who may answer for it (secure naming). */
-function peerIdentities(service: Service, model: ClusterModel, trustDomain: string): string[] {
+function peerIdentities(service: Service, model: ClusterModel, trustDomain: string, only: (e: Endpoint) => boolean = () => true): string[] {
   const ids = new Set<string>();
   for (const endpoint of service.endpoints) {
-    if (endpoint.identity === undefined || !matchesLabels(endpoint.labels, model.selector)) continue;
+    if (endpoint.identity === undefined || !matchesLabels(endpoint.labels, model.selector) || !only(endpoint)) continue;
     ids.add(workloadSpiffeId(trustDomain, endpoint.identity));
   }
   return [...ids].sort();
@@ -30,6 +31,7 @@ export function buildCluster(
   reader: ClusterReader = 'sidecar',
   substitutions: string[] = [],
   trustDomain = DEFAULT_TRUST_DOMAIN,
+  peerAuthentications: readonly PeerAuthenticationModel[] = [],
 ): Cluster {
   const { name, port } = model;
   const cluster: Cluster = {
@@ -53,6 +55,12 @@ export function buildCluster(
       peers: model.policy.tls?.mode === 'ISTIO_MUTUAL' ? peerIdentities(service, model, trustDomain) : [],
     }),
   );
+  if (reader === 'sidecar' && model.policy.tls === undefined) {
+    // Proxyless clients have no socket matches and may have no certificate provider: they keep what a DestinationRule says.
+    const endpoints = service.endpoints.filter((e) => matchesLabels(e.labels, model.selector));
+    const takesMtls = (e: Endpoint) => acceptsMutualTls(e, port, peerAuthentications);
+    addAutoMutualTls(cluster, endpoints, endpoints.filter(takesMtls), istioMutualSocket({ kind: reader, trustDomain, peers: peerIdentities(service, model, trustDomain, takesMtls) }));
+  }
   addTlsEndpointMatch(cluster, service);
   return cluster;
 }
@@ -75,7 +83,7 @@ export function buildClusters(
     service.ports.flatMap((port) =>
       portRouting(routing, service, port).clusters.map((model) => {
         const substitutions: string[] = [];
-        const cluster = buildCluster(service, model, reader, substitutions, trustDomain);
+        const cluster = buildCluster(service, model, reader, substitutions, trustDomain, routing.peerAuthentications);
         for (const message of substitutions) {
           const key = `${service.hostname}\n${message}`;
           const entry = substituted.get(key) ?? { hostname: service.hostname, message, clusters: [] };

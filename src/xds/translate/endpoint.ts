@@ -2,15 +2,15 @@ import type { ClusterLoadAssignment } from '../../generated/envoy/config/endpoin
 import type { LocalityLbEndpoints } from '../../generated/envoy/config/endpoint/v3/LocalityLbEndpoints.js';
 import { compareStrings } from '../../model/catalog.js';
 import { endpointPort } from '../../model/service.js';
-import { TLS_LABEL } from '../../model/service.js';
 import type { Endpoint, Locality, Service, ServicePort } from '../../model/service.js';
 import { portRouting } from '../../model/routing/build.js';
 import type { RoutingModel } from '../../model/routing/types.js';
+import type { PeerAuthenticationModel } from '../../model/routing/peer-authentication.js';
 import { localityPlan } from './locality.js';
 import type { LocalityPlan } from './locality.js';
 import { matchesLabels } from '../../model/labels.js';
 import { clusterName } from './names.js';
-import { TLS_ENDPOINT_METADATA } from './tls-endpoints.js';
+import { endpointSocketMetadata } from './tls-endpoints.js';
 
 export function buildLoadAssignment(
   service: Service,
@@ -18,6 +18,7 @@ export function buildLoadAssignment(
   endpoints: readonly Endpoint[] = service.endpoints,
   name = clusterName(port.number, service.hostname),
   plan?: LocalityPlan,
+  peerAuthentications: readonly PeerAuthenticationModel[] = [],
 ): ClusterLoadAssignment {
   const byLocality = new Map<string, Endpoint[]>();
   for (const endpoint of endpoints) {
@@ -41,7 +42,7 @@ export function buildLoadAssignment(
         },
         health_status: endpoint.health,
         load_balancing_weight: { value: endpoint.weight },
-        ...(endpoint.labels[TLS_LABEL] === 'true' ? { metadata: TLS_ENDPOINT_METADATA } : {}),
+        ...socketMetadata(endpoint, port, peerAuthentications),
       })),
       // gRPC ignores a locality without a weight; the sum keeps endpoint weights meaningful across localities.
       load_balancing_weight: { value: share ?? group.reduce((sum, e) => sum + e.weight, 0) },
@@ -49,6 +50,11 @@ export function buildLoadAssignment(
     }];
   });
   return { cluster_name: name, endpoints: localities };
+}
+
+function socketMetadata(endpoint: Endpoint, port: ServicePort, peerAuthentications: readonly PeerAuthenticationModel[]): { metadata?: NonNullable<ReturnType<typeof endpointSocketMetadata>> } {
+  const metadata = endpointSocketMetadata(endpoint, port, peerAuthentications);
+  return metadata === undefined ? {} : { metadata };
 }
 
 /**
@@ -67,7 +73,7 @@ export function buildLoadAssignments(
         const endpoints = cluster.subset === undefined ? service.endpoints : service.endpoints.filter((e) => matchesLabels(e.labels, cluster.selector));
         const { loadBalancer, outlierDetection } = cluster.policy;
         const plan = localityPlan(clientLocality, loadBalancer?.localityLbSetting, outlierDetection !== undefined, endpoints.map((e) => e.locality));
-        return buildLoadAssignment(service, port, endpoints, cluster.name, plan);
+        return buildLoadAssignment(service, port, endpoints, cluster.name, plan, routing.peerAuthentications);
       }),
     ),
   );

@@ -21,7 +21,7 @@ export const WORKLOAD_ROOTS_SECRET = 'ROOTCA';
 /** gRPC clients name their certificate provider instance (bootstrap `certificate_providers`) after Istio's. */
 export const WORKLOAD_CERTIFICATE_PROVIDER = 'default';
 
-const SDS_SOURCE = {
+export const SDS_SOURCE = {
   resource_api_version: 'V3',
   api_config_source: { api_type: 'GRPC', transport_api_version: 'V3', grpc_services: [{ envoy_grpc: { cluster_name: SDS_CLUSTER } }] },
 } as const;
@@ -50,7 +50,9 @@ function istioMutualContext(mesh: MeshTlsContext): Record<string, unknown> {
       tls_certificate_provider_instance: { instance_name: WORKLOAD_CERTIFICATE_PROVIDER },
       validation_context: {
         ca_certificate_provider_instance: { instance_name: WORKLOAD_CERTIFICATE_PROVIDER },
-        match_typed_subject_alt_names: sans,
+        // gRPC reads only the untyped field (gRFC A29; grpc-go 1.85 and grpc-js-xds 1.14 ignore the typed one and then accept
+        // any certificate the roots signed, whatever its identity). It matches any SAN type, but no DNS name or IP reads "spiffe://".
+        match_subject_alt_names: sans.map((san) => san.matcher),
       },
     };
   }
@@ -60,6 +62,14 @@ function istioMutualContext(mesh: MeshTlsContext): Record<string, unknown> {
       default_validation_context: { match_typed_subject_alt_names: sans },
       validation_context_sds_secret_config: { name: WORKLOAD_ROOTS_SECRET, sds_config: SDS_SOURCE },
     },
+  };
+}
+
+/** The upstream TLS transport socket of ISTIO_MUTUAL, as a DestinationRule asks for it or automatic mTLS gives it. */
+export function istioMutualSocket(mesh: MeshTlsContext, sni?: string): NonNullable<Cluster['transport_socket']> {
+  return {
+    name: 'envoy.transport_sockets.tls',
+    typed_config: typed(TypeUrl.UpstreamTlsContext, { common_tls_context: istioMutualContext(mesh), ...(sni ? { sni } : {}) }),
   };
 }
 
@@ -155,10 +165,7 @@ export function applyTrafficPolicy(
   }
 
   if (tls?.mode === 'ISTIO_MUTUAL' && mesh !== undefined) {
-    cluster.transport_socket = {
-      name: 'envoy.transport_sockets.tls',
-      typed_config: typed(TypeUrl.UpstreamTlsContext, { common_tls_context: istioMutualContext({ ...mesh, kind: reader }), ...(tls.sni ? { sni: tls.sni } : {}) }),
-    };
+    cluster.transport_socket = istioMutualSocket({ ...mesh, kind: reader }, tls.sni);
   }
   if (tls !== undefined && (tls.mode === 'SIMPLE' || tls.mode === 'MUTUAL') && reader === 'proxyless') {
     cluster.transport_socket = {

@@ -36,6 +36,14 @@ export interface CallResult {
   readonly code: string;
   readonly message?: string;
   readonly elapsedMs: number;
+  /** When the call began (Unix ms). */
+  readonly startedAt?: number;
+  /** EchoReply.message: from `GrpcGoMtlsServer`, JSON of the client certificate it saw (`SeenCaller`). */
+  readonly reply?: string;
+  /** The certificate the server presented, when the call went over TLS (grpc-go only). */
+  readonly serverId?: string;
+  readonly serverSerial?: string;
+  readonly serverIssuer?: string;
 }
 
 export interface CallOptions {
@@ -45,6 +53,8 @@ export interface CallOptions {
   readonly metadata?: Readonly<Record<string, string>>;
   /** Full method name; the Echo method by default. */
   readonly method?: string;
+  /** Start one call every this many ms (steady load) instead of all at once; `parallel` bounds those in flight. */
+  readonly intervalMs?: number;
 }
 
 interface Answer {

@@ -1,6 +1,8 @@
 // Command grpc-go-xds-client is grpc-go's proxyless xDS client, driven by the
 // meshbridge end-to-end tests over JSON lines: one command per stdin line, one
-// answer per stdout line, matched by "id". It exists so the tests exercise the
+// answer per stdout line, matched by "id". With "serve" as its first argument
+// it is instead an Echo server over mutual TLS with meshbridge agent's files
+// (serve.go). It exists so the tests exercise the
 // xDS client most proxyless fleets run, not only grpc-js-xds.
 //
 // The bootstrap comes from GRPC_XDS_BOOTSTRAP / GRPC_XDS_BOOTSTRAP_CONFIG, as
@@ -20,6 +22,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	xdscreds "google.golang.org/grpc/credentials/xds"
 	"google.golang.org/grpc/metadata"
@@ -51,6 +54,8 @@ type command struct {
 	DeadlineMs int               `json:"deadlineMs"`
 	Metadata   map[string]string `json:"metadata"`
 	Method     string            `json:"method"`
+	// IntervalMs paces the calls (one started every interval) as steady load, rather than all at once.
+	IntervalMs int `json:"intervalMs"`
 }
 
 type callResult struct {
@@ -59,6 +64,14 @@ type callResult struct {
 	Code      string `json:"code"`
 	Message   string `json:"message,omitempty"`
 	ElapsedMs int64  `json:"elapsedMs"`
+	// StartedAt is when the call began (Unix ms), so a test can split a run into phases.
+	StartedAt int64 `json:"startedAt"`
+	// Reply is EchoReply.message: what the mTLS server of "serve" saw of this client.
+	Reply string `json:"reply,omitempty"`
+	// The certificate the server presented, when the call went over TLS.
+	ServerID     string `json:"serverId,omitempty"`
+	ServerSerial string `json:"serverSerial,omitempty"`
+	ServerIssuer string `json:"serverIssuer,omitempty"`
 }
 
 type answer struct {
@@ -83,21 +96,23 @@ func encodeEchoRequest(message string) []byte {
 	return protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), message)
 }
 
-// decodeEchoReply returns field 2 (backend) of meshbridge.example.EchoReply.
-func decodeEchoReply(data []byte) (string, error) {
-	backend := ""
+// decodeEchoReply returns fields 2 (backend) and 1 (message) of meshbridge.example.EchoReply.
+func decodeEchoReply(data []byte) (backend string, message string, err error) {
 	for len(data) > 0 {
 		num, typ, n := protowire.ConsumeTag(data)
 		if n < 0 {
-			return "", protowire.ParseError(n)
+			return "", "", protowire.ParseError(n)
 		}
 		data = data[n:]
 		if typ == protowire.BytesType {
 			value, m := protowire.ConsumeBytes(data)
 			if m < 0 {
-				return "", protowire.ParseError(m)
+				return "", "", protowire.ParseError(m)
 			}
-			if num == 2 {
+			switch num {
+			case 1:
+				message = string(value)
+			case 2:
 				backend = string(value)
 			}
 			data = data[m:]
@@ -105,11 +120,11 @@ func decodeEchoReply(data []byte) (string, error) {
 		}
 		m := protowire.ConsumeFieldValue(num, typ, data)
 		if m < 0 {
-			return "", protowire.ParseError(m)
+			return "", "", protowire.ParseError(m)
 		}
 		data = data[m:]
 	}
-	return backend, nil
+	return backend, message, nil
 }
 
 type client struct {
@@ -174,7 +189,12 @@ func (c *client) call(cmd command) answer {
 			}
 		}()
 	}
+	interval := time.Duration(min(max(cmd.IntervalMs, 0), 60_000)) * time.Millisecond
+	start := time.Now()
 	for i := range count {
+		if interval > 0 {
+			time.Sleep(time.Until(start.Add(time.Duration(i) * interval)))
+		}
 		next <- i
 	}
 	close(next)
@@ -193,9 +213,17 @@ func (c *client) one(cc *grpc.ClientConn, method string, md map[string]string, d
 	var from peer.Peer
 	started := time.Now()
 	err := cc.Invoke(ctx, method, &request, &reply, grpc.ForceCodec(rawCodec{}), grpc.Peer(&from))
-	result := callResult{ElapsedMs: time.Since(started).Milliseconds()}
+	result := callResult{ElapsedMs: time.Since(started).Milliseconds(), StartedAt: started.UnixMilli()}
 	if from.Addr != nil {
 		result.Peer = from.Addr.String()
+	}
+	if info, ok := from.AuthInfo.(credentials.TLSInfo); ok && len(info.State.PeerCertificates) > 0 {
+		leaf := info.State.PeerCertificates[0]
+		result.ServerSerial = leaf.SerialNumber.Text(16)
+		result.ServerIssuer = leaf.Issuer.String()
+		if len(leaf.URIs) == 1 {
+			result.ServerID = leaf.URIs[0].String()
+		}
 	}
 	if err != nil {
 		st := status.Convert(err)
@@ -204,12 +232,13 @@ func (c *client) one(cc *grpc.ClientConn, method string, md map[string]string, d
 		return result
 	}
 	result.Code = "OK"
-	backend, err := decodeEchoReply(reply)
+	backend, message, err := decodeEchoReply(reply)
 	if err != nil {
 		result.Code = "INTERNAL"
 		result.Message = fmt.Sprintf("undecodable EchoReply: %v", err)
 	}
 	result.Backend = backend
+	result.Reply = message
 	return result
 }
 
@@ -265,6 +294,10 @@ func csdsDump(ctx context.Context, server *csds.ClientStatusDiscoveryServer) ([]
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "serve" {
+		serveMain(os.Args[2:])
+		return
+	}
 	c := &client{channels: map[string]*grpc.ClientConn{}, out: json.NewEncoder(os.Stdout)}
 	csdsServer, err := csds.NewClientStatusDiscoveryServer()
 	if err != nil {
