@@ -93,7 +93,9 @@ function peakRssMiB(pid) {
 
 // --- servers ---
 async function startMeshbridge(name = 'meshbridge', scoped = false) {
-  const child = fork(join(here, 'daemon.mjs'), [JSON.stringify({ ...opts, scopeGroups: scoped ? opts.scopeGroups : 0 })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  // BENCH_DAEMON_NODE_ARGS: node flags for the meshbridge process alone, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile it.
+  const execArgv = (process.env.BENCH_DAEMON_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+  const child = fork(join(here, 'daemon.mjs'), [JSON.stringify({ ...opts, scopeGroups: scoped ? opts.scopeGroups : 0 })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
   const port = await new Promise((resolve, reject) => {
     child.on('message', (m) => m.kind === 'ready' && resolve(m.port));
     child.on('exit', (code) => reject(new Error(`meshbridge bench daemon exited with ${code}`)));
@@ -233,18 +235,24 @@ async function runAgainst(server, protocol) {
 
   const latencies = [];
   const cpu1 = cpuSeconds(server.pid);
-  for (let k = 1; k <= opts.changes; k++) {
-    const name = clusterName(opts.services, changedService(opts.services, k));
-    const armed = allReply(workers, 'armed', 10_000, (m) => m.k === k);
-    for (const w of workers) w.send({ kind: 'arm', k, name });
-    await armed;
-    const body = server.prepare?.(k);
-    const changed = allReply(workers, 'changed', Number(flags['change-timeout-s']) * 1000, (m) => m.k === k);
-    const start = now();
-    await server.change(k, body);
-    const replies = await changed;
-    latencies.push(Math.max(...replies.map((m) => m.at)) - start);
-    await sleep(100);
+  try {
+    for (let k = 1; k <= opts.changes; k++) {
+      const name = clusterName(opts.services, changedService(opts.services, k));
+      const armed = allReply(workers, 'armed', 10_000, (m) => m.k === k);
+      for (const w of workers) w.send({ kind: 'arm', k, name });
+      await armed;
+      const body = server.prepare?.(k);
+      const changed = allReply(workers, 'changed', Number(flags['change-timeout-s']) * 1000, (m) => m.k === k);
+      const start = now();
+      await server.change(k, body);
+      const replies = await changed;
+      latencies.push(Math.max(...replies.map((m) => m.at)) - start);
+      await sleep(100);
+    }
+  } catch (error) {
+    // A change that never reached every client ends the run; its workers must not outlive it, holding the machine.
+    for (const w of workers) w.kill();
+    throw new Error(`${error.message} (after ${latencies.length} changes; storm ${stormS.toFixed(2)} s, peak RSS ${peakRssMiB(server.pid).toFixed(0)} MiB)`);
   }
   const cpuChanges = cpuSeconds(server.pid) - cpu1;
   const stats = await (async () => {
@@ -358,7 +366,11 @@ async function runScoped(protocol) {
     const cpu0 = cpuSeconds(server.pid);
     const t0 = now();
     for (const w of workers) w.send({ kind: 'connect' });
-    const completes = await allReply(workers, 'complete', Number(flags['storm-timeout-s']) * 1000);
+    const completes = await allReply(workers, 'complete', Number(flags['storm-timeout-s']) * 1000).catch(async (error) => {
+      const stats = await askStats(workers);
+      for (const w of workers) w.kill();
+      throw new Error(`${error.message}: ${stats.reduce((s, m) => s + m.completed, 0)} of ${opts.scopedClients} clients complete, ${errors()} stream errors`);
+    });
     const stormS = (Math.max(...completes.map((m) => m.at)) - t0) / 1000;
     const cpuStorm = cpuSeconds(server.pid) - cpu0;
     const stats = await askStats(workers);
@@ -378,6 +390,7 @@ async function runScoped(protocol) {
       rssMiBPer1000Clients: rssPer1000Clients,
       stormMiB: stats.reduce((s, m) => s + m.bytes, 0) / 2 ** 20,
       clientErrors: errors(),
+      connectRetries: stats.reduce((s, m) => s + (m.connectRetries ?? 0), 0),
     };
   } finally {
     await server.stop();
@@ -454,7 +467,7 @@ for (const protocol of protocols) {
   }
   const scoped = results.find((r) => r.scenario === 'scoped' && r.protocol === protocol && !r.error);
   if (scoped) {
-    console.log(`scoped fleet: ${scoped.clients} clients, 20 services each (${opts.scopeGroups} Sidecars): all in sync after ${fmt(scoped.scopedStormS, 2)} s; ${fmt(scoped.stormMiB, 1)} MiB sent; server CPU ${fmt(scoped.cpuStormS, 2)} s, peak RSS ${fmt(scoped.peakRssMiB, 0)} MiB, ${fmt(scoped.rssMiBPer1000Clients, 1)} MiB per 1,000 clients`);
+    console.log(`scoped fleet: ${scoped.clients} clients, 20 services each (${opts.scopeGroups} Sidecars): all in sync after ${fmt(scoped.scopedStormS, 2)} s; ${fmt(scoped.stormMiB, 1)} MiB sent; server CPU ${fmt(scoped.cpuStormS, 2)} s, peak RSS ${fmt(scoped.peakRssMiB, 0)} MiB, ${fmt(scoped.rssMiBPer1000Clients, 1)} MiB per 1,000 clients; ${scoped.connectRetries} connection retries`);
   }
   if (failover) {
     console.log(`replica failover: ${failover.clientsMoved} clients moved; every client in sync after ${fmt(failover.failoverInSyncS, 2)} s; resent ${fmt(failover.failoverMiB, 1)} MiB (${fmt(failover.failoverKiBPerMovedClient, 1)} KiB per moved client)`);

@@ -183,6 +183,14 @@ class Client {
     call.on('data', (buf) => (protocol === 'sotw' ? this.onSotw(buf) : this.onDelta(buf)));
     call.on('error', (error) => {
       if (this.stopping || call !== this.call) return;
+      if (!failover && !this.served) {
+        // Never served (the connection was refused or timed out, as when thousands connect at once past the
+        // server's listen backlog): Envoy retries with a backoff, and so does this client, counted apart from errors.
+        connectRetries += 1;
+        this.channel.close();
+        setTimeout(() => this.stopping || this.connect(), 500 + Math.random() * 1_000);
+        return;
+      }
       if (!failover) {
         process.send({ kind: 'error', id: this.id, message: error.message });
         return;
@@ -265,6 +273,7 @@ class Client {
 
   /** Counts bytes, and notes when this client has everything, and when it has the armed change. */
   observe(length, kind, names) {
+    this.served = true;
     bytes += length;
     responses += 1;
     if (scope && !this.overScope && this.have[kind].size > this.expected[kind]) {
@@ -290,6 +299,7 @@ class Client {
 let completed = 0;
 let lastComplete = 0;
 let reconnects = 0;
+let connectRetries = 0;
 process.on('message', (message) => {
   if (message.kind === 'connect') {
     for (const id of ids) {
@@ -302,7 +312,7 @@ process.on('message', (message) => {
     armed = { k: message.k, name: message.name, left: clients.length, last: 0 };
     process.send({ kind: 'armed', k: message.k });
   } else if (message.kind === 'stats') {
-    process.send({ kind: 'stats', bytes, responses, completed, reconnects, waiting: armed?.left ?? 0 });
+    process.send({ kind: 'stats', bytes, responses, completed, reconnects, connectRetries, waiting: armed?.left ?? 0 });
   } else if (message.kind === 'stop') {
     for (const client of clients) {
       client.stopping = true;

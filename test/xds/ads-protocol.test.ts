@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ServiceCatalog } from '../../src/model/catalog.js';
-import { SnapshotCache } from '../../src/xds/cache/snapshot-cache.js';
+import { SNAPSHOT_HISTORY, SnapshotCache } from '../../src/xds/cache/snapshot-cache.js';
 import { envoyApi } from '../helpers/envoy-api.js';
 import { XdsServer } from '../../src/xds/server/ads-server.js';
 import { TypeUrl } from '../../src/xds/type-urls.js';
@@ -151,6 +151,23 @@ describe('state-of-the-world ADS over real gRPC', () => {
     expect(JSON.stringify(decoded)).toContain('10.0.0.9');
   });
 
+  it('follows EDS subscription changes in requests long enough that their names are read lazily', async () => {
+    // Over a kilobyte of names: the server hashes them and decodes them only when they differ from the previous request's.
+    const padding = Array.from({ length: 60 }, (_, i) => `outbound|7000||not-yet-${i}.mesh.local`);
+    const subscribed = () => server.connections()[0]!.types().find((t) => t.typeUrl === EDS)!.subscribed;
+    client.send({ type_url: EDS, resource_names: [...padding, REVIEWS_CLUSTER, RATINGS_CLUSTER] });
+    const first = await client.next();
+    expect(RawAdsClient.names(first).sort()).toEqual([REVIEWS_CLUSTER, RATINGS_CLUSTER].sort());
+    client.send({ type_url: EDS, version_info: first.version_info, response_nonce: first.nonce, resource_names: [...padding, REVIEWS_CLUSTER, RATINGS_CLUSTER] });
+    await client.expectSilence();
+    client.send({ type_url: EDS, version_info: first.version_info, response_nonce: first.nonce, resource_names: [...padding, RATINGS_CLUSTER] });
+    await eventually(() => expect(subscribed()).toEqual([...padding, RATINGS_CLUSTER].sort()));
+    publish(catalogOf(reviews('10.0.0.9'), ratings('10.0.1.1')));
+    await client.expectSilence();
+    client.send({ type_url: EDS, version_info: first.version_info, response_nonce: first.nonce, resource_names: [...padding, RATINGS_CLUSTER, REVIEWS_CLUSTER] });
+    expect(RawAdsClient.names(await client.next())).toEqual([REVIEWS_CLUSTER]);
+  });
+
   it('tells a client that subscribes to EDS alone that a cluster is gone with an empty assignment; one with CDS learns it from CDS', async () => {
     client.send({ type_url: EDS, resource_names: [REVIEWS_CLUSTER, RATINGS_CLUSTER] });
     const first = await client.next();
@@ -206,6 +223,45 @@ describe('state-of-the-world ADS over real gRPC', () => {
     const current = await client.next();
     expect(current.version_info).not.toBe(old.version_info);
     expect(RawAdsClient.names(current)).toEqual([REVIEWS_CLUSTER]);
+  });
+
+  it('sends a client resuming with a recent EDS version only the endpoints that changed since', async () => {
+    client.send({ type_url: EDS, resource_names: [REVIEWS_CLUSTER, RATINGS_CLUSTER] });
+    const old = await client.next();
+    expect(RawAdsClient.names(old).sort()).toEqual([REVIEWS_CLUSTER, RATINGS_CLUSTER].sort());
+    client.close();
+    publish(catalogOf(reviews('10.0.0.1', '10.0.0.2'), ratings('10.0.1.1', '10.0.1.2')));
+    client = new RawAdsClient(address);
+    client.send({ type_url: EDS, version_info: old.version_info, resource_names: [REVIEWS_CLUSTER, RATINGS_CLUSTER] });
+    const resumed = await client.next();
+    expect(resumed.version_info).not.toBe(old.version_info);
+    expect(RawAdsClient.names(resumed)).toEqual([RATINGS_CLUSTER]);
+  });
+
+  it('sends a client resuming with a recent CDS version the whole set when a cluster changed, and nothing when none did', async () => {
+    client.send({ type_url: CDS });
+    const old = await client.next();
+    client.close();
+    publish(catalogOf(reviews('10.0.0.1', '10.0.0.2'), ratings('10.0.1.1', '10.0.1.2')));
+    client = new RawAdsClient(address);
+    client.send({ type_url: CDS, version_info: old.version_info });
+    await client.expectSilence();
+    client.close();
+    publish(catalogOf(reviews('10.0.0.1', '10.0.0.2'), ratings('10.0.1.1'), service('later.mesh.local').port(7000).endpoint('10.0.2.1').build()));
+    client = new RawAdsClient(address);
+    client.send({ type_url: CDS, version_info: old.version_info });
+    const resumed = await client.next();
+    expect(RawAdsClient.names(resumed).sort()).toEqual([REVIEWS_CLUSTER, RATINGS_CLUSTER, 'outbound|7000||later.mesh.local'].sort());
+  });
+
+  it('sends everything to a client resuming with a version older than the cache keeps', async () => {
+    client.send({ type_url: EDS, resource_names: [REVIEWS_CLUSTER, RATINGS_CLUSTER] });
+    const old = await client.next();
+    client.close();
+    for (let i = 0; i <= SNAPSHOT_HISTORY; i++) publish(catalogOf(reviews('10.0.0.1', '10.0.0.2'), ratings('10.0.1.1', `10.0.9.${i}`)));
+    client = new RawAdsClient(address);
+    client.send({ type_url: EDS, version_info: old.version_info, resource_names: [REVIEWS_CLUSTER, RATINGS_CLUSTER] });
+    expect(RawAdsClient.names(await client.next()).sort()).toEqual([REVIEWS_CLUSTER, RATINGS_CLUSTER].sort());
   });
 
   it('sends clusters before their endpoints when both change in one push', async () => {

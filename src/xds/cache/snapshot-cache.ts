@@ -1,5 +1,16 @@
 import type { ProxyView } from '../translate/translate.js';
+import type { XdsTypeUrl } from '../type-urls.js';
 import type { Snapshot } from './snapshot.js';
+
+/**
+ * Snapshots kept per view besides the current one. A state-of-the-world client
+ * moving from another replica resumes with the version it last accepted, a
+ * content hash equal on every replica; when that version is among these, it
+ * is sent only what changed since instead of everything (see SotwStream). Old
+ * snapshots share every unchanged resource with the current one, so the cost
+ * is their maps and the changed resources.
+ */
+export const SNAPSHOT_HISTORY = 8;
 
 /** What a stream needs from the cache: the current snapshot of its view, and word when it changes. */
 export interface SnapshotSource {
@@ -7,6 +18,8 @@ export interface SnapshotSource {
   get(view: ProxyView): Snapshot | undefined;
   /** Calls `listener` after every new snapshot; returns the function that stops the calls. */
   watch(listener: (view: ProxyView) => void): () => void;
+  /** A recent snapshot of the view (the current one included) whose `typeUrl` resources have `version`, if one is still kept. */
+  withTypeVersion(view: ProxyView, typeUrl: XdsTypeUrl, version: string): Snapshot | undefined;
 }
 
 /**
@@ -18,6 +31,8 @@ export interface SnapshotSource {
  */
 export class SnapshotCache implements SnapshotSource {
   private readonly snapshots = new Map<ProxyView, Snapshot>();
+  /** Per view, the snapshots it had before the current one, newest last; at most SNAPSHOT_HISTORY. */
+  private readonly history = new Map<ProxyView, Snapshot[]>();
   private readonly listeners = new Set<(view: ProxyView) => void>();
   private readonly wantedListeners = new Set<(view: ProxyView) => void>();
   /** Views asked for, whether or not they could be built yet, so the next rebuild includes them. */
@@ -57,6 +72,7 @@ export class SnapshotCache implements SnapshotSource {
     const dropped = this.views().filter((view) => !inUse.has(view));
     for (const view of dropped) {
       this.snapshots.delete(view);
+      this.history.delete(view);
       this.wanted.delete(view);
     }
     return dropped;
@@ -64,10 +80,25 @@ export class SnapshotCache implements SnapshotSource {
 
   /** Stores the snapshot; returns false, and notifies nobody, when nothing in it changed. */
   set(snapshot: Snapshot): boolean {
-    if (this.snapshots.get(snapshot.view)?.version === snapshot.version) return false;
+    const replaced = this.snapshots.get(snapshot.view);
+    if (replaced?.version === snapshot.version) return false;
+    if (replaced !== undefined) {
+      let kept = this.history.get(snapshot.view);
+      if (kept === undefined) this.history.set(snapshot.view, (kept = []));
+      kept.push(replaced);
+      if (kept.length > SNAPSHOT_HISTORY) kept.shift();
+    }
     this.snapshots.set(snapshot.view, snapshot);
     for (const listener of [...this.listeners]) listener(snapshot.view);
     return true;
+  }
+
+  withTypeVersion(view: ProxyView, typeUrl: XdsTypeUrl, version: string): Snapshot | undefined {
+    const current = this.snapshots.get(view);
+    if (current?.typeVersions.get(typeUrl) === version) return current;
+    const kept = this.history.get(view) ?? [];
+    for (let i = kept.length - 1; i >= 0; i--) if (kept[i]!.typeVersions.get(typeUrl) === version) return kept[i];
+    return undefined;
   }
 
   watch(listener: (view: ProxyView) => void): () => void {

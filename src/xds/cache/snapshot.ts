@@ -29,11 +29,14 @@ export interface Snapshot {
   /** Per type, a hash of every resource's name and version: the version_info of state-of-the-world responses. */
   readonly typeVersions: ReadonlyMap<XdsTypeUrl, string>;
   /**
-   * The last few `changedNames(from, this)` results, by `from`: every stream
-   * of a view asks for the same pair after a change. Kept on the snapshot, so
-   * it goes when the snapshot does and no module holds state.
+   * The last few `changedNames(from, this)` results, by `from`'s version:
+   * every stream of a view asks for the same pair after a change. Kept on the
+   * snapshot, so it goes when the snapshot does and no module holds state.
+   * Keyed by version, not by snapshot, so that no snapshot keeps an older one
+   * alive: keyed by the snapshot, each held the one before it, and every
+   * snapshot a view ever had stayed in memory.
    */
-  readonly diffsFrom: Map<Snapshot, ReadonlyMap<XdsTypeUrl, ReadonlySet<string>>>;
+  readonly diffsFrom: Map<string, ReadonlyMap<XdsTypeUrl, ReadonlySet<string>>>;
 }
 
 /** A resource encoded as google.protobuf.Any. */
@@ -125,7 +128,8 @@ const NO_CHANGES: ReadonlyMap<XdsTypeUrl, ReadonlySet<string>> = new Map(XDS_TYP
 export function changedNames(from: Snapshot, to: Snapshot): ReadonlyMap<XdsTypeUrl, ReadonlySet<string>> {
   if (from === to) return NO_CHANGES;
   const memo = to.diffsFrom;
-  const known = memo.get(from);
+  // Equal versions mean equal names and resource versions; a diff computed from another snapshot with them is as good.
+  const known = memo.get(from.version);
   if (known !== undefined) return known;
   const result = new Map<XdsTypeUrl, Set<string>>();
   for (const typeUrl of XDS_TYPES) {
@@ -136,7 +140,7 @@ export function changedNames(from: Snapshot, to: Snapshot): ReadonlyMap<XdsTypeU
     for (const name of before.keys()) if (!after.has(name)) names.add(name);
     result.set(typeUrl, names);
   }
-  memo.set(from, result);
+  memo.set(from.version, result);
   if (memo.size > DIFF_MEMO_SIZE) memo.delete(memo.keys().next().value!);
   return result;
 }

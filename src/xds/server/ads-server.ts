@@ -11,6 +11,7 @@ import { DeltaStream } from './delta-stream.js';
 import type { DeltaCall } from './delta-stream.js';
 import { ClusterReferences } from './ordering.js';
 import { PushQueue } from './push-queue.js';
+import { withLazyResourceNames } from './request-names.js';
 import type { PushQueueOptions } from './push-queue.js';
 import { SotwStream } from './sotw-stream.js';
 import type { SotwCall } from './sotw-stream.js';
@@ -67,13 +68,17 @@ export const DEFAULT_TUNING = {
 
 /**
  * The ADS service with responses written as bytes: streams encode them from
- * resources encoded once per snapshot (cache/wire.ts), not per client.
+ * resources encoded once per snapshot (cache/wire.ts), not per client. A
+ * state-of-the-world request's resource names are decoded only when a stream
+ * reads them (request-names.ts).
  */
 function withEncodedResponses(service: grpc.ServiceDefinition): grpc.ServiceDefinition {
   const methods = Object.entries(service).map(([name, method]) => [
     name,
     {
       ...method,
+      requestDeserialize:
+        name === 'StreamAggregatedResources' ? withLazyResourceNames(method.requestDeserialize as (bytes: Buffer) => { resource_names: string[] }) : method.requestDeserialize,
       responseSerialize: (value: unknown) => (Buffer.isBuffer(value) ? value : method.responseSerialize(value)),
     },
   ]);

@@ -48,8 +48,9 @@ export class DeltaStream extends XdsStream<DeltaDiscoveryRequest__Output> {
       type.answer = true;
       type.fullScan = true;
       for (const [name, version] of Object.entries(request.initial_resource_versions ?? {})) {
-        type.sent.set(name, version);
-        type.presumedHeld.set(name, version);
+        const held = this.shared(type.typeUrl as XdsTypeUrl, name);
+        type.sent.set(held, version);
+        type.presumedHeld.set(held, version);
       }
       if (subscribe.length === 0 && unsubscribe.length === 0 && isFullStateType(type.typeUrl)) type.wildcard = true;
     }
@@ -60,7 +61,7 @@ export class DeltaStream extends XdsStream<DeltaDiscoveryRequest__Output> {
         type.wildcard = true;
         continue;
       }
-      type.names.add(name);
+      type.names.add(this.shared(type.typeUrl as XdsTypeUrl, name));
       // A reconnecting client listing the version it has need not get it again; anyone else asking is answered.
       if (!Object.hasOwn(initial, name)) type.force.add(name);
     }

@@ -4,6 +4,7 @@ import type { Resource, Snapshot } from '../cache/snapshot.js';
 import { emptyAssignmentEntry, encodeDiscoveryResponse } from '../cache/wire.js';
 import { TypeUrl, isFullStateType, isXdsType, shortTypeName } from '../type-urls.js';
 import type { XdsTypeUrl } from '../type-urls.js';
+import type { NamesDigested } from './request-names.js';
 import { XdsStream } from './stream-base.js';
 import type { AdsCall } from './stream-base.js';
 import type { TypeState } from './stream-state.js';
@@ -20,7 +21,9 @@ export type SotwCall = AdsCall<DiscoveryRequest__Output>;
  * from CDS). A new stream whose first request of a type carries the type's
  * current version (a client moving from another replica, or back after a
  * broken stream) is sent nothing until the type changes, as
- * go-control-plane's caches do.
+ * go-control-plane's caches do; one carrying a recent version the cache
+ * still keeps is sent only what changed since (for CDS and LDS, the whole
+ * set, and only if something in it changed).
  */
 export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
   readonly protocol = 'sotw' as const;
@@ -29,12 +32,14 @@ export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
     return isXdsType(typeUrl);
   }
 
-  protected handle(type: TypeState, request: DiscoveryRequest__Output): void {
+  protected handle(type: TypeState, request: DiscoveryRequest__Output & NamesDigested): void {
     const typeUrl = type.typeUrl;
-    this.log.debug(
-      { type: shortTypeName(typeUrl), names: request.resource_names, nonce: request.response_nonce, version: request.version_info, nack: request.error_detail != null },
-      'request',
-    );
+    if (this.log.isLevelEnabled('debug')) {
+      this.log.debug(
+        { type: shortTypeName(typeUrl), names: request.resource_names, nonce: request.response_nonce, version: request.version_info, nack: request.error_detail != null },
+        'request',
+      );
+    }
     // Only a request answering the latest response counts; the nonce of a new stream starts empty.
     if (request.response_nonce !== '' && type.nonceSent !== undefined && request.response_nonce !== type.nonceSent) {
       this.log.debug({ type: shortTypeName(typeUrl), nonce: request.response_nonce }, 'stale nonce ignored');
@@ -59,7 +64,11 @@ export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
 
     const firstRequest = !type.requested;
     type.requested = true;
-    const added = this.updateSubscription(type, request.resource_names, firstRequest);
+    // The same names as last time (an ACK, nearly always) change nothing, and are then never decoded.
+    const digest = request.resourceNamesDigest;
+    const sameNames = !firstRequest && digest !== undefined && digest === type.namesDigest;
+    type.namesDigest = digest;
+    const added = sameNames ? [] : this.updateSubscription(type, request.resource_names, firstRequest);
     if (firstRequest) {
       type.answer = true;
       type.fullScan = true;
@@ -91,7 +100,7 @@ export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
         type.forget(name);
       }
     }
-    for (const name of added) type.names.add(name);
+    for (const name of added) type.names.add(this.shared(type.typeUrl as XdsTypeUrl, name));
     if (type.wildcard && !wasWildcard) added.push('*');
     return added;
   }
@@ -104,9 +113,9 @@ export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
     const subscribed = (name: string) => type.wildcard || type.names.has(name);
 
     if (type.resumedVersion !== undefined) {
-      const resumed = type.resumedVersion === version;
+      const resumedVersion = type.resumedVersion;
       type.resumedVersion = undefined;
-      if (resumed) {
+      if (resumedVersion === version) {
         // The whole type is as the client last accepted it (the version is its content hash), whatever it subscribed to: nothing to send.
         for (const resource of available.values()) {
           if (!subscribed(resource.name)) continue;
@@ -117,6 +126,24 @@ export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
         type.settle(snapshot);
         this.log.debug({ type: shortTypeName(typeUrl), version: type.versionSent }, 'client already has this version; nothing sent');
         return;
+      }
+      // Versions are content hashes, equal on every replica: a recent snapshot that had this version says what the client holds.
+      const resumedFrom = this.cache.withTypeVersion(this.node.view, typeUrl, resumedVersion);
+      if (resumedFrom !== undefined && resumedFrom !== snapshot) {
+        const held = resumedFrom.resources.get(typeUrl)!;
+        for (const resource of held.values()) {
+          if (!subscribed(resource.name)) continue;
+          type.sent.set(resource.name, resource.version);
+          type.presumeAcked(resource);
+        }
+        type.versionSent = type.versionAcked = resumedVersion;
+        // Only what changed since is compared (full-state types still send their whole set if any of it changed).
+        type.syncedTo = resumedFrom;
+        type.fullScan = false;
+        type.force.delete('*');
+        for (const name of held.keys()) type.force.delete(name);
+        type.answer = false;
+        this.log.debug({ type: shortTypeName(typeUrl), version: resumedVersion }, 'client resumes from a recent version; sending what changed since');
       }
     }
 

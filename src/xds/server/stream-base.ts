@@ -360,7 +360,7 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
       for (const name of this.ordering.references.of(resource)) {
         // Nothing to warm for a name that does not exist; a client that does not subscribe to it (gRPC asks after reading the route) fetches it itself.
         if (!clusters.has(name) || !(cds.wildcard || cds.names.has(name))) continue;
-        if (!cds.acked.has(name) || (assignments.has(name) && eds?.acked.has(name) !== true)) missing.add(name);
+        if (!cds.hasAcked(name) || (assignments.has(name) && eds?.hasAcked(name) !== true)) missing.add(name);
       }
     }
     return [...missing].sort();
@@ -426,6 +426,16 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
       this.schedule();
     }, Math.max(0, at - Date.now()) + 5);
     this.wakeTimer.unref();
+  }
+
+  /**
+   * The snapshot's own copy of a resource name a client sent, when it has
+   * one: every request decodes its names into fresh strings, and a thousand
+   * clients subscribed to the same thousand names would otherwise each keep
+   * their own copies.
+   */
+  protected shared(typeUrl: XdsTypeUrl, name: string): string {
+    return this.cache.get(this.node.view)?.resources.get(typeUrl)?.get(name)?.name ?? name;
   }
 
   protected nextNonce(): string {

@@ -97,8 +97,13 @@ export class TypeState implements TypeStatus {
   /** Delta: responses awaiting an ACK or NACK, by nonce, oldest first. */
   readonly outstanding = new Map<string, { version: string; sentAt: number }>();
 
-  /** What the client has accepted: every ACKed response applied in order. */
-  readonly acked = new Map<string, Resource>();
+  /**
+   * What the client has accepted, where it differs from `current`: per name,
+   * the accepted resource (undefined: none). Only names that an unanswered
+   * response (or a NACK) touched are here, so a client in sync costs one map
+   * of its resources per type, not two, and a response costs what it changed.
+   */
+  private readonly ackedApart = new Map<string, Resource | undefined>();
   /** What the client was last told, ACKed or not: where a retained resource is taken from. */
   readonly current = new Map<string, Resource>();
   /** Responses not yet answered, oldest first: the client may be applying any of them. */
@@ -113,6 +118,8 @@ export class TypeState implements TypeStatus {
    * the snapshot's version of the type, the client has all of it already.
    */
   resumedVersion: string | undefined;
+  /** SotW: the digest of the resource names the latest request carried (see request-names.ts). */
+  namesDigest: string | undefined;
   /** Proxyless Listeners: the placeholder last served for each subscribed name that does not exist. */
   placeholdersServed: ReadonlyMap<string, Resource> = new Map();
   /** Whether more names than `limits.maxPlaceholdersPerStream` lacked a resource at the last reconcile (reported once per crossing). */
@@ -136,43 +143,90 @@ export class TypeState implements TypeStatus {
     return answer;
   }
 
+  /** Whether the client has accepted a version of `name` (every ACKed response applied in order). */
+  hasAcked(name: string): boolean {
+    return this.ackedApart.has(name) ? this.ackedApart.get(name) !== undefined : this.current.has(name);
+  }
+
+  /** Every resource the client has accepted. */
+  private ackedResources(): Resource[] {
+    const resources: Resource[] = [];
+    for (const [name, resource] of this.current) if (!this.ackedApart.has(name)) resources.push(resource);
+    for (const resource of this.ackedApart.values()) if (resource !== undefined) resources.push(resource);
+    return resources;
+  }
+
   /** Records a response written to the client, for make-before-break. */
   recordSent(nonce: string, sentAt: number, replaceAll: boolean, updated: readonly Resource[], removed: readonly string[]): void {
-    if (replaceAll) this.current.clear();
-    for (const name of removed) this.current.delete(name);
-    for (const resource of updated) this.current.set(resource.name, resource);
+    const keepAccepted = (name: string) => {
+      if (!this.ackedApart.has(name)) this.ackedApart.set(name, this.current.get(name));
+    };
+    if (replaceAll) {
+      for (const name of this.current.keys()) keepAccepted(name);
+      this.current.clear();
+    }
+    for (const name of removed) {
+      keepAccepted(name);
+      this.current.delete(name);
+    }
+    for (const resource of updated) {
+      keepAccepted(resource.name);
+      this.current.set(resource.name, resource);
+    }
     this.unacked.push({ nonce, sentAt, replaceAll, updated, removed });
     if (this.unacked.length > MAX_UNACKED) this.unacked.shift();
   }
 
   /**
    * The client answered the response with `nonce`: every older one is settled
-   * too. An ACK applies them to `acked`; a NACK applies only the older ones
-   * (the client keeps what it had). Returns the names that left `acked`.
+   * too. An ACK applies them to what it accepted; a NACK applies only the older ones
+   * (the client keeps what it had). Returns the names it no longer holds.
    */
   settleUpTo(nonce: string, accepted: boolean): string[] {
     const index = this.unacked.findIndex((u) => u.nonce === nonce);
     if (index === -1) return [];
     const settled = this.unacked.splice(0, index + 1);
     if (!accepted) settled.pop();
-    const before = new Set(this.acked.keys());
+    const left = new Set<string>();
     for (const response of settled) {
-      if (response.replaceAll) this.acked.clear();
-      for (const name of response.removed) this.acked.delete(name);
-      for (const resource of response.updated) this.acked.set(resource.name, resource);
+      if (response.replaceAll) {
+        const kept = new Set(response.updated.map((r) => r.name));
+        for (const resource of this.ackedResources()) {
+          if (kept.has(resource.name)) continue;
+          this.ackedApart.set(resource.name, undefined);
+          left.add(resource.name);
+        }
+      }
+      for (const name of response.removed) {
+        if (this.hasAcked(name)) left.add(name);
+        this.ackedApart.set(name, undefined);
+      }
+      for (const resource of response.updated) this.ackedApart.set(resource.name, resource);
     }
-    return [...before].filter((name) => !this.acked.has(name));
+    this.forgetAgreement();
+    return [...left].filter((name) => !this.hasAcked(name));
+  }
+
+  /** Drops the names whose accepted resource is the one last sent, unless an unanswered response still touches them. */
+  private forgetAgreement(): void {
+    if (this.unacked.some((u) => u.replaceAll)) return;
+    const touched = new Set<string>();
+    for (const response of this.unacked) {
+      for (const name of response.removed) touched.add(name);
+      for (const resource of response.updated) touched.add(resource.name);
+    }
+    for (const [name, resource] of this.ackedApart) if (!touched.has(name) && resource === this.current.get(name)) this.ackedApart.delete(name);
   }
 
   /** The client already has `resource` (it said so when it reconnected). */
   presumeAcked(resource: Resource): void {
-    this.acked.set(resource.name, resource);
+    if (this.ackedApart.has(resource.name)) this.ackedApart.set(resource.name, resource);
     this.current.set(resource.name, resource);
   }
 
   /** The client no longer wants `name` (it unsubscribed), so it holds it no more. */
   forget(name: string): void {
-    this.acked.delete(name);
+    if (this.ackedApart.has(name)) this.ackedApart.set(name, undefined);
     this.current.delete(name);
   }
 
@@ -185,7 +239,7 @@ export class TypeState implements TypeStatus {
   mayHold(now: number, patienceMs: number): Iterable<Resource> {
     const oldest = this.unacked[0];
     if (oldest !== undefined && now - oldest.sentAt > patienceMs) return this.current.values();
-    return [...this.acked.values(), ...this.unacked.flatMap((u) => u.updated)];
+    return [...this.ackedResources(), ...this.unacked.flatMap((u) => u.updated)];
   }
 
   /** When the oldest unanswered response stops counting (see `mayHold`), if there is one. */

@@ -1,0 +1,109 @@
+import { createHash } from 'node:crypto';
+
+/**
+ * A state-of-the-world client repeats every name it subscribes to in every
+ * request, ACKs included: an Envoy with a thousand clusters sends a thousand
+ * EDS names (some 40 KB) after every endpoint change, and decoding them into
+ * strings for two thousand clients was most of what a change cost. The
+ * request is read in two parts instead: the names' bytes are hashed, not
+ * decoded, and decoded only if a stream reads `resource_names` (it does when
+ * the hash differs from the previous request's, or for its first request).
+ */
+export interface NamesDigested {
+  /** SHA-256 of the request's resource_names fields, as sent; undefined when they could not be told apart cheaply. */
+  readonly resourceNamesDigest?: string;
+}
+
+const RESOURCE_NAMES = 3;
+const WIRE_VARINT = 0;
+const WIRE_FIXED64 = 1;
+const WIRE_LEN = 2;
+const WIRE_FIXED32 = 5;
+
+function readVarint(bytes: Buffer, offset: number): [value: number, next: number] {
+  let value = 0;
+  let scale = 1;
+  for (let i = 0; i < 10; i++) {
+    if (offset >= bytes.length) throw new RangeError('truncated varint');
+    const byte = bytes[offset++]!;
+    value += (byte & 0x7f) * scale;
+    if (byte < 0x80) return [value, offset];
+    scale *= 128;
+  }
+  throw new RangeError('varint too long');
+}
+
+/**
+ * Where the resource_names fields of an encoded DiscoveryRequest lie, if they
+ * form one run (as every encoder writes a repeated field): [start, end), or
+ * undefined when the message cannot be walked or they are interleaved with
+ * other fields. An empty run is [0, 0).
+ */
+export function resourceNamesRun(bytes: Buffer): [start: number, end: number] | undefined {
+  let start = -1;
+  let end = -1;
+  let offset = 0;
+  try {
+    while (offset < bytes.length) {
+      const fieldStart = offset;
+      const [key, afterKey] = readVarint(bytes, offset);
+      const wire = key % 8;
+      const field = Math.floor(key / 8);
+      if (wire === WIRE_LEN) {
+        const [length, afterLength] = readVarint(bytes, afterKey);
+        offset = afterLength + length;
+      } else if (wire === WIRE_VARINT) offset = readVarint(bytes, afterKey)[1];
+      else if (wire === WIRE_FIXED64) offset = afterKey + 8;
+      else if (wire === WIRE_FIXED32) offset = afterKey + 4;
+      else return undefined;
+      if (offset > bytes.length) return undefined;
+      if (field !== RESOURCE_NAMES) continue;
+      if (wire !== WIRE_LEN) return undefined;
+      if (start === -1) start = fieldStart;
+      else if (end !== fieldStart) return undefined; // another field in between
+      end = offset;
+    }
+  } catch {
+    return undefined;
+  }
+  return start === -1 ? [0, 0] : [start, end];
+}
+
+/**
+ * Wraps a DiscoveryRequest deserializer: everything but resource_names is
+ * decoded as before; resource_names is decoded when first read, and
+ * `resourceNamesDigest` says whether it changed without reading it.
+ */
+export function withLazyResourceNames<T extends { resource_names: string[] }>(decode: (bytes: Buffer) => T): (bytes: Buffer) => T & NamesDigested {
+  return (bytes) => {
+    const run = resourceNamesRun(bytes);
+    if (run === undefined || run[1] - run[0] < LAZY_FROM_BYTES) return decode(bytes);
+    const [start, end] = run;
+    const names = bytes.subarray(start, end);
+    const request = decode(Buffer.concat([bytes.subarray(0, start), bytes.subarray(end)]));
+    let decoded: string[] | undefined;
+    Object.defineProperty(request, 'resource_names', {
+      enumerable: true,
+      configurable: true,
+      get: () => (decoded ??= decodeNames(names)),
+    });
+    Object.defineProperty(request, 'resourceNamesDigest', { enumerable: false, value: createHash('sha256').update(names).digest('base64') });
+    return request as T & NamesDigested;
+  };
+}
+
+/** Below this, decoding the names costs less than hashing them and copying the rest. */
+const LAZY_FROM_BYTES = 1024;
+
+/** The strings of a run of resource_names fields (checked by `resourceNamesRun`). */
+function decodeNames(run: Buffer): string[] {
+  const names: string[] = [];
+  let offset = 0;
+  while (offset < run.length) {
+    const afterKey = readVarint(run, offset)[1];
+    const [length, afterLength] = readVarint(run, afterKey);
+    names.push(run.toString('utf8', afterLength, afterLength + length));
+    offset = afterLength + length;
+  }
+  return names;
+}

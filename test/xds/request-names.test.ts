@@ -1,0 +1,63 @@
+import { describe, expect, it } from 'vitest';
+import { resourceNamesRun, withLazyResourceNames } from '../../src/xds/server/request-names.js';
+import type { DiscoveryRequest__Output } from '../../src/generated/envoy/service/discovery/v3/DiscoveryRequest.js';
+import { MessageWriter } from '../../src/xds/cache/wire.js';
+import { TypeUrl } from '../../src/xds/type-urls.js';
+import { envoyApi } from '../helpers/envoy-api.js';
+
+const method = envoyApi.ads.envoy.service.discovery.v3.AggregatedDiscoveryService.service.StreamAggregatedResources;
+const decode = method.requestDeserialize as (bytes: Buffer) => DiscoveryRequest__Output;
+const encode = (request: object) => method.requestSerialize(request) as Buffer;
+const lazy = withLazyResourceNames(decode);
+const names = (n: number, prefix = 'outbound|8000||svc') => Array.from({ length: n }, (_, i) => `${prefix}-${i}.bench.local`);
+
+describe('DiscoveryRequest resource names read lazily', () => {
+  const request = {
+    version_info: 'v1',
+    node: { id: 'vm-1', cluster: 'bench', user_agent_name: 'envoy' },
+    resource_names: names(500),
+    type_url: TypeUrl.ClusterLoadAssignment,
+    response_nonce: '7',
+  };
+
+  it('decodes to what the generated decoder gives, names included', () => {
+    const bytes = encode(request);
+    const read = lazy(bytes);
+    expect(read.resourceNamesDigest).toBeDefined();
+    expect({ ...read, resource_names: [...read.resource_names] }).toEqual(decode(bytes));
+  });
+
+  it('gives the same digest for the same names whatever else changed, and another for other names', () => {
+    const first = lazy(encode(request));
+    const ack = lazy(encode({ ...request, version_info: 'v2', response_nonce: '8' }));
+    const other = lazy(encode({ ...request, resource_names: names(499) }));
+    const reordered = lazy(encode({ ...request, resource_names: [...request.resource_names].reverse() }));
+    expect(ack.resourceNamesDigest).toBe(first.resourceNamesDigest);
+    expect(other.resourceNamesDigest).not.toBe(first.resourceNamesDigest);
+    expect(reordered.resourceNamesDigest).not.toBe(first.resourceNamesDigest);
+  });
+
+  it('falls back to a full decode, without a digest, when the names are split by another field', () => {
+    const writer = new MessageWriter();
+    for (const name of names(40)) writer.bytes(3, name);
+    writer.bytes(4, TypeUrl.ClusterLoadAssignment);
+    for (const name of names(40, 'outbound|9000||other')) writer.bytes(3, name);
+    const bytes = writer.finish();
+    expect(resourceNamesRun(bytes)).toBeUndefined();
+    const read = lazy(bytes);
+    expect(read.resourceNamesDigest).toBeUndefined();
+    expect(read.resource_names).toEqual([...names(40), ...names(40, 'outbound|9000||other')]);
+  });
+
+  it('leaves a truncated message to the generated decoder', () => {
+    const bytes = encode(request);
+    const truncated = bytes.subarray(0, bytes.length - 1);
+    expect(resourceNamesRun(truncated)).toBeUndefined();
+    expect(lazy(truncated).resourceNamesDigest).toBeUndefined();
+    expect(lazy(truncated)).toEqual(decode(truncated));
+  });
+
+  it('finds no names in a request without any', () => {
+    expect(resourceNamesRun(encode({ type_url: TypeUrl.Cluster, version_info: 'v1' }))).toEqual([0, 0]);
+  });
+});
