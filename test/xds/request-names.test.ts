@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { resourceNamesRun, withLazyResourceNames } from '../../src/xds/server/request-names.js';
+import { RecentNameRuns, resourceNamesRun, sha256Digest, withLazyResourceNames } from '../../src/xds/server/request-names.js';
 import type { DiscoveryRequest__Output } from '../../src/generated/envoy/service/discovery/v3/DiscoveryRequest.js';
 import { MessageWriter } from '../../src/xds/cache/wire.js';
 import { TypeUrl } from '../../src/xds/type-urls.js';
@@ -59,5 +59,63 @@ describe('DiscoveryRequest resource names read lazily', () => {
 
   it('finds no names in a request without any', () => {
     expect(resourceNamesRun(encode({ type_url: TypeUrl.Cluster, version_info: 'v1' }))).toEqual([0, 0]);
+  });
+});
+
+describe('RecentNameRuns', () => {
+  const run = (text: string) => Buffer.from(text);
+  const counting = (limits = { maxRuns: 2, maxBytes: 1024 }) => {
+    const hashed: string[] = [];
+    const recent = new RecentNameRuns(limits, (bytes) => {
+      hashed.push(bytes.toString());
+      return sha256Digest(bytes);
+    });
+    return { recent, hashed };
+  };
+
+  it('hashes a run once, and gives its digest for the same bytes in another buffer', () => {
+    const { recent, hashed } = counting();
+    const first = recent.digest(run('names-a'));
+    expect(first).toBe(sha256Digest(run('names-a')));
+    expect(recent.digest(run('names-a'))).toBe(first);
+    expect(recent.digest(run('names-b'))).toBe(sha256Digest(run('names-b')));
+    expect(hashed).toEqual(['names-a', 'names-b']);
+  });
+
+  it('tells apart runs of the same length', () => {
+    const { recent } = counting();
+    expect(recent.digest(run('names-a'))).not.toBe(recent.digest(run('names-b')));
+    expect(recent.digest(run('names-a'))).toBe(sha256Digest(run('names-a')));
+  });
+
+  it('keeps its own copy: the buffer it was given may change afterwards', () => {
+    const { recent, hashed } = counting();
+    const given = run('names-a');
+    recent.digest(given);
+    given.fill(0x78);
+    expect(recent.digest(run('names-a'))).toBe(sha256Digest(run('names-a')));
+    expect(hashed).toEqual(['names-a']);
+  });
+
+  it('forgets the least recently used run past maxRuns, and still gives correct digests', () => {
+    const { recent, hashed } = counting({ maxRuns: 2, maxBytes: 1024 });
+    recent.digest(run('a'));
+    recent.digest(run('b'));
+    recent.digest(run('a')); // b is now the least recent
+    recent.digest(run('c'));
+    expect(recent.digest(run('a'))).toBe(sha256Digest(run('a')));
+    expect(recent.digest(run('b'))).toBe(sha256Digest(run('b')));
+    expect(hashed).toEqual(['a', 'b', 'c', 'b']);
+  });
+
+  it('remembers at most maxBytes, and never a run larger than that', () => {
+    const { recent, hashed } = counting({ maxRuns: 10, maxBytes: 8 });
+    recent.digest(run('123456789'));
+    recent.digest(run('123456789'));
+    recent.digest(run('12345'));
+    recent.digest(run('abcde')); // 10 bytes with the one before: the older goes
+    recent.digest(run('abcde'));
+    recent.digest(run('12345'));
+    expect(hashed).toEqual(['123456789', '123456789', '12345', 'abcde', '12345']);
   });
 });

@@ -69,12 +69,69 @@ export function resourceNamesRun(bytes: Buffer): [start: number, end: number] | 
   return start === -1 ? [0, 0] : [start, end];
 }
 
+export function sha256Digest(bytes: Buffer): string {
+  return createHash('sha256').update(bytes).digest('base64');
+}
+
+export interface RecentNameRunsLimits {
+  /** Distinct runs remembered. */
+  readonly maxRuns: number;
+  /** Bytes of all runs remembered together; a run larger than this alone is never remembered. */
+  readonly maxBytes: number;
+}
+
+/** Enough for every view's EDS names of a large fleet to stay remembered, at most 8 MiB. */
+export const RECENT_NAME_RUNS: RecentNameRunsLimits = { maxRuns: 32, maxBytes: 8 * 1024 * 1024 };
+
+/**
+ * The digests of the last few distinct resource-name runs, with a copy of
+ * their bytes. After an endpoint change every SotW client of a view ACKs with
+ * the same 1,000 EDS names; hashing 40 KB for each of 2,000 ACKs was the
+ * largest part of reading them. Comparing the bytes with a remembered run
+ * (most recent first, length first) costs a memcmp, and its digest is reused.
+ * A digest is still what streams keep, so a stream costs no more memory
+ * whether or not its run is remembered, and a client that sends new names
+ * every time costs what it did before (a hash) and a copy of them.
+ */
+export class RecentNameRuns {
+  /** Most recently used first. */
+  private readonly runs: { readonly bytes: Buffer; readonly digest: string }[] = [];
+  private bytes = 0;
+
+  constructor(
+    private readonly limits: RecentNameRunsLimits = RECENT_NAME_RUNS,
+    private readonly digestOf: (bytes: Buffer) => string = sha256Digest,
+  ) {}
+
+  digest(run: Buffer): string {
+    const index = this.runs.findIndex((known) => known.bytes.length === run.length && known.bytes.equals(run));
+    if (index !== -1) {
+      const known = this.runs[index]!;
+      if (index > 0) {
+        this.runs.splice(index, 1);
+        this.runs.unshift(known);
+      }
+      return known.digest;
+    }
+    const digest = this.digestOf(run);
+    if (run.length > this.limits.maxBytes) return digest;
+    // A copy: the run is a slice of the message gRPC read, which should not stay alive for it.
+    const copy = Buffer.allocUnsafeSlow(run.length);
+    run.copy(copy);
+    this.runs.unshift({ bytes: copy, digest });
+    this.bytes += copy.length;
+    while (this.runs.length > this.limits.maxRuns || this.bytes > this.limits.maxBytes) this.bytes -= this.runs.pop()!.bytes.length;
+    return digest;
+  }
+}
+
 /**
  * Wraps a DiscoveryRequest deserializer: everything but resource_names is
  * decoded as before; resource_names is decoded when first read, and
- * `resourceNamesDigest` says whether it changed without reading it.
+ * `resourceNamesDigest` says whether it changed without reading it. Each
+ * wrapper (one per server) remembers its own recent runs.
  */
-export function withLazyResourceNames<T extends { resource_names: string[] }>(decode: (bytes: Buffer) => T): (bytes: Buffer) => T & NamesDigested {
+export function withLazyResourceNames<T extends { resource_names: string[] }>(decode: (bytes: Buffer) => T, recent = new RecentNameRuns()): (bytes: Buffer) => T & NamesDigested {
   return (bytes) => {
     const run = resourceNamesRun(bytes);
     if (run === undefined || run[1] - run[0] < LAZY_FROM_BYTES) return decode(bytes);
@@ -87,7 +144,7 @@ export function withLazyResourceNames<T extends { resource_names: string[] }>(de
       configurable: true,
       get: () => (decoded ??= decodeNames(names)),
     });
-    Object.defineProperty(request, 'resourceNamesDigest', { enumerable: false, value: createHash('sha256').update(names).digest('base64') });
+    Object.defineProperty(request, 'resourceNamesDigest', { enumerable: false, value: recent.digest(names) });
     return request as T & NamesDigested;
   };
 }
