@@ -4,6 +4,7 @@ import { TypeUrl } from '../../src/xds/type-urls.js';
 import { RawAdsClient } from '../helpers/ads-client.js';
 import { RawDeltaClient } from '../helpers/delta-client.js';
 import { DaemonProcess } from '../helpers/daemon-process.js';
+import { eventually } from '../helpers/eventually.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const SERVICES = Array.from(
@@ -94,6 +95,14 @@ describe('replicas: two daemons fed the same inputs are interchangeable', () => 
     dir.write('services.yaml', servicesText);
   };
 
+  /**
+   * Waits until both replicas serve the same versions: each reads the file on
+   * its own, so right after a change one may still serve the one before, and a
+   * client moving between them would rightly be sent what changed.
+   */
+  const replicasAgree = async (node: { id: string; user_agent_name: string }) =>
+    eventually(async () => expect(await everything(addresses[1]!, node)).toEqual(await everything(addresses[0]!, node)), 10_000, 100);
+
   beforeAll(async () => {
     dir.write(
       'meshbridge.yaml',
@@ -135,6 +144,7 @@ policy: { paths: ['./policy.yaml'] }
 
   it('a state-of-the-world client moving to the other replica with the version_info it has is not sent it again', async () => {
     const node = { id: 'vm-moving-sotw', user_agent_name: 'envoy' };
+    await replicasAgree(node);
     const before = new RawAdsClient(addresses[0]!, node);
     clients.push(before);
     before.send({ type_url: TypeUrl.Cluster });
@@ -166,6 +176,7 @@ policy: { paths: ['./policy.yaml'] }
 
   it('a delta client moving to the other replica with initial_resource_versions is not sent again what it has', async () => {
     const node = { id: 'vm-moving', user_agent_name: 'envoy' };
+    await replicasAgree(node);
     const before = new RawDeltaClient(addresses[0]!, node);
     clients.push(before);
     before.send({ type_url: TypeUrl.Cluster, resource_names_subscribe: ['*'] });
