@@ -3,6 +3,7 @@
 // Shared by the runner (resources for go-control-plane) and the meshbridge
 // bench daemon, so both servers serve the same resources.
 import { mergeCatalog } from '../dist/model/merge.js';
+import { EMPTY_POLICY } from '../dist/istio/policy-set.js';
 
 export const REGISTRY = 'bench';
 /** Services spread over this many ports: as many sidecar listeners and route configurations. */
@@ -78,7 +79,7 @@ export function scopedPolicy(count, groups) {
       location: { source: 'bench', document: g },
     });
   }
-  return { virtualServices: [], destinationRules: [], sidecars, diagnostics: [] };
+  return { ...EMPTY_POLICY, sidecars };
 }
 
 /** Which group (Sidecar) client `vm-c` belongs to. */

@@ -1,0 +1,32 @@
+import { execFile } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+import { tempDir } from '../helpers/tmp.js';
+
+/**
+ * `npm run bench` is not part of the suite (its figures are not tests), but it
+ * imports the daemon's modules directly, so a change to their shapes can break
+ * it unseen: a policy set without the authorization field once crashed its
+ * scoped scenario. This runs every scenario and protocol against meshbridge at
+ * toy size and checks that each produced its figures, without judging them.
+ */
+describe('the fleet benchmark at toy size', { timeout: 240_000 }, () => {
+  const out = tempDir('meshbridge-bench-');
+  afterAll(() => out.remove());
+
+  it('runs the fleet, failover and scoped scenarios over delta and SotW, and writes every figure', async () => {
+    const args = ['--clients', '8', '--services', '30', '--endpoints', '60', '--changes', '3', '--workers', '2', '--servers', 'meshbridge', '--protocols', 'delta,sotw', '--scenarios', 'fleet,failover,scoped', '--scoped-clients', '12', '--scope-groups', '2', '--out', out.path];
+    const { stdout } = await promisify(execFile)(process.execPath, [join(import.meta.dirname, '../../bench/run.mjs'), ...args], { timeout: 200_000 });
+    const [file] = readdirSync(out.path);
+    const { results } = JSON.parse(readFileSync(join(out.path, file!), 'utf8')) as { results: Array<Record<string, unknown>> };
+    expect(results.filter((r) => r['error'] !== undefined), stdout).toEqual([]);
+    for (const protocol of ['delta', 'sotw']) {
+      const of = (scenario: string | undefined) => results.find((r) => r['protocol'] === protocol && r['scenario'] === scenario);
+      expect(of(undefined)).toMatchObject({ server: 'meshbridge', connectStormS: expect.any(Number), changeP99Ms: expect.any(Number), peakRssMiB: expect.any(Number), clientErrors: 0 });
+      expect(of('failover')).toMatchObject({ failoverInSyncS: expect.any(Number), failoverMiB: expect.any(Number) });
+      expect(of('scoped')).toMatchObject({ clients: 12, scopedStormS: expect.any(Number) });
+    }
+  });
+});
