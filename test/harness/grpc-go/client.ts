@@ -8,9 +8,10 @@
  * (MESHBRIDGE_GRPC_GO_CLIENT=/path/to/binary uses another build). A client
  * that cannot be built fails the test, never skips it.
  */
-import { execFileSync, spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
+import { JsonLinesProcess } from '../json-lines-process.js';
+import type { JsonLinesAnswer } from '../json-lines-process.js';
 
 const REPO_ROOT = join(import.meta.dirname, '../../..');
 
@@ -57,99 +58,44 @@ export interface CallOptions {
   readonly intervalMs?: number;
 }
 
-interface Answer {
-  readonly id: number;
+interface Answer extends JsonLinesAnswer {
   readonly calls?: CallResult[];
   readonly csds?: unknown;
-  readonly error?: string;
 }
 
 export class GrpcGoXdsClient {
-  private readonly child: ChildProcess;
-  private readonly waiting = new Map<number, { resolve: (a: Answer) => void; reject: (e: Error) => void }>();
-  private nextId = 1;
-  private stderr = '';
-  private readonly ready: Promise<void>;
-  private readonly exited: Promise<number | null>;
+  private readonly program: JsonLinesProcess<Answer>;
 
   /** `bootstrapJson` is what `meshbridge bootstrap --grpc` printed. */
   constructor(bootstrapJson: string, binary = grpcGoClientBinary()) {
-    this.child = spawn(binary, [], {
-      env: {
-        ...process.env,
-        GRPC_XDS_BOOTSTRAP_CONFIG: bootstrapJson,
-        GRPC_XDS_BOOTSTRAP: '',
-        // grpc-go's own logs go to stderr, which a failing test prints.
-        GRPC_GO_LOG_SEVERITY_LEVEL: process.env['GRPC_GO_LOG_SEVERITY_LEVEL'] ?? 'warning',
-        GRPC_GO_LOG_VERBOSITY_LEVEL: process.env['GRPC_GO_LOG_VERBOSITY_LEVEL'] ?? '0',
-      },
-      stdio: ['pipe', 'pipe', 'pipe'],
+    this.program = new JsonLinesProcess('grpc-go client', binary, [], {
+      ...process.env,
+      GRPC_XDS_BOOTSTRAP_CONFIG: bootstrapJson,
+      GRPC_XDS_BOOTSTRAP: '',
+      // grpc-go's own logs go to stderr, which a failing test prints.
+      GRPC_GO_LOG_SEVERITY_LEVEL: process.env['GRPC_GO_LOG_SEVERITY_LEVEL'] ?? 'warning',
+      GRPC_GO_LOG_VERBOSITY_LEVEL: process.env['GRPC_GO_LOG_VERBOSITY_LEVEL'] ?? '0',
     });
-    this.child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
-      // Bounded: a chatty client must not grow the test's memory.
-      this.stderr = (this.stderr + chunk).slice(-64 * 1024);
-    });
-    let signalReady!: () => void;
-    this.ready = new Promise((resolve) => (signalReady = resolve));
-    let buffered = '';
-    this.child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-      buffered += chunk;
-      let newline: number;
-      while ((newline = buffered.indexOf('\n')) !== -1) {
-        const line = buffered.slice(0, newline);
-        buffered = buffered.slice(newline + 1);
-        let answer: Answer;
-        try {
-          answer = JSON.parse(line) as Answer;
-        } catch {
-          this.stderr += `unparsable stdout line: ${line.slice(0, 200)}\n`;
-          continue;
-        }
-        if (answer.id === 0) signalReady();
-        this.waiting.get(answer.id)?.resolve(answer);
-        this.waiting.delete(answer.id);
-      }
-    });
-    this.exited = new Promise((resolve) =>
-      this.child.on('exit', (code) => {
-        for (const { reject } of this.waiting.values()) reject(new Error(`grpc-go client exited (${code}); stderr:\n${this.stderr}`));
-        this.waiting.clear();
-        resolve(code);
-      }),
-    );
   }
 
   /** What grpc-go logged so far (its last 64 KiB), for failure messages. */
   get log(): string {
-    return this.stderr;
-  }
-
-  private async send(command: Record<string, unknown>): Promise<Answer> {
-    await this.ready;
-    const id = this.nextId++;
-    const answer = new Promise<Answer>((resolve, reject) => this.waiting.set(id, { resolve, reject }));
-    this.child.stdin!.write(`${JSON.stringify({ ...command, id })}\n`);
-    const result = await answer;
-    if (result.error) throw new Error(`grpc-go client: ${result.error}`);
-    return result;
+    return this.program.log;
   }
 
   /** Makes `count` Echo calls to `target` (e.g. `xds:///echo.mesh:7000`) on one channel per target. */
   async call(target: string, options: CallOptions = {}): Promise<CallResult[]> {
-    const answer = await this.send({ op: 'call', target, ...options });
+    const answer = await this.program.send({ op: 'call', target, ...options });
     return answer.calls ?? [];
   }
 
   /** Every resource the client's xDS client holds or waits for, from its own CSDS service. */
   async csds(): Promise<CsdsResource[]> {
-    return (await this.send({ op: 'csds' })).csds as CsdsResource[];
+    return (await this.program.send({ op: 'csds' })).csds as CsdsResource[];
   }
 
-  async close(): Promise<void> {
-    this.child.stdin!.end();
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), 5_000);
-    await this.exited;
-    clearTimeout(timer);
+  close(): Promise<void> {
+    return this.program.close();
   }
 }
 
