@@ -1,3 +1,4 @@
+import { durationSeconds } from '../duration.js';
 import { UsageError } from '../errors.js';
 
 /**
@@ -6,8 +7,7 @@ import { UsageError } from '../errors.js';
  * change would wait longer than anyone plans for).
  */
 export function parseRefreshInterval(flag: string, value: string): number {
-  const match = /^(\d+)(s|m|h)$/.exec(value.trim());
-  const seconds = match === null ? NaN : Number(match[1]) * { s: 1, m: 60, h: 3600 }[match[2] as 's' | 'm' | 'h'];
+  const seconds = durationSeconds(value, ['s', 'm', 'h']);
   if (!(seconds >= 1 && seconds <= 86_400)) throw new UsageError(`${flag} must be a duration from 1s to 24h such as 30s or 5m, got "${value}"`);
   return seconds;
 }

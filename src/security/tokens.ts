@@ -3,6 +3,7 @@ import { chmod, mkdir, open, readFile, rename, stat, writeFile } from 'node:fs/p
 import { join } from 'node:path';
 import { SignJWT, exportPKCS8, generateKeyPair, importPKCS8, importSPKI, jwtVerify } from 'jose';
 import type { CryptoKey } from 'jose';
+import { durationSeconds } from '../duration.js';
 import { TokenError } from '../errors.js';
 
 /** Files in the state directory; the key never leaves it. */
@@ -36,9 +37,8 @@ interface Revocation {
 
 /** "90s", "30m", "24h", "7d" (or plain seconds) into seconds. */
 export function parseTtl(value: string): number {
-  const match = /^(\d+)([smhd]?)$/.exec(value.trim());
-  if (match === null) throw new TokenError(`--ttl must be a duration such as 90s, 30m, 24h or 7d, got "${value}"`);
-  const seconds = Number(match[1]) * { '': 1, s: 1, m: 60, h: 3600, d: 86_400 }[match[2] as '' | 's' | 'm' | 'h' | 'd'];
+  const seconds = durationSeconds(value, ['s', 'm', 'h', 'd'], true);
+  if (Number.isNaN(seconds)) throw new TokenError(`--ttl must be a duration such as 90s, 30m, 24h or 7d, got "${value}"`);
   if (seconds < 1 || seconds > 366 * 86_400) throw new TokenError(`--ttl must be between 1s and 366d, got "${value}"`);
   return seconds;
 }
