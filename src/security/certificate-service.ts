@@ -71,32 +71,26 @@ const root = protobuf.Root.fromJSON({
     TrustBundleResponse: { fields: { trust_bundle: { type: 'string', id: 1 } } },
   },
 });
-const requestType = root.lookupType('SignRequest');
-const responseType = root.lookupType('SignResponse');
-const bundleRequestType = root.lookupType('TrustBundleRequest');
-const bundleResponseType = root.lookupType('TrustBundleResponse');
 const TO_OBJECT = { defaults: true, arrays: true } as const;
+
+/** A unary method whose request and response are the named messages of `root`. */
+function unaryMethod<Request, Response>(path: string, requestName: string, responseName: string): grpc.MethodDefinition<Request, Response> {
+  const [requestType, responseType] = [root.lookupType(requestName), root.lookupType(responseName)];
+  return {
+    path,
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: (value: Request) => Buffer.from(requestType.encode(requestType.fromObject(value as object)).finish()),
+    requestDeserialize: (bytes: Buffer) => requestType.toObject(requestType.decode(bytes), TO_OBJECT) as Request,
+    responseSerialize: (value: Response) => Buffer.from(responseType.encode(responseType.fromObject(value as object)).finish()),
+    responseDeserialize: (bytes: Buffer) => responseType.toObject(responseType.decode(bytes), TO_OBJECT) as Response,
+  };
+}
 
 /** The gRPC definition, for the server and for `meshbridge agent`'s client alike. */
 export const certificateServiceDefinition: grpc.ServiceDefinition = {
-  Sign: {
-    path: CERTIFICATE_SERVICE_PATH,
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: (value: SignRequest) => Buffer.from(requestType.encode(requestType.fromObject(value)).finish()),
-    requestDeserialize: (bytes: Buffer) => requestType.toObject(requestType.decode(bytes), TO_OBJECT) as SignRequest,
-    responseSerialize: (value: SignResponse) => Buffer.from(responseType.encode(responseType.fromObject(value)).finish()),
-    responseDeserialize: (bytes: Buffer) => responseType.toObject(responseType.decode(bytes), TO_OBJECT) as SignResponse,
-  },
-  TrustBundle: {
-    path: TRUST_BUNDLE_PATH,
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: (value: TrustBundleRequest) => Buffer.from(bundleRequestType.encode(bundleRequestType.fromObject(value)).finish()),
-    requestDeserialize: (bytes: Buffer) => bundleRequestType.toObject(bundleRequestType.decode(bytes), TO_OBJECT) as TrustBundleRequest,
-    responseSerialize: (value: TrustBundleResponse) => Buffer.from(bundleResponseType.encode(bundleResponseType.fromObject(value)).finish()),
-    responseDeserialize: (bytes: Buffer) => bundleResponseType.toObject(bundleResponseType.decode(bytes), TO_OBJECT) as TrustBundleResponse,
-  },
+  Sign: unaryMethod<SignRequest, SignResponse>(CERTIFICATE_SERVICE_PATH, 'SignRequest', 'SignResponse'),
+  TrustBundle: unaryMethod<TrustBundleRequest, TrustBundleResponse>(TRUST_BUNDLE_PATH, 'TrustBundleRequest', 'TrustBundleResponse'),
 };
 
 export interface CertificateServiceOptions {
