@@ -4,7 +4,7 @@ import type { Resource, Snapshot } from '../cache/snapshot.js';
 import { encodeDeltaDiscoveryResponse } from '../cache/wire.js';
 import { TypeUrl, isFullStateType, isXdsType, shortTypeName } from '../type-urls.js';
 import type { XdsTypeUrl } from '../type-urls.js';
-import { XdsStream } from './stream-base.js';
+import { XdsStream, eachOnce } from './stream-base.js';
 import type { AdsCall } from './stream-base.js';
 import type { TypeState } from './stream-state.js';
 
@@ -47,11 +47,7 @@ export class DeltaStream extends XdsStream<DeltaDiscoveryRequest__Output> {
       type.requested = true;
       type.answer = true;
       type.fullScan = true;
-      for (const [name, version] of Object.entries(request.initial_resource_versions ?? {})) {
-        const held = this.shared(type.typeUrl as XdsTypeUrl, name);
-        type.sent.set(held, version);
-        type.presumedHeld.set(held, version);
-      }
+      for (const [name, version] of Object.entries(request.initial_resource_versions ?? {})) type.claim(this.shared(type.typeUrl as XdsTypeUrl, name), version);
       if (subscribe.length === 0 && unsubscribe.length === 0 && isFullStateType(type.typeUrl)) type.wildcard = true;
     }
     const initial = request.initial_resource_versions ?? {};
@@ -69,11 +65,7 @@ export class DeltaStream extends XdsStream<DeltaDiscoveryRequest__Output> {
       if (name === '*') {
         type.wildcard = false;
         // What only the wildcard brought, the client drops itself.
-        for (const sent of type.sent.keys()) {
-          if (type.names.has(sent)) continue;
-          type.sent.delete(sent);
-          type.forget(sent);
-        }
+        for (const sent of [...type.sentNames()]) if (!type.names.has(sent)) type.forget(sent);
         continue;
       }
       if (!type.names.delete(name)) continue; // a phantom unsubscription
@@ -81,9 +73,8 @@ export class DeltaStream extends XdsStream<DeltaDiscoveryRequest__Output> {
         // Still wanted through the wildcard, or not: the client cannot tell, so say which.
         type.force.add(name);
       } else {
-        type.sent.delete(name); // forgotten, so subscribing again sends it again
         type.force.delete(name);
-        type.forget(name);
+        type.forget(name); // so subscribing again sends it again
       }
     }
   }
@@ -119,7 +110,7 @@ export class DeltaStream extends XdsStream<DeltaDiscoveryRequest__Output> {
     const { resources: available, version } = this.served(type, snapshot);
     let candidates: Iterable<string>;
     if (type.fullScan || type.syncedTo === undefined) {
-      candidates = new Set([...(type.wildcard ? available.keys() : []), ...type.names, ...type.sent.keys(), ...type.force]);
+      candidates = eachOnce([...(type.wildcard ? [available] : []), type.names, { keys: () => type.sentNames(), has: (name) => type.hasSent(name) }, type.force]);
     } else {
       const changed = changedNames(type.syncedTo, snapshot).get(typeUrl)!;
       candidates = type.force.size === 0 && type.retained.size === 0 ? changed : new Set([...changed, ...type.force, ...type.retained]);
@@ -127,10 +118,12 @@ export class DeltaStream extends XdsStream<DeltaDiscoveryRequest__Output> {
 
     if (type.presumedHeld.size > 0) {
       // A reconnecting client holds what it listed; those of the current version count as ACKed, so they do not hold back routes naming them.
+      const held: Resource[] = [];
       for (const [name, version] of type.presumedHeld) {
         const resource = available.get(name);
-        if (resource?.version === version) type.presumeAcked(resource);
+        if (resource?.version === version) held.push(resource);
       }
+      type.presumeAcked(held, snapshot);
       type.presumedHeld.clear();
     }
     const updated: Resource[] = [];
@@ -147,18 +140,16 @@ export class DeltaStream extends XdsStream<DeltaDiscoveryRequest__Output> {
       const wanted = type.wildcard || type.names.has(name);
       const resource = available.get(name);
       if (resource !== undefined) {
-        if (wanted && (type.force.has(name) || type.sent.get(name) !== resource.version)) updated.push(resource);
-      } else if (type.sent.has(name) && mustKeep(name)) {
+        if (wanted && (type.force.has(name) || type.sentVersion(name) !== resource.version)) updated.push(resource);
+      } else if (type.hasSent(name) && mustKeep(name)) {
         retained.add(name);
-      } else if (type.sent.has(name) || (wanted && type.force.has(name))) {
+      } else if (type.hasSent(name) || (wanted && type.force.has(name))) {
         // Gone, or asked for and not there (yet): either way the client learns it does not exist.
         removed.push(name);
       }
     }
     if (this.mustWaitForClusters(type, updated, snapshot)) return;
-    if (typeUrl === TypeUrl.Cluster) this.rewarmEndpoints(updated.filter((r) => type.sent.has(r.name)));
-    for (const resource of updated) type.sent.set(resource.name, resource.version);
-    for (const name of removed) type.sent.delete(name);
+    if (typeUrl === TypeUrl.Cluster) this.rewarmEndpoints(updated.filter((r) => type.hasSent(r.name)));
     type.retained.clear();
     for (const name of retained) type.retained.add(name);
     const answer = type.settle(snapshot);
@@ -171,7 +162,7 @@ export class DeltaStream extends XdsStream<DeltaDiscoveryRequest__Output> {
     type.responses += 1;
     type.outstanding.set(nonce, { version, sentAt: type.sentAt });
     if (type.outstanding.size > MAX_OUTSTANDING) type.outstanding.delete(type.outstanding.keys().next().value!);
-    type.recordSent(nonce, type.sentAt, false, updated, removed);
+    type.recordSent(nonce, type.sentAt, false, updated, removed, snapshot);
     this.write(encodeDeltaDiscoveryResponse({ systemVersion: version, typeUrl, nonce, entries: updated.map((r) => r.wire.delta), removed }));
     this.log.debug({ type: shortTypeName(typeUrl), version, nonce, resources: updated.length, removed: removed.length, retained: retained.size }, 'delta response sent');
     this.callbacks.onResponse?.(this, typeUrl, version, updated.length);

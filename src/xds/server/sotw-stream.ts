@@ -5,7 +5,7 @@ import { emptyAssignmentEntry, encodeDiscoveryResponse } from '../cache/wire.js'
 import { TypeUrl, isFullStateType, isXdsType, shortTypeName } from '../type-urls.js';
 import type { XdsTypeUrl } from '../type-urls.js';
 import type { NamesDigested } from './request-names.js';
-import { XdsStream } from './stream-base.js';
+import { XdsStream, eachOnce } from './stream-base.js';
 import type { AdsCall } from './stream-base.js';
 import type { TypeState } from './stream-state.js';
 
@@ -96,7 +96,6 @@ export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
       if (!next.has(name)) {
         type.names.delete(name);
         // Forgotten, so that subscribing again sends it again.
-        type.sent.delete(name);
         type.forget(name);
       }
     }
@@ -117,11 +116,7 @@ export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
       type.resumedVersion = undefined;
       if (resumedVersion === version) {
         // The whole type is as the client last accepted it (the version is its content hash), whatever it subscribed to: nothing to send.
-        for (const resource of available.values()) {
-          if (!subscribed(resource.name)) continue;
-          type.sent.set(resource.name, resource.version);
-          type.presumeAcked(resource);
-        }
+        type.presumeAcked([...available.values()].filter((r) => subscribed(r.name)), snapshot);
         type.versionSent = type.versionAcked = version;
         type.settle(snapshot);
         this.log.debug({ type: shortTypeName(typeUrl), version: type.versionSent }, 'client already has this version; nothing sent');
@@ -131,11 +126,7 @@ export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
       const resumedFrom = this.cache.withTypeVersion(this.node.view, typeUrl, resumedVersion);
       if (resumedFrom !== undefined && resumedFrom !== snapshot) {
         const held = resumedFrom.resources.get(typeUrl)!;
-        for (const resource of held.values()) {
-          if (!subscribed(resource.name)) continue;
-          type.sent.set(resource.name, resource.version);
-          type.presumeAcked(resource);
-        }
+        type.presumeAcked([...held.values()].filter((r) => subscribed(r.name)), resumedFrom);
         type.versionSent = type.versionAcked = resumedVersion;
         // Only what changed since is compared (full-state types still send their whole set if any of it changed).
         type.syncedTo = resumedFrom;
@@ -150,7 +141,8 @@ export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
     // Which names could matter: all of them after a (re)subscription, else those changed since the last reconcile.
     let candidates: Iterable<string>;
     if (type.fullScan || type.syncedTo === undefined) {
-      candidates = type.wildcard ? new Set([...available.keys(), ...type.names, ...type.sent.keys()]) : new Set([...type.names, ...type.sent.keys()]);
+      const sent = { keys: () => type.sentNames(), has: (name: string) => type.hasSent(name) };
+      candidates = eachOnce(type.wildcard ? [available, type.names, sent] : [type.names, sent]);
     } else {
       candidates = new Set([...changedNames(type.syncedTo, snapshot).get(typeUrl)!, ...type.force, ...type.retained]);
     }
@@ -163,12 +155,12 @@ export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
       if (!subscribed(name)) continue;
       const resource = available.get(name);
       if (resource === undefined) {
-        if (!type.sent.has(name)) continue;
+        if (!type.hasSent(name)) continue;
         // Make-before-break: a cluster stays until no listener or route the client may use names it.
-        if (typeUrl === TypeUrl.Cluster && type.current.has(name) && (referenced ??= this.clustersStillReferenced()).has(name)) retained.add(name);
+        if (typeUrl === TypeUrl.Cluster && type.told.has(name) && (referenced ??= this.clustersStillReferenced()).has(name)) retained.add(name);
         else if (typeUrl === TypeUrl.ClusterLoadAssignment && !this.learnsFromClusters(name)) emptied.push(name);
         else removedAny = true;
-      } else if (type.force.has(name) || type.force.has('*') || type.sent.get(name) !== resource.version) {
+      } else if (type.force.has(name) || type.force.has('*') || type.sentVersion(name) !== resource.version) {
         changed.push(resource);
       }
     }
@@ -190,16 +182,12 @@ export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
         const resource = available.get(name);
         if (resource !== undefined) toSend.push(resource);
       }
-      for (const name of retained) toSend.push(type.current.get(name)!);
-      type.sent.clear();
+      for (const name of retained) toSend.push(type.told.get(name)!);
     } else {
       toSend = changed;
       // An EDS/RDS first request for names that do not exist yet gets no answer, as before: the client waits.
       if (toSend.length === 0 && emptied.length === 0) return;
     }
-    for (const resource of toSend) type.sent.set(resource.name, resource.version);
-    // Told it is empty, the client holds nothing of it: should the cluster come back, it is sent afresh.
-    for (const name of emptied) type.sent.delete(name);
     if (typeUrl === TypeUrl.Cluster) this.markClusterWarming(changed);
 
     const nonce = this.nextNonce();
@@ -207,7 +195,8 @@ export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
     type.nonceSent = nonce;
     type.sentAt = Date.now();
     type.responses += 1;
-    type.recordSent(nonce, type.sentAt, fullState, toSend, emptied);
+    // Told it is empty (`emptied`), the client holds nothing of it: should the cluster come back, it is sent afresh.
+    type.recordSent(nonce, type.sentAt, fullState, toSend, emptied, snapshot);
     const entries = [...toSend.map((r) => r.wire.sotw), ...emptied.map(emptyAssignmentEntry)];
     this.write(encodeDiscoveryResponse({ version, typeUrl, nonce, entries }));
     this.log.debug({ type: shortTypeName(typeUrl), version, nonce, resources: toSend.length, emptied: emptied.length, retained: retained.size }, 'response sent');

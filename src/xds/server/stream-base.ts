@@ -403,7 +403,7 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
   /** Whether the client may still hold cluster `name` (so its endpoints must stay). */
   protected clusterHeld(name: string): boolean {
     const cds = this.state.get(TypeUrl.Cluster);
-    return cds !== undefined && cds.current.has(name);
+    return cds !== undefined && cds.told.has(name);
   }
 
   /** Applies the client's answer to the response `nonce` to what it is known to hold. */
@@ -460,6 +460,27 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
       for (const done of this.flushed.splice(0)) done();
       if (this.pushPending && !this.closed) this.queue.enqueue(this);
     });
+  }
+}
+
+/** Something with names and a membership test: a Set, a Map, a Holding. */
+interface NameSource {
+  keys(): Iterable<string>;
+  has(name: string): boolean;
+}
+
+/**
+ * The names of every source, each once, without building their union: a
+ * name is skipped where an earlier source has it. A full scan of a stream's
+ * types otherwise built sets of several thousand names per stream.
+ */
+export function* eachOnce(sources: readonly NameSource[]): Generator<string> {
+  for (let i = 0; i < sources.length; i++) {
+    for (const name of sources[i]!.keys()) {
+      let earlier = false;
+      for (let j = 0; j < i && !earlier; j++) earlier = sources[j]!.has(name);
+      if (!earlier) yield name;
+    }
   }
 }
 

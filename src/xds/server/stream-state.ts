@@ -1,5 +1,7 @@
 import type { Resource, Snapshot } from '../cache/snapshot.js';
 import type { NodeIdentity } from '../node.js';
+import type { XdsTypeUrl } from '../type-urls.js';
+import { Holding } from './holding.js';
 
 /** A client's verdict on one type, as the server last saw it. */
 export interface TypeStatus {
@@ -65,6 +67,9 @@ interface Unacked {
   readonly replaceAll: boolean;
   readonly updated: readonly Resource[];
   readonly removed: readonly string[];
+  /** What the client had been told before this response, and after it. */
+  readonly before: Holding;
+  readonly after: Holding;
 }
 
 /** Unanswered responses remembered per type; a client that never answers loses the oldest. */
@@ -74,8 +79,6 @@ const MAX_UNACKED = 32;
 export class TypeState implements TypeStatus {
   wildcard = false;
   readonly names = new Set<string>();
-  /** Version of each resource last sent, so unchanged resources are not sent again. */
-  readonly sent = new Map<string, string>();
   /** Resources to send on the next request even if unchanged (see SotwStream on cluster warming). */
   readonly resendOnRequest = new Set<string>();
   versionSent: string | undefined;
@@ -97,15 +100,16 @@ export class TypeState implements TypeStatus {
   /** Delta: responses awaiting an ACK or NACK, by nonce, oldest first. */
   readonly outstanding = new Map<string, { version: string; sentAt: number }>();
 
+  /** What the client was last told, ACKed or not: so unchanged resources are not sent again, and where a retained resource is taken from. */
+  told: Holding;
+  /** What the client has accepted: every ACKed response applied in order. */
+  private acked: Holding;
   /**
-   * What the client has accepted, where it differs from `current`: per name,
-   * the accepted resource (undefined: none). Only names that an unanswered
-   * response (or a NACK) touched are here, so a client in sync costs one map
-   * of its resources per type, not two, and a response costs what it changed.
+   * Delta: versions a reconnecting client said it has (`initial_resource_versions`)
+   * that are not the snapshot's, until the name is next sent or removed: the
+   * client holds them, so they are replaced or removed like anything sent.
    */
-  private readonly ackedApart = new Map<string, Resource | undefined>();
-  /** What the client was last told, ACKed or not: where a retained resource is taken from. */
-  readonly current = new Map<string, Resource>();
+  private readonly claimed = new Map<string, string>();
   /** Responses not yet answered, oldest first: the client may be applying any of them. */
   private readonly unacked: Unacked[] = [];
   /** Names kept although gone from the snapshot, because something the client may use still references them. */
@@ -127,7 +131,10 @@ export class TypeState implements TypeStatus {
   /** Since when a response of this type has been held back for clusters to warm (make-before-break). */
   heldSince: number | undefined;
 
-  constructor(readonly typeUrl: string) {}
+  constructor(readonly typeUrl: string) {
+    this.told = Holding.empty(typeUrl as XdsTypeUrl);
+    this.acked = this.told;
+  }
 
   get subscribed(): readonly string[] {
     return [...this.names].sort();
@@ -143,37 +150,42 @@ export class TypeState implements TypeStatus {
     return answer;
   }
 
+  /** The version of `name` the client was last sent (or says it has), if any. */
+  sentVersion(name: string): string | undefined {
+    return this.told.get(name)?.version ?? this.claimed.get(name);
+  }
+
+  hasSent(name: string): boolean {
+    return this.told.has(name) || this.claimed.has(name);
+  }
+
+  /** Every name the client was sent (or says it has). */
+  *sentNames(): Generator<string> {
+    yield* this.told.keys();
+    for (const name of this.claimed.keys()) if (!this.told.has(name)) yield name;
+  }
+
+  /** Delta: the client says it has this version of `name` (it reconnected). */
+  claim(name: string, version: string): void {
+    this.claimed.set(name, version);
+    this.presumedHeld.set(name, version);
+  }
+
   /** Whether the client has accepted a version of `name` (every ACKed response applied in order). */
   hasAcked(name: string): boolean {
-    return this.ackedApart.has(name) ? this.ackedApart.get(name) !== undefined : this.current.has(name);
+    return this.acked.has(name);
   }
 
-  /** Every resource the client has accepted. */
-  private ackedResources(): Resource[] {
-    const resources: Resource[] = [];
-    for (const [name, resource] of this.current) if (!this.ackedApart.has(name)) resources.push(resource);
-    for (const resource of this.ackedApart.values()) if (resource !== undefined) resources.push(resource);
-    return resources;
-  }
-
-  /** Records a response written to the client, for make-before-break. */
-  recordSent(nonce: string, sentAt: number, replaceAll: boolean, updated: readonly Resource[], removed: readonly string[]): void {
-    const keepAccepted = (name: string) => {
-      if (!this.ackedApart.has(name)) this.ackedApart.set(name, this.current.get(name));
-    };
-    if (replaceAll) {
-      for (const name of this.current.keys()) keepAccepted(name);
-      this.current.clear();
+  /** Records a response written to the client, for make-before-break; `snapshot` is the one it was computed from. */
+  recordSent(nonce: string, sentAt: number, replaceAll: boolean, updated: readonly Resource[], removed: readonly string[], snapshot: Snapshot): void {
+    const before = this.told;
+    this.told = before.with(updated, removed, replaceAll).rebasedOn(snapshot);
+    if (replaceAll) this.claimed.clear();
+    else if (this.claimed.size > 0) {
+      for (const resource of updated) this.claimed.delete(resource.name);
+      for (const name of removed) this.claimed.delete(name);
     }
-    for (const name of removed) {
-      keepAccepted(name);
-      this.current.delete(name);
-    }
-    for (const resource of updated) {
-      keepAccepted(resource.name);
-      this.current.set(resource.name, resource);
-    }
-    this.unacked.push({ nonce, sentAt, replaceAll, updated, removed });
+    this.unacked.push({ nonce, sentAt, replaceAll, updated, removed, before, after: this.told });
     if (this.unacked.length > MAX_UNACKED) this.unacked.shift();
   }
 
@@ -187,47 +199,37 @@ export class TypeState implements TypeStatus {
     if (index === -1) return [];
     const settled = this.unacked.splice(0, index + 1);
     if (!accepted) settled.pop();
-    const left = new Set<string>();
-    for (const response of settled) {
-      if (response.replaceAll) {
-        const kept = new Set(response.updated.map((r) => r.name));
-        for (const resource of this.ackedResources()) {
-          if (kept.has(resource.name)) continue;
-          this.ackedApart.set(resource.name, undefined);
-          left.add(resource.name);
-        }
-      }
-      for (const name of response.removed) {
-        if (this.hasAcked(name)) left.add(name);
-        this.ackedApart.set(name, undefined);
-      }
-      for (const resource of response.updated) this.ackedApart.set(resource.name, resource);
+    if (settled.length === 0) return [];
+    const before = this.acked;
+    const last = settled[settled.length - 1]!;
+    // Usually the client has applied exactly what it was told, in order: then it holds what the last of them left it.
+    const inOrder = settled[0]!.before === before && settled.every((r, i) => i === 0 || r.before === settled[i - 1]!.after);
+    let acked = before;
+    if (inOrder) acked = last.after;
+    else {
+      for (const response of settled) acked = acked.with(response.updated, response.removed, response.replaceAll);
+      acked = acked.rebasedLike(last.after);
     }
-    this.forgetAgreement();
-    return [...left].filter((name) => !this.hasAcked(name));
+    this.acked = acked;
+    const left = new Set(before.droppedIn(acked));
+    for (const response of settled) for (const name of response.removed) if (!acked.has(name)) left.add(name);
+    return [...left];
   }
 
-  /** Drops the names whose accepted resource is the one last sent, unless an unanswered response still touches them. */
-  private forgetAgreement(): void {
-    if (this.unacked.some((u) => u.replaceAll)) return;
-    const touched = new Set<string>();
-    for (const response of this.unacked) {
-      for (const name of response.removed) touched.add(name);
-      for (const resource of response.updated) touched.add(resource.name);
-    }
-    for (const [name, resource] of this.ackedApart) if (!touched.has(name) && resource === this.current.get(name)) this.ackedApart.delete(name);
-  }
-
-  /** The client already has `resource` (it said so when it reconnected). */
-  presumeAcked(resource: Resource): void {
-    if (this.ackedApart.has(resource.name)) this.ackedApart.set(resource.name, resource);
-    this.current.set(resource.name, resource);
+  /** The client already has `resources` (it said so when it reconnected, or resumed a version). */
+  presumeAcked(resources: readonly Resource[], snapshot: Snapshot): void {
+    if (resources.length === 0) return;
+    const told = this.told;
+    this.told = told.with(resources).rebasedOn(snapshot);
+    this.acked = this.acked === told ? this.told : this.acked.with(resources).rebasedOn(snapshot);
+    for (const resource of resources) this.claimed.delete(resource.name);
   }
 
   /** The client no longer wants `name` (it unsubscribed), so it holds it no more. */
   forget(name: string): void {
-    if (this.ackedApart.has(name)) this.ackedApart.set(name, undefined);
-    this.current.delete(name);
+    this.told = this.told.without(name);
+    this.acked = this.acked.without(name);
+    this.claimed.delete(name);
   }
 
   /**
@@ -238,8 +240,8 @@ export class TypeState implements TypeStatus {
    */
   mayHold(now: number, patienceMs: number): Iterable<Resource> {
     const oldest = this.unacked[0];
-    if (oldest !== undefined && now - oldest.sentAt > patienceMs) return this.current.values();
-    return [...this.ackedResources(), ...this.unacked.flatMap((u) => u.updated)];
+    if (oldest !== undefined && now - oldest.sentAt > patienceMs) return this.told.values();
+    return [...this.acked.values(), ...this.unacked.flatMap((u) => u.updated)];
   }
 
   /** When the oldest unanswered response stops counting (see `mayHold`), if there is one. */
