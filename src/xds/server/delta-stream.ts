@@ -41,13 +41,14 @@ export class DeltaStream extends XdsStream<DeltaDiscoveryRequest__Output> {
   protected handle(type: TypeState, request: DeltaDiscoveryRequest__Output): void {
     if (request.response_nonce !== '') this.settle(type, request);
 
+    const shared = this.sharedNames(type.typeUrl as XdsTypeUrl);
     const subscribe = request.resource_names_subscribe;
     const unsubscribe = request.resource_names_unsubscribe;
     if (!type.requested) {
       type.requested = true;
       type.answer = true;
       type.fullScan = true;
-      for (const [name, version] of Object.entries(request.initial_resource_versions ?? {})) type.claim(this.shared(type.typeUrl as XdsTypeUrl, name), version);
+      for (const [name, version] of Object.entries(request.initial_resource_versions ?? {})) type.claim(shared(name), version);
       if (subscribe.length === 0 && unsubscribe.length === 0 && isFullStateType(type.typeUrl)) type.wildcard = true;
     }
     const initial = request.initial_resource_versions ?? {};
@@ -57,7 +58,7 @@ export class DeltaStream extends XdsStream<DeltaDiscoveryRequest__Output> {
         type.wildcard = true;
         continue;
       }
-      type.names.add(this.shared(type.typeUrl as XdsTypeUrl, name));
+      type.names.add(shared(name));
       // A reconnecting client listing the version it has need not get it again; anyone else asking is answered.
       if (!Object.hasOwn(initial, name)) type.force.add(name);
     }

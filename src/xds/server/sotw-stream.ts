@@ -99,7 +99,8 @@ export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
         type.forget(name);
       }
     }
-    for (const name of added) type.names.add(this.shared(type.typeUrl as XdsTypeUrl, name));
+    const shared = this.sharedNames(type.typeUrl as XdsTypeUrl);
+    for (const name of added) type.names.add(shared(name));
     if (type.wildcard && !wasWildcard) added.push('*');
     return added;
   }

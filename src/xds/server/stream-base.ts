@@ -154,7 +154,10 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
   protected reconcile(snapshot: Snapshot): void {
     for (const typeUrl of XDS_TYPES) {
       const type = this.state.get(typeUrl);
-      if (type !== undefined && type.requested) this.respond(type, snapshot);
+      if (type === undefined || !type.requested) continue;
+      // Most pushes concern one type; the others were reconciled with this very snapshot and nothing was asked since. (A proxyless client's Listeners also depend on its subscription, through placeholders.)
+      if (type.reconciledWith(snapshot) && !(this.node.kind === 'proxyless' && typeUrl === TypeUrl.Listener)) continue;
+      this.respond(type, snapshot);
     }
   }
 
@@ -331,8 +334,8 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
    */
   protected mustWaitForClusters(type: TypeState, sending: readonly Resource[], snapshot: Snapshot): boolean {
     if (type.typeUrl !== TypeUrl.Listener && type.typeUrl !== TypeUrl.RouteConfiguration) return false;
-    const waitingFor = this.unwarmedClusters(sending, snapshot);
-    if (waitingFor.length === 0) {
+    // One unwarmed cluster is enough to wait: while clients warm, this runs on every ACK, and listing all of them each time was a large part of a connect storm.
+    if (this.unwarmedClusters(sending, snapshot, 1).length === 0) {
       type.heldSince = undefined;
       return false;
     }
@@ -344,12 +347,14 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
       return true;
     }
     type.heldSince = undefined;
+    const waitingFor = this.unwarmedClusters(sending, snapshot);
     this.log.warn({ type: shortTypeName(type.typeUrl), waitingFor: waitingFor.slice(0, 10), clusters: waitingFor.length, waitedMs: this.ordering.timeoutMs }, 'clusters not acknowledged in time; sending what names them anyway');
     this.callbacks.onOrderingTimeout?.(this, type.typeUrl, waitingFor);
     return false;
   }
 
-  private unwarmedClusters(sending: readonly Resource[], snapshot: Snapshot): string[] {
+  /** The clusters named by `sending` that the client has not yet warmed, sorted; at most `atMost` of them. */
+  private unwarmedClusters(sending: readonly Resource[], snapshot: Snapshot, atMost = Infinity): string[] {
     const cds = this.state.get(TypeUrl.Cluster);
     if (cds === undefined || !cds.requested) return [];
     const eds = this.state.get(TypeUrl.ClusterLoadAssignment);
@@ -361,6 +366,7 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
         // Nothing to warm for a name that does not exist; a client that does not subscribe to it (gRPC asks after reading the route) fetches it itself.
         if (!clusters.has(name) || !(cds.wildcard || cds.names.has(name))) continue;
         if (!cds.hasAcked(name) || (assignments.has(name) && eds?.hasAcked(name) !== true)) missing.add(name);
+        if (missing.size >= atMost) return [...missing];
       }
     }
     return [...missing].sort();
@@ -429,13 +435,14 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
   }
 
   /**
-   * The snapshot's own copy of a resource name a client sent, when it has
+   * The snapshot's own copy of each resource name a client sent, when it has
    * one: every request decodes its names into fresh strings, and a thousand
    * clients subscribed to the same thousand names would otherwise each keep
    * their own copies.
    */
-  protected shared(typeUrl: XdsTypeUrl, name: string): string {
-    return this.cache.get(this.node.view)?.resources.get(typeUrl)?.get(name)?.name ?? name;
+  protected sharedNames(typeUrl: XdsTypeUrl): (name: string) => string {
+    const resources = this.cache.get(this.node.view)?.resources.get(typeUrl);
+    return (name) => resources?.get(name)?.name ?? name;
   }
 
   protected nextNonce(): string {

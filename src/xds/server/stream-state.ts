@@ -150,6 +150,19 @@ export class TypeState implements TypeStatus {
     return answer;
   }
 
+  /** Whether reconciling with `snapshot` has nothing to do: it was the last one reconciled, and nothing was asked or left pending since. */
+  reconciledWith(snapshot: Snapshot): boolean {
+    return (
+      this.syncedTo === snapshot &&
+      !this.fullScan &&
+      !this.answer &&
+      this.force.size === 0 &&
+      this.retained.size === 0 &&
+      this.presumedHeld.size === 0 &&
+      this.resumedVersion === undefined
+    );
+  }
+
   /** The version of `name` the client was last sent (or says it has), if any. */
   sentVersion(name: string): string | undefined {
     return this.told.get(name)?.version ?? this.claimed.get(name);
