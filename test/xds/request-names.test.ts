@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { RecentNameRuns, resourceNamesRun, sha256Digest, withLazyResourceNames } from '../../src/xds/server/request-names.js';
+import { RecentNameRuns, resourceNamesRun, sha256Digest, withLazyResourceNames, withMapOfInitialVersions } from '../../src/xds/server/request-names.js';
+import type { DeltaDiscoveryRequest__Output } from '../../src/generated/envoy/service/discovery/v3/DeltaDiscoveryRequest.js';
 import type { DiscoveryRequest__Output } from '../../src/generated/envoy/service/discovery/v3/DiscoveryRequest.js';
 import { MessageWriter } from '../../src/xds/cache/wire.js';
 import { TypeUrl } from '../../src/xds/type-urls.js';
@@ -117,5 +118,50 @@ describe('RecentNameRuns', () => {
     recent.digest(run('abcde'));
     recent.digest(run('12345'));
     expect(hashed).toEqual(['123456789', '123456789', '12345', 'abcde', '12345']);
+  });
+});
+
+describe('DeltaDiscoveryRequest initial_resource_versions read into a Map', () => {
+  const delta = envoyApi.ads.envoy.service.discovery.v3.AggregatedDiscoveryService.service.DeltaAggregatedResources;
+  const decodeDelta = delta.requestDeserialize as (bytes: Buffer) => DeltaDiscoveryRequest__Output;
+  const encodeDelta = (request: object) => delta.requestSerialize(request) as Buffer;
+  const read = withMapOfInitialVersions(decodeDelta);
+  const versions = Object.fromEntries(names(300).map((name, i) => [name, `v${i}`]));
+  const request = {
+    node: { id: 'vm-1', cluster: 'bench', user_agent_name: 'envoy' },
+    type_url: TypeUrl.Cluster,
+    resource_names_subscribe: ['a', 'b'],
+    initial_resource_versions: { ...versions, 'ünïcode.svc': 'v-ü', 'no-version': '' },
+    response_nonce: '',
+  };
+
+  it('gives every entry, and everything else as the generated decoder does', () => {
+    const bytes = encodeDelta(request);
+    const plain = decodeDelta(bytes);
+    const fast = read(bytes);
+    expect(fast.initialVersions).toEqual(new Map(Object.entries(plain.initial_resource_versions)));
+    expect(fast.initialVersions!.get('ünïcode.svc')).toBe('v-ü');
+    expect(fast.initialVersions!.get('no-version')).toBe('');
+    const { initial_resource_versions: _fastMap, ...fastRest } = fast;
+    const { initial_resource_versions: _plainMap, ...plainRest } = plain;
+    expect(fastRest).toEqual(plainRest);
+  });
+
+  it('lets a later entry of the same name win, as protobuf maps do', () => {
+    const writer = new MessageWriter();
+    writer.bytes(2, TypeUrl.Cluster);
+    writer.bytes(5, new MessageWriter().bytes(1, 'x').bytes(2, 'old').finish());
+    writer.bytes(5, new MessageWriter().bytes(1, 'x').bytes(2, 'new').finish());
+    expect(read(writer.finish()).initialVersions).toEqual(new Map([['x', 'new']]));
+  });
+
+  it('leaves requests without the map, and those it cannot walk, to the generated decoder', () => {
+    const ack = encodeDelta({ type_url: TypeUrl.Cluster, response_nonce: '3' });
+    expect(read(ack).initialVersions).toBeUndefined();
+    expect(read(ack)).toEqual(decodeDelta(ack));
+    const bytes = encodeDelta(request);
+    const truncated = bytes.subarray(0, bytes.length - 3);
+    expect(() => decodeDelta(truncated)).toThrow();
+    expect(() => read(truncated)).toThrow();
   });
 });

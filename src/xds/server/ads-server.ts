@@ -11,7 +11,7 @@ import { DeltaStream } from './delta-stream.js';
 import type { DeltaCall } from './delta-stream.js';
 import { ClusterReferences } from './ordering.js';
 import { PushQueue } from './push-queue.js';
-import { withLazyResourceNames } from './request-names.js';
+import { withLazyResourceNames, withMapOfInitialVersions } from './request-names.js';
 import type { PushQueueOptions } from './push-queue.js';
 import { SotwStream } from './sotw-stream.js';
 import type { SotwCall } from './sotw-stream.js';
@@ -70,7 +70,8 @@ export const DEFAULT_TUNING = {
  * The ADS service with responses written as bytes: streams encode them from
  * resources encoded once per snapshot (cache/wire.ts), not per client. A
  * state-of-the-world request's resource names are decoded only when a stream
- * reads them (request-names.ts).
+ * reads them, and a delta request's initial versions straight into a Map
+ * (request-names.ts).
  */
 function withEncodedResponses(service: grpc.ServiceDefinition): grpc.ServiceDefinition {
   const methods = Object.entries(service).map(([name, method]) => [
@@ -78,7 +79,11 @@ function withEncodedResponses(service: grpc.ServiceDefinition): grpc.ServiceDefi
     {
       ...method,
       requestDeserialize:
-        name === 'StreamAggregatedResources' ? withLazyResourceNames(method.requestDeserialize as (bytes: Buffer) => { resource_names: string[] }) : method.requestDeserialize,
+        name === 'StreamAggregatedResources'
+          ? withLazyResourceNames(method.requestDeserialize as (bytes: Buffer) => { resource_names: string[] })
+          : name === 'DeltaAggregatedResources'
+            ? withMapOfInitialVersions(method.requestDeserialize as (bytes: Buffer) => { initial_resource_versions: { [name: string]: string } })
+            : method.requestDeserialize,
       responseSerialize: (value: unknown) => (Buffer.isBuffer(value) ? value : method.responseSerialize(value)),
     },
   ]);

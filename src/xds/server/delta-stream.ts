@@ -4,11 +4,17 @@ import type { Resource, Snapshot } from '../cache/snapshot.js';
 import { encodeDeltaDiscoveryResponse } from '../cache/wire.js';
 import { TypeUrl, isFullStateType, isXdsType, shortTypeName } from '../type-urls.js';
 import type { XdsTypeUrl } from '../type-urls.js';
+import type { VersionsRead } from './request-names.js';
 import { XdsStream, eachOnce } from './stream-base.js';
 import type { AdsCall } from './stream-base.js';
 import type { TypeState } from './stream-state.js';
 
 export type DeltaCall = AdsCall<DeltaDiscoveryRequest__Output>;
+
+/** The versions a reconnecting client says it has, however the request was decoded (see request-names.ts). */
+function initialVersions(request: DeltaDiscoveryRequest__Output & VersionsRead): ReadonlyMap<string, string> {
+  return request.initialVersions ?? new Map(Object.entries(request.initial_resource_versions ?? {}));
+}
 
 /** Responses remembered per type for matching ACKs and NACKs; older ones are forgotten. */
 const MAX_OUTSTANDING = 32;
@@ -42,16 +48,16 @@ export class DeltaStream extends XdsStream<DeltaDiscoveryRequest__Output> {
     if (request.response_nonce !== '') this.settle(type, request);
 
     const shared = this.sharedNames(type.typeUrl as XdsTypeUrl);
+    const initial = initialVersions(request);
     const subscribe = request.resource_names_subscribe;
     const unsubscribe = request.resource_names_unsubscribe;
     if (!type.requested) {
       type.requested = true;
       type.answer = true;
       type.fullScan = true;
-      for (const [name, version] of Object.entries(request.initial_resource_versions ?? {})) type.claim(shared(name), version);
+      for (const [name, version] of initial) type.claim(shared(name), version);
       if (subscribe.length === 0 && unsubscribe.length === 0 && isFullStateType(type.typeUrl)) type.wildcard = true;
     }
-    const initial = request.initial_resource_versions ?? {};
     for (const name of subscribe) {
       if (name === '*') {
         if (!type.wildcard) type.fullScan = true;
@@ -60,7 +66,7 @@ export class DeltaStream extends XdsStream<DeltaDiscoveryRequest__Output> {
       }
       type.names.add(shared(name));
       // A reconnecting client listing the version it has need not get it again; anyone else asking is answered.
-      if (!Object.hasOwn(initial, name)) type.force.add(name);
+      if (!initial.has(name)) type.force.add(name);
     }
     for (const name of unsubscribe) {
       if (name === '*') {
