@@ -63,6 +63,8 @@ process.on('message', (message) => {
 process.send?.({ kind: 'ready', port });
 if (process.env.BENCH_DEBUG) {
   setInterval(() => {
+    // With --expose-gc in BENCH_DAEMON_NODE_ARGS, heapUsed is what is live, not what awaits collection.
+    globalThis.gc?.();
     const streams = server.connections();
     const flows = streams.map((s) => s.flow());
     console.error('daemon:', JSON.stringify({

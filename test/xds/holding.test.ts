@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { isWholeType, wholeTypeEntries } from '../../src/xds/cache/snapshot.js';
 import type { Resource, Snapshot } from '../../src/xds/cache/snapshot.js';
 import { Holding } from '../../src/xds/server/holding.js';
 import { TypeUrl, XDS_TYPES } from '../../src/xds/type-urls.js';
@@ -8,14 +9,14 @@ import type { XdsTypeUrl } from '../../src/xds/type-urls.js';
 const CDS = TypeUrl.Cluster;
 
 function resource(name: string, version: string): Resource {
-  return { name, version } as Resource;
+  return { name, version, wire: { sotw: Buffer.from(`s:${name}@${version};`), delta: Buffer.from(`d:${name}@${version};`) } } as unknown as Resource;
 }
 
 let snapshots = 0;
 function snapshotOf(resources: readonly Resource[]): Snapshot {
   const byType = new Map<XdsTypeUrl, Map<string, Resource>>(XDS_TYPES.map((t) => [t, new Map()]));
   for (const r of resources) byType.get(CDS)!.set(r.name, r);
-  return { version: `s${++snapshots}`, resources: byType, typeVersions: new Map(), diffsFrom: new Map() } as unknown as Snapshot;
+  return { version: `s${++snapshots}`, resources: byType, typeVersions: new Map(), diffsFrom: new Map(), wholeEntries: new Map() } as unknown as Snapshot;
 }
 
 function contents(holding: Holding): Record<string, string> {
@@ -101,5 +102,28 @@ describe('Holding: what a client holds, as a shared snapshot plus what differs',
         expect(before.droppedIn(holding).sort(), `seed ${seed} step ${step}`).toEqual(dropped);
       }
     }
+  });
+});
+
+describe('a whole type sent at once', () => {
+  const a = resource('a', '1');
+  const b = resource('b', '1');
+  const snapshot = snapshotOf([a, b]);
+
+  it('is recognised only when every resource of the snapshot is there, each once, as the snapshot holds it', () => {
+    expect(isWholeType(snapshot, CDS, [b, a])).toBe(true);
+    expect(isWholeType(snapshot, CDS, [a])).toBe(false);
+    expect(isWholeType(snapshot, CDS, [a, a])).toBe(false);
+    expect(isWholeType(snapshot, CDS, [a, resource('b', '1')])).toBe(false); // same name and version, another object: not the snapshot's
+    expect(isWholeType(snapshotOf([]), CDS, [])).toBe(false);
+  });
+
+  it('is the entries of every resource in the snapshot\'s order, made once per protocol', () => {
+    const delta = wholeTypeEntries(snapshot, CDS, 'delta');
+    expect(delta.toString()).toBe('d:a@1;d:b@1;');
+    expect(wholeTypeEntries(snapshot, CDS, 'sotw').toString()).toBe('s:a@1;s:b@1;');
+    expect(wholeTypeEntries(snapshot, CDS, 'delta')).toBe(delta);
+    expect(Holding.whole(CDS, snapshot).base).toBe(snapshot);
+    expect(contents(Holding.whole(CDS, snapshot))).toEqual({ a: '1', b: '1' });
   });
 });

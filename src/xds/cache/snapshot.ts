@@ -37,6 +37,8 @@ export interface Snapshot {
    * snapshot a view ever had stayed in memory.
    */
   readonly diffsFrom: Map<string, ReadonlyMap<XdsTypeUrl, ReadonlySet<string>>>;
+  /** Every resource of a type as one run of response entries, per protocol and type, made when first asked for (see `wholeTypeEntries`). */
+  readonly wholeEntries: Map<string, Buffer>;
 }
 
 /** A resource encoded as google.protobuf.Any. */
@@ -98,7 +100,7 @@ export function buildSnapshot(view: ProxyView, translation: Translation, pack: P
     resources.set(typeUrl, map);
     typeVersions.set(typeUrl, ofType.digest('base64url').slice(0, 16));
   }
-  return { view, version: overall.digest('base64url').slice(0, 16), resources, typeVersions, diffsFrom: new Map() };
+  return { view, version: overall.digest('base64url').slice(0, 16), resources, typeVersions, diffsFrom: new Map(), wholeEntries: new Map() };
 }
 
 /** The donors' resource of this name built from the very same object, if any. */
@@ -115,6 +117,34 @@ export function makeResource(typeUrl: string, name: string, canonical: string, b
   const packed = pack(typeUrl, body);
   const any = encodeAny(packed.type_url, Buffer.from(packed.value.buffer, packed.value.byteOffset, packed.value.byteLength));
   return { name, version, canonical, body, packed, wire: { sotw: sotwEntry(any), delta: deltaEntry(name, version, any) } };
+}
+
+/**
+ * The entries of every resource of `typeUrl` in `snapshot`, in its order, as
+ * one buffer: what a client that holds none of the type is sent (a connect
+ * storm sends it to every client of the view), so each response is one copy
+ * of it rather than a thousand small ones. Kept on the snapshot.
+ */
+export function wholeTypeEntries(snapshot: Snapshot, typeUrl: XdsTypeUrl, protocol: 'sotw' | 'delta'): Buffer {
+  const key = `${protocol} ${typeUrl}`;
+  let entries = snapshot.wholeEntries.get(key);
+  if (entries === undefined) {
+    entries = Buffer.concat([...snapshot.resources.get(typeUrl)!.values()].map((r) => r.wire[protocol]));
+    snapshot.wholeEntries.set(key, entries);
+  }
+  return entries;
+}
+
+/** Whether `resources` are every resource of `typeUrl` in `snapshot`, each once (in any order). */
+export function isWholeType(snapshot: Snapshot, typeUrl: XdsTypeUrl, resources: readonly Resource[]): boolean {
+  const all = snapshot.resources.get(typeUrl)!;
+  if (resources.length !== all.size || all.size === 0) return false;
+  const seen = new Set<string>();
+  for (const resource of resources) {
+    if (all.get(resource.name) !== resource || seen.has(resource.name)) return false;
+    seen.add(resource.name);
+  }
+  return true;
 }
 
 const NO_CHANGES: ReadonlyMap<XdsTypeUrl, ReadonlySet<string>> = new Map(XDS_TYPES.map((t) => [t, new Set<string>()]));

@@ -1,5 +1,5 @@
 import type { DeltaDiscoveryRequest__Output } from '../../generated/envoy/service/discovery/v3/DeltaDiscoveryRequest.js';
-import { changedNames } from '../cache/snapshot.js';
+import { changedNames, isWholeType, wholeTypeEntries } from '../cache/snapshot.js';
 import type { Resource, Snapshot } from '../cache/snapshot.js';
 import { encodeDeltaDiscoveryResponse } from '../cache/wire.js';
 import { TypeUrl, isFullStateType, isXdsType, shortTypeName } from '../type-urls.js';
@@ -169,8 +169,11 @@ export class DeltaStream extends XdsStream<DeltaDiscoveryRequest__Output> {
     type.responses += 1;
     type.outstanding.set(nonce, { version, sentAt: type.sentAt });
     if (type.outstanding.size > MAX_OUTSTANDING) type.outstanding.delete(type.outstanding.keys().next().value!);
-    type.recordSent(nonce, type.sentAt, false, updated, removed, snapshot);
-    this.write(encodeDeltaDiscoveryResponse({ systemVersion: version, typeUrl, nonce, entries: updated.map((r) => r.wire.delta), removed }));
+    // A client given every resource of the type while it held none (a connect storm) gets the snapshot's ready run of entries.
+    const whole = removed.length === 0 && type.holdsNothing() && isWholeType(snapshot, typeUrl, updated);
+    type.recordSent(nonce, type.sentAt, false, updated, removed, snapshot, whole);
+    const entries = whole ? [wholeTypeEntries(snapshot, typeUrl, 'delta')] : updated.map((r) => r.wire.delta);
+    this.write(encodeDeltaDiscoveryResponse({ systemVersion: version, typeUrl, nonce, entries, removed }));
     this.log.debug({ type: shortTypeName(typeUrl), version, nonce, resources: updated.length, removed: removed.length, retained: retained.size }, 'delta response sent');
     this.callbacks.onResponse?.(this, typeUrl, version, updated.length);
   }

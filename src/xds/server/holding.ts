@@ -28,6 +28,11 @@ export class Holding {
     return new Holding(typeUrl, undefined, NOTHING, new Map());
   }
 
+  /** Exactly the snapshot's resources of the type. */
+  static whole(typeUrl: XdsTypeUrl, snapshot: Snapshot): Holding {
+    return new Holding(typeUrl, snapshot, snapshot.resources.get(typeUrl)!, new Map());
+  }
+
   get(name: string): Resource | undefined {
     const differs = this.apart.get(name);
     if (differs !== undefined) return differs ?? undefined;

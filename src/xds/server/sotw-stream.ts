@@ -1,5 +1,5 @@
 import type { DiscoveryRequest__Output } from '../../generated/envoy/service/discovery/v3/DiscoveryRequest.js';
-import { changedNames } from '../cache/snapshot.js';
+import { changedNames, isWholeType, wholeTypeEntries } from '../cache/snapshot.js';
 import type { Resource, Snapshot } from '../cache/snapshot.js';
 import { emptyAssignmentEntry, encodeDiscoveryResponse } from '../cache/wire.js';
 import { TypeUrl, isFullStateType, isXdsType, shortTypeName } from '../type-urls.js';
@@ -197,8 +197,10 @@ export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
     type.sentAt = Date.now();
     type.responses += 1;
     // Told it is empty (`emptied`), the client holds nothing of it: should the cluster come back, it is sent afresh.
-    type.recordSent(nonce, type.sentAt, fullState, toSend, emptied, snapshot);
-    const entries = [...toSend.map((r) => r.wire.sotw), ...emptied.map(emptyAssignmentEntry)];
+    // Every resource of the type, replacing all or to a client that held none: the snapshot's ready run of entries.
+    const whole = emptied.length === 0 && (fullState || type.holdsNothing()) && isWholeType(snapshot, typeUrl, toSend);
+    type.recordSent(nonce, type.sentAt, fullState, toSend, emptied, snapshot, whole);
+    const entries = whole ? [wholeTypeEntries(snapshot, typeUrl, 'sotw')] : [...toSend.map((r) => r.wire.sotw), ...emptied.map(emptyAssignmentEntry)];
     this.write(encodeDiscoveryResponse({ version, typeUrl, nonce, entries }));
     this.log.debug({ type: shortTypeName(typeUrl), version, nonce, resources: toSend.length, emptied: emptied.length, retained: retained.size }, 'response sent');
     this.callbacks.onResponse?.(this, typeUrl, version, toSend.length);

@@ -163,6 +163,11 @@ export class TypeState implements TypeStatus {
     );
   }
 
+  /** Whether the client holds nothing of this type, as far as this stream knows (it was sent nothing, or has dropped it, and claims nothing). */
+  holdsNothing(): boolean {
+    return this.claimed.size === 0 && this.told.keys().next().done === true;
+  }
+
   /** The version of `name` the client was last sent (or says it has), if any. */
   sentVersion(name: string): string | undefined {
     return this.told.get(name)?.version ?? this.claimed.get(name);
@@ -190,9 +195,10 @@ export class TypeState implements TypeStatus {
   }
 
   /** Records a response written to the client, for make-before-break; `snapshot` is the one it was computed from. */
-  recordSent(nonce: string, sentAt: number, replaceAll: boolean, updated: readonly Resource[], removed: readonly string[], snapshot: Snapshot): void {
+  recordSent(nonce: string, sentAt: number, replaceAll: boolean, updated: readonly Resource[], removed: readonly string[], snapshot: Snapshot, whole = false): void {
     const before = this.told;
-    this.told = before.with(updated, removed, replaceAll).rebasedOn(snapshot);
+    // `whole`: the response carried the snapshot's every resource of the type, replacing all, or given to a client that had none.
+    this.told = whole ? Holding.whole(this.typeUrl as XdsTypeUrl, snapshot) : before.with(updated, removed, replaceAll).rebasedOn(snapshot);
     if (replaceAll) this.claimed.clear();
     else if (this.claimed.size > 0) {
       for (const resource of updated) this.claimed.delete(resource.name);
