@@ -79,6 +79,19 @@ describe('Holding: what a client holds, as a shared snapshot plus what differs',
           holding = holding.with(updated, removed);
           for (const name of removed) model.delete(name);
           for (const r of updated) model.set(r.name, r.version);
+        } else if (roll < 0.37) {
+          // A response computed from a snapshot: exactly what differs from it (the usual case), or anything at all.
+          const shared = [...holding.values()].filter(() => next() < 0.7);
+          const snapshot = snapshotOf([...shared, ...names.filter((n) => !shared.some((r) => r.name === n) && next() < 0.4).map((n) => resource(n, 'y'))]);
+          history.push(snapshot);
+          const target = snapshot.resources.get(CDS)!;
+          const exact = next() < 0.7;
+          const updated = exact ? [...target.values()].filter((r) => holding.get(r.name) !== r) : [resource(pickName(), 'z')];
+          const removed = exact ? [...holding.keys()].filter((n) => !target.has(n)) : [pickName()].filter((n) => n !== updated[0]!.name);
+          holding = holding.after(updated, removed, snapshot);
+          for (const name of removed) model.delete(name);
+          for (const r of updated) model.set(r.name, r.version);
+          if (exact) expect(holding.base, `seed ${seed} step ${step}: an exact response leaves the client on the snapshot`).toBe(snapshot);
         } else if (roll < 0.4) {
           const updated = names.filter(() => next() < 0.5).map((name) => resource(name, String(Math.floor(next() * 3))));
           holding = holding.with(updated, [], true);

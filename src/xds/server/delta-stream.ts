@@ -13,8 +13,12 @@ export type DeltaCall = AdsCall<DeltaDiscoveryRequest__Output>;
 
 /** The versions a reconnecting client says it has, however the request was decoded (see request-names.ts). */
 function initialVersions(request: DeltaDiscoveryRequest__Output & VersionsRead): ReadonlyMap<string, string> {
-  return request.initialVersions ?? new Map(Object.entries(request.initial_resource_versions ?? {}));
+  if (request.initialVersions !== undefined) return request.initialVersions;
+  const entries = Object.entries(request.initial_resource_versions ?? {});
+  return entries.length === 0 ? NO_VERSIONS : new Map(entries);
 }
+
+const NO_VERSIONS: ReadonlyMap<string, string> = new Map();
 
 /** Responses remembered per type for matching ACKs and NACKs; older ones are forgotten. */
 const MAX_OUTSTANDING = 32;

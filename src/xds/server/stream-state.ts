@@ -198,7 +198,9 @@ export class TypeState implements TypeStatus {
   recordSent(nonce: string, sentAt: number, replaceAll: boolean, updated: readonly Resource[], removed: readonly string[], snapshot: Snapshot, whole = false): void {
     const before = this.told;
     // `whole`: the response carried the snapshot's every resource of the type, replacing all, or given to a client that had none.
-    this.told = whole ? Holding.whole(this.typeUrl as XdsTypeUrl, snapshot) : before.with(updated, removed, replaceAll).rebasedOn(snapshot);
+    if (whole) this.told = Holding.whole(this.typeUrl as XdsTypeUrl, snapshot);
+    else if (replaceAll) this.told = before.with(updated, removed, true).rebasedOn(snapshot);
+    else this.told = before.after(updated, removed, snapshot);
     if (replaceAll) this.claimed.clear();
     else if (this.claimed.size > 0) {
       for (const resource of updated) this.claimed.delete(resource.name);
@@ -230,9 +232,11 @@ export class TypeState implements TypeStatus {
       acked = acked.rebasedLike(last.after);
     }
     this.acked = acked;
-    const left = new Set(before.droppedIn(acked));
-    for (const response of settled) for (const name of response.removed) if (!acked.has(name)) left.add(name);
-    return [...left];
+    const left = before.droppedIn(acked);
+    if (settled.every((response) => response.removed.length === 0)) return left;
+    const gone = new Set(left);
+    for (const response of settled) for (const name of response.removed) if (!acked.has(name)) gone.add(name);
+    return [...gone];
   }
 
   /** The client already has `resources` (it said so when it reconnected, or resumed a version). */
