@@ -15,6 +15,7 @@ import { DEFAULT_TUNING, XdsServer } from '../../src/xds/server/ads-server.js';
 import type { XdsServerOptions } from '../../src/xds/server/ads-server.js';
 import { TypeUrl } from '../../src/xds/type-urls.js';
 import { RawAdsClient } from '../helpers/ads-client.js';
+import { DaemonProcess } from '../helpers/daemon-process.js';
 import { envoyApi } from '../helpers/envoy-api.js';
 import { eventually } from '../helpers/eventually.js';
 import { catalogOf, publish, service, silentLogger } from '../helpers/fixtures.js';
@@ -221,6 +222,18 @@ describe('TLS on meshbridge\'s own socket: grpc-js still does the handshake and 
 
 describe('xds.listenBacklog in the config', () => {
   const registries = [{ kind: 'file', name: 'f', paths: ['a.yaml'] }];
+  it('is the backlog the daemon\'s xDS port listens with', async () => {
+    const dir = tempDir('meshbridge-backlog-daemon-');
+    dir.write('a.yaml', '');
+    dir.write('meshbridge.yaml', `xds: { listen: 127.0.0.1:0, listenBacklog: 77 }\nadmin: { listen: 127.0.0.1:0 }\nregistries: [{ kind: file, name: f, paths: [./a.yaml] }]\n`);
+    const daemon = new DaemonProcess(['run', '--config', `${dir.path}/meshbridge.yaml`]);
+    try {
+      expect(await listenBacklogs(await daemon.xdsPort())).toEqual([77]);
+    } finally {
+      await daemon.stop();
+      dir.remove();
+    }
+  });
   it('defaults to 4096', () => {
     expect(parseConfig({ registries }, 'm.yaml').config?.xds.listenBacklog).toBe(4_096);
   });
