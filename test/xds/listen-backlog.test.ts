@@ -220,6 +220,56 @@ describe('TLS on meshbridge\'s own socket: grpc-js still does the handshake and 
   });
 });
 
+/** Opens `count` TCP connections to `port`; resolves with them and a live count of those the kernel has completed. */
+function openConnections(port: number, count: number): { sockets: Socket[]; connected: () => number } {
+  let connected = 0;
+  const sockets = Array.from({ length: count }, () => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => (connected += 1));
+    socket.on('error', () => undefined);
+    return socket;
+  });
+  return { sockets, connected: () => connected };
+}
+
+describe('a fleet connecting at once while meshbridge cannot accept waits in the kernel\'s queue', () => {
+  // The daemon is stopped (SIGSTOP): only the kernel answers, completing
+  // handshakes until the accept queue is full and dropping SYNs past it, so
+  // the connections that complete are the backlog the socket really has.
+  const dir = tempDir('meshbridge-backlog-queue-');
+  let daemon: DaemonProcess;
+  let port: number;
+  const opened: Socket[] = [];
+
+  beforeAll(async () => {
+    dir.write('a.yaml', '');
+    dir.write('meshbridge.yaml', `xds: { listen: 127.0.0.1:0, listenBacklog: 1024 }\nadmin: { listen: 127.0.0.1:0 }\nregistries: [{ kind: file, name: f, paths: [./a.yaml] }]\n`);
+    daemon = new DaemonProcess(['run', '--config', `${dir.path}/meshbridge.yaml`]);
+    port = await daemon.xdsPort();
+  });
+  afterAll(async () => {
+    for (const socket of opened) socket.destroy();
+    daemon.signal('SIGCONT');
+    await daemon.stop();
+    dir.remove();
+  });
+
+  it('queues 600 connections (past Node\'s default 511) with listenBacklog 1024, and serves them once it runs again', async () => {
+    daemon.signal('SIGSTOP');
+    const fleet = openConnections(port, 600);
+    opened.push(...fleet.sockets);
+    // With a backlog of 511 this stops at 512, the rest waiting for SYN retransmits.
+    await eventually(() => expect(fleet.connected()).toBe(600), 20_000);
+    daemon.signal('SIGCONT');
+    // Accepted and handed to HTTP/2: each connection is sent the server's SETTINGS frame.
+    const greeted = await Promise.all(fleet.sockets.map((socket) => new Promise<boolean>((resolve) => {
+      socket.once('data', () => resolve(true));
+      socket.once('close', () => resolve(false));
+    })));
+    expect(greeted.filter(Boolean).length).toBe(600);
+  }, 60_000);
+});
+
 describe('xds.listenBacklog in the config', () => {
   const registries = [{ kind: 'file', name: 'f', paths: ['a.yaml'] }];
   it('is the backlog the daemon\'s xDS port listens with', async () => {
