@@ -5,6 +5,7 @@ import { connect, createServer } from 'node:net';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
+import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/config.js';
 import { MeshbridgeError } from '../../src/errors.js';
@@ -90,6 +91,19 @@ describe('the xDS port is meshbridge\'s own socket, listening with the configure
     try {
       expect(DEFAULT_TUNING.listenBacklog).toBe(4_096);
       expect(await listenBacklogs(port)).toEqual([Math.min(4_096, SOMAXCONN)]);
+    } finally {
+      await server.shutdown(2_000);
+    }
+  });
+
+  it('warns when the kernel caps the backlog asked for, and listens with the cap', async () => {
+    const lines: { level: number; msg: string; somaxconn?: number }[] = [];
+    const log = pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line) as (typeof lines)[number]) });
+    const server = new XdsServer(envoyApi, new SnapshotCache(), log);
+    const port = await server.listen({ listen: '127.0.0.1:0', backlog: SOMAXCONN + 1 });
+    try {
+      expect(await listenBacklogs(port)).toEqual([SOMAXCONN]);
+      expect(lines.find((l) => l.level === 40 && l.msg.includes('net.core.somaxconn'))?.somaxconn).toBe(SOMAXCONN);
     } finally {
       await server.shutdown(2_000);
     }

@@ -166,22 +166,18 @@ export class XdsServer {
    */
   async listen(options: XdsServerOptions): Promise<number> {
     const credentials = options.credentials ?? grpc.ServerCredentials.createInsecure();
+    const backlog = options.backlog ?? DEFAULT_TUNING.listenBacklog;
     const injector = this.server.createConnectionInjector(credentials);
+    // Before the first connection can arrive, so none escapes the client-certificate check.
+    if (options.credentials !== undefined) this.watchHandshakes(options.requireVerifiedClientCertificate === true);
     try {
-      this.socket = await ListenSocket.open(
-        { listen: options.listen, backlog: options.backlog ?? DEFAULT_TUNING.listenBacklog, onConnection: (connection) => injector.injectConnection(connection) },
-        this.log,
-      );
+      this.socket = await ListenSocket.open({ listen: options.listen, backlog, onConnection: (connection) => injector.injectConnection(connection) }, this.log);
     } catch (error) {
       injector.destroy();
       throw new MeshbridgeError('MB_CONFIG_INVALID', `cannot listen for xDS on ${options.listen}: ${(error as Error).message}`, { cause: error });
     }
     const port = this.socket.port;
-    if (options.credentials !== undefined) this.watchHandshakes(options.requireVerifiedClientCertificate === true);
-    this.log.info(
-      { listen: options.listen, addresses: this.socket.addresses, port, backlog: options.backlog ?? DEFAULT_TUNING.listenBacklog, tls: options.credentials !== undefined },
-      'xDS server listening',
-    );
+    this.log.info({ listen: options.listen, addresses: this.socket.addresses, port, backlog, tls: options.credentials !== undefined }, 'xDS server listening');
     return port;
   }
 
@@ -200,7 +196,6 @@ export class XdsServer {
     const servers = (this.server as unknown as { http2Servers?: Map<NodeJS.EventEmitter, unknown> }).http2Servers;
     if (!(servers instanceof Map) || servers.size === 0) {
       if (requireVerified) {
-        this.socket?.stopAccepting();
         this.server.forceShutdown();
         throw new MeshbridgeError('MB_CONFIG_INVALID', 'this grpc-js version does not let meshbridge verify client certificates; refusing to serve xDS');
       }

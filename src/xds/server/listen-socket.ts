@@ -1,4 +1,5 @@
 import { lookup } from 'node:dns/promises';
+import { readFile } from 'node:fs/promises';
 import { createServer, isIP } from 'node:net';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import type { Logger } from 'pino';
@@ -99,6 +100,10 @@ export class ListenSocket {
       this.boundPort = nextPort;
     }
     if (this.servers.length === 0) throw new Error(errors.join('; ') || `${host} resolved to no address`);
+    const cap = await kernelBacklogCap();
+    if (cap !== undefined && backlog > cap) {
+      this.log.warn({ backlog, somaxconn: cap }, `the kernel caps the xDS accept queue at net.core.somaxconn (${cap}), below the ${backlog} asked for`);
+    }
     if (errors.length > 0) this.log.warn({ listen, bound: this.bound, errors }, `xDS listens on ${this.bound.length} of the ${addresses.length} addresses ${host} resolves to`);
   }
 
@@ -125,6 +130,16 @@ function splitHostPort(listen: string): { host: string; port: number } {
   const port = Number(match[2]);
   if (port > 65_535) throw new Error(`port ${port} is out of range (0-65535)`);
   return { host, port };
+}
+
+/** Linux's ceiling on any listen backlog; undefined where there is no /proc to ask. */
+async function kernelBacklogCap(): Promise<number | undefined> {
+  try {
+    const value = Number((await readFile('/proc/sys/net/core/somaxconn', 'utf8')).trim());
+    return Number.isInteger(value) && value > 0 ? value : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function listenOn(server: Server, host: string, port: number, backlog: number): Promise<number> {
