@@ -166,6 +166,12 @@ export const configSchema = z.object({
   xds: z
     .object({
       listen: hostPort.default(DEFAULT_XDS_LISTEN),
+      /**
+       * The xDS port's accept queue (listen(2) backlog): connections the kernel
+       * completes before meshbridge accepts them. A fleet connecting at once past
+       * it waits for SYN retransmits; the kernel caps it at net.core.somaxconn.
+       */
+      listenBacklog: z.number().int().min(1).max(65_535).default(4_096),
       /** Address sidecar listeners bind to on each VM; there is no iptables capture there. */
       sidecarBind: z.string().default('127.0.0.1'),
       /**

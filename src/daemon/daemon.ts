@@ -227,6 +227,7 @@ export class Daemon implements AdminSource {
     const credentials = await this.security.start();
     const xdsPort = await this.xds.listen({
       listen: this.config.xds.listen,
+      backlog: this.config.xds.listenBacklog,
       credentials,
       requireVerifiedClientCertificate: this.config.xds.tls?.clientCaFile !== undefined,
     });
@@ -268,6 +269,7 @@ export class Daemon implements AdminSource {
     const applied: string[] = [];
     const needsRestart: string[] = [];
     if (next.xds.listen !== current.xds.listen) needsRestart.push('xds.listen');
+    if (next.xds.listenBacklog !== current.xds.listenBacklog) needsRestart.push('xds.listenBacklog');
     if (next.admin.listen !== current.admin.listen) needsRestart.push('admin.listen');
     // Limits and stream settings are handed to the file stores and the xDS server when they are built.
     for (const [key, a, b] of [
@@ -288,7 +290,7 @@ export class Daemon implements AdminSource {
       // Listen addresses stay as bound until a restart.
       this.configValue = {
         ...next,
-        xds: { ...next.xds, listen: current.xds.listen, tls: current.xds.tls, allowPlaintext: current.xds.allowPlaintext },
+        xds: { ...next.xds, listen: current.xds.listen, listenBacklog: current.xds.listenBacklog, tls: current.xds.tls, allowPlaintext: current.xds.allowPlaintext },
         admin: current.admin,
         security: current.security,
       };

@@ -92,12 +92,12 @@ describe('daemon lifecycle: startup logs, SIGHUP reload, SIGTERM drain', () => {
     expect(await hosts()).toEqual(['a.mesh.local', 'b.mesh.local']);
   });
 
-  it('SIGHUP warns that a new listen address needs a restart', async () => {
+  it('SIGHUP warns that a new listen address or backlog needs a restart', async () => {
     const from = daemon.logs.length;
-    dir.write('meshbridge.yaml', config("'./a.mesh.yaml', './b.mesh.yaml'", 'log: { level: debug }\n').replace('xds: { listen: 127.0.0.1:0 }', 'xds: { listen: 127.0.0.1:15999 }'));
+    dir.write('meshbridge.yaml', config("'./a.mesh.yaml', './b.mesh.yaml'", 'log: { level: debug }\n').replace('xds: { listen: 127.0.0.1:0 }', 'xds: { listen: 127.0.0.1:15999, listenBacklog: 64 }'));
     daemon.signal('SIGHUP');
     const warning = await daemon.waitForLog((l) => l.msg.startsWith('changed in the config but applied only by a restart'), 10_000, from);
-    expect(warning.needsRestart).toEqual(['xds.listen']);
+    expect(warning.needsRestart).toEqual(['xds.listen', 'xds.listenBacklog']);
     await daemon.waitForLog((l) => l.msg === 'config reloaded: nothing changed', 10_000, from);
   });
 

@@ -8,6 +8,7 @@ import type { SnapshotSource } from '../cache/snapshot-cache.js';
 import type { Packer } from '../cache/snapshot.js';
 import type { EnvoyApi } from '../protos.js';
 import { DeltaStream } from './delta-stream.js';
+import { ListenSocket } from './listen-socket.js';
 import type { DeltaCall } from './delta-stream.js';
 import { ClusterReferences } from './ordering.js';
 import { PushQueue } from './push-queue.js';
@@ -30,6 +31,12 @@ export interface XdsServerOptions {
    * verify, and logs OpenSSL's reason (expired, unknown CA, none sent).
    */
   readonly requireVerifiedClientCertificate?: boolean;
+  /**
+   * The listening socket's accept queue: connections the kernel completes
+   * before meshbridge accepts them (capped by net.core.somaxconn). A fleet
+   * that connects at once past it waits for SYN retransmits.
+   */
+  readonly backlog?: number;
 }
 
 export interface XdsServerTuning {
@@ -64,6 +71,7 @@ export const DEFAULT_TUNING = {
   maxStreamsPerConnection: 100,
   keepaliveTimeMs: 30_000,
   keepaliveTimeoutMs: 10_000,
+  listenBacklog: 4_096,
 } as const;
 
 /**
@@ -96,7 +104,7 @@ export class XdsServer {
   private readonly streams = new Map<number, SotwStream | DeltaStream>();
   private readonly queue: PushQueue;
   private nextStreamId = 1;
-  private boundPort: number | undefined;
+  private socket: ListenSocket | undefined;
   private readonly admission: () => string | undefined;
   private handshakeFailures = 0;
 
@@ -155,22 +163,31 @@ export class XdsServer {
     this.server.addService(service, implementation);
   }
 
-  /** Binds and serves; resolves with the bound port. */
+  /**
+   * Binds and serves; resolves with the bound port. meshbridge listens itself
+   * (listen-socket.ts) and hands each connection to grpc-js, which does the
+   * TLS handshake and HTTP/2 with the same server options as on a port it
+   * bound itself.
+   */
   async listen(options: XdsServerOptions): Promise<number> {
-    const port = await new Promise<number>((resolve, reject) => {
-      this.server.bindAsync(options.listen, options.credentials ?? grpc.ServerCredentials.createInsecure(), (error, bound) => {
-        if (error) reject(new MeshbridgeError('MB_CONFIG_INVALID', `cannot listen for xDS on ${options.listen}: ${error.message}`, { cause: error }));
-        else resolve(bound);
-      });
-    });
-    this.boundPort = port;
+    const credentials = options.credentials ?? grpc.ServerCredentials.createInsecure();
+    const backlog = options.backlog ?? DEFAULT_TUNING.listenBacklog;
+    const injector = this.server.createConnectionInjector(credentials);
+    // Before the first connection can arrive, so none escapes the client-certificate check.
     if (options.credentials !== undefined) this.watchHandshakes(options.requireVerifiedClientCertificate === true);
-    this.log.info({ listen: options.listen, port, tls: options.credentials !== undefined }, 'xDS server listening');
+    try {
+      this.socket = await ListenSocket.open({ listen: options.listen, backlog, onConnection: (connection) => injector.injectConnection(connection) }, this.log);
+    } catch (error) {
+      injector.destroy();
+      throw new MeshbridgeError('MB_CONFIG_INVALID', `cannot listen for xDS on ${options.listen}: ${(error as Error).message}`, { cause: error });
+    }
+    const port = this.socket.port;
+    this.log.info({ listen: options.listen, addresses: this.socket.addresses, port, backlog, tls: options.credentials !== undefined }, 'xDS server listening');
     return port;
   }
 
   get port(): number | undefined {
-    return this.boundPort;
+    return this.socket?.port;
   }
 
   /**
@@ -226,6 +243,7 @@ export class XdsServer {
    * elsewhere or later), then waits for gRPC to finish, forcing after `graceMs`.
    */
   async shutdown(graceMs = 5_000): Promise<void> {
+    this.socket?.stopAccepting();
     for (const stream of this.streams.values()) stream.close();
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
@@ -237,6 +255,8 @@ export class XdsServer {
         resolve();
       });
     });
+    // grpc-js ends its HTTP/2 sessions; a connection that never became one (a TLS handshake in progress) is ours to end.
+    this.socket?.destroyConnections();
     this.streams.clear();
   }
 
