@@ -11,6 +11,10 @@ import { SnapshotCache } from '../dist/xds/cache/snapshot-cache.js';
 import { loadEnvoyApi } from '../dist/xds/protos.js';
 import { XdsServer } from '../dist/xds/server/ads-server.js';
 import { applyChange, registryState, scopedPolicy, services } from './fleet.mjs';
+import { limitHeapGrowth } from '../dist/daemon/heap.js';
+
+// As `meshbridge run` does.
+limitHeapGrowth();
 
 const options = JSON.parse(process.argv[2]);
 const log = pino({ level: 'warn' });

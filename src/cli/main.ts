@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { limitHeapGrowth } from '../daemon/heap.js';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -134,6 +135,7 @@ async function run(args: string[]): Promise<number> {
     strict: true,
   });
   if (values.help) return printHelp('run');
+  limitHeapGrowth();
   const file = values.config ?? quickstartConfigPath();
   const { config, diagnostics } = await loadConfig(file);
   const fixedLevel = values['log-level'] ?? process.env.MESHBRIDGE_LOG_LEVEL;

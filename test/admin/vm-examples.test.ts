@@ -1,4 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
+import { MALLOC_ENVIRONMENT } from '../../src/daemon/heap.js';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -52,6 +53,11 @@ describe('examples/vm: the systemd unit, users, permissions, config and Envoy bo
     ]) {
       expect(unit.split('\n'), line).toContain(line);
     }
+  });
+
+  it('the unit gives the daemon the allocator settings the benchmark measured it with', () => {
+    const unit = readFileSync(join(VM, 'meshbridge.service'), 'utf8');
+    for (const [name, value] of Object.entries(MALLOC_ENVIRONMENT)) expect(unit.split('\n')).toContain(`Environment=${name}=${value}`);
   });
 
   it('sysusers creates the meshbridge user; tmpfiles makes the config root:meshbridge 0750 and the token meshbridge-only 0400', () => {
