@@ -72,7 +72,7 @@ function writeResources(dir) {
   const files = { [TypeUrl.Cluster]: 'cds.pb', [TypeUrl.ClusterLoadAssignment]: 'eds.pb', [TypeUrl.Listener]: 'lds.pb', [TypeUrl.RouteConfiguration]: 'rds.pb' };
   for (const [typeUrl, file] of Object.entries(files)) {
     const entries = [...snapshot.resources.get(typeUrl).values()].map((r) => r.wire.sotw);
-    writeFileSync(join(dir, file), encodeDiscoveryResponse({ version: '1', typeUrl, nonce: '', entries }));
+    writeFileSync(join(dir, file), encodeDiscoveryResponse({ version: '1', typeUrl, nonce: '', entries }).join());
   }
 }
 

@@ -55,6 +55,29 @@ export class MessageWriter {
     return this;
   }
 
+  /** The message as its pieces, for a writer that copies them into a buffer of its own (see EncodedMessage). */
+  pieces(): EncodedMessage {
+    const chunks: Buffer[] = [];
+    for (const { field, bytes } of this.parts) {
+      if (field === 0) {
+        chunks.push(bytes);
+        continue;
+      }
+      const headerSize = varintSize((field << 3) | WIRE_LEN) + varintSize(bytes.length);
+      // Small fields (version, type URL, nonce, names) are joined with their header; large ones stay where they are.
+      if (bytes.length <= 256) {
+        const chunk = Buffer.allocUnsafe(headerSize + bytes.length);
+        bytes.copy(chunk, writeVarint(chunk, writeVarint(chunk, 0, (field << 3) | WIRE_LEN), bytes.length));
+        chunks.push(chunk);
+      } else {
+        const header = Buffer.allocUnsafe(headerSize);
+        writeVarint(header, writeVarint(header, 0, (field << 3) | WIRE_LEN), bytes.length);
+        chunks.push(header, bytes);
+      }
+    }
+    return new EncodedMessage(chunks, this.size);
+  }
+
   finish(): Buffer {
     const out = Buffer.allocUnsafe(this.size);
     let offset = 0;
@@ -66,6 +89,39 @@ export class MessageWriter {
       bytes.copy(out, offset);
       offset += bytes.length;
     }
+    return out;
+  }
+}
+
+/**
+ * An encoded message kept as the pieces it is made of. gRPC frames a message
+ * by copying the serializer's result into a buffer of its own (5 bytes of
+ * header, then `copy(output, 5)`), so a response handed over as pieces is
+ * copied once, into that buffer, instead of joined here and then copied
+ * again: a connect storm moves 1.6 GB, and the second copy, with its
+ * allocation, was a tenth of the storm's CPU. It offers what that copy uses
+ * (`byteLength`, `copy`); `join` gives an ordinary Buffer.
+ */
+export class EncodedMessage {
+  constructor(
+    private readonly chunks: readonly Buffer[],
+    readonly byteLength: number,
+  ) {}
+
+  get length(): number {
+    return this.byteLength;
+  }
+
+  /** As Buffer.copy: writes the message into `target` from `targetStart`; returns the bytes written. */
+  copy(target: Uint8Array, targetStart = 0): number {
+    let offset = targetStart;
+    for (const chunk of this.chunks) offset += chunk.copy(target, offset);
+    return offset - targetStart;
+  }
+
+  join(): Buffer {
+    const out = Buffer.allocUnsafe(this.byteLength);
+    this.copy(out);
     return out;
   }
 }
@@ -100,10 +156,10 @@ export function deltaEntry(name: string, version: string, any: Buffer): Buffer {
   return asField(2, new MessageWriter().bytes(1, version).bytes(2, any).bytes(3, name).finish());
 }
 
-export function encodeDiscoveryResponse(r: { version: string; typeUrl: string; nonce: string; entries: readonly Buffer[] }): Buffer {
+export function encodeDiscoveryResponse(r: { version: string; typeUrl: string; nonce: string; entries: readonly Buffer[] }): EncodedMessage {
   const writer = new MessageWriter().bytes(1, r.version);
   for (const entry of r.entries) writer.encoded(entry);
-  return writer.bytes(4, r.typeUrl).bytes(5, r.nonce).finish();
+  return writer.bytes(4, r.typeUrl).bytes(5, r.nonce).pieces();
 }
 
 export function encodeDeltaDiscoveryResponse(r: {
@@ -112,10 +168,10 @@ export function encodeDeltaDiscoveryResponse(r: {
   nonce: string;
   entries: readonly Buffer[];
   removed: readonly string[];
-}): Buffer {
+}): EncodedMessage {
   const writer = new MessageWriter().bytes(1, r.systemVersion);
   for (const entry of r.entries) writer.encoded(entry);
   writer.bytes(4, r.typeUrl).bytes(5, r.nonce);
   for (const name of r.removed) writer.bytes(6, name);
-  return writer.finish();
+  return writer.pieces();
 }

@@ -1,4 +1,6 @@
 import type { TLSSocket } from 'node:tls';
+import { BaseServerInterceptingCall } from '@grpc/grpc-js/build/src/server-interceptors.js';
+import { EncodedMessage } from '../cache/wire.js';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { AggregatedDiscoveryServiceHandlers } from '../../generated/envoy/service/discovery/v3/AggregatedDiscoveryService.js';
@@ -75,6 +77,18 @@ export const DEFAULT_TUNING = {
 } as const;
 
 /**
+ * Whether this grpc-js frames a response by copying what the serializer
+ * returns into a buffer of its own, reading only its `byteLength` and
+ * `copy(output, 5)`: then a response goes to it as pieces (EncodedMessage)
+ * and is copied once. Read from grpc-js's own code, so a version that frames
+ * otherwise is given ordinary Buffers, as before.
+ */
+export const GRPC_FRAMES_BY_COPY = ((): boolean => {
+  const serialize = String((BaseServerInterceptingCall.prototype as unknown as { serializeMessage?: unknown }).serializeMessage);
+  return /const messageBuffer = this\.handler\.serialize\(value\);/.test(serialize) && /messageBuffer\.copy\(output, 5\);/.test(serialize) && !/messageBuffer\.(?!byteLength\b|copy\b)/.test(serialize);
+})();
+
+/**
  * The ADS service with responses written as bytes: streams encode them from
  * resources encoded once per snapshot (cache/wire.ts), not per client. A
  * state-of-the-world request's resource names are decoded only when a stream
@@ -92,7 +106,8 @@ function withEncodedResponses(service: grpc.ServiceDefinition): grpc.ServiceDefi
           : name === 'DeltaAggregatedResources'
             ? withMapOfInitialVersions(method.requestDeserialize as (bytes: Buffer) => { initial_resource_versions: { [name: string]: string } })
             : method.requestDeserialize,
-      responseSerialize: (value: unknown) => (Buffer.isBuffer(value) ? value : method.responseSerialize(value)),
+      responseSerialize: (value: unknown) =>
+        value instanceof EncodedMessage ? (GRPC_FRAMES_BY_COPY ? value : value.join()) : Buffer.isBuffer(value) ? value : method.responseSerialize(value),
     },
   ]);
   return Object.fromEntries(methods) as grpc.ServiceDefinition;

@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import type { EncodedMessage } from '../cache/wire.js';
 import { constants as http2Constants } from 'node:http2';
 import type { Logger } from 'pino';
 import type { Node__Output } from '../../generated/envoy/config/core/v3/Node.js';
@@ -16,7 +17,7 @@ import { TypeState } from './stream-state.js';
 import type { FlowStatus, ServerCallbacks, StreamInfo, TypeStatus } from './stream-state.js';
 
 /** A bidirectional ADS call whose responses are written as ready-encoded bytes. */
-export type AdsCall<Request> = grpc.ServerDuplexStream<Request, Buffer>;
+export type AdsCall<Request> = grpc.ServerDuplexStream<Request, Buffer | EncodedMessage>;
 
 /** Make-before-break: what a stream needs to order its pushes. */
 export interface Ordering {
@@ -450,7 +451,7 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
   }
 
   /** Writes one encoded response; the stream counts it in flight until gRPC has taken it. */
-  protected write(bytes: Buffer): void {
+  protected write(bytes: EncodedMessage): void {
     if (this.writesInFlight === 0 && this.stallTimer === undefined) {
       this.stallTimer = setTimeout(() => this.onStalled(), this.limits.stalledStreamTimeoutMs);
       this.stallTimer.unref();
