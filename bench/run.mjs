@@ -19,7 +19,7 @@ import { scopeCatalog } from '../dist/model/routing/scope.js';
 import { translate } from '../dist/xds/translate/translate.js';
 import { TypeUrl } from '../dist/xds/type-urls.js';
 import { applyChange, catalog, changedService, clusterName, scopeHosts, services } from './fleet.mjs';
-import { MALLOC_ENVIRONMENT } from '../dist/daemon/heap.js';
+import { MALLOC_ENVIRONMENT, NODE_FLAGS } from '../dist/daemon/heap.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const env = (name, fallback) => process.env[`BENCH_${name}`] ?? fallback;
@@ -95,7 +95,8 @@ function peakRssMiB(pid) {
 // --- servers ---
 async function startMeshbridge(name = 'meshbridge', scoped = false) {
   // BENCH_DAEMON_NODE_ARGS: node flags for the meshbridge process alone, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile it.
-  const execArgv = (process.env.BENCH_DAEMON_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+  // The Node flags the packaged daemon runs with, then any given for the run.
+  const execArgv = [...NODE_FLAGS, ...(process.env.BENCH_DAEMON_NODE_ARGS ?? '').split(' ').filter((a) => a !== '')];
   // The allocator settings the systemd unit gives the daemon.
   const env = { ...process.env, ...MALLOC_ENVIRONMENT };
   const child = fork(join(here, 'daemon.mjs'), [JSON.stringify({ ...opts, scopeGroups: scoped ? opts.scopeGroups : 0 })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv, env });

@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { MALLOC_ENVIRONMENT } from '../../src/daemon/heap.js';
+import { MALLOC_ENVIRONMENT, NODE_FLAGS } from '../../src/daemon/heap.js';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -55,9 +55,15 @@ describe('examples/vm: the systemd unit, users, permissions, config and Envoy bo
     }
   });
 
-  it('the unit gives the daemon the allocator settings the benchmark measured it with', () => {
+  it('the unit gives the daemon the allocator settings, and the packaged command and npm start the Node flags, the benchmark measured it with', () => {
     const unit = readFileSync(join(VM, 'meshbridge.service'), 'utf8');
     for (const [name, value] of Object.entries(MALLOC_ENVIRONMENT)) expect(unit.split('\n')).toContain(`Environment=${name}=${value}`);
+    const wrapper = readFileSync(join(ROOT, 'packaging/meshbridge.sh'), 'utf8');
+    const start = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start;
+    for (const flag of NODE_FLAGS) {
+      expect(wrapper).toMatch(new RegExp(`exec "\\$app/node/bin/node" ${flag} "\\$app/bin/meshbridge.js"`));
+      expect(start).toContain(`node ${flag} bin/meshbridge.js run`);
+    }
   });
 
   it('sysusers creates the meshbridge user; tmpfiles makes the config root:meshbridge 0750 and the token meshbridge-only 0400', () => {

@@ -14,6 +14,7 @@ import { ListenSocket } from './listen-socket.js';
 import type { DeltaCall } from './delta-stream.js';
 import { ClusterReferences } from './ordering.js';
 import { PushQueue } from './push-queue.js';
+import { NameSetPool } from './name-sets.js';
 import { withLazyResourceNames, withMapOfInitialVersions } from './request-names.js';
 import type { PushQueueOptions } from './push-queue.js';
 import { SotwStream } from './sotw-stream.js';
@@ -118,6 +119,7 @@ export class XdsServer {
   private readonly server: grpc.Server;
   private readonly streams = new Map<number, SotwStream | DeltaStream>();
   private readonly queue: PushQueue;
+  private readonly namePool = new NameSetPool();
   private nextStreamId = 1;
   private socket: ListenSocket | undefined;
   private readonly admission: () => string | undefined;
@@ -155,9 +157,9 @@ export class XdsServer {
     const pack: Packer = (typeUrl, body) => api.pack(typeUrl, body);
     const handlers: AggregatedDiscoveryServiceHandlers = {
       StreamAggregatedResources: (call) =>
-        this.open(call, (id, log) => new SotwStream(id, call as unknown as SotwCall, cache, this.queue, callbacks, log, ordering, limits, tuning.scopeOf, pack)),
+        this.open(call, (id, log) => new SotwStream(id, call as unknown as SotwCall, cache, this.queue, callbacks, log, ordering, limits, tuning.scopeOf, pack, this.namePool)),
       DeltaAggregatedResources: (call) =>
-        this.open(call, (id, log) => new DeltaStream(id, call as unknown as DeltaCall, cache, this.queue, callbacks, log, ordering, limits, tuning.scopeOf, pack)),
+        this.open(call, (id, log) => new DeltaStream(id, call as unknown as DeltaCall, cache, this.queue, callbacks, log, ordering, limits, tuning.scopeOf, pack, this.namePool)),
     };
     this.server.addService(
       withEncodedResponses(api.ads.envoy.service.discovery.v3.AggregatedDiscoveryService.service),

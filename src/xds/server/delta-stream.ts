@@ -68,7 +68,7 @@ export class DeltaStream extends XdsStream<DeltaDiscoveryRequest__Output> {
         type.wildcard = true;
         continue;
       }
-      type.names.add(shared(name));
+      type.addName(shared(name));
       // A reconnecting client listing the version it has need not get it again; anyone else asking is answered.
       if (!initial.has(name)) type.force.add(name);
     }
@@ -79,7 +79,7 @@ export class DeltaStream extends XdsStream<DeltaDiscoveryRequest__Output> {
         for (const sent of [...type.sentNames()]) if (!type.names.has(sent)) type.forget(sent);
         continue;
       }
-      if (!type.names.delete(name)) continue; // a phantom unsubscription
+      if (!type.deleteName(name)) continue; // a phantom unsubscription
       if (type.wildcard) {
         // Still wanted through the wildcard, or not: the client cannot tell, so say which.
         type.force.add(name);

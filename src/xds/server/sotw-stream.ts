@@ -94,13 +94,13 @@ export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
     const added = [...next].filter((n) => !type.names.has(n));
     for (const name of type.names) {
       if (!next.has(name)) {
-        type.names.delete(name);
+        type.deleteName(name);
         // Forgotten, so that subscribing again sends it again.
         type.forget(name);
       }
     }
     const shared = this.sharedNames(type.typeUrl as XdsTypeUrl);
-    for (const name of added) type.names.add(shared(name));
+    for (const name of added) type.addName(shared(name));
     if (type.wildcard && !wasWildcard) added.push('*');
     return added;
   }

@@ -13,6 +13,7 @@ import type { ClusterReferences } from './ordering.js';
 import { WithPlaceholders, buildPlaceholder, mayHavePlaceholder, placeholderFormFor, versionWithPlaceholders } from './placeholders.js';
 import type { ServedResources } from './placeholders.js';
 import type { PushQueue, Pushable } from './push-queue.js';
+import { NameSetPool } from './name-sets.js';
 import { TypeState } from './stream-state.js';
 import type { FlowStatus, ServerCallbacks, StreamInfo, TypeStatus } from './stream-state.js';
 
@@ -93,6 +94,8 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
     private readonly scopeOf?: ScopeResolver,
     /** Encodes placeholder Listeners; without it, a proxyless stream gets none (a name that does not exist is left out). */
     private readonly pack?: Packer,
+    /** Where equal subscriptions are shared between the server's streams. */
+    private readonly namePool: NameSetPool = new NameSetPool(),
   ) {
     this.peer = call.getPeer();
   }
@@ -190,6 +193,7 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
       this.state.set(typeUrl, type);
     }
     this.handle(type, request);
+    type.shareNames(this.namePool);
     const names = this.subscribedNames();
     if (names > this.limits.maxNamesPerStream) {
       this.refuse(grpc.status.RESOURCE_EXHAUSTED, `subscribed to ${names} resource names; limits.maxNamesPerStream is ${this.limits.maxNamesPerStream}`, 'limits.maxNamesPerStream');

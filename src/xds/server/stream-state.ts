@@ -2,6 +2,7 @@ import type { Resource, Snapshot } from '../cache/snapshot.js';
 import type { NodeIdentity } from '../node.js';
 import type { XdsTypeUrl } from '../type-urls.js';
 import { Holding } from './holding.js';
+import type { NameSetPool } from './name-sets.js';
 
 /** A client's verdict on one type, as the server last saw it. */
 export interface TypeStatus {
@@ -78,7 +79,10 @@ const MAX_UNACKED = 32;
 /** Per-stream, per-type state: subscription, what was sent, and the client's answers. */
 export class TypeState implements TypeStatus {
   wildcard = false;
-  readonly names = new Set<string>();
+  /** The names subscribed to; possibly shared with other streams (see NameSetPool), so changed only through `addName` / `deleteName`. */
+  private subscription: ReadonlySet<string> = new Set<string>();
+  /** Whether `subscription` is this stream's own, and may be changed in place. */
+  private subscriptionOwned = true;
   /** Resources to send on the next request even if unchanged (see SotwStream on cluster warming). */
   readonly resendOnRequest = new Set<string>();
   versionSent: string | undefined;
@@ -134,6 +138,34 @@ export class TypeState implements TypeStatus {
   constructor(readonly typeUrl: string) {
     this.told = Holding.empty(typeUrl as XdsTypeUrl);
     this.acked = this.told;
+  }
+
+  get names(): ReadonlySet<string> {
+    return this.subscription;
+  }
+
+  addName(name: string): void {
+    if (!this.subscription.has(name)) this.ownSubscription().add(name);
+  }
+
+  /** Returns whether the name was subscribed. */
+  deleteName(name: string): boolean {
+    return this.subscription.has(name) && this.ownSubscription().delete(name);
+  }
+
+  /** Shares the subscription with streams holding an equal one, once a request has changed it. */
+  shareNames(pool: NameSetPool): void {
+    if (!this.subscriptionOwned) return;
+    this.subscription = pool.intern(this.subscription);
+    this.subscriptionOwned = false;
+  }
+
+  private ownSubscription(): Set<string> {
+    if (!this.subscriptionOwned) {
+      this.subscription = new Set(this.subscription);
+      this.subscriptionOwned = true;
+    }
+    return this.subscription as Set<string>;
   }
 
   get subscribed(): readonly string[] {
