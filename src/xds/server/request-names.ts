@@ -34,6 +34,42 @@ function readVarint(bytes: Buffer, offset: number): [value: number, next: number
 }
 
 /**
+ * Walks the fields of an encoded message between `start` and `end`, calling
+ * `visit` with each field's number, wire type, where it starts, where a
+ * length-delimited value starts, and where it ends. Returns false, at once,
+ * if the bytes cannot be walked or `visit` returns false.
+ */
+function eachField(
+  bytes: Buffer,
+  start: number,
+  end: number,
+  visit: (field: number, wire: number, fieldStart: number, valueStart: number, fieldEnd: number) => boolean,
+): boolean {
+  let offset = start;
+  try {
+    while (offset < end) {
+      const fieldStart = offset;
+      const [key, afterKey] = readVarint(bytes, offset);
+      const wire = key % 8;
+      let valueStart = afterKey;
+      if (wire === WIRE_LEN) {
+        const [length, afterLength] = readVarint(bytes, afterKey);
+        valueStart = afterLength;
+        offset = afterLength + length;
+      } else if (wire === WIRE_VARINT) offset = readVarint(bytes, afterKey)[1];
+      else if (wire === WIRE_FIXED64) offset = afterKey + 8;
+      else if (wire === WIRE_FIXED32) offset = afterKey + 4;
+      else return false;
+      if (offset > end) return false;
+      if (!visit(Math.floor(key / 8), wire, fieldStart, valueStart, offset)) return false;
+    }
+  } catch {
+    return false;
+  }
+  return true;
+}
+
+/**
  * Where the resource_names fields of an encoded DiscoveryRequest lie, if they
  * form one run (as every encoder writes a repeated field): [start, end), or
  * undefined when the message cannot be walked or they are interleaved with
@@ -42,30 +78,15 @@ function readVarint(bytes: Buffer, offset: number): [value: number, next: number
 export function resourceNamesRun(bytes: Buffer): [start: number, end: number] | undefined {
   let start = -1;
   let end = -1;
-  let offset = 0;
-  try {
-    while (offset < bytes.length) {
-      const fieldStart = offset;
-      const [key, afterKey] = readVarint(bytes, offset);
-      const wire = key % 8;
-      const field = Math.floor(key / 8);
-      if (wire === WIRE_LEN) {
-        const [length, afterLength] = readVarint(bytes, afterKey);
-        offset = afterLength + length;
-      } else if (wire === WIRE_VARINT) offset = readVarint(bytes, afterKey)[1];
-      else if (wire === WIRE_FIXED64) offset = afterKey + 8;
-      else if (wire === WIRE_FIXED32) offset = afterKey + 4;
-      else return undefined;
-      if (offset > bytes.length) return undefined;
-      if (field !== RESOURCE_NAMES) continue;
-      if (wire !== WIRE_LEN) return undefined;
-      if (start === -1) start = fieldStart;
-      else if (end !== fieldStart) return undefined; // another field in between
-      end = offset;
-    }
-  } catch {
-    return undefined;
-  }
+  const walked = eachField(bytes, 0, bytes.length, (field, wire, fieldStart, _valueStart, fieldEnd) => {
+    if (field !== RESOURCE_NAMES) return true;
+    if (wire !== WIRE_LEN) return false;
+    if (start === -1) start = fieldStart;
+    else if (end !== fieldStart) return false; // another field in between
+    end = fieldEnd;
+    return true;
+  });
+  if (!walked) return undefined;
   return start === -1 ? [0, 0] : [start, end];
 }
 
@@ -155,13 +176,10 @@ const LAZY_FROM_BYTES = 1024;
 /** The strings of a run of resource_names fields (checked by `resourceNamesRun`). */
 function decodeNames(run: Buffer): string[] {
   const names: string[] = [];
-  let offset = 0;
-  while (offset < run.length) {
-    const afterKey = readVarint(run, offset)[1];
-    const [length, afterLength] = readVarint(run, afterKey);
-    names.push(run.toString('utf8', afterLength, afterLength + length));
-    offset = afterLength + length;
-  }
+  eachField(run, 0, run.length, (_field, _wire, _fieldStart, valueStart, fieldEnd) => {
+    names.push(run.toString('utf8', valueStart, fieldEnd));
+    return true;
+  });
   return names;
 }
 
@@ -183,69 +201,35 @@ const INITIAL_RESOURCE_VERSIONS = 5;
  */
 export function withMapOfInitialVersions<T extends { initial_resource_versions: { [name: string]: string } }>(decode: (bytes: Buffer) => T): (bytes: Buffer) => T & VersionsRead {
   return (bytes) => {
-    const fields = topLevelFields(bytes);
-    if (fields === undefined || !fields.some((f) => f.field === INITIAL_RESOURCE_VERSIONS)) return decode(bytes);
     const versions = new Map<string, string>();
     const rest: Buffer[] = [];
-    for (const { field, start, end, valueStart } of fields) {
-      if (field !== INITIAL_RESOURCE_VERSIONS) rest.push(bytes.subarray(start, end));
-      else if (!readMapEntry(bytes, valueStart, end, versions)) return decode(bytes);
-    }
+    let listed = false;
+    const walked = eachField(bytes, 0, bytes.length, (field, wire, fieldStart, valueStart, fieldEnd) => {
+      if (field !== INITIAL_RESOURCE_VERSIONS) {
+        rest.push(bytes.subarray(fieldStart, fieldEnd));
+        return true;
+      }
+      listed = true;
+      return wire === WIRE_LEN && readMapEntry(bytes, valueStart, fieldEnd, versions);
+    });
+    if (!walked || !listed) return decode(bytes);
     const request = decode(Buffer.concat(rest));
     Object.defineProperty(request, 'initialVersions', { enumerable: false, value: versions });
     return request as T & VersionsRead;
   };
 }
 
-/** The top-level fields of a message: number, where each starts and ends, and where a length-delimited one's value starts; undefined if it cannot be walked. */
-function topLevelFields(bytes: Buffer): { field: number; start: number; end: number; valueStart: number }[] | undefined {
-  const fields: { field: number; start: number; end: number; valueStart: number }[] = [];
-  let offset = 0;
-  try {
-    while (offset < bytes.length) {
-      const start = offset;
-      const [key, afterKey] = readVarint(bytes, offset);
-      const wire = key % 8;
-      let valueStart = afterKey;
-      if (wire === WIRE_LEN) {
-        const [length, afterLength] = readVarint(bytes, afterKey);
-        valueStart = afterLength;
-        offset = afterLength + length;
-      } else if (wire === WIRE_VARINT) offset = readVarint(bytes, afterKey)[1];
-      else if (wire === WIRE_FIXED64) offset = afterKey + 8;
-      else if (wire === WIRE_FIXED32) offset = afterKey + 4;
-      else return undefined;
-      if (offset > bytes.length) return undefined;
-      const field = Math.floor(key / 8);
-      if (field === INITIAL_RESOURCE_VERSIONS && wire !== WIRE_LEN) return undefined;
-      fields.push({ field, start, end: offset, valueStart });
-    }
-  } catch {
-    return undefined;
-  }
-  return fields;
-}
-
 /** One map<string, string> entry (key = 1, value = 2; either may be missing, meaning empty) into `into`; false if it is not one. */
 function readMapEntry(bytes: Buffer, start: number, end: number, into: Map<string, string>): boolean {
   let key = '';
   let value = '';
-  let offset = start;
-  try {
-    while (offset < end) {
-      const [tag, afterKey] = readVarint(bytes, offset);
-      if (tag % 8 !== WIRE_LEN) return false;
-      const [length, afterLength] = readVarint(bytes, afterKey);
-      offset = afterLength + length;
-      if (offset > end) return false;
-      const text = bytes.toString('utf8', afterLength, offset);
-      if (tag >> 3 === 1) key = text;
-      else if (tag >> 3 === 2) value = text;
-      else return false;
-    }
-  } catch {
-    return false;
-  }
-  into.set(key, value);
-  return true;
+  const walked = eachField(bytes, start, end, (field, wire, _fieldStart, valueStart, fieldEnd) => {
+    if (wire !== WIRE_LEN || (field !== 1 && field !== 2)) return false;
+    const text = bytes.toString('utf8', valueStart, fieldEnd);
+    if (field === 1) key = text;
+    else value = text;
+    return true;
+  });
+  if (walked) into.set(key, value);
+  return walked;
 }
