@@ -121,7 +121,7 @@ export class DeltaStream extends XdsStream<DeltaDiscoveryRequest__Output> {
     const { resources: available, version } = this.served(type, snapshot);
     let candidates: Iterable<string>;
     if (type.fullScan || type.syncedTo === undefined) {
-      candidates = eachOnce([...(type.wildcard ? [available] : []), type.names, { keys: () => type.sentNames(), has: (name) => type.hasSent(name) }, type.force]);
+      candidates = eachOnce([...(type.wildcard ? [available] : []), type.names, type.sent, type.force]);
     } else {
       const changed = changedNames(type.syncedTo, snapshot).get(typeUrl)!;
       candidates = type.force.size === 0 && type.retained.size === 0 ? changed : new Set([...changed, ...type.force, ...type.retained]);

@@ -142,8 +142,7 @@ export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
     // Which names could matter: all of them after a (re)subscription, else those changed since the last reconcile.
     let candidates: Iterable<string>;
     if (type.fullScan || type.syncedTo === undefined) {
-      const sent = { keys: () => type.sentNames(), has: (name: string) => type.hasSent(name) };
-      candidates = eachOnce(type.wildcard ? [available, type.names, sent] : [type.names, sent]);
+      candidates = eachOnce(type.wildcard ? [available, type.names, type.sent] : [type.names, type.sent]);
     } else {
       candidates = new Set([...changedNames(type.syncedTo, snapshot).get(typeUrl)!, ...type.force, ...type.retained]);
     }

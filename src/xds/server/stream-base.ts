@@ -15,7 +15,7 @@ import type { ServedResources } from './placeholders.js';
 import type { PushQueue, Pushable } from './push-queue.js';
 import { NameSetPool } from './name-sets.js';
 import { TypeState } from './stream-state.js';
-import type { FlowStatus, ServerCallbacks, StreamInfo, TypeStatus } from './stream-state.js';
+import type { FlowStatus, NameSource, ServerCallbacks, StreamInfo, TypeStatus } from './stream-state.js';
 
 /** A bidirectional ADS call whose responses are written as ready-encoded bytes. */
 export type AdsCall<Request> = grpc.ServerDuplexStream<Request, Buffer | EncodedMessage>;
@@ -358,7 +358,7 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
     return false;
   }
 
-  /** The clusters named by `sending` that the client has not yet warmed, sorted; at most `atMost` of them. */
+  /** The clusters named by `sending` that the client has not yet warmed: all of them, sorted, or the first `atMost`. */
   private unwarmedClusters(sending: readonly Resource[], snapshot: Snapshot, atMost = Infinity): string[] {
     const cds = this.state.get(TypeUrl.Cluster);
     if (cds === undefined || !cds.requested) return [];
@@ -473,12 +473,6 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
       if (this.pushPending && !this.closed) this.queue.enqueue(this);
     });
   }
-}
-
-/** Something with names and a membership test: a Set, a Map, a Holding. */
-interface NameSource {
-  keys(): Iterable<string>;
-  has(name: string): boolean;
 }
 
 /**

@@ -4,6 +4,12 @@ import type { XdsTypeUrl } from '../type-urls.js';
 import { Holding } from './holding.js';
 import type { NameSetPool } from './name-sets.js';
 
+/** Something with names and a membership test: a Set, a Map, a Holding. */
+export interface NameSource {
+  keys(): Iterable<string>;
+  has(name: string): boolean;
+}
+
 /** A client's verdict on one type, as the server last saw it. */
 export interface TypeStatus {
   readonly typeUrl: string;
@@ -208,6 +214,9 @@ export class TypeState implements TypeStatus {
   hasSent(name: string): boolean {
     return this.told.has(name) || this.claimed.has(name);
   }
+
+  /** The names the client was sent (or says it has), for a full scan of candidates. */
+  readonly sent: NameSource = { keys: () => this.sentNames(), has: (name) => this.hasSent(name) };
 
   /** Every name the client was sent (or says it has). */
   *sentNames(): Generator<string> {
