@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
 
 /** What every harness program answers: the request's id (0: "ready"), and an error if the request failed. */
 export interface JsonLinesAnswer {
@@ -36,24 +37,17 @@ export class JsonLinesProcess<A extends JsonLinesAnswer> {
     });
     let signalReady!: (a: A) => void;
     this.ready = new Promise((resolve) => (signalReady = resolve));
-    let buffered = '';
-    this.child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-      buffered += chunk;
-      let newline: number;
-      while ((newline = buffered.indexOf('\n')) !== -1) {
-        const line = buffered.slice(0, newline);
-        buffered = buffered.slice(newline + 1);
-        let answer: A;
-        try {
-          answer = JSON.parse(line) as A;
-        } catch {
-          this.stderr += `unparsable stdout line: ${line.slice(0, 200)}\n`;
-          continue;
-        }
-        if (answer.id === 0) signalReady(answer);
-        this.waiting.get(answer.id)?.resolve(answer);
-        this.waiting.delete(answer.id);
+    createInterface({ input: this.child.stdout!, crlfDelay: Infinity }).on('line', (line) => {
+      let answer: A;
+      try {
+        answer = JSON.parse(line) as A;
+      } catch {
+        this.stderr += `unparsable stdout line: ${line.slice(0, 200)}\n`;
+        return;
       }
+      if (answer.id === 0) signalReady(answer);
+      this.waiting.get(answer.id)?.resolve(answer);
+      this.waiting.delete(answer.id);
     });
     this.exited = new Promise((resolve) =>
       this.child.on('exit', (code) => {

@@ -50,6 +50,17 @@ async function listening(tuning: ConstructorParameters<typeof XdsServer>[4], opt
   return { server, port: await server.listen(options) };
 }
 
+/** An ADS client at `address` asking for clusters gets the catalog's one cluster. */
+async function expectServesClusters(address: string): Promise<void> {
+  const client = new RawAdsClient(address);
+  try {
+    client.send({ type_url: TypeUrl.Cluster });
+    expect(RawAdsClient.names(await client.next())).toEqual([CLUSTER]);
+  } finally {
+    client.close();
+  }
+}
+
 function occupiedPort(): Promise<Server> {
   return new Promise((resolve) => {
     const blocker = createServer();
@@ -74,13 +85,7 @@ describe('the xDS port is meshbridge\'s own socket, listening with the configure
     const { server, port } = await listening({}, { listen: '127.0.0.1:0', backlog: 37 });
     try {
       expect(await listenBacklogs(port)).toEqual([37]);
-      const client = new RawAdsClient(`127.0.0.1:${port}`);
-      try {
-        client.send({ type_url: TypeUrl.Cluster });
-        expect(RawAdsClient.names(await client.next())).toEqual([CLUSTER]);
-      } finally {
-        client.close();
-      }
+      await expectServesClusters(`127.0.0.1:${port}`);
     } finally {
       await server.shutdown(2_000);
     }
@@ -114,13 +119,7 @@ describe('the xDS port is meshbridge\'s own socket, listening with the configure
     const { server, port } = await listening({}, { listen: 'localhost:0', backlog: 41 });
     try {
       expect(await listenBacklogs(port)).toEqual(resolved.map(() => 41));
-      const client = new RawAdsClient(`localhost:${port}`);
-      try {
-        client.send({ type_url: TypeUrl.Cluster });
-        expect(RawAdsClient.names(await client.next())).toEqual([CLUSTER]);
-      } finally {
-        client.close();
-      }
+      await expectServesClusters(`localhost:${port}`);
     } finally {
       await server.shutdown(2_000);
     }
