@@ -3,7 +3,7 @@ import type { Service } from '../../src/model/service.js';
 import { SnapshotCache } from '../../src/xds/cache/snapshot-cache.js';
 import { envoyApi } from '../helpers/envoy-api.js';
 import { XdsServer } from '../../src/xds/server/ads-server.js';
-import { PushQueue } from '../../src/xds/server/push-queue.js';
+import { PUMP_BUDGET_MS, PushQueue, SMALL_PUSH_BYTES } from '../../src/xds/server/push-queue.js';
 import type { Pushable } from '../../src/xds/server/push-queue.js';
 import { TypeUrl } from '../../src/xds/type-urls.js';
 import { RawDeltaClient, StuckDeltaClient } from '../helpers/delta-client.js';
@@ -110,6 +110,96 @@ describe('PushQueue', () => {
     queue.enqueue(pushable(log, 'stuck', 'never'));
     queue.enqueue(slow);
     expect(log).toEqual(['slow', 'stuck', 'slow']);
+  });
+
+  /** A stream that drained its first push at once, and whose later pushes write `bytes` and wait in `pending`. */
+  const provenThenWaiting = (queue: PushQueue, log: string[], name: string, bytes: number, pending: (() => void)[]): Pushable => {
+    let first = true;
+    const stream: Pushable = {
+      flush(done) {
+        log.push(name);
+        if (first) {
+          first = false;
+          done();
+          return bytes;
+        }
+        pending.push(done);
+        return bytes;
+      },
+    };
+    queue.enqueue(stream);
+    return stream;
+  };
+
+  it('lets a small push to a proven stream give its slot back as soon as it is written, so one change reaches every client in one go', () => {
+    const queue = new PushQueue({ concurrency: 1, slotTimeoutMs: 60_000 });
+    const log: string[] = [];
+    const pending: (() => void)[] = [];
+    const streams = ['a', 'b', 'c'].map((n) => provenThenWaiting(queue, log, n, SMALL_PUSH_BYTES, pending));
+    log.length = 0;
+    for (const s of streams) queue.enqueue(s);
+    // None of the three has drained, yet one slot served all of them.
+    expect(log).toEqual(['a', 'b', 'c']);
+    expect(queue.inFlight).toBe(0);
+    expect(queue.queued).toBe(0);
+    // Draining later keeps them proven: the next small pushes go straight through again.
+    for (const done of pending.splice(0)) done();
+    for (const s of streams) queue.enqueue(s);
+    expect(log).toEqual(['a', 'b', 'c', 'a', 'b', 'c']);
+  });
+
+  it('holds the slot for a large push to a proven stream, and for a push of any size to a new stream', () => {
+    const queue = new PushQueue({ concurrency: 1, slotTimeoutMs: 60_000 });
+    const log: string[] = [];
+    const pending: (() => void)[] = [];
+    const large = provenThenWaiting(queue, log, 'large', SMALL_PUSH_BYTES + 1, pending);
+    log.length = 0;
+    queue.enqueue(large);
+    queue.enqueue({
+      flush(done) {
+        log.push('new');
+        pending.push(done);
+        return 100;
+      },
+    });
+    expect(log).toEqual(['large']);
+    pending.shift()!();
+    expect(log).toEqual(['large', 'new']);
+    queue.enqueue(pushable(log, 'after-new', 'now'));
+    expect(log).toEqual(['large', 'new']);
+    pending.shift()!();
+    expect(log).toEqual(['large', 'new', 'after-new']);
+  });
+
+  it('runs small pushes back to back for at most PUMP_BUDGET_MS, then lets the event loop turn before the rest', async () => {
+    const queue = new PushQueue({ concurrency: 4, slotTimeoutMs: 60_000 });
+    const log: string[] = [];
+    const streams = Array.from({ length: 100 }, (_, i) => {
+      let first = true;
+      const stream: Pushable = {
+        flush(done) {
+          if (first) {
+            first = false;
+            done();
+            return 0;
+          }
+          log.push(String(i));
+          // Each push takes a millisecond of CPU: a hundred of them are twice the budget.
+          const until = performance.now() + PUMP_BUDGET_MS / 50;
+          while (performance.now() < until);
+          return 100;
+        },
+      };
+      queue.enqueue(stream);
+      return stream;
+    });
+    for (const s of streams) queue.enqueue(s);
+    const beforeATurn = log.length;
+    expect(beforeATurn).toBeGreaterThan(0);
+    expect(beforeATurn).toBeLessThan(100);
+    await new Promise((r) => setImmediate(r));
+    await eventually(() => expect(log).toHaveLength(100), 2_000);
+    expect(log).toEqual(streams.map((_, i) => String(i)));
   });
 
   it('frees the slot of a push that never finishes after the slot timeout', async () => {

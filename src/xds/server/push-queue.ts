@@ -19,6 +19,24 @@ export interface PushQueueOptions {
 /** The shortest a proven stream's slot is held while it does not drain: timer and scheduling noise. */
 const MIN_SLOT_MS = 50;
 
+/**
+ * A push this small to a proven stream does not hold a slot while it drains.
+ * After an endpoint change each client gets one small response; when they
+ * took turns in slots, the slots came back only after an event-loop turn, in
+ * which the previous change's ACKs were read first (2,000 SotW ACKs of 40 KB),
+ * so the last client heard of the change hundreds of ms later than the first.
+ * A stream still writes one push at a time, so one that stops reading holds
+ * at most this much.
+ */
+export const SMALL_PUSH_BYTES = 16 * 1024;
+
+/**
+ * Pushes run without an event-loop turn for at most this long; the rest
+ * follow after one, so that with small pushes, which need no slot, health
+ * checks and registry watches are not held up by a fleet of 10,000 clients.
+ */
+export const PUMP_BUDGET_MS = 50;
+
 /** The slowest a client without history is assumed to read, in bytes per ms (1 MiB/s). */
 const ASSUMED_BYTES_PER_MS = 1024 * 1024 / 1000;
 
@@ -39,6 +57,8 @@ const ASSUMED_BYTES_PER_MS = 1024 * 1024 / 1000;
  *   reader that suddenly stops reading gives its slot up within
  *   milliseconds. A stream with no history gets as long as its push would
  *   take at 1 MiB/s (a 200 KB push: 200 ms). Never longer than `slotTimeoutMs`.
+ * A proven stream's push of at most `SMALL_PUSH_BYTES` gives its slot back as
+ * soon as it is written, so one change reaches every client in one go.
  */
 export class PushQueue {
   /** Insertion-ordered, so first queued is first served; Sets, so nothing is queued twice. */
@@ -49,6 +69,8 @@ export class PushQueue {
   private active = 0;
   private activeOthers = 0;
   private pumping = false;
+  /** When pushes began in this event-loop turn; cleared (and the queue pumped again) by an immediate. */
+  private turnStartedAt: number | undefined;
   private readonly otherSlots: number;
 
   constructor(private readonly options: PushQueueOptions) {
@@ -88,7 +110,7 @@ export class PushQueue {
     if (this.pumping) return; // a synchronous `done` inside flush lands here; the loop below carries on
     this.pumping = true;
     try {
-      for (let turn = this.next(); turn !== undefined; turn = this.next()) {
+      for (let turn = this.next(); turn !== undefined && this.withinTurnBudget(); turn = this.next()) {
         const { stream, proven } = turn;
         (proven ? this.provenWaiting : this.otherWaiting).delete(stream);
         this.active += 1;
@@ -97,16 +119,20 @@ export class PushQueue {
         let timer: NodeJS.Timeout | undefined;
         const started = performance.now();
         const previous = this.drainMs.get(stream);
-        const release = (drained: boolean) => {
-          if (released) {
-            // Drained after its slot timed out: slower than thought, but it reads, so it stays in the first lane.
-            if (drained) this.drainMs.set(stream, performance.now() - started);
-            return;
-          }
+        const freeSlot = (): boolean => {
+          if (released) return false;
           released = true;
           if (timer !== undefined) clearTimeout(timer);
           this.active -= 1;
           if (!proven) this.activeOthers -= 1;
+          return true;
+        };
+        const release = (drained: boolean) => {
+          if (!freeSlot()) {
+            // Drained after its slot was given up: it reads, so it stays in (or joins) the first lane.
+            if (drained) this.drainMs.set(stream, performance.now() - started);
+            return;
+          }
           if (drained) this.drainMs.set(stream, performance.now() - started);
           else this.drainMs.delete(stream);
           this.pump();
@@ -116,6 +142,10 @@ export class PushQueue {
           bytes = stream.flush(() => release(true));
         } catch {
           release(false);
+        }
+        if (!released && proven && typeof bytes === 'number' && bytes <= SMALL_PUSH_BYTES) {
+          freeSlot();
+          continue;
         }
         if (!released) {
           const expected = previous !== undefined ? 4 * previous : typeof bytes === 'number' ? bytes / ASSUMED_BYTES_PER_MS : this.options.slotTimeoutMs;
@@ -127,5 +157,18 @@ export class PushQueue {
     } finally {
       this.pumping = false;
     }
+  }
+
+  private withinTurnBudget(): boolean {
+    const now = performance.now();
+    if (this.turnStartedAt === undefined) {
+      this.turnStartedAt = now;
+      setImmediate(() => {
+        this.turnStartedAt = undefined;
+        this.pump();
+      });
+      return true;
+    }
+    return now - this.turnStartedAt < PUMP_BUDGET_MS;
   }
 }
