@@ -5,4 +5,4 @@ set -e
 here=$(dirname "$(readlink -f "$0")")
 app="$here/../lib/meshbridge"
 # --max-semi-space-size: see NODE_FLAGS in src/daemon/heap.ts (V8 reads it at start only).
-exec "$app/node/bin/node" --max-semi-space-size=64 "$app/bin/meshbridge.js" "$@"
+exec "$app/node/bin/node" --max-semi-space-size=32 "$app/bin/meshbridge.js" "$@"
