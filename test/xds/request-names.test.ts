@@ -50,6 +50,35 @@ describe('DiscoveryRequest resource names read lazily', () => {
     expect(read.resource_names).toEqual([...names(40), ...names(40, 'outbound|9000||other')]);
   });
 
+  it('recognises an ACK repeating remembered names by their bytes, and never takes a longer or split run for them', () => {
+    const recent = new RecentNameRuns();
+    const read = withLazyResourceNames(decode, recent);
+    const first = read(encode(request));
+    // The same names after other leading fields: recognised, same digest, same decode.
+    const ack = encode({ ...request, version_info: 'a-much-longer-version-than-before', response_nonce: '8' });
+    expect(recent.knownAt(ack, resourceNamesRun(ack)![0])?.digest).toBe(first.resourceNamesDigest);
+    const readAck = read(ack);
+    expect(readAck.resourceNamesDigest).toBe(first.resourceNamesDigest);
+    expect({ ...readAck, resource_names: [...readAck.resource_names] }).toEqual(decode(ack));
+    // The remembered names and one more: the run goes on past the remembered bytes.
+    const longer = encode({ ...request, resource_names: [...request.resource_names, 'outbound|8000||late.bench.local'] });
+    expect(recent.knownAt(longer, resourceNamesRun(longer)![0])).toBeUndefined();
+    const readLonger = read(longer);
+    expect(readLonger.resourceNamesDigest).not.toBe(first.resourceNamesDigest);
+    expect(readLonger.resource_names).toEqual([...request.resource_names, 'outbound|8000||late.bench.local']);
+    // The remembered names, then another field, then more names: not one run at all.
+    const writer = new MessageWriter();
+    writer.bytes(1, 'v3');
+    for (const name of request.resource_names) writer.bytes(3, name);
+    writer.bytes(4, TypeUrl.ClusterLoadAssignment);
+    writer.bytes(3, 'outbound|8000||split.bench.local');
+    const split = writer.finish();
+    expect(recent.knownAt(split, 4)).toBeUndefined();
+    const readSplit = read(split);
+    expect(readSplit.resourceNamesDigest).toBeUndefined();
+    expect(readSplit.resource_names).toEqual([...request.resource_names, 'outbound|8000||split.bench.local']);
+  });
+
   it('leaves a truncated message to the generated decoder', () => {
     const bytes = encode(request);
     const truncated = bytes.subarray(0, bytes.length - 1);

@@ -90,6 +90,26 @@ export function resourceNamesRun(bytes: Buffer): [start: number, end: number] | 
   return start === -1 ? [0, 0] : [start, end];
 }
 
+/**
+ * Where resource_names would begin in an encoded DiscoveryRequest that
+ * writes its fields in order (every encoder does): after version_info and
+ * node. Undefined if those cannot be walked.
+ */
+function namesStart(bytes: Buffer): number | undefined {
+  let start = bytes.length;
+  const walked = eachField(bytes, 0, bytes.length, (field, _wire, fieldStart) => {
+    if (field < RESOURCE_NAMES) return true;
+    start = fieldStart;
+    return false;
+  });
+  return walked || start < bytes.length ? start : undefined;
+}
+
+/** Whether the fields from `offset` on can be walked and hold no resource_names. */
+function noNamesFrom(bytes: Buffer, offset: number): boolean {
+  return eachField(bytes, offset, bytes.length, (field) => field !== RESOURCE_NAMES);
+}
+
 export function sha256Digest(bytes: Buffer): string {
   return createHash('sha256').update(bytes).digest('base64');
 }
@@ -126,14 +146,38 @@ export class RecentNameRuns {
 
   digest(run: Buffer): string {
     const index = this.runs.findIndex((known) => known.bytes.length === run.length && known.bytes.equals(run));
-    if (index !== -1) {
-      const known = this.runs[index]!;
-      if (index > 0) {
-        this.runs.splice(index, 1);
-        this.runs.unshift(known);
-      }
-      return known.digest;
+    if (index !== -1) return this.used(index);
+    return this.remember(run);
+  }
+
+  /**
+   * The end and digest of a remembered run found whole at `start` of an
+   * encoded request, followed by no more names: an ACK repeating the names
+   * of the request before it is recognised by one comparison of its bytes,
+   * without walking a thousand fields to find where the names end. A
+   * remembered run is made of whole fields, so a message holding its bytes
+   * at `start` is walked through them exactly as the run was.
+   */
+  knownAt(bytes: Buffer, start: number): { end: number; digest: string } | undefined {
+    const index = this.runs.findIndex((known) => {
+      const end = start + known.bytes.length;
+      return end <= bytes.length && known.bytes.compare(bytes, start, end) === 0 && noNamesFrom(bytes, end);
+    });
+    if (index === -1) return undefined;
+    const end = start + this.runs[index]!.bytes.length;
+    return { end, digest: this.used(index) };
+  }
+
+  private used(index: number): string {
+    const known = this.runs[index]!;
+    if (index > 0) {
+      this.runs.splice(index, 1);
+      this.runs.unshift(known);
     }
+    return known.digest;
+  }
+
+  private remember(run: Buffer): string {
     const digest = this.digestOf(run);
     if (run.length > this.limits.maxBytes) return digest;
     // A copy: the run is a slice of the message gRPC read, which should not stay alive for it.
@@ -154,18 +198,20 @@ export class RecentNameRuns {
  */
 export function withLazyResourceNames<T extends { resource_names: string[] }>(decode: (bytes: Buffer) => T, recent = new RecentNameRuns()): (bytes: Buffer) => T & NamesDigested {
   return (bytes) => {
-    const run = resourceNamesRun(bytes);
+    const start = namesStart(bytes);
+    const known = start === undefined ? undefined : recent.knownAt(bytes, start);
+    const run = known !== undefined ? ([start!, known.end] as const) : resourceNamesRun(bytes);
     if (run === undefined || run[1] - run[0] < LAZY_FROM_BYTES) return decode(bytes);
-    const [start, end] = run;
-    const names = bytes.subarray(start, end);
-    const request = decode(Buffer.concat([bytes.subarray(0, start), bytes.subarray(end)]));
+    const [runStart, end] = run;
+    const names = bytes.subarray(runStart, end);
+    const request = decode(Buffer.concat([bytes.subarray(0, runStart), bytes.subarray(end)]));
     let decoded: string[] | undefined;
     Object.defineProperty(request, 'resource_names', {
       enumerable: true,
       configurable: true,
       get: () => (decoded ??= decodeNames(names)),
     });
-    Object.defineProperty(request, 'resourceNamesDigest', { enumerable: false, value: recent.digest(names) });
+    Object.defineProperty(request, 'resourceNamesDigest', { enumerable: false, value: known?.digest ?? recent.digest(names) });
     return request as T & NamesDigested;
   };
 }
