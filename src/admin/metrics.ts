@@ -3,7 +3,7 @@ import type { Registry } from 'prom-client';
 import type { RegistryState } from '../model/registry-state.js';
 import type { ServerCallbacks } from '../xds/server/stream-state.js';
 import { XDS_TYPES, shortTypeName } from '../xds/type-urls.js';
-import type { AdminSource } from './source.js';
+import type { AdminSource, XdsConnectionErrors } from './source.js';
 
 /** Every metric name, in one place: the README and dashboards refer to these. */
 export const MetricName = {
@@ -25,6 +25,8 @@ export const MetricName = {
   configReloads: 'meshbridge_config_reloads_total',
   limitHits: 'meshbridge_limit_hits_total',
   views: 'meshbridge_xds_views',
+  acceptErrors: 'meshbridge_xds_accept_errors_total',
+  handshakesRefused: 'meshbridge_xds_tls_handshakes_refused_total',
   streamsNotReady: 'meshbridge_xds_streams_not_ready_total',
   savedStates: 'meshbridge_registry_saved_state_total',
 } as const;
@@ -109,6 +111,24 @@ export class Metrics {
         this.set(source.viewCount?.() ?? 0);
       },
     });
+    // Counted by the xDS server since start and read at scrape time, as counters: what never reaches a stream.
+    const connectionErrors = (name: string, help: string, value: (errors: XdsConnectionErrors) => number) =>
+      new Counter({
+        name,
+        help,
+        registers: [registry],
+        collect() {
+          this.reset();
+          const errors = source.xdsConnectionErrors?.();
+          this.inc(errors === undefined ? 0 : value(errors));
+        },
+      });
+    connectionErrors(MetricName.acceptErrors, 'Connections the xDS port could not accept (out of file descriptors).', (e) => e.failedAccepts);
+    connectionErrors(
+      MetricName.handshakesRefused,
+      'TLS handshakes on the xDS port that failed, or presented no client certificate the CA signed when one is required.',
+      (e) => e.refusedHandshakes,
+    );
 
     const perRegistry = (name: string, help: string, value: (s: ReturnType<AdminSource['registryStatus']>[number]) => number | undefined) =>
       new Gauge({

@@ -37,4 +37,13 @@ export interface AdminSource {
   readiness(): Readiness;
   /** How many views (proxy kind and locality) have snapshots kept and rebuilt. */
   viewCount?(): number;
+  /** Connections the xDS port lost before any stream, since start. */
+  xdsConnectionErrors?(): XdsConnectionErrors;
+}
+
+export interface XdsConnectionErrors {
+  /** Accepts that failed: out of file descriptors. */
+  readonly failedAccepts: number;
+  /** TLS handshakes that failed or presented no acceptable client certificate. */
+  readonly refusedHandshakes: number;
 }

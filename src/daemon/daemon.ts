@@ -4,7 +4,7 @@ import type { Subscription } from 'rxjs';
 import { AdminServer } from '../admin/admin-server.js';
 import { csdsHandlers } from '../admin/csds.js';
 import { Metrics } from '../admin/metrics.js';
-import type { AdminSource, Readiness, RegistryStatus } from '../admin/source.js';
+import type { AdminSource, Readiness, RegistryStatus, XdsConnectionErrors } from '../admin/source.js';
 import type { Config } from '../config/config.js';
 import { MeshbridgeError, formatDiagnostic } from '../errors.js';
 import type { ServiceCatalog } from '../model/catalog.js';
@@ -179,6 +179,10 @@ export class Daemon implements AdminSource {
 
   viewCount(): number {
     return this.cache.views().length;
+  }
+
+  xdsConnectionErrors(): XdsConnectionErrors {
+    return { failedAccepts: this.xds.failedAccepts, refusedHandshakes: this.xds.refusedHandshakes };
   }
 
   /**

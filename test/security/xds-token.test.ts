@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SynczBody } from '../../src/admin/debug.js';
@@ -83,6 +84,21 @@ registries:
     await eventually(async () => expect(await envoy!.dynamicClusters()).toContain(GREETER_CLUSTER), 30_000, 250);
     await daemon.waitForLog((l) => l.msg === 'xDS stream authenticated' && l.node === 'vm-1');
   }, 60_000);
+
+  it('counts a connection that never completes its TLS handshake in /metrics', async () => {
+    const scrape = async () => (await (await fetch(`http://${admin}/metrics`)).text());
+    const refused = (metrics: string) => Number(/^meshbridge_xds_tls_handshakes_refused_total (\d+)$/m.exec(metrics)?.[1]);
+    const before = refused(await scrape());
+    expect(before).toBeGreaterThanOrEqual(0);
+    // Plain HTTP/2 bytes where a TLS ClientHello should be.
+    const [host, port] = xds.split(':') as [string, string];
+    const socket = connect({ host, port: Number(port) });
+    socket.on('error', () => undefined);
+    socket.write('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+    await eventually(async () => expect(refused(await scrape())).toBe(before + 1), 5_000, 100);
+    socket.destroy();
+    expect(await scrape()).toMatch(/^meshbridge_xds_accept_errors_total 0$/m);
+  });
 
   it('refuses a stream with no token: UNAUTHENTICATED, logged', async () => {
     const stream = new SecureAdsStream(xds, 'vm-1', { ca });

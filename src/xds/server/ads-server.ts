@@ -245,6 +245,11 @@ export class XdsServer {
     }
   }
 
+  /** Connections the xDS port could not accept (out of file descriptors) since start: for metrics. */
+  get failedAccepts(): number {
+    return this.socket?.failedAccepts ?? 0;
+  }
+
   /** TLS handshakes refused since start: for metrics and tests. */
   get refusedHandshakes(): number {
     return this.handshakeFailures;
