@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { buildSnapshot, checkConsistent } from '../../src/xds/cache/snapshot.js';
 import { envoyApi } from '../helpers/envoy-api.js';
 import { buildView } from '../../src/daemon/pipeline.js';
@@ -102,6 +102,29 @@ describe('views built from what varies', () => {
     const alone = buildSnapshot('sidecar@eu/eu-1/', translate(located, 'sidecar@eu/eu-1/', options), pack);
     expect(eu.snapshot.version).toBe(alone.version);
     expect(checkConsistent(eu.snapshot)).toEqual([]);
+  });
+
+  it('a locality view built after an update takes its kind\'s unchanged resources from the donor, without serializing them again', () => {
+    const shared1: KindBuild = { translation: translateKind(located, 'sidecar', options) };
+    const base1 = buildView('sidecar', located, EMPTY_ROUTING, options, pack, undefined, shared1);
+    shared1.donor = base1.snapshot;
+    const eu1 = buildView('sidecar@eu/eu-1/', located, EMPTY_ROUTING, options, pack, undefined, shared1);
+    // The next update translates again: equal, new objects; the kind's view keeps its old resources (and their old bodies).
+    const shared2: KindBuild = { translation: translateKind(located, 'sidecar', options) };
+    const base2 = buildView('sidecar', located, EMPTY_ROUTING, options, pack, base1.snapshot, shared2);
+    shared2.donor = base2.snapshot;
+    const kindBodies = new Set<unknown>([...shared2.translation.clusters, ...shared2.translation.listeners, ...shared2.translation.routes]);
+    const stringify = vi.spyOn(JSON, 'stringify');
+    try {
+      const eu2 = buildView('sidecar@eu/eu-1/', located, EMPTY_ROUTING, options, pack, eu1.snapshot, shared2);
+      expect(stringify.mock.calls.filter(([value]) => kindBodies.has(value))).toEqual([]);
+      expect(eu2.snapshot.version).toBe(eu1.snapshot.version);
+      for (const typeUrl of [TypeUrl.Cluster, TypeUrl.Listener, TypeUrl.RouteConfiguration]) {
+        for (const [name, resource] of eu2.snapshot.resources.get(typeUrl)!) expect(resource, name).toBe(eu1.snapshot.resources.get(typeUrl)!.get(name));
+      }
+    } finally {
+      stringify.mockRestore();
+    }
   });
 
   it('keeps a view\'s own unchanged resources (streams diff by identity) even when a donor has equal ones', () => {

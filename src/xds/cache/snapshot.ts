@@ -39,6 +39,14 @@ export interface Snapshot {
   readonly diffsFrom: Map<string, ReadonlyMap<XdsTypeUrl, ReadonlySet<string>>>;
   /** Every resource of a type as one run of response entries, per protocol and type, made when first asked for (see `wholeTypeEntries`). */
   readonly wholeEntries: Map<string, Buffer>;
+  /**
+   * The resource made of each body object of the translation this snapshot was
+   * built from. A resource unchanged since the previous snapshot keeps its old
+   * identity, and with it the old body object; other views built from the
+   * same translation (localities, nodes in front of workloads) find it here by
+   * the body they hold now.
+   */
+  readonly byBody: WeakMap<object, Resource>;
 }
 
 /** A resource encoded as google.protobuf.Any. */
@@ -73,17 +81,17 @@ export function buildSnapshot(view: ProxyView, translation: Translation, pack: P
   };
   const resources = new Map<XdsTypeUrl, ResourceMap>();
   const typeVersions = new Map<XdsTypeUrl, string>();
+  const byBody = new WeakMap<object, Resource>();
   const overall = createHash('sha256');
   for (const typeUrl of XDS_TYPES) {
     const before = previous?.resources.get(typeUrl);
-    const given = donors.map((d) => d.resources.get(typeUrl));
     const map = new Map<string, Resource>();
     const ofType = createHash('sha256');
     for (const { name, body } of named[typeUrl]) {
       // Clients key resources by name: a second one would silently replace the first.
       if (map.has(name)) throw new MeshbridgeError('MB_SNAPSHOT_INVALID', `two ${typeUrl} resources are named ${name}`);
       const old = before?.get(name);
-      const shared = sharedResource(given, name, body);
+      const shared = sharedResource(donors, typeUrl, name, body);
       let resource: Resource;
       if (shared !== undefined) {
         // The view's own previous copy, when equal, keeps its identity: streams diff snapshots by identity.
@@ -94,20 +102,21 @@ export function buildSnapshot(view: ProxyView, translation: Translation, pack: P
       }
       const { version } = resource;
       map.set(name, resource);
+      byBody.set(body, resource);
       overall.update(`${typeUrl}\0${name}\0${version}\n`);
       ofType.update(`${name}\0${version}\n`);
     }
     resources.set(typeUrl, map);
     typeVersions.set(typeUrl, ofType.digest('base64url').slice(0, 16));
   }
-  return { view, version: overall.digest('base64url').slice(0, 16), resources, typeVersions, diffsFrom: new Map(), wholeEntries: new Map() };
+  return { view, version: overall.digest('base64url').slice(0, 16), resources, typeVersions, diffsFrom: new Map(), wholeEntries: new Map(), byBody };
 }
 
 /** The donors' resource of this name built from the very same object, if any. */
-function sharedResource(given: readonly (ResourceMap | undefined)[], name: string, body: object): Resource | undefined {
-  for (const map of given) {
-    const resource = map?.get(name);
-    if (resource !== undefined && resource.body === body) return resource;
+function sharedResource(donors: readonly Snapshot[], typeUrl: XdsTypeUrl, name: string, body: object): Resource | undefined {
+  for (const donor of donors) {
+    const resource = donor.byBody.get(body);
+    if (resource !== undefined && donor.resources.get(typeUrl)?.get(name) === resource) return resource;
   }
   return undefined;
 }
