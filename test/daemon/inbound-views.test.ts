@@ -56,4 +56,44 @@ describe('inbound views: one per node in front of workloads, sharing what their 
     const outboundOf = (node: string) => snapshots.get(node)!.resources.get(TypeUrl.Cluster)!.get('outbound|9080||reviews.shop.mesh');
     expect(outboundOf('vm-c')).toBe(outboundOf('vm-b'));
   });
+
+  it('after an update, node views take the types they share whole (one map, one version) and keep every unchanged resource as the same object', () => {
+    const cache = new SnapshotCache();
+    const nodeViews = ['vm-b', 'vm-c'].map((node) => viewKey('sidecar', undefined, scopeName(undefined, -1, node)));
+    const views = new Views(cache, (typeUrl, body) => envoyApi.pack(typeUrl, body), silentLogger, new FindingsLog(silentLogger), {
+      translate: () => ({ sidecarBind: '127.0.0.1', trustDomain: 'td' }),
+      proxylessRetentionMs: () => 0,
+      connectedViews: () => nodeViews,
+      draining: () => false,
+      access: () => [],
+    });
+    const ratings = (address: string): Service => ({
+      hostname: 'ratings.shop.mesh',
+      ports: [{ number: 9081, name: 'http', protocol: 'HTTP' }],
+      endpoints: [{ ...endpoint(address, 'vm-r'), labels: {} }],
+      registries: ['r'],
+    });
+    const update = (address: string) => {
+      const catalog = catalogOf(SERVICE, ratings(address));
+      views.update(catalog, buildRoutingModel(catalog, EMPTY_POLICY), EMPTY_POLICY);
+    };
+    update('10.0.1.1');
+    for (const view of nodeViews) cache.set(views.snapshot(view)!);
+    const [b1, c1] = nodeViews.map((view) => cache.peek(view)!);
+    update('10.0.1.2');
+    const [b2, c2] = nodeViews.map((view) => cache.peek(view)!);
+    for (const typeUrl of [TypeUrl.ClusterLoadAssignment, TypeUrl.RouteConfiguration]) {
+      expect(c2!.resources.get(typeUrl), typeUrl).toBe(b2!.resources.get(typeUrl));
+      expect(c2!.typeVersions.get(typeUrl), typeUrl).toBe(b2!.typeVersions.get(typeUrl));
+    }
+    const eds = (snapshot: typeof b1, name: string) => snapshot!.resources.get(TypeUrl.ClusterLoadAssignment)!.get(name)!;
+    expect(eds(b2, 'outbound|9080||reviews.shop.mesh')).toBe(eds(b1, 'outbound|9080||reviews.shop.mesh'));
+    expect(eds(b2, 'outbound|9081||ratings.shop.mesh').version).not.toBe(eds(b1, 'outbound|9081||ratings.shop.mesh').version);
+    for (const typeUrl of [TypeUrl.Cluster, TypeUrl.Listener]) {
+      for (const [name, resource] of b2!.resources.get(typeUrl)!) expect(resource, name).toBe(b1!.resources.get(typeUrl)!.get(name));
+    }
+    expect(b2!.version).not.toBe(b1!.version);
+    expect(b2!.version).not.toBe(c2!.version);
+    for (const snapshot of [b2, c2]) expect(checkConsistent(snapshot!)).toEqual([]);
+  });
 });

@@ -47,6 +47,13 @@ export interface Snapshot {
    * the body they hold now.
    */
   readonly byBody: WeakMap<object, Resource>;
+  /**
+   * The translation's list each type was built from. A view given the very
+   * list a donor was built from (every node of a locality gets the same
+   * endpoint list) takes the donor's resources of that type, map and version
+   * as they are, instead of a map and a hash of its own.
+   */
+  readonly builtFrom: ReadonlyMap<XdsTypeUrl, readonly object[]>;
 }
 
 /** A resource encoded as google.protobuf.Any. */
@@ -67,27 +74,40 @@ export function resourceVersion(canonical: string): string {
  * is another view's snapshot (or several: a node's inbound view takes its
  * outbound resources from its kind's and its endpoints from its locality's) built from the same shared objects (a locality
  * view's clusters, listeners and routes are its kind's): a resource whose body
- * is the very object the donor holds is taken without hashing or encoding it again. Throws if
+ * is the very object the donor holds is taken without hashing or encoding it again, and a
+ * type built from the very list a donor's was is taken whole. Throws if
  * a resource cannot be encoded or two of a type share a name, so a bad
  * snapshot is never half-served.
  */
 export function buildSnapshot(view: ProxyView, translation: Translation, pack: Packer, previous?: Snapshot, donor?: Snapshot | readonly Snapshot[]): Snapshot {
   const donors = donor === undefined ? [] : Array.isArray(donor) ? (donor as readonly Snapshot[]) : [donor as Snapshot];
-  const named: Record<XdsTypeUrl, { name: string; body: object }[]> = {
-    [TypeUrl.Cluster]: translation.clusters.map((c) => ({ name: c.name!, body: c })),
-    [TypeUrl.ClusterLoadAssignment]: translation.endpoints.map((e) => ({ name: e.cluster_name!, body: e })),
-    [TypeUrl.Listener]: translation.listeners.map((l) => ({ name: l.name!, body: l })),
-    [TypeUrl.RouteConfiguration]: translation.routes.map((r) => ({ name: r.name!, body: r })),
+  const lists: Record<XdsTypeUrl, readonly object[]> = {
+    [TypeUrl.Cluster]: translation.clusters,
+    [TypeUrl.ClusterLoadAssignment]: translation.endpoints,
+    [TypeUrl.Listener]: translation.listeners,
+    [TypeUrl.RouteConfiguration]: translation.routes,
   };
   const resources = new Map<XdsTypeUrl, ResourceMap>();
   const typeVersions = new Map<XdsTypeUrl, string>();
   const byBody = new WeakMap<object, Resource>();
+  const builtFrom = new Map<XdsTypeUrl, readonly object[]>();
   const overall = createHash('sha256');
   for (const typeUrl of XDS_TYPES) {
+    const list = lists[typeUrl];
+    builtFrom.set(typeUrl, list);
     const before = previous?.resources.get(typeUrl);
+    const twin = donors.find((d) => d.builtFrom.get(typeUrl) === list);
+    if (twin !== undefined && keepsIdentities(twin.resources.get(typeUrl)!, before)) {
+      resources.set(typeUrl, twin.resources.get(typeUrl)!);
+      typeVersions.set(typeUrl, twin.typeVersions.get(typeUrl)!);
+      overall.update(`${typeUrl}\0${twin.typeVersions.get(typeUrl)!}\n`);
+      continue;
+    }
     const map = new Map<string, Resource>();
-    const ofType = createHash('sha256');
-    for (const { name, body } of named[typeUrl]) {
+    // Hashed as one string, not a call per resource: a view of a thousand services is hashed on every update.
+    let lines = '';
+    for (const body of list) {
+      const name = resourceName(typeUrl, body);
       // Clients key resources by name: a second one would silently replace the first.
       if (map.has(name)) throw new MeshbridgeError('MB_SNAPSHOT_INVALID', `two ${typeUrl} resources are named ${name}`);
       const old = before?.get(name);
@@ -100,16 +120,31 @@ export function buildSnapshot(view: ProxyView, translation: Translation, pack: P
         const canonical = JSON.stringify(body);
         resource = old !== undefined && old.canonical === canonical ? old : makeResource(typeUrl, name, canonical, body, pack);
       }
-      const { version } = resource;
       map.set(name, resource);
       byBody.set(body, resource);
-      overall.update(`${typeUrl}\0${name}\0${version}\n`);
-      ofType.update(`${name}\0${version}\n`);
+      lines += `${name}\0${resource.version}\n`;
     }
     resources.set(typeUrl, map);
-    typeVersions.set(typeUrl, ofType.digest('base64url').slice(0, 16));
+    const typeVersion = createHash('sha256').update(lines).digest('base64url').slice(0, 16);
+    typeVersions.set(typeUrl, typeVersion);
+    overall.update(`${typeUrl}\0${typeVersion}\n`);
   }
-  return { view, version: overall.digest('base64url').slice(0, 16), resources, typeVersions, diffsFrom: new Map(), wholeEntries: new Map(), byBody };
+  return { view, version: overall.digest('base64url').slice(0, 16), resources, typeVersions, diffsFrom: new Map(), wholeEntries: new Map(), byBody, builtFrom };
+}
+
+/** Whether taking `taken` whole keeps every resource of `before` that did not change as the same object (streams diff by identity). */
+function keepsIdentities(taken: ResourceMap, before: ResourceMap | undefined): boolean {
+  if (before === undefined) return true;
+  for (const [name, resource] of taken) {
+    const old = before.get(name);
+    if (old !== undefined && old !== resource && old.version === resource.version) return false;
+  }
+  return true;
+}
+
+/** The name a client knows a resource by: a load assignment's cluster name, any other resource's name. */
+function resourceName(typeUrl: XdsTypeUrl, body: object): string {
+  return (typeUrl === TypeUrl.ClusterLoadAssignment ? (body as { cluster_name?: string }).cluster_name : (body as { name?: string }).name)!;
 }
 
 /** The donors' resource of this name built from the very same object, if any. */
@@ -250,7 +285,25 @@ interface RouteConfigurationBody {
   }[];
 }
 
+/**
+ * What each listener and route configuration body names, worked out once per
+ * body: every view built from the same translation (each locality, each node
+ * in front of workloads) holds the same body objects and is checked on every
+ * update. Bodies are never changed once built; weak, so they go with them.
+ */
+const listenerReferencesOf = new WeakMap<object, { routeConfigs: string[]; clusterRefs: string[] }>();
+const routeClustersOf = new WeakMap<object, string[]>();
+
 function listenerReferences(listener: ListenerBody): { routeConfigs: string[]; clusterRefs: string[] } {
+  let references = listenerReferencesOf.get(listener);
+  if (references === undefined) {
+    references = readListenerReferences(listener);
+    listenerReferencesOf.set(listener, references);
+  }
+  return references;
+}
+
+function readListenerReferences(listener: ListenerBody): { routeConfigs: string[]; clusterRefs: string[] } {
   const configs = [
     ...(listener.filter_chains ?? []).flatMap((chain) => (chain.filters ?? []).map((f) => f.typed_config)),
     listener.api_listener?.api_listener,
@@ -267,6 +320,15 @@ function listenerReferences(listener: ListenerBody): { routeConfigs: string[]; c
 }
 
 function routeClusters(config: RouteConfigurationBody): string[] {
+  let clusters = routeClustersOf.get(config);
+  if (clusters === undefined) {
+    clusters = readRouteClusters(config);
+    routeClustersOf.set(config, clusters);
+  }
+  return clusters;
+}
+
+function readRouteClusters(config: RouteConfigurationBody): string[] {
   return (config.virtual_hosts ?? []).flatMap((host) =>
     (host.routes ?? []).flatMap((r) => [
       ...(r.route?.cluster !== undefined ? [r.route.cluster] : []),

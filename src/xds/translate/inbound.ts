@@ -258,7 +258,7 @@ export function buildInbound(catalog: ServiceCatalog, routing: RoutingModel, nod
  * loop inbound traffic back into the sidecar), so it is left out and reported.
  */
 export function withInbound(
-  outbound: { readonly clusters: readonly Cluster[]; readonly listeners: readonly Listener[]; readonly routes: readonly RouteConfiguration[] },
+  outbound: { readonly clusters: readonly Cluster[]; readonly listeners: readonly Listener[]; readonly routes: RouteConfiguration[] },
   inbound: InboundTranslation,
   node: string,
 ): { clusters: Cluster[]; listeners: Listener[]; routes: RouteConfiguration[]; diagnostics: Diagnostic[] } {
@@ -285,7 +285,8 @@ export function withInbound(
     clusters: [...outbound.clusters, ...inbound.clusters].sort(byName),
     listeners: [...listeners, ...inbound.listeners].sort(byName),
     // A route only the left-out listener named would be served to no one (and the snapshot check refuses that).
-    routes: outbound.routes.filter((r) => !orphaned.has(r.name ?? '') || listeners.some((l) => rdsNames(l).includes(r.name ?? ''))),
+    // The outbound list itself when nothing is left out: views given the same list share its resources whole (see buildSnapshot).
+    routes: orphaned.size === 0 ? outbound.routes : outbound.routes.filter((r) => !orphaned.has(r.name ?? '') || listeners.some((l) => rdsNames(l).includes(r.name ?? ''))),
     diagnostics,
   };
 }
