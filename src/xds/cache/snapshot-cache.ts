@@ -6,11 +6,14 @@ import type { Snapshot } from './snapshot.js';
  * Snapshots kept per view besides the current one. A state-of-the-world client
  * moving from another replica resumes with the version it last accepted, a
  * content hash equal on every replica; when that version is among these, it
- * is sent only what changed since instead of everything (see SotwStream). Old
- * snapshots share every unchanged resource with the current one, so the cost
- * is their maps and the changed resources.
+ * is sent only what changed since instead of everything (see SotwStream). A
+ * replica it moves to is at most a change or two ahead of the one it left.
+ * Old snapshots share every unchanged resource with the current one, so the
+ * cost is their maps: some 64 KB each for a view of 1,000 services, which
+ * every node in front of workloads has of its own (2,000 agents, 4 kept:
+ * about 0.6 GB less than with 8).
  */
-export const SNAPSHOT_HISTORY = 8;
+export const SNAPSHOT_HISTORY = 4;
 
 /** What a stream needs from the cache: the current snapshot of its view, and word when it changes. */
 export interface SnapshotSource {

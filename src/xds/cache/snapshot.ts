@@ -51,9 +51,10 @@ export interface Snapshot {
    * The translation's list each type was built from. A view given the very
    * list a donor was built from (every node of a locality gets the same
    * endpoint list) takes the donor's resources of that type, map and version
-   * as they are, instead of a map and a hash of its own.
+   * as they are, instead of a map and a hash of its own. Weak: a snapshot
+   * kept in history must not keep its update's translation alive.
    */
-  readonly builtFrom: ReadonlyMap<XdsTypeUrl, readonly object[]>;
+  readonly builtFrom: ReadonlyMap<XdsTypeUrl, WeakRef<readonly object[]>>;
 }
 
 /** A resource encoded as google.protobuf.Any. */
@@ -90,13 +91,13 @@ export function buildSnapshot(view: ProxyView, translation: Translation, pack: P
   const resources = new Map<XdsTypeUrl, ResourceMap>();
   const typeVersions = new Map<XdsTypeUrl, string>();
   const byBody = new WeakMap<object, Resource>();
-  const builtFrom = new Map<XdsTypeUrl, readonly object[]>();
+  const builtFrom = new Map<XdsTypeUrl, WeakRef<readonly object[]>>();
   const overall = createHash('sha256');
   for (const typeUrl of XDS_TYPES) {
     const list = lists[typeUrl];
-    builtFrom.set(typeUrl, list);
+    builtFrom.set(typeUrl, new WeakRef(list));
     const before = previous?.resources.get(typeUrl);
-    const twin = donors.find((d) => d.builtFrom.get(typeUrl) === list);
+    const twin = donors.find((d) => d.builtFrom.get(typeUrl)?.deref() === list);
     if (twin !== undefined && keepsIdentities(twin.resources.get(typeUrl)!, before)) {
       resources.set(typeUrl, twin.resources.get(typeUrl)!);
       typeVersions.set(typeUrl, twin.typeVersions.get(typeUrl)!);
