@@ -9,10 +9,11 @@ import { DEFAULT_TRUST_DOMAIN } from '../model/service.js';
 import type { Config } from '../config/config.js';
 import type { PolicySet } from '../istio/policy-set.js';
 import { serviceFilterOf } from '../security/access.js';
-import { buildSnapshot, checkConsistent } from '../xds/cache/snapshot.js';
+import { ReferenceReader, buildSnapshot, checkConsistent } from '../xds/cache/snapshot.js';
 import type { Packer, Snapshot } from '../xds/cache/snapshot.js';
 import type { SnapshotCache } from '../xds/cache/snapshot-cache.js';
-import { buildInbound, withInbound } from '../xds/translate/inbound.js';
+import { buildInbound, placementsByNode, withInbound } from '../xds/translate/inbound.js';
+import type { Placements } from '../xds/translate/inbound.js';
 import { BASE_VIEWS, parseView, translateEndpoints, translateKind, viewKey } from '../xds/translate/translate.js';
 import type { ProxyView, TranslateOptions } from '../xds/translate/translate.js';
 import { buildView } from './pipeline.js';
@@ -61,12 +62,16 @@ export class Views {
         policySet: PolicySet;
         /** Per proxy kind and scope (`kind~scope`), what its views share in this update; filled as views are built. */
         kinds: Map<string, ScopeBuild>;
+        /** Where the catalog places each node's workloads; worked out when the first node view is built. */
+        placements?: Placements;
       }
     | undefined;
   private seenServices: SeenServices = new Map();
   private readonly firstSnapshot: Promise<void>;
   private resolveFirstSnapshot!: () => void;
   private firstSnapshotServedValue = false;
+  /** What listener and route bodies name, read once per body for the consistency check of every view built from them. */
+  private readonly references = new ReferenceReader();
 
   constructor(
     private readonly cache: SnapshotCache,
@@ -183,7 +188,8 @@ export class Views {
         if (locality === undefined) shared.donor = build.snapshot;
       } else {
         // The inbound side reads the whole catalog: a Sidecar narrows what a node calls, not what it serves.
-        const inbound = buildInbound(this.latest.catalog, routing, inboundNode, options.trustDomain ?? DEFAULT_TRUST_DOMAIN);
+        this.latest.placements ??= placementsByNode(this.latest.catalog);
+        const inbound = buildInbound(this.latest.catalog, routing, inboundNode, options.trustDomain ?? DEFAULT_TRUST_DOMAIN, this.latest.placements);
         const merged = withInbound(shared.translation, inbound, inboundNode);
         const translation = { ...shared.translation, ...merged, diagnostics: [...shared.translation.diagnostics, ...merged.diagnostics] };
         const localityKey = viewKey(kind, locality);
@@ -201,7 +207,7 @@ export class Views {
       this.log.error({ err: error, view }, 'cannot build xDS resources; the previous ones stay in force');
       return undefined;
     }
-    const problems = checkConsistent(build.snapshot);
+    const problems = checkConsistent(build.snapshot, this.references);
     if (problems.length > 0) {
       this.log.error({ view, problems }, 'inconsistent snapshot not served; this is a meshbridge bug');
       return undefined;

@@ -230,7 +230,7 @@ const DIFF_MEMO_SIZE = 8;
  * configuration a connection manager names exists and every one is named. A
  * failure is a translation bug, reported rather than served quietly.
  */
-export function checkConsistent(snapshot: Snapshot): string[] {
+export function checkConsistent(snapshot: Snapshot, references: ReferenceReader = new ReferenceReader()): string[] {
   const problems: string[] = [];
   const clusters = snapshot.resources.get(TypeUrl.Cluster)!;
   const endpoints = snapshot.resources.get(TypeUrl.ClusterLoadAssignment)!;
@@ -248,7 +248,7 @@ export function checkConsistent(snapshot: Snapshot): string[] {
 
   const namedRoutes = new Set<string>();
   for (const listener of snapshot.resources.get(TypeUrl.Listener)!.values()) {
-    const { routeConfigs, clusterRefs } = listenerReferences(listener.body as ListenerBody);
+    const { routeConfigs, clusterRefs } = references.listener(listener.body);
     for (const name of routeConfigs) {
       namedRoutes.add(name);
       if (!routes.has(name)) problems.push(`listener ${listener.name} names route ${name}, which does not exist`);
@@ -257,7 +257,7 @@ export function checkConsistent(snapshot: Snapshot): string[] {
   }
   for (const route of routes.values()) {
     if (!namedRoutes.has(route.name)) problems.push(`route ${route.name} is not used by any listener`);
-    for (const name of routeClusters(route.body as RouteConfigurationBody)) {
+    for (const name of references.route(route.body)) {
       if (!clusters.has(name)) problems.push(`route ${route.name} sends to cluster ${name}, which does not exist`);
     }
   }
@@ -287,21 +287,33 @@ interface RouteConfigurationBody {
 }
 
 /**
- * What each listener and route configuration body names, worked out once per
- * body: every view built from the same translation (each locality, each node
- * in front of workloads) holds the same body objects and is checked on every
+ * What listener and route configuration bodies name, read once per body:
+ * every view built from the same translation (each locality, each node in
+ * front of workloads) holds the same body objects and is checked on every
  * update. Bodies are never changed once built; weak, so they go with them.
+ * The daemon keeps one (see Views) and passes it to `checkConsistent`.
  */
-const listenerReferencesOf = new WeakMap<object, { routeConfigs: string[]; clusterRefs: string[] }>();
-const routeClustersOf = new WeakMap<object, string[]>();
+export class ReferenceReader {
+  private readonly listeners = new WeakMap<object, { routeConfigs: string[]; clusterRefs: string[] }>();
+  private readonly routes = new WeakMap<object, string[]>();
 
-function listenerReferences(listener: ListenerBody): { routeConfigs: string[]; clusterRefs: string[] } {
-  let references = listenerReferencesOf.get(listener);
-  if (references === undefined) {
-    references = readListenerReferences(listener);
-    listenerReferencesOf.set(listener, references);
+  listener(body: object): { routeConfigs: string[]; clusterRefs: string[] } {
+    let references = this.listeners.get(body);
+    if (references === undefined) {
+      references = readListenerReferences(body as ListenerBody);
+      this.listeners.set(body, references);
+    }
+    return references;
   }
-  return references;
+
+  route(body: object): string[] {
+    let clusters = this.routes.get(body);
+    if (clusters === undefined) {
+      clusters = readRouteClusters(body as RouteConfigurationBody);
+      this.routes.set(body, clusters);
+    }
+    return clusters;
+  }
 }
 
 function readListenerReferences(listener: ListenerBody): { routeConfigs: string[]; clusterRefs: string[] } {
@@ -314,19 +326,10 @@ function readListenerReferences(listener: ListenerBody): { routeConfigs: string[
   for (const config of configs) {
     if (config === undefined) continue;
     if (config['@type'] === TypeUrl.HttpConnectionManager && config.rds?.route_config_name !== undefined) routeConfigs.push(config.rds.route_config_name);
-    if (config['@type'] === TypeUrl.HttpConnectionManager && config.route_config !== undefined) clusterRefs.push(...routeClusters(config.route_config));
+    if (config['@type'] === TypeUrl.HttpConnectionManager && config.route_config !== undefined) clusterRefs.push(...readRouteClusters(config.route_config));
     if (config['@type'] === TypeUrl.TcpProxy && config.cluster !== undefined) clusterRefs.push(config.cluster);
   }
   return { routeConfigs, clusterRefs };
-}
-
-function routeClusters(config: RouteConfigurationBody): string[] {
-  let clusters = routeClustersOf.get(config);
-  if (clusters === undefined) {
-    clusters = readRouteClusters(config);
-    routeClustersOf.set(config, clusters);
-  }
-  return clusters;
 }
 
 function readRouteClusters(config: RouteConfigurationBody): string[] {

@@ -71,27 +71,23 @@ function workloadAuthorization(workload: InboundWorkload, routing: RoutingModel)
 
 const ROUTER_FILTER = { name: 'envoy.filters.http.router', typed_config: typed(TypeUrl.Router, {}) };
 
-/**
- * Per node, the endpoints the catalog places there, in catalog order: worked
- * out once per catalog, not once per node view (2,000 nodes each scanning
- * 10,000 endpoints on every update). Catalogs are never changed once merged.
- */
-const placements = new WeakMap<ServiceCatalog, ReadonlyMap<string, readonly { service: Service; endpoint: Endpoint }[]>>();
+/** Per node, the endpoints the catalog places there, in catalog order. */
+export type Placements = ReadonlyMap<string, readonly { readonly service: Service; readonly endpoint: Endpoint }[]>;
 
-function placedOn(catalog: ServiceCatalog): ReadonlyMap<string, readonly { service: Service; endpoint: Endpoint }[]> {
-  let byNode = placements.get(catalog);
-  if (byNode === undefined) {
-    const built = new Map<string, { service: Service; endpoint: Endpoint }[]>();
-    for (const service of catalog.services) {
-      for (const endpoint of service.endpoints) {
-        if (endpoint.node === undefined) continue;
-        let placed = built.get(endpoint.node);
-        if (placed === undefined) built.set(endpoint.node, (placed = []));
-        placed.push({ service, endpoint });
-      }
+/**
+ * Where the catalog places each endpoint that names its node: worked out once
+ * per catalog by whoever builds the node views (see Views), not once per node
+ * view (2,000 nodes each scanning 10,000 endpoints on every update).
+ */
+export function placementsByNode(catalog: ServiceCatalog): Placements {
+  const byNode = new Map<string, { service: Service; endpoint: Endpoint }[]>();
+  for (const service of catalog.services) {
+    for (const endpoint of service.endpoints) {
+      if (endpoint.node === undefined) continue;
+      let placed = byNode.get(endpoint.node);
+      if (placed === undefined) byNode.set(endpoint.node, (placed = []));
+      placed.push({ service, endpoint });
     }
-    byNode = built;
-    placements.set(catalog, byNode);
   }
   return byNode;
 }
@@ -103,9 +99,9 @@ function placedOn(catalog: ServiceCatalog): ReadonlyMap<string, readonly { servi
  * registered itself at 127.0.0.1 on its port) has no sidecar in front of it
  * and gets no listener. Sorted by address and port, so output is stable.
  */
-export function inboundWorkloads(catalog: ServiceCatalog, routing: RoutingModel, node: string, diagnostics: Diagnostic[]): InboundWorkload[] {
+export function inboundWorkloads(placements: Placements, routing: RoutingModel, node: string, diagnostics: Diagnostic[]): InboundWorkload[] {
   const byAddress = new Map<string, InboundWorkload>();
-  for (const { service, endpoint } of placedOn(catalog).get(node) ?? []) {
+  for (const { service, endpoint } of placements.get(node) ?? []) {
     const subject = peerSubjectOf(endpoint);
     for (const port of service.ports) {
       const listenPort = endpointPort(endpoint, port);
@@ -254,9 +250,15 @@ function inboundCluster(workload: InboundWorkload): Cluster {
  * the endpoint's address that terminates TLS as its PeerAuthentication says
  * and forwards to the application on loopback. Pure.
  */
-export function buildInbound(catalog: ServiceCatalog, routing: RoutingModel, node: string, trustDomain: string): InboundTranslation {
+export function buildInbound(
+  catalog: ServiceCatalog,
+  routing: RoutingModel,
+  node: string,
+  trustDomain: string,
+  placements: Placements = placementsByNode(catalog),
+): InboundTranslation {
   const diagnostics: Diagnostic[] = [];
-  const workloads = inboundWorkloads(catalog, routing, node, diagnostics);
+  const workloads = inboundWorkloads(placements, routing, node, diagnostics);
   const clusters = new Map<string, Cluster>();
   const taken = new Set<string>();
   for (const workload of workloads) {
