@@ -98,10 +98,12 @@ export function buildSnapshot(view: ProxyView, translation: Translation, pack: P
     builtFrom.set(typeUrl, new WeakRef(list));
     const before = previous?.resources.get(typeUrl);
     const twin = donors.find((d) => d.builtFrom.get(typeUrl)?.deref() === list);
-    if (twin !== undefined && keepsIdentities(twin.resources.get(typeUrl)!, before)) {
-      resources.set(typeUrl, twin.resources.get(typeUrl)!);
-      typeVersions.set(typeUrl, twin.typeVersions.get(typeUrl)!);
-      overall.update(`${typeUrl}\0${twin.typeVersions.get(typeUrl)!}\n`);
+    const taken = twin?.resources.get(typeUrl);
+    if (twin !== undefined && taken !== undefined && keepsIdentities(taken, before)) {
+      const typeVersion = twin.typeVersions.get(typeUrl)!;
+      resources.set(typeUrl, taken);
+      typeVersions.set(typeUrl, typeVersion);
+      overall.update(`${typeUrl}\0${typeVersion}\n`);
       continue;
     }
     const map = new Map<string, Resource>();
