@@ -29,6 +29,8 @@ const { values: flags } = parseArgs({
     services: { type: 'string', default: env('SERVICES', '1000') },
     endpoints: { type: 'string', default: env('ENDPOINTS', '10000') },
     changes: { type: 'string', default: env('CHANGES', '200') },
+    // After the last client has a change, before the next: 100 ms leaves the previous change's ACKs still being read; 1,000 lets the server settle.
+    'gap-ms': { type: 'string', default: env('GAP_MS', '100') },
     workers: { type: 'string', default: env('WORKERS', '4') },
     servers: { type: 'string', default: env('SERVERS', 'meshbridge,go-snapshot,go-linear') },
     protocols: { type: 'string', default: env('PROTOCOLS', 'delta,sotw') },
@@ -48,6 +50,7 @@ const opts = {
   services: Number(flags.services),
   endpoints: Number(flags.endpoints),
   changes: Number(flags.changes),
+  gapMs: Number(flags['gap-ms']),
   workers: Number(flags.workers),
   debounceMs: Number(flags['debounce-ms']),
   maxDelayMs: Number(flags['max-delay-ms']),
@@ -251,7 +254,7 @@ async function runAgainst(server, protocol) {
       await server.change(k, body);
       const replies = await changed;
       latencies.push(Math.max(...replies.map((m) => m.at)) - start);
-      await sleep(100);
+      await sleep(opts.gapMs);
     }
   } catch (error) {
     // A change that never reached every client ends the run; its workers must not outlive it, holding the machine.
@@ -459,7 +462,7 @@ const rows = [
   ['meshbridge rebuild per change, median (ms)', 'rebuildMsMedian', 1],
 ];
 const fmt = (v, d) => (typeof v === 'number' ? v.toFixed(d) : '-');
-console.log(`\nfleet: ${opts.clients} ADS clients in ${opts.workers} worker processes, ${opts.services} services, ${opts.endpoints} endpoints, ${opts.changes} changes; meshbridge debounce ${opts.debounceMs} ms (max ${opts.maxDelayMs}), push concurrency ${opts.pushConcurrency}`);
+console.log(`\nfleet: ${opts.clients} ADS clients in ${opts.workers} worker processes, ${opts.services} services, ${opts.endpoints} endpoints, ${opts.changes} changes ${opts.gapMs} ms apart; meshbridge debounce ${opts.debounceMs} ms (max ${opts.maxDelayMs}), push concurrency ${opts.pushConcurrency}`);
 for (const protocol of protocols) {
   const failover = results.find((r) => r.scenario === 'failover' && r.protocol === protocol && !r.error);
   const columns = serverNames.map((name) => results.find((r) => r.server === name && r.protocol === protocol && r.scenario === undefined));
