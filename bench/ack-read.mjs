@@ -6,7 +6,10 @@
 // floor under the time the next change waits. Nothing of meshbridge runs here:
 // this measures the floor, not meshbridge.
 //
-//   node bench/ack-read.mjs [--clients 2000] [--bytes 40000] [--rounds 12]
+//   node bench/ack-read.mjs [--clients 2000] [--bytes 40000] [--rounds 12] [--ballast 0]
+//
+// --ballast keeps that many small objects live in the receiving server: a
+// collection then costs what it does in a daemon that holds a fleet's state.
 import { fork } from 'node:child_process';
 import http2 from 'node:http2';
 import { parseArgs } from 'node:util';
@@ -17,7 +20,8 @@ const identity = (bytes) => bytes;
 const role = process.argv[2];
 
 if (role === 'server') {
-  const [transport, expected] = [process.argv[3], Number(process.argv[4])];
+  const [transport, expected, ballastCount] = [process.argv[3], Number(process.argv[4]), Number(process.argv[5])];
+  const ballast = Array.from({ length: ballastCount }, (_, i) => ({ name: `object-${i}`, pair: [i, i + 1], inner: { i } }));
   let received = 0;
   let cpuAtFirst;
   // CPU from the first message of a round to the last, all threads (GC included).
@@ -26,7 +30,7 @@ if (role === 'server') {
     if (++received < expected) return;
     const cpu = process.cpuUsage(cpuAtFirst);
     received = 0;
-    process.send({ kind: 'round', cpuMs: (cpu.user + cpu.system) / 1000 });
+    process.send({ kind: 'round', cpuMs: (cpu.user + cpu.system) / 1000, live: ballast.length });
   };
   let port;
   if (transport === 'grpc-js') {
@@ -79,16 +83,16 @@ if (role === 'server') {
   });
   process.send({ kind: 'ready' });
 } else {
-  const { values } = parseArgs({ options: { clients: { type: 'string', default: '2000' }, bytes: { type: 'string', default: '40000' }, rounds: { type: 'string', default: '12' } } });
-  const [clients, bytes, rounds] = [Number(values.clients), Number(values.bytes), Number(values.rounds)];
+  const { values } = parseArgs({ options: { clients: { type: 'string', default: '2000' }, bytes: { type: 'string', default: '40000' }, rounds: { type: 'string', default: '12' }, ballast: { type: 'string', default: '0' } } });
+  const [clients, bytes, rounds, ballast] = [Number(values.clients), Number(values.bytes), Number(values.rounds), Number(values.ballast)];
   const workers = 4;
   const self = new URL(import.meta.url).pathname;
   const ready = (child) => new Promise((resolve) => child.once('message', resolve));
   // The first rounds warm the JIT and the connections' windows up.
   const warmup = rounds > 2 ? 2 : 0;
-  console.log(`${clients} clients, one ${bytes}-byte message each per round, ${rounds} rounds (the first ${warmup} not counted)`);
+  console.log(`${clients} clients, one ${bytes}-byte message each per round, ${rounds} rounds (the first ${warmup} not counted); ${ballast} objects kept live in the server`);
   for (const transport of ['grpc-js', 'node:http2']) {
-    const server = fork(self, ['server', transport, String(clients)]);
+    const server = fork(self, ['server', transport, String(clients), String(ballast)]);
     const { port } = await ready(server);
     const senders = [];
     for (let i = 0; i < workers; i++) {
