@@ -10,6 +10,7 @@ import type { SnapshotSource } from '../cache/snapshot-cache.js';
 import type { Packer } from '../cache/snapshot.js';
 import type { EnvoyApi } from '../protos.js';
 import { DeltaStream } from './delta-stream.js';
+import { InPlaceRequests } from './in-place-requests.js';
 import { ListenSocket } from './listen-socket.js';
 import type { DeltaCall } from './delta-stream.js';
 import { ClusterReferences } from './ordering.js';
@@ -65,6 +66,8 @@ export interface XdsServerTuning {
   readonly makeBeforeBreakTimeoutMs?: number;
   /** What one stream may hold (names, node size) and how long it may leave responses unread; past any, it is ended. */
   readonly streamLimits?: Partial<StreamLimits>;
+  /** Whether requests after a stream's first are read by meshbridge rather than grpc-js (in-place-requests.ts); on unless false. */
+  readonly readRequestsInPlace?: boolean;
 }
 
 export const DEFAULT_TUNING = {
@@ -120,6 +123,7 @@ export class XdsServer {
   private readonly streams = new Map<number, SotwStream | DeltaStream>();
   private readonly queue: PushQueue;
   private readonly namePool = new NameSetPool();
+  private readonly inPlace = new InPlaceRequests();
   private nextStreamId = 1;
   private socket: ListenSocket | undefined;
   private readonly admission: () => string | undefined;
@@ -155,16 +159,25 @@ export class XdsServer {
     };
     const limits: StreamLimits = { ...DEFAULT_STREAM_LIMITS, ...tuning.streamLimits };
     const pack: Packer = (typeUrl, body) => api.pack(typeUrl, body);
+    const service = withEncodedResponses(api.ads.envoy.service.discovery.v3.AggregatedDiscoveryService.service);
+    const readsOf = (method: string) => {
+      const deserialize = service[method]!.requestDeserialize as (bytes: Buffer) => unknown;
+      return tuning.readRequestsInPlace === false ? undefined : (call: unknown, onRequest: (request: unknown) => void) => this.inPlace.takeOver(call, deserialize, onRequest);
+    };
+    const sotwReads = readsOf('StreamAggregatedResources');
+    const deltaReads = readsOf('DeltaAggregatedResources');
     const handlers: AggregatedDiscoveryServiceHandlers = {
       StreamAggregatedResources: (call) =>
-        this.open(call, (id, log) => new SotwStream(id, call as unknown as SotwCall, cache, this.queue, callbacks, log, ordering, limits, tuning.scopeOf, pack, this.namePool)),
+        this.open(call, (id, log) => new SotwStream(id, call as unknown as SotwCall, cache, this.queue, callbacks, log, ordering, limits, tuning.scopeOf, pack, this.namePool, sotwReads)),
       DeltaAggregatedResources: (call) =>
-        this.open(call, (id, log) => new DeltaStream(id, call as unknown as DeltaCall, cache, this.queue, callbacks, log, ordering, limits, tuning.scopeOf, pack, this.namePool)),
+        this.open(call, (id, log) => new DeltaStream(id, call as unknown as DeltaCall, cache, this.queue, callbacks, log, ordering, limits, tuning.scopeOf, pack, this.namePool, deltaReads)),
     };
-    this.server.addService(
-      withEncodedResponses(api.ads.envoy.service.discovery.v3.AggregatedDiscoveryService.service),
-      handlers as unknown as grpc.UntypedServiceImplementation,
-    );
+    this.server.addService(service, handlers as unknown as grpc.UntypedServiceImplementation);
+  }
+
+  /** Streams whose requests after the first meshbridge reads itself: for tests and the benchmark. */
+  streamsReadInPlace(): number {
+    return this.inPlace.streamsTaken;
   }
 
   /** Pushes waiting for a slot, and in flight: for metrics and tests. */

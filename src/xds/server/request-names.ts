@@ -145,8 +145,13 @@ export class RecentNameRuns {
   ) {}
 
   digest(run: Buffer): string {
+    return this.kept(run).digest;
+  }
+
+  /** The run's digest, and bytes equal to it that are not `run`'s: remembered ones, or a copy when it is too large to remember. */
+  kept(run: Buffer): { digest: string; bytes: Buffer } {
     const index = this.runs.findIndex((known) => known.bytes.length === run.length && known.bytes.equals(run));
-    if (index !== -1) return this.used(index);
+    if (index !== -1) return { digest: this.used(index), bytes: this.runs[0]!.bytes };
     return this.remember(run);
   }
 
@@ -158,14 +163,14 @@ export class RecentNameRuns {
    * remembered run is made of whole fields, so a message holding its bytes
    * at `start` is walked through them exactly as the run was.
    */
-  knownAt(bytes: Buffer, start: number): { end: number; digest: string } | undefined {
+  knownAt(bytes: Buffer, start: number): { end: number; digest: string; bytes: Buffer } | undefined {
     const index = this.runs.findIndex((known) => {
       const end = start + known.bytes.length;
       return end <= bytes.length && known.bytes.compare(bytes, start, end) === 0 && noNamesFrom(bytes, end);
     });
     if (index === -1) return undefined;
-    const end = start + this.runs[index]!.bytes.length;
-    return { end, digest: this.used(index) };
+    const run = this.runs[index]!;
+    return { end: start + run.bytes.length, digest: this.used(index), bytes: run.bytes };
   }
 
   private used(index: number): string {
@@ -177,16 +182,16 @@ export class RecentNameRuns {
     return known.digest;
   }
 
-  private remember(run: Buffer): string {
+  private remember(run: Buffer): { digest: string; bytes: Buffer } {
     const digest = this.digestOf(run);
-    if (run.length > this.limits.maxBytes) return digest;
-    // A copy: the run is a slice of the message gRPC read, which should not stay alive for it.
+    // A copy: the run is a slice of the message as read, which must not stay alive for it, and may be a buffer read into again.
     const copy = Buffer.allocUnsafeSlow(run.length);
     run.copy(copy);
+    if (run.length > this.limits.maxBytes) return { digest, bytes: copy };
     this.runs.unshift({ bytes: copy, digest });
     this.bytes += copy.length;
     while (this.runs.length > this.limits.maxRuns || this.bytes > this.limits.maxBytes) this.bytes -= this.runs.pop()!.bytes.length;
-    return digest;
+    return { digest, bytes: copy };
   }
 }
 
@@ -194,26 +199,37 @@ export class RecentNameRuns {
  * Wraps a DiscoveryRequest deserializer: everything but resource_names is
  * decoded as before; resource_names is decoded when first read, and
  * `resourceNamesDigest` says whether it changed without reading it. Each
- * wrapper (one per server) remembers its own recent runs.
+ * wrapper (one per server) remembers its own recent runs. The request keeps
+ * nothing of `bytes`, which may be a buffer read into again as soon as it
+ * returns (in-place-requests.ts).
  */
 export function withLazyResourceNames<T extends { resource_names: string[] }>(decode: (bytes: Buffer) => T, recent = new RecentNameRuns()): (bytes: Buffer) => T & NamesDigested {
   return (bytes) => {
     const start = namesStart(bytes);
     const known = start === undefined ? undefined : recent.knownAt(bytes, start);
     const run = known !== undefined ? ([start!, known.end] as const) : resourceNamesRun(bytes);
-    if (run === undefined || run[1] - run[0] < LAZY_FROM_BYTES) return decode(bytes);
+    if (run === undefined || run[1] - run[0] < LAZY_FROM_BYTES) return decode(detached(bytes));
     const [runStart, end] = run;
-    const names = bytes.subarray(runStart, end);
+    const names = known ?? recent.kept(bytes.subarray(runStart, end));
     const request = decode(Buffer.concat([bytes.subarray(0, runStart), bytes.subarray(end)]));
     let decoded: string[] | undefined;
     Object.defineProperty(request, 'resource_names', {
       enumerable: true,
       configurable: true,
-      get: () => (decoded ??= decodeNames(names)),
+      get: () => (decoded ??= decodeNames(names.bytes)),
     });
-    Object.defineProperty(request, 'resourceNamesDigest', { enumerable: false, value: known?.digest ?? recent.digest(names) });
+    Object.defineProperty(request, 'resourceNamesDigest', { enumerable: false, value: names.digest });
     return request as T & NamesDigested;
   };
+}
+
+/**
+ * A copy of `bytes` for a decoder that may keep views of its input (protobufjs
+ * keeps a bytes field, such as an error_detail's Any, as a view). Small
+ * requests, nearly all of those copied, come from Node's shared pool.
+ */
+function detached(bytes: Buffer): Buffer {
+  return Buffer.from(bytes);
 }
 
 /** Below this, decoding the names costs less than hashing them and copying the rest. */
@@ -258,7 +274,7 @@ export function withMapOfInitialVersions<T extends { initial_resource_versions: 
       listed = true;
       return wire === WIRE_LEN && readMapEntry(bytes, valueStart, fieldEnd, versions);
     });
-    if (!walked || !listed) return decode(bytes);
+    if (!walked || !listed) return decode(detached(bytes));
     const request = decode(Buffer.concat(rest));
     Object.defineProperty(request, 'initialVersions', { enumerable: false, value: versions });
     return request as T & VersionsRead;

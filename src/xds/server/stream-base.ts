@@ -80,6 +80,8 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
   /** Ended by the server for passing a limit: its further requests are not read. */
   private refused = false;
   private stallTimer: NodeJS.Timeout | undefined;
+  /** Set while meshbridge, not grpc-js, reads its requests (in-place-requests.ts): stops that. */
+  private stopReadingInPlace: (() => void) | undefined;
 
   constructor(
     readonly id: number,
@@ -96,6 +98,12 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
     private readonly pack?: Packer,
     /** Where equal subscriptions are shared between the server's streams. */
     private readonly namePool: NameSetPool = new NameSetPool(),
+    /**
+     * Reads the call's further requests itself, handing each to `onRequest`,
+     * once one has come through grpc-js (see in-place-requests.ts); returns
+     * whether it does. Without it grpc-js reads every request.
+     */
+    private readonly takeOverReads?: (call: unknown, onRequest: (request: unknown) => void) => (() => void) | undefined,
   ) {
     this.peer = call.getPeer();
   }
@@ -115,14 +123,7 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
   }
 
   start(onClose: () => void): void {
-    this.call.on('data', (request: Request) => {
-      if (this.refused) return;
-      try {
-        this.onRequest(request);
-      } catch (error) {
-        this.log.error({ err: error }, 'failed to answer a discovery request');
-      }
-    });
+    this.call.on('data', (request: Request) => this.receive(request));
     const finish = () => {
       if (this.closed) return;
       this.closed = true;
@@ -144,6 +145,18 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
     });
     this.call.on('close', finish);
     this.call.on('cancelled', finish);
+  }
+
+  private receive(request: Request): void {
+    if (this.refused) return;
+    try {
+      this.onRequest(request);
+    } catch (error) {
+      this.log.error({ err: error }, 'failed to answer a discovery request');
+    }
+    if (this.stopReadingInPlace === undefined && this.takeOverReads !== undefined && !this.closed && !this.refused) {
+      this.stopReadingInPlace = this.takeOverReads(this.call, (next) => this.receive(next as Request));
+    }
   }
 
   /** Ends the stream from the server side, as a drain does; responses already written go out first. */
@@ -235,6 +248,7 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
     this.log.warn({ peer: this.peer, limit, status: grpc.status[code] }, `stream refused: ${details}`);
     this.callbacks.onLimitHit?.(this, limit);
     this.call.pause();
+    this.stopReadingInPlace?.();
     // grpc-js turns an emitted status into the call's trailers, sent after what was already written.
     this.call.emit('error', { code, details });
   }
