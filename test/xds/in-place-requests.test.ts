@@ -122,6 +122,17 @@ describe('reading gRPC messages from HTTP/2 chunks', () => {
     expect(grpcReads).toEqual([]);
   });
 
+  it('reads a message sent one byte at a time (its pieces joined every 64 on the way)', () => {
+    const reading = new InPlaceRequests();
+    const { call, stream } = fakeCall();
+    const got: unknown[] = [];
+    reading.takeOver(call, decodeText, (r) => got.push(r));
+    const text = Array.from({ length: 1_000 }, (_, i) => String.fromCharCode(97 + (i % 26))).join('');
+    const bytes = framed(text, 'next');
+    for (let i = 0; i < bytes.length; i++) stream.emit('data', bytes.subarray(i, i + 1));
+    expect(got).toEqual([text, 'next']);
+  });
+
   it('reads nothing more once stopped (a refused stream)', () => {
     const reading = new InPlaceRequests();
     const { call, stream } = fakeCall();

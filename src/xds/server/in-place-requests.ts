@@ -43,6 +43,12 @@ export interface InPlaceReading {
 const HEADER_BYTES = 5;
 /** grpc-js's own default, which meshbridge does not change. */
 const DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+/**
+ * Pieces of one message kept apart before they are joined into one Buffer: a
+ * client that sends a 4 MiB message in one-byte DATA frames would otherwise
+ * leave four million Buffer objects to gather.
+ */
+const MAX_PIECES = 64;
 
 /** The layer of a grpc-js server call that reads the HTTP/2 stream, as far as this module depends on it. */
 interface ReadingLayer {
@@ -178,6 +184,7 @@ export class InPlaceRequests implements InPlaceReading {
         }
         const take = Math.min(remaining, chunk.length - at);
         pieces.push(chunk.subarray(at, at + take));
+        if (pieces.length === MAX_PIECES) pieces = [Buffer.concat(pieces)];
         remaining -= take;
         at += take;
         if (remaining === 0) {
