@@ -175,7 +175,7 @@ export class XdsServer {
     this.server.addService(service, handlers as unknown as grpc.UntypedServiceImplementation);
   }
 
-  /** Streams whose requests after the first meshbridge reads itself: for tests and the benchmark. */
+  /** Streams whose requests after the first meshbridge reads itself: for tests. */
   streamsReadInPlace(): number {
     return this.inPlace.streamsTaken;
   }

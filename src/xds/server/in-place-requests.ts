@@ -1,5 +1,43 @@
 import type { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
+import { callLayer } from './grpc-call-layers.js';
+
+/** gRPC's length-prefixed message header: a compressed flag and a 32-bit big-endian length. */
+const HEADER_BYTES = 5;
+/** grpc-js's own default, which meshbridge does not change. */
+const DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+/**
+ * Pieces of one message kept apart before they are joined into one Buffer: a
+ * client that sends a 4 MiB message in one-byte DATA frames would otherwise
+ * leave four million Buffer objects to gather.
+ */
+const MAX_PIECES = 64;
+
+/** The layer of a grpc-js server call that reads the HTTP/2 stream, as far as this module depends on it. */
+interface ReadingLayer {
+  stream: EventEmitter & { resume(): void; destroyed?: boolean };
+  decoder: { readState: number };
+  readQueue: unknown[];
+  incomingEncoding: string;
+  receivedHalfClose: boolean;
+  maxReceiveMessageSize: number;
+}
+
+function readingLayerOf(call: unknown): ReadingLayer | undefined {
+  const layer = callLayer<Partial<ReadingLayer>>(call, (fields) => fields['stream'] !== undefined && fields['decoder'] !== undefined);
+  const usable =
+    layer !== undefined &&
+    typeof layer.stream?.on === 'function' &&
+    typeof layer.decoder?.readState === 'number' &&
+    Array.isArray(layer.readQueue) &&
+    typeof layer.incomingEncoding === 'string' &&
+    typeof layer.receivedHalfClose === 'boolean' &&
+    typeof layer.maxReceiveMessageSize === 'number';
+  return usable ? (layer as ReadingLayer) : undefined;
+}
+
+/** grpc-js's StreamDecoder between messages (ReadState.NO_DATA). */
+const DECODER_BETWEEN_MESSAGES = 0;
 
 /**
  * Reading an ADS stream's requests where they arrive, instead of through
@@ -29,68 +67,22 @@ import * as grpc from '@grpc/grpc-js';
  * this expects, or the moment is not one where grpc-js holds no part of a
  * message, nothing is changed and grpc-js keeps reading, as before.
  */
-export interface InPlaceReading {
+export class InPlaceRequests {
+  /** Where a message split across chunks is gathered; grown as needed, shared by the server's streams. */
+  private scratch = Buffer.alloc(64 * 1024);
+  private taken = 0;
+
+  /** Streams whose requests are read in place: for tests. */
+  get streamsTaken(): number {
+    return this.taken;
+  }
+
   /**
    * Starts reading `call`'s requests in place, handing each to `onRequest`
    * decoded with `deserialize`, if it can be done without losing a byte.
    * Returns what stops reading (a refused stream's further requests are not
    * read), or undefined when grpc-js keeps reading.
    */
-  takeOver(call: unknown, deserialize: (bytes: Buffer) => unknown, onRequest: (request: unknown) => void): (() => void) | undefined;
-}
-
-/** gRPC's length-prefixed message header: a compressed flag and a 32-bit big-endian length. */
-const HEADER_BYTES = 5;
-/** grpc-js's own default, which meshbridge does not change. */
-const DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
-/**
- * Pieces of one message kept apart before they are joined into one Buffer: a
- * client that sends a 4 MiB message in one-byte DATA frames would otherwise
- * leave four million Buffer objects to gather.
- */
-const MAX_PIECES = 64;
-
-/** The layer of a grpc-js server call that reads the HTTP/2 stream, as far as this module depends on it. */
-interface ReadingLayer {
-  stream: EventEmitter & { resume(): void; destroyed?: boolean };
-  decoder: { readState: number };
-  readQueue: unknown[];
-  incomingEncoding: string;
-  receivedHalfClose: boolean;
-  maxReceiveMessageSize: number;
-}
-
-function readingLayerOf(call: unknown): ReadingLayer | undefined {
-  let layer = (call as { call?: unknown }).call as Partial<ReadingLayer> & { nextCall?: unknown } | undefined;
-  for (let depth = 0; depth < 8 && layer !== undefined && layer !== null; depth++) {
-    if (layer.stream !== undefined && layer.decoder !== undefined) {
-      const usable =
-        typeof layer.stream.on === 'function' &&
-        typeof layer.decoder.readState === 'number' &&
-        Array.isArray(layer.readQueue) &&
-        typeof layer.incomingEncoding === 'string' &&
-        typeof layer.receivedHalfClose === 'boolean' &&
-        typeof layer.maxReceiveMessageSize === 'number';
-      return usable ? (layer as ReadingLayer) : undefined;
-    }
-    layer = layer.nextCall as typeof layer;
-  }
-  return undefined;
-}
-
-/** grpc-js's StreamDecoder between messages (ReadState.NO_DATA). */
-const DECODER_BETWEEN_MESSAGES = 0;
-
-export class InPlaceRequests implements InPlaceReading {
-  /** Where a message split across chunks is gathered; grown as needed, shared by the server's streams. */
-  private scratch = Buffer.alloc(64 * 1024);
-  private taken = 0;
-
-  /** Streams whose requests are read in place: for tests and the benchmark. */
-  get streamsTaken(): number {
-    return this.taken;
-  }
-
   takeOver(call: unknown, deserialize: (bytes: Buffer) => unknown, onRequest: (request: unknown) => void): (() => void) | undefined {
     const layer = readingLayerOf(call);
     if (layer === undefined) return undefined;
@@ -127,7 +119,7 @@ export class InPlaceRequests implements InPlaceReading {
     let remaining = -1;
     let pieces: Buffer[] = [];
     let failed = false;
-    const stop = (code: grpc.status, details: string) => {
+    const failWith = (code: grpc.status, details: string) => {
       failed = true;
       fail(code, details);
     };
@@ -136,7 +128,7 @@ export class InPlaceRequests implements InPlaceReading {
       try {
         request = deserialize(message);
       } catch {
-        stop(grpc.status.INTERNAL, 'Error deserializing request');
+        failWith(grpc.status.INTERNAL, 'Error deserializing request');
         return;
       }
       onRequest(request);
@@ -172,9 +164,9 @@ export class InPlaceRequests implements InPlaceReading {
           at += take;
           if (headerHave < HEADER_BYTES) return;
           headerHave = 0;
-          if (header[0] !== 0) return stop(grpc.status.INTERNAL, 'Received a compressed message on a stream without a grpc-encoding');
+          if (header[0] !== 0) return failWith(grpc.status.INTERNAL, 'Received a compressed message on a stream without a grpc-encoding');
           messageBytes = header.readUInt32BE(1);
-          if (messageBytes > maxBytes) return stop(grpc.status.RESOURCE_EXHAUSTED, `Received message larger than max (${messageBytes} vs ${maxBytes})`);
+          if (messageBytes > maxBytes) return failWith(grpc.status.RESOURCE_EXHAUSTED, `Received message larger than max (${messageBytes} vs ${maxBytes})`);
           remaining = messageBytes;
           if (remaining === 0) {
             remaining = -1;

@@ -15,6 +15,7 @@ import type { ServedResources } from './placeholders.js';
 import type { PushQueue, Pushable } from './push-queue.js';
 import { NameSetPool } from './name-sets.js';
 import { TypeState } from './stream-state.js';
+import { callLayer } from './grpc-call-layers.js';
 import type { FlowStatus, NameSource, ServerCallbacks, StreamInfo, TypeStatus } from './stream-state.js';
 
 /** A bidirectional ADS call whose responses are written as ready-encoded bytes. */
@@ -101,7 +102,8 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
     /**
      * Reads the call's further requests itself, handing each to `onRequest`,
      * once one has come through grpc-js (see in-place-requests.ts); returns
-     * whether it does. Without it grpc-js reads every request.
+     * what stops that, or undefined while grpc-js keeps reading. Without it
+     * grpc-js reads every request.
      */
     private readonly takeOverReads?: (call: unknown, onRequest: (request: unknown) => void) => (() => void) | undefined,
   ) {
@@ -510,12 +512,8 @@ export function* eachOnce(sources: readonly NameSource[]): Generator<string> {
  * messages; this reads its private layers, and returns undefined if they change.
  */
 function http2StreamOf(call: unknown): { close(code: number): void } | undefined {
-  let layer = (call as { call?: unknown }).call as { stream?: { close?: unknown }; nextCall?: unknown } | undefined;
-  for (let depth = 0; depth < 8 && layer !== undefined && layer !== null; depth++) {
-    if (typeof layer.stream?.close === 'function') return layer.stream as { close(code: number): void };
-    layer = layer.nextCall as typeof layer;
-  }
-  return undefined;
+  const layer = callLayer<{ stream: { close(code: number): void } }>(call, (fields) => typeof (fields['stream'] as { close?: unknown } | undefined)?.close === 'function');
+  return layer?.stream;
 }
 
 /**
