@@ -159,11 +159,14 @@ ${http}`;
   });
 
   it('a fault delay does not count against the route timeout on Envoy (no max_stream_duration on sidecar routes)', async () => {
-    const started = Date.now();
+    const started = performance.now();
     const { status } = await send('delay-timeout', '/slow');
-    const took = Date.now() - started;
+    const took = performance.now() - started;
     expect(status).toBe(200);
-    expect(took).toBeGreaterThanOrEqual(1_200);
+    // 800 ms of fault delay and 400 ms of backend make 1,200 ms, but Envoy's and Node's timers may each fire a
+    // millisecond or two early (CI once measured 1,198). Past the 1 s route timeout is what proves the point:
+    // the delay was applied, and it did not count against the timeout.
+    expect(took).toBeGreaterThan(1_100);
   });
 
   it('Envoy rejected nothing meshbridge sent', async () => {
