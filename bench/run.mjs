@@ -32,6 +32,8 @@ const { values: flags } = parseArgs({
     // After the last client has a change, before the next: 100 ms leaves the previous change's ACKs still being read; 1,000 lets the server settle.
     'gap-ms': { type: 'string', default: env('GAP_MS', '100') },
     workers: { type: 'string', default: env('WORKERS', '4') },
+    // How the clients speak gRPC: http2 (framing by hand over node:http2) or grpc-js; see worker.mjs.
+    'client-stack': { type: 'string', default: env('CLIENT_STACK', 'http2') },
     servers: { type: 'string', default: env('SERVERS', 'meshbridge,go-snapshot,go-linear') },
     protocols: { type: 'string', default: env('PROTOCOLS', 'delta,sotw') },
     scenarios: { type: 'string', default: env('SCENARIOS', 'fleet,failover,scoped') },
@@ -52,6 +54,7 @@ const opts = {
   changes: Number(flags.changes),
   gapMs: Number(flags['gap-ms']),
   workers: Number(flags.workers),
+  clientStack: flags['client-stack'],
   debounceMs: Number(flags['debounce-ms']),
   maxDelayMs: Number(flags['max-delay-ms']),
   pushConcurrency: Number(flags['push-concurrency']),
@@ -59,6 +62,7 @@ const opts = {
   scopedClients: Number(flags['scoped-clients']),
   scopeGroups: Number(flags['scope-groups']),
 };
+if (!['http2', 'grpc-js'].includes(opts.clientStack)) throw new Error(`--client-stack: http2 or grpc-js, not ${opts.clientStack}`);
 const now = () => performance.timeOrigin + performance.now();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const api = loadEnvoyApi();
@@ -182,7 +186,9 @@ function startWorkers(addresses, protocol, failover = false, scope = undefined, 
   for (let w = 0; w < opts.workers; w++) {
     const ids = [];
     for (let c = w; c < clients; c += opts.workers) ids.push(`vm-${c}`);
-    const child = fork(join(here, 'worker.mjs'), [JSON.stringify({ addresses, ids, routeNames, expected, protocol, failover, scope })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    // BENCH_WORKER_NODE_ARGS: node flags for the client processes, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to see what the clients cost.
+    const execArgv = (process.env.BENCH_WORKER_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+    const child = fork(join(here, 'worker.mjs'), [JSON.stringify({ addresses, ids, routeNames, expected, protocol, failover, scope, stack: opts.clientStack })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
     workers.push(child);
   }
   let errors = 0;
@@ -462,7 +468,7 @@ const rows = [
   ['meshbridge rebuild per change, median (ms)', 'rebuildMsMedian', 1],
 ];
 const fmt = (v, d) => (typeof v === 'number' ? v.toFixed(d) : '-');
-console.log(`\nfleet: ${opts.clients} ADS clients in ${opts.workers} worker processes, ${opts.services} services, ${opts.endpoints} endpoints, ${opts.changes} changes ${opts.gapMs} ms apart; meshbridge debounce ${opts.debounceMs} ms (max ${opts.maxDelayMs}), push concurrency ${opts.pushConcurrency}`);
+console.log(`\nfleet: ${opts.clients} ADS clients in ${opts.workers} worker processes (gRPC over ${opts.clientStack}), ${opts.services} services, ${opts.endpoints} endpoints, ${opts.changes} changes ${opts.gapMs} ms apart; meshbridge debounce ${opts.debounceMs} ms (max ${opts.maxDelayMs}), push concurrency ${opts.pushConcurrency}`);
 for (const protocol of protocols) {
   const failover = results.find((r) => r.scenario === 'failover' && r.protocol === protocol && !r.error);
   const columns = serverNames.map((name) => results.find((r) => r.server === name && r.protocol === protocol && r.scenario === undefined));

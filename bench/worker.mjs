@@ -4,6 +4,7 @@
 // does: CDS and LDS wildcard, EDS for every cluster received, RDS for the route
 // names, and an ACK for every response. Responses are scanned, not decoded, so
 // the clients cost little CPU beside the server under test.
+import http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 
 const TYPE = {
@@ -54,7 +55,7 @@ function nodeField(num, id, out) {
   field(6, 'envoy', n);
   field(num, Buffer.from(n), out);
 }
-/** DeltaDiscoveryRequest: node=1, type_url=2, subscribe=3, initial_resource_versions=5 (key=1, value=2), response_nonce=6. */
+/** DeltaDiscoveryRequest: node=1, type_url=2, subscribe=3, initial_resource_versions=5 (key=1, value=2), response_nonce=6. One part. */
 function deltaRequest({ node, typeUrl, subscribe = [], initial, nonce }) {
   const out = [];
   if (node) nodeField(1, node, out);
@@ -67,7 +68,7 @@ function deltaRequest({ node, typeUrl, subscribe = [], initial, nonce }) {
     field(5, Buffer.from(entry), out);
   }
   if (nonce) field(6, nonce, out);
-  return Buffer.from(out);
+  return [Buffer.from(out)];
 }
 /**
  * The resource_names fields of a name list, encoded once per list: a SotW
@@ -87,7 +88,10 @@ function namesRun(names) {
   }
   return run;
 }
-/** DiscoveryRequest: version_info=1, node=2, resource_names=3, type_url=4, response_nonce=5. */
+/**
+ * DiscoveryRequest: version_info=1, node=2, resource_names=3, type_url=4, response_nonce=5.
+ * In parts, so the encoded names are written as they are, not copied into each request.
+ */
 function sotwRequest({ node, typeUrl, names = [], version, nonce }) {
   const head = [];
   if (version) field(1, version, head);
@@ -95,7 +99,7 @@ function sotwRequest({ node, typeUrl, names = [], version, nonce }) {
   const tail = [];
   field(4, typeUrl, tail);
   if (nonce) field(5, nonce, tail);
-  return Buffer.concat([Buffer.from(head), namesRun(names), Buffer.from(tail)]);
+  return [Buffer.from(head), namesRun(names), Buffer.from(tail)];
 }
 function readVarint(buf, pos) {
   let result = 0;
@@ -163,11 +167,92 @@ function parseSotw(buf) {
   return r;
 }
 
+// --- the gRPC stream, over one of two stacks ---
+// http2: gRPC's framing written by hand over node:http2, one connection per client. What a client costs here is
+// the harness's, not the fleet's (each Envoy has its own machine), and on the benchmark's two cores it is taken
+// from the server: grpc-js copied every 40 KB SotW ACK twice and ran each response through its interceptor
+// chain, which cost the four client processes more CPU per change than the server under test.
+// grpc-js: the same requests through @grpc/grpc-js, as the benchmark ran before; kept to compare the two.
+
+/** One ADS stream: `write(parts)` sends one request made of `parts`; `onMessage` gets each response; `onEnd` once, with why, unless closed. */
+function grpcJsStream(address, path, onMessage, onEnd) {
+  const channel = new grpc.Client(address, grpc.credentials.createInsecure(), {
+    'grpc.use_local_subchannel_pool': 1,
+    'grpc.max_receive_message_length': -1,
+  });
+  const call = channel.makeBidiStreamRequest(path, (b) => b, (b) => b);
+  let closed = false;
+  call.on('data', onMessage);
+  call.on('error', (error) => closed || onEnd(error.message));
+  return {
+    write: (parts) => call.write(Buffer.concat(parts)),
+    close: () => {
+      closed = true;
+      call.end();
+      channel.close();
+    },
+  };
+}
+
+function http2Stream(address, path, onMessage, onEnd) {
+  let ended = false;
+  const end = (why) => {
+    if (ended) return;
+    ended = true;
+    session.destroy();
+    onEnd(why);
+  };
+  // As grpc-js sets it: Node's default 10 MB of session memory is less than a storm's responses can hold at once.
+  const session = http2.connect(`http://${address}`, { maxSessionMemory: Number.MAX_SAFE_INTEGER });
+  session.on('error', (error) => end(error.message));
+  session.on('close', () => end('connection closed'));
+  const stream = session.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers' });
+  let status;
+  const statusOf = (headers) => headers['grpc-status'] !== undefined && (status = `status ${headers['grpc-status']}: ${headers['grpc-message'] ?? ''}`);
+  stream.on('response', statusOf);
+  stream.on('trailers', statusOf);
+  stream.on('error', (error) => end(error.message));
+  stream.on('close', () => end(status ?? 'stream closed without a status'));
+  // Responses are framed as gRPC frames them: a compressed flag, a 4-byte length, the message.
+  let pending = [];
+  let pendingBytes = 0;
+  stream.on('data', (chunk) => {
+    pending.push(chunk);
+    pendingBytes += chunk.length;
+    while (pendingBytes >= 5) {
+      if (pending[0].length < 5) pending = [Buffer.concat(pending)];
+      const length = pending[0].readUInt32BE(1);
+      if (pendingBytes < 5 + length) return;
+      const all = pending.length === 1 ? pending[0] : Buffer.concat(pending);
+      const rest = all.subarray(5 + length);
+      pending = rest.length > 0 ? [rest] : [];
+      pendingBytes = rest.length;
+      onMessage(all.subarray(5, 5 + length));
+    }
+  });
+  return {
+    write: (parts) => {
+      const prefix = Buffer.alloc(5);
+      prefix.writeUInt32BE(parts.reduce((n, part) => n + part.length, 0), 1);
+      stream.cork();
+      stream.write(prefix);
+      for (const part of parts) stream.write(part);
+      stream.uncork();
+    },
+    close: () => {
+      ended = true;
+      stream.end();
+      session.close();
+    },
+  };
+}
+
 // --- the simulated fleet ---
 // failover: a client whose stream breaks reconnects to the next address, as
 // Envoy does with several control-plane hosts, telling it what it already has.
 // scope: each client's Sidecar group, and what that group's view holds (resource counts, route names).
-const { addresses, ids, routeNames: allRouteNames, expected: fullExpected, protocol, failover, scope } = JSON.parse(process.argv[2]);
+const { addresses, ids, routeNames: allRouteNames, expected: fullExpected, protocol, failover, scope, stack } = JSON.parse(process.argv[2]);
+const openStream = stack === 'grpc-js' ? grpcJsStream : http2Stream;
 const groupOf = (id) => Number(id.slice(id.lastIndexOf('-') + 1)) % scope.groups;
 let bytes = 0;
 let responses = 0;
@@ -192,32 +277,31 @@ class Client {
   }
 
   connect() {
-    this.channel = new grpc.Client(addresses[this.addressIndex], grpc.credentials.createInsecure(), {
-      'grpc.use_local_subchannel_pool': 1,
-      'grpc.max_receive_message_length': -1,
-    });
-    const call = this.channel.makeBidiStreamRequest(PATH[protocol], (b) => b, (b) => b);
+    const call = openStream(
+      addresses[this.addressIndex],
+      PATH[protocol],
+      (buf) => (protocol === 'sotw' ? this.onSotw(buf) : this.onDelta(buf)),
+      (message) => {
+        if (this.stopping || call !== this.call) return;
+        if (!failover && !this.served) {
+          // Never served (the connection was refused or timed out, as when thousands connect at once past the
+          // server's listen backlog): Envoy retries with a backoff, and so does this client, counted apart from errors.
+          connectRetries += 1;
+          call.close();
+          setTimeout(() => this.stopping || this.connect(), 500 + Math.random() * 1_000);
+          return;
+        }
+        if (!failover) {
+          process.send({ kind: 'error', id: this.id, message });
+          return;
+        }
+        reconnects += 1;
+        call.close();
+        this.addressIndex = (this.addressIndex + 1) % addresses.length;
+        this.connect();
+      },
+    );
     this.call = call;
-    call.on('data', (buf) => (protocol === 'sotw' ? this.onSotw(buf) : this.onDelta(buf)));
-    call.on('error', (error) => {
-      if (this.stopping || call !== this.call) return;
-      if (!failover && !this.served) {
-        // Never served (the connection was refused or timed out, as when thousands connect at once past the
-        // server's listen backlog): Envoy retries with a backoff, and so does this client, counted apart from errors.
-        connectRetries += 1;
-        this.channel.close();
-        setTimeout(() => this.stopping || this.connect(), 500 + Math.random() * 1_000);
-        return;
-      }
-      if (!failover) {
-        process.send({ kind: 'error', id: this.id, message: error.message });
-        return;
-      }
-      reconnects += 1;
-      this.channel.close();
-      this.addressIndex = (this.addressIndex + 1) % addresses.length;
-      this.connect();
-    });
     const resuming = this.have.cds.size > 0;
     if (protocol === 'sotw') {
       this.call.write(sotwRequest({ node: this.id, typeUrl: TYPE.cds, version: this.sotwVersion.cds }));
@@ -334,8 +418,7 @@ process.on('message', (message) => {
   } else if (message.kind === 'stop') {
     for (const client of clients) {
       client.stopping = true;
-      client.call.end();
-      client.channel.close();
+      client.call.close();
     }
     setTimeout(() => process.exit(0), 200);
   }

@@ -30,6 +30,23 @@ describe('the fleet benchmark at toy size', { timeout: 240_000 }, () => {
     }
   });
 
+  it('drives the clients through grpc-js as well (--client-stack grpc-js), to compare the harness', async () => {
+    const dir = tempDir('meshbridge-bench-grpc-js-');
+    try {
+      const args = ['--clients', '8', '--services', '30', '--endpoints', '60', '--changes', '3', '--workers', '2', '--servers', 'meshbridge', '--protocols', 'delta,sotw', '--scenarios', 'fleet', '--client-stack', 'grpc-js', '--out', dir.path];
+      const { stdout } = await promisify(execFile)(process.execPath, [join(import.meta.dirname, '../../bench/run.mjs'), ...args], { timeout: 100_000 });
+      const [file] = readdirSync(dir.path);
+      const { options, results } = JSON.parse(readFileSync(join(dir.path, file!), 'utf8')) as { options: Record<string, unknown>; results: Array<Record<string, unknown>> };
+      expect(options['clientStack']).toBe('grpc-js');
+      expect(results.map((r) => [r['protocol'], r['clientErrors'], typeof r['changeP99Ms']]), stdout).toEqual([
+        ['delta', 0, 'number'],
+        ['sotw', 0, 'number'],
+      ]);
+    } finally {
+      dir.remove();
+    }
+  });
+
   it('measures the server CPU per ACK-sized message over grpc-js and over node:http2 (npm run bench:ack-read)', async () => {
     const script = join(import.meta.dirname, '../../bench/ack-read.mjs');
     const { stdout } = await promisify(execFile)(process.execPath, [script, '--clients', '8', '--bytes', '40000', '--rounds', '3'], { timeout: 60_000 });
