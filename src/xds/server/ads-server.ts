@@ -256,7 +256,10 @@ export class XdsServer {
     for (const server of servers) {
       // Stream windows go out in the connection's first SETTINGS; the connection's own window is widened as it opens.
       server.updateSettings({ initialWindowSize: bytes });
-      server.on('session', (session: Http2Session) => session.setLocalWindowSize(bytes));
+      // Emitted as the session is made, before it reads a byte; a session already gone is left alone, so this never throws in an event handler.
+      server.on('session', (session: Http2Session) => {
+        if (!session.destroyed) session.setLocalWindowSize(bytes);
+      });
     }
   }
 
