@@ -254,6 +254,7 @@ export class XdsServer {
     }
     const bytes = this.receiveWindowBytes;
     for (const server of servers) {
+      if (typeof server.updateSettings !== 'function') continue;
       // Stream windows go out in the connection's first SETTINGS; the connection's own window is widened as it opens.
       server.updateSettings({ initialWindowSize: bytes });
       // Emitted as the session is made, before it reads a byte; a session already gone is left alone, so this never throws in an event handler.
@@ -267,7 +268,7 @@ export class XdsServer {
   private http2Servers(): (Http2Server | Http2SecureServer)[] | undefined {
     const servers = (this.server as unknown as { http2Servers?: Map<Http2Server | Http2SecureServer, unknown> }).http2Servers;
     if (!(servers instanceof Map) || servers.size === 0) return undefined;
-    return [...servers.keys()].filter((server) => typeof server.updateSettings === 'function');
+    return [...servers.keys()];
   }
 
   /**
