@@ -29,7 +29,9 @@ registries:
   - { kind: file, name: local, paths: [./mesh/*.yaml] }
 YAML
 mb validate --config "$work/meshbridge.yaml" >"$work/validate.log" || fail "config does not validate: $(cat "$work/validate.log")"
-mb run --config "$work/meshbridge.yaml" >"$work/meshbridge.log" 2>&1 &
+# node itself, not the mb function: in the background a function runs in a subshell, whose pid is what $! gives,
+# and killing that subshell left the daemon running after every run.
+node bin/meshbridge.js run --config "$work/meshbridge.yaml" >"$work/meshbridge.log" 2>&1 &
 pids+=($!)
 wait_for 30 "mutual TLS in the log" grep -q '"msg":"xDS over mutual TLS' "$work/meshbridge.log"
 

@@ -10,6 +10,8 @@ pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  # The tests look for any process still naming this directory.
+  echo "$DEMO_NAME smoke: stopped what it started in $work"
   rm -rf "$work"
 }
 trap cleanup EXIT
