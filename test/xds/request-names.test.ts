@@ -105,47 +105,47 @@ describe('RecentNameRuns', () => {
 
   it('hashes a run once, and gives its digest for the same bytes in another buffer', () => {
     const { recent, hashed } = counting();
-    const first = recent.digest(run('names-a'));
+    const first = recent.kept(run('names-a')).digest;
     expect(first).toBe(sha256Digest(run('names-a')));
-    expect(recent.digest(run('names-a'))).toBe(first);
-    expect(recent.digest(run('names-b'))).toBe(sha256Digest(run('names-b')));
+    expect(recent.kept(run('names-a')).digest).toBe(first);
+    expect(recent.kept(run('names-b')).digest).toBe(sha256Digest(run('names-b')));
     expect(hashed).toEqual(['names-a', 'names-b']);
   });
 
   it('tells apart runs of the same length', () => {
     const { recent } = counting();
-    expect(recent.digest(run('names-a'))).not.toBe(recent.digest(run('names-b')));
-    expect(recent.digest(run('names-a'))).toBe(sha256Digest(run('names-a')));
+    expect(recent.kept(run('names-a')).digest).not.toBe(recent.kept(run('names-b')).digest);
+    expect(recent.kept(run('names-a')).digest).toBe(sha256Digest(run('names-a')));
   });
 
   it('keeps its own copy: the buffer it was given may change afterwards', () => {
     const { recent, hashed } = counting();
     const given = run('names-a');
-    recent.digest(given);
+    recent.kept(given).digest;
     given.fill(0x78);
-    expect(recent.digest(run('names-a'))).toBe(sha256Digest(run('names-a')));
+    expect(recent.kept(run('names-a')).digest).toBe(sha256Digest(run('names-a')));
     expect(hashed).toEqual(['names-a']);
   });
 
   it('forgets the least recently used run past maxRuns, and still gives correct digests', () => {
     const { recent, hashed } = counting({ maxRuns: 2, maxBytes: 1024 });
-    recent.digest(run('a'));
-    recent.digest(run('b'));
-    recent.digest(run('a')); // b is now the least recent
-    recent.digest(run('c'));
-    expect(recent.digest(run('a'))).toBe(sha256Digest(run('a')));
-    expect(recent.digest(run('b'))).toBe(sha256Digest(run('b')));
+    recent.kept(run('a')).digest;
+    recent.kept(run('b')).digest;
+    recent.kept(run('a')).digest; // b is now the least recent
+    recent.kept(run('c')).digest;
+    expect(recent.kept(run('a')).digest).toBe(sha256Digest(run('a')));
+    expect(recent.kept(run('b')).digest).toBe(sha256Digest(run('b')));
     expect(hashed).toEqual(['a', 'b', 'c', 'b']);
   });
 
   it('remembers at most maxBytes, and never a run larger than that', () => {
     const { recent, hashed } = counting({ maxRuns: 10, maxBytes: 8 });
-    recent.digest(run('123456789'));
-    recent.digest(run('123456789'));
-    recent.digest(run('12345'));
-    recent.digest(run('abcde')); // 10 bytes with the one before: the older goes
-    recent.digest(run('abcde'));
-    recent.digest(run('12345'));
+    recent.kept(run('123456789')).digest;
+    recent.kept(run('123456789')).digest;
+    recent.kept(run('12345')).digest;
+    recent.kept(run('abcde')).digest; // 10 bytes with the one before: the older goes
+    recent.kept(run('abcde')).digest;
+    recent.kept(run('12345')).digest;
     expect(hashed).toEqual(['123456789', '123456789', '12345', 'abcde', '12345']);
   });
 });

@@ -144,10 +144,6 @@ export class RecentNameRuns {
     private readonly digestOf: (bytes: Buffer) => string = sha256Digest,
   ) {}
 
-  digest(run: Buffer): string {
-    return this.kept(run).digest;
-  }
-
   /** The run's digest, and bytes equal to it that are not `run`'s: remembered ones, or a copy when it is too large to remember. */
   kept(run: Buffer): { digest: string; bytes: Buffer } {
     const index = this.runs.findIndex((known) => known.bytes.length === run.length && known.bytes.equals(run));
