@@ -44,7 +44,7 @@ if (role === 'server') {
     const server = http2.createServer();
     server.on('stream', (stream) => {
       stream.respond({ ':status': 200, 'content-type': 'application/grpc' });
-      // Counts whole messages by their length prefixes, without assembling them.
+      // Finds whole messages by their length prefixes; only the copied transport assembles each into a Buffer.
       let header = Buffer.alloc(0);
       let remaining = 0;
       let parts = [];

@@ -16,11 +16,18 @@ describe('the fleet benchmark at toy size', { timeout: 240_000 }, () => {
   const out = tempDir('meshbridge-bench-');
   afterAll(() => out.remove());
 
+  /** Runs bench/run.mjs against meshbridge at toy size with `args`, writing into `out/<name>`, and reads the JSON it wrote. */
+  const runBench = async (name: string, args: string[], timeoutMs: number) => {
+    const dir = join(out.path, name);
+    const toy = ['--clients', '8', '--services', '30', '--endpoints', '60', '--changes', '3', '--workers', '2', '--servers', 'meshbridge', '--protocols', 'delta,sotw'];
+    const { stdout } = await promisify(execFile)(process.execPath, [join(import.meta.dirname, '../../bench/run.mjs'), ...toy, ...args, '--out', dir], { timeout: timeoutMs });
+    const [file] = readdirSync(dir);
+    const written = JSON.parse(readFileSync(join(dir, file!), 'utf8')) as { options: Record<string, unknown>; results: Array<Record<string, unknown>> };
+    return { stdout, ...written };
+  };
+
   it('runs the fleet, failover and scoped scenarios over delta and SotW, and writes every figure', async () => {
-    const args = ['--clients', '8', '--services', '30', '--endpoints', '60', '--changes', '3', '--workers', '2', '--servers', 'meshbridge', '--protocols', 'delta,sotw', '--scenarios', 'fleet,failover,scoped', '--scoped-clients', '12', '--scope-groups', '2', '--out', out.path];
-    const { stdout } = await promisify(execFile)(process.execPath, [join(import.meta.dirname, '../../bench/run.mjs'), ...args], { timeout: 200_000 });
-    const [file] = readdirSync(out.path);
-    const { results } = JSON.parse(readFileSync(join(out.path, file!), 'utf8')) as { results: Array<Record<string, unknown>> };
+    const { stdout, results } = await runBench('all-scenarios', ['--scenarios', 'fleet,failover,scoped', '--scoped-clients', '12', '--scope-groups', '2'], 200_000);
     expect(results.filter((r) => r['error'] !== undefined), stdout).toEqual([]);
     for (const protocol of ['delta', 'sotw']) {
       const of = (scenario: string | undefined) => results.find((r) => r['protocol'] === protocol && r['scenario'] === scenario);
@@ -31,20 +38,12 @@ describe('the fleet benchmark at toy size', { timeout: 240_000 }, () => {
   });
 
   it('drives the clients through grpc-js as well (--client-stack grpc-js), to compare the harness', async () => {
-    const dir = tempDir('meshbridge-bench-grpc-js-');
-    try {
-      const args = ['--clients', '8', '--services', '30', '--endpoints', '60', '--changes', '3', '--workers', '2', '--servers', 'meshbridge', '--protocols', 'delta,sotw', '--scenarios', 'fleet', '--client-stack', 'grpc-js', '--out', dir.path];
-      const { stdout } = await promisify(execFile)(process.execPath, [join(import.meta.dirname, '../../bench/run.mjs'), ...args], { timeout: 100_000 });
-      const [file] = readdirSync(dir.path);
-      const { options, results } = JSON.parse(readFileSync(join(dir.path, file!), 'utf8')) as { options: Record<string, unknown>; results: Array<Record<string, unknown>> };
-      expect(options['clientStack']).toBe('grpc-js');
-      expect(results.map((r) => [r['protocol'], r['clientErrors'], typeof r['changeP99Ms']]), stdout).toEqual([
-        ['delta', 0, 'number'],
-        ['sotw', 0, 'number'],
-      ]);
-    } finally {
-      dir.remove();
-    }
+    const { stdout, options, results } = await runBench('grpc-js-clients', ['--scenarios', 'fleet', '--client-stack', 'grpc-js'], 100_000);
+    expect(options['clientStack']).toBe('grpc-js');
+    expect(results.map((r) => [r['protocol'], r['clientErrors'], typeof r['changeP99Ms']]), stdout).toEqual([
+      ['delta', 0, 'number'],
+      ['sotw', 0, 'number'],
+    ]);
   });
 
   it('measures the server CPU per ACK-sized message over grpc-js and over node:http2 (npm run bench:ack-read)', async () => {
