@@ -7,7 +7,7 @@ import type { XdsTypeUrl } from '../type-urls.js';
 import type { VersionsRead } from './request-names.js';
 import { XdsStream, eachOnce } from './stream-base.js';
 import type { AdsCall } from './stream-base.js';
-import type { TypeState } from './stream-state.js';
+import { clearIfAny, type TypeState } from './stream-state.js';
 
 export type DeltaCall = AdsCall<DeltaDiscoveryRequest__Output>;
 
@@ -135,7 +135,7 @@ export class DeltaStream extends XdsStream<DeltaDiscoveryRequest__Output> {
         if (resource?.version === version) held.push(resource);
       }
       type.presumeAcked(held, snapshot);
-      type.presumedHeld.clear();
+      clearIfAny(type.presumedHeld);
     }
     const updated: Resource[] = [];
     const removed: string[] = [];
@@ -161,7 +161,7 @@ export class DeltaStream extends XdsStream<DeltaDiscoveryRequest__Output> {
     }
     if (this.mustWaitForClusters(type, updated, snapshot)) return;
     if (typeUrl === TypeUrl.Cluster) this.rewarmEndpoints(updated.filter((r) => type.hasSent(r.name)));
-    type.retained.clear();
+    clearIfAny(type.retained);
     for (const name of retained) type.retained.add(name);
     const answer = type.settle(snapshot);
     if (updated.length === 0 && removed.length === 0 && !answer) return;

@@ -7,7 +7,7 @@ import type { XdsTypeUrl } from '../type-urls.js';
 import type { NamesDigested } from './request-names.js';
 import { XdsStream, eachOnce } from './stream-base.js';
 import type { AdsCall } from './stream-base.js';
-import type { TypeState } from './stream-state.js';
+import { clearIfAny, type TypeState } from './stream-state.js';
 
 export type SotwCall = AdsCall<DiscoveryRequest__Output>;
 
@@ -78,7 +78,7 @@ export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
     if (added.includes('*')) type.fullScan = true;
     for (const name of added) type.force.add(name);
     for (const name of type.resendOnRequest) type.force.add(name);
-    type.resendOnRequest.clear();
+    clearIfAny(type.resendOnRequest);
   }
 
   /** Applies the request's resource names; returns the names newly subscribed. */
@@ -169,7 +169,7 @@ export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
     // its absence from the response is how the protocol says it does not exist.
     const askedForMissing = fullState && [...type.force].some((name) => name !== '*' && subscribed(name) && !available.has(name));
     const answer = type.settle(snapshot);
-    type.retained.clear();
+    clearIfAny(type.retained);
     for (const name of retained) type.retained.add(name);
     if (!answer && changed.length === 0 && emptied.length === 0 && !(fullState && (removedAny || askedForMissing))) return;
     if (!fullState && changed.length === 0 && emptied.length === 0 && !answer) return; // nothing to say about names that do not exist yet
