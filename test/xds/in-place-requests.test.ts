@@ -133,7 +133,7 @@ describe('reading gRPC messages from HTTP/2 chunks', () => {
     expect(got).toEqual([text, 'next']);
   });
 
-  it('reads nothing more once stopped (a refused stream)', () => {
+  it('reads nothing more once stopped (a refused stream), not even the rest of the chunk that stopped it', () => {
     const reading = new InPlaceRequests();
     const { call, stream } = fakeCall();
     const got: unknown[] = [];
@@ -142,6 +142,15 @@ describe('reading gRPC messages from HTTP/2 chunks', () => {
     stop();
     stream.emit('data', framed('after'));
     expect(got).toEqual(['before']);
+
+    const refused = fakeCall();
+    const handled: unknown[] = [];
+    const stopRefused: () => void = reading.takeOver(refused.call, decodeText, (r) => {
+      handled.push(r);
+      stopRefused();
+    })!;
+    refused.stream.emit('data', framed('refused here', 'never read'));
+    expect(handled).toEqual(['refused here']);
   });
 
   it('keeps two streams apart whose messages arrive in pieces, interleaved, each gathered in a buffer that grows as it comes', () => {

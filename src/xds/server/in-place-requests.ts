@@ -122,7 +122,7 @@ export class InPlaceRequests {
     const stop = () => {
       stream.removeListener('data', reader.read);
       stream.removeListener('close', stop);
-      reader.release();
+      reader.stop();
     };
     stream.removeListener('data', stream.listeners('data')[0] as (chunk: Buffer) => void);
     stream.on('data', reader.read);
@@ -133,13 +133,18 @@ export class InPlaceRequests {
     return stop;
   }
 
-  /** A 'data' listener that reads gRPC messages from the chunks of one HTTP/2 stream, and what gives back a message half-gathered. */
+  /**
+   * A 'data' listener that reads gRPC messages from the chunks of one HTTP/2
+   * stream, and what stops it: nothing more is read, not even the rest of the
+   * chunk whose request stopped it, and a message half-gathered gives its
+   * buffer back.
+   */
   private reader(
     maxBytes: number,
     deserialize: (bytes: Buffer) => unknown,
     onRequest: (request: unknown) => void,
     fail: (code: grpc.status, details: string) => void,
-  ): { read: (chunk: Buffer) => void; release: () => void } {
+  ): { read: (chunk: Buffer) => void; stop: () => void } {
     const header = Buffer.alloc(HEADER_BYTES);
     let headerHave = 0;
     /** The current message's length, and how much of it is still to come (-1: reading a header). */
@@ -147,16 +152,19 @@ export class InPlaceRequests {
     let remaining = -1;
     /** The current message's bytes so far, when it did not lie whole in one chunk. */
     let gathered: Buffer | undefined;
-    let failed = false;
+    let stopped = false;
     const release = () => {
       if (gathered === undefined) return;
       this.gathering -= gathered.length;
       this.giveBack(gathered);
       gathered = undefined;
     };
-    const failWith = (code: grpc.status, details: string) => {
-      failed = true;
+    const stop = () => {
+      stopped = true;
       release();
+    };
+    const failWith = (code: grpc.status, details: string) => {
+      stop();
       fail(code, details);
     };
     const deliver = (message: Buffer): void => {
@@ -187,7 +195,7 @@ export class InPlaceRequests {
     };
     const read = (chunk: Buffer) => {
       let at = 0;
-      while (!failed && at < chunk.length) {
+      while (!stopped && at < chunk.length) {
         if (remaining === -1) {
           // A message that lies whole in this chunk is read where it lies, before the chunk's event is over.
           if (headerHave === 0 && chunk.length - at >= HEADER_BYTES) {
@@ -227,7 +235,7 @@ export class InPlaceRequests {
         }
       }
     };
-    return { read, release };
+    return { read, stop };
   }
 
   private giveBack(buffer: Buffer): void {
