@@ -252,7 +252,7 @@ export class TypeState implements TypeStatus {
     if (whole) this.told = Holding.whole(this.typeUrl as XdsTypeUrl, snapshot);
     else if (replaceAll) this.told = before.with(updated, removed, true).rebasedOn(snapshot);
     else this.told = before.after(updated, removed, snapshot);
-    if (replaceAll) this.claimed.clear();
+    if (replaceAll) clearIfAny(this.claimed);
     else if (this.claimed.size > 0) {
       for (const resource of updated) this.claimed.delete(resource.name);
       for (const name of removed) this.claimed.delete(name);
