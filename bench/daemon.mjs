@@ -7,6 +7,7 @@ import { buildView, catalogUpdates } from '../dist/daemon/pipeline.js';
 import { EMPTY_POLICY } from '../dist/istio/policy-set.js';
 import { scopeCatalog, scopeFilters, scopeName, scopedHostnames, selectSidecar } from '../dist/model/routing/scope.js';
 import { parseView } from '../dist/xds/translate/translate.js';
+import { TranslationMemo } from '../dist/xds/translate/memo.js';
 import { SnapshotCache } from '../dist/xds/cache/snapshot-cache.js';
 import { loadEnvoyApi } from '../dist/xds/protos.js';
 import { XdsServer } from '../dist/xds/server/ads-server.js';
@@ -30,6 +31,7 @@ const pack = (typeUrl, body) => api.pack(typeUrl, body);
 
 // As in the daemon: views are built when a client first needs them (outside its push), then rebuilt on every change.
 const translateOptions = { sidecarBind: '127.0.0.1' };
+const memo = new TranslationMemo();
 let latest;
 /** A view's snapshot, from its scope's services when it has one (bench views have no locality). */
 function build(view, catalog, routing, previous) {
@@ -39,7 +41,7 @@ function build(view, catalog, routing, previous) {
     const { declared, allowed } = scopeFilters(scope, policy.sidecars, () => undefined);
     scoped = scopeCatalog(catalog, scopedHostnames(catalog, routing, declared, allowed));
   }
-  return buildView(view, scoped, routing, translateOptions, pack, previous).snapshot;
+  return buildView(view, scoped, routing, translateOptions, pack, previous, undefined, memo).snapshot;
 }
 cache.onWanted((view) =>
   setImmediate(() => {
@@ -49,6 +51,7 @@ cache.onWanted((view) =>
 catalogUpdates([registry], of(policy), { debounceMs: options.debounceMs, maxDelayMs: options.maxDelayMs }).subscribe(({ catalog, routing }) => {
   const started = performance.now();
   latest = { catalog, routing };
+  memo.nextUpdate();
   for (const view of cache.views()) cache.set(build(view, catalog, routing, cache.peek(view)));
   process.send?.({ kind: 'built', ms: performance.now() - started });
 });

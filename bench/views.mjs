@@ -35,9 +35,13 @@ async function measure(nodes) {
     ...s,
     endpoints: s.endpoints.map((e, j) => (i * 10 + j < nodes ? { ...e, node: `vm-${i * 10 + j}` } : e)),
   }));
+  // As the daemon's pipeline does: each catalog and routing model built with the previous one.
+  let previous;
   const update = () => {
-    const catalog = mergeCatalog([registryState(list)]);
-    views.update(catalog, buildRoutingModel(catalog, EMPTY_POLICY), EMPTY_POLICY);
+    const catalog = mergeCatalog([registryState(list)], previous?.catalog);
+    const routing = buildRoutingModel(catalog, EMPTY_POLICY, previous?.routing);
+    previous = { catalog, routing };
+    views.update(catalog, routing, EMPTY_POLICY);
   };
   update();
   for (const view of nodeViews) cache.set(views.snapshot(view));

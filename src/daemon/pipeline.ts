@@ -10,6 +10,7 @@ import { buildSnapshot } from '../xds/cache/snapshot.js';
 import type { Packer, Snapshot } from '../xds/cache/snapshot.js';
 import { translateView } from '../xds/translate/translate.js';
 import type { KindTranslation, ProxyView, TranslateOptions, Translation } from '../xds/translate/translate.js';
+import type { TranslationMemo } from '../xds/translate/memo.js';
 import { debounceWithMaxWait } from './batching.js';
 
 export interface Batching {
@@ -28,9 +29,10 @@ export interface CatalogUpdate {
 /**
  * Registry states and policy in, merged catalogs with their routing model out.
  * The one place churn is batched: nothing is emitted until every source has
- * reported once, then at most one update per debounce window. Each routing
- * model is built with the previous one, whose routes stay in force for a port
- * whose new rule fails validation.
+ * reported once, then at most one update per debounce window. Each catalog
+ * and routing model is built with the previous one: unchanged services and
+ * ports keep their objects (what translation skips by), and a port whose new
+ * rule fails validation keeps its routes in force.
  */
 export function catalogUpdates(
   registries: readonly Observable<RegistryState>[],
@@ -40,7 +42,7 @@ export function catalogUpdates(
   return combineLatest([combineLatest(registries), policies]).pipe(
     debounceWithMaxWait(batching.debounceMs, batching.maxDelayMs),
     scan((previous: CatalogUpdate | undefined, [states, policySet]): CatalogUpdate => {
-      const catalog = mergeCatalog(states);
+      const catalog = mergeCatalog(states, previous?.catalog);
       return { states, catalog, policySet, routing: buildRoutingModel(catalog, policySet, previous?.routing) };
     }, undefined),
     filter((update): update is CatalogUpdate => update !== undefined),
@@ -62,7 +64,8 @@ export interface KindBuild {
 /**
  * Translates a catalog for one view, reusing the unchanged resources of its
  * previous snapshot. With `shared`, only the view's endpoints are translated:
- * clusters, listeners and routes are built once per proxy kind.
+ * clusters, listeners and routes are built once per proxy kind. With `memo`,
+ * services unchanged since the last build given it are not translated again.
  */
 export function buildView(
   view: ProxyView,
@@ -72,7 +75,8 @@ export function buildView(
   pack: Packer,
   previous: Snapshot | undefined,
   shared?: KindBuild,
+  memo?: TranslationMemo,
 ): ViewBuild {
-  const translation = translateView(catalog, view, options, routing, shared?.translation);
+  const translation = translateView(catalog, view, options, routing, shared?.translation, memo);
   return { translation, snapshot: buildSnapshot(view, translation, pack, previous, shared?.donor) };
 }

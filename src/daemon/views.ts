@@ -16,6 +16,7 @@ import { buildInbound, placementsByNode, withInbound } from '../xds/translate/in
 import type { Placements } from '../xds/translate/inbound.js';
 import { BASE_VIEWS, parseView, translateEndpoints, translateKind, viewKey } from '../xds/translate/translate.js';
 import type { ProxyView, TranslateOptions } from '../xds/translate/translate.js';
+import { TranslationMemo } from '../xds/translate/memo.js';
 import { buildView } from './pipeline.js';
 import type { KindBuild, ViewBuild } from './pipeline.js';
 import type { FindingsLog } from './findings-log.js';
@@ -72,6 +73,8 @@ export class Views {
   private firstSnapshotServedValue = false;
   /** What listener and route bodies name, read once per body for the consistency check of every view built from them. */
   private readonly references = new ReferenceReader();
+  /** What each unchanged service translated to last time, for every view's rebuild. */
+  private readonly memo = new TranslationMemo();
 
   constructor(
     private readonly cache: SnapshotCache,
@@ -120,6 +123,7 @@ export class Views {
     const retained = retainVanished(catalog, this.seenServices, Date.now(), this.options.proxylessRetentionMs());
     this.seenServices = retained.seen;
     this.latest = { catalog, routing, proxylessCatalog: retained.catalog, policySet, kinds: new Map() };
+    this.memo.nextUpdate();
     // The base views always, so /readyz means translated and being served; other views while a connected
     // client uses them: a locality whose clients all left (each VM may report its own subzone) is forgotten,
     // not rebuilt forever.
@@ -179,12 +183,12 @@ export class Views {
           const { declared, allowed } = scopeFilters(scope, policySet.sidecars, (rule) => (access[rule] === undefined ? undefined : serviceFilterOf(access[rule])));
           catalog = scopeCatalog(catalog, scopedHostnames(catalog, routing, declared, allowed));
         }
-        shared = { catalog, translation: translateKind(catalog, kind, options, routing), endpoints: new Map() };
+        shared = { catalog, translation: translateKind(catalog, kind, options, routing, this.memo), endpoints: new Map() };
         kinds.set(sharedKey, shared);
       }
       const { catalog } = shared;
       if (inboundNode === undefined) {
-        build = buildView(view, catalog, routing, options, this.pack, this.cache.peek(view), shared);
+        build = buildView(view, catalog, routing, options, this.pack, this.cache.peek(view), shared, this.memo);
         if (locality === undefined) shared.donor = build.snapshot;
       } else {
         // The inbound side reads the whole catalog: a Sidecar narrows what a node calls, not what it serves.
@@ -195,7 +199,7 @@ export class Views {
         const localityKey = viewKey(kind, locality);
         let endpoints = shared.endpoints.get(localityKey);
         if (endpoints === undefined) {
-          endpoints = { assignments: translateEndpoints(catalog, routing, locality) };
+          endpoints = { assignments: translateEndpoints(catalog, routing, locality, this.memo) };
           shared.endpoints.set(localityKey, endpoints);
         }
         const full = { ...translation, endpoints: endpoints.assignments };

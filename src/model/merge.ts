@@ -2,6 +2,7 @@ import { compareEndpoints, comparePorts, compareStrings, endpointKey } from './c
 import type { Conflict, ServiceCatalog } from './catalog.js';
 import type { RegistryState } from './registry-state.js';
 import type { Endpoint, Service, ServicePort } from './service.js';
+import { sameData } from './same-data.js';
 
 interface MergingService {
   hostname: string;
@@ -16,8 +17,10 @@ interface MergingService {
  * given in configuration order, which decides who wins a conflict: the first
  * definition of a port stays, a disagreeing one is reported, never applied.
  * Endpoints are deduplicated by address and ports; the first registry's copy wins.
+ * A service the same as in `previous` is `previous`'s very object, so later
+ * stages can skip what did not change by identity alone.
  */
-export function mergeCatalog(states: readonly RegistryState[]): ServiceCatalog {
+export function mergeCatalog(states: readonly RegistryState[], previous?: ServiceCatalog): ServiceCatalog {
   const merging = new Map<string, MergingService>();
   const conflicts: Conflict[] = [];
 
@@ -43,17 +46,23 @@ export function mergeCatalog(states: readonly RegistryState[]): ServiceCatalog {
     }
   }
 
+  const before = new Map(previous?.services.map((s) => [s.hostname, s]));
   const services = [...merging.values()]
     .sort((a, b) => compareStrings(a.hostname, b.hostname))
-    .map(
-      (s): Service =>
-        Object.freeze({
-          hostname: s.hostname,
-          ports: Object.freeze([...s.ports.values()].sort(comparePorts)),
-          endpoints: Object.freeze([...s.endpoints.values()].sort(compareEndpoints)),
-          registries: Object.freeze([...s.registries]),
-        }),
-    );
+    .map((s): Service => {
+      const service: Service = {
+        hostname: s.hostname,
+        ports: [...s.ports.values()].sort(comparePorts),
+        endpoints: [...s.endpoints.values()].sort(compareEndpoints),
+        registries: [...s.registries],
+      };
+      const old = before.get(s.hostname);
+      if (old !== undefined && sameData(service, old)) return old;
+      Object.freeze(service.ports);
+      Object.freeze(service.endpoints);
+      Object.freeze(service.registries);
+      return Object.freeze(service);
+    });
   return Object.freeze({ services: Object.freeze(services), conflicts: Object.freeze(conflicts) });
 }
 

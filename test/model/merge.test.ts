@@ -79,3 +79,29 @@ describe('mergeCatalog', () => {
     expect(findService(catalog, 'missing.mesh')).toBeUndefined();
   });
 });
+
+describe('mergeCatalog with the previous catalog', () => {
+  it('hands back the previous object of a service that did not change, even from new registry objects, and a new one for a service that did', () => {
+    const states = (second: string) => [
+      registryState('a', [service('x.mesh').port(80).endpoint('10.0.0.1').build(), service('y.mesh').port(80).endpoint(second).build()]),
+    ];
+    const first = mergeCatalog(states('10.0.0.2'));
+    const same = mergeCatalog(states('10.0.0.2'), first);
+    expect(same.services[0]).toBe(first.services[0]);
+    expect(same.services[1]).toBe(first.services[1]);
+    const moved = mergeCatalog(states('10.0.0.3'), first);
+    expect(moved.services[0]).toBe(first.services[0]);
+    expect(moved.services[1]).not.toBe(first.services[1]);
+    expect(moved.services[1]!.endpoints.map((e) => e.address)).toEqual(['10.0.0.3']);
+    expect(Object.isFrozen(moved.services[1])).toBe(true);
+    expect(Object.isFrozen(moved.services[1]!.endpoints)).toBe(true);
+  });
+
+  it('a service that moved to another registry, or changed a label, is new', () => {
+    const first = mergeCatalog([registryState('a', [service('x.mesh', 'a').port(80).endpoint('10.0.0.1').build()])]);
+    const elsewhere = mergeCatalog([registryState('b', [service('x.mesh', 'b').port(80).endpoint('10.0.0.1').build()])], first);
+    expect(elsewhere.services[0]).not.toBe(first.services[0]);
+    const labelled = mergeCatalog([registryState('a', [service('x.mesh', 'a').port(80).endpoint('10.0.0.1', { labels: { v: '2' } }).build()])], first);
+    expect(labelled.services[0]).not.toBe(first.services[0]);
+  });
+});

@@ -1,10 +1,8 @@
 import { stringify } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { formatDiagnostic } from '../../src/errors.js';
-import { hasErrors, parseIstioText } from '../../src/istio/documents.js';
 import type { ParsedFile } from '../../src/istio/documents.js';
 import { protocolFromPortName } from '../../src/istio/fields.js';
-import { ISTIO_KIND_HANDLERS } from '../../src/istio/kinds.js';
 import { policyFromFiles } from '../../src/istio/policy-set.js';
 import { mergeCatalog } from '../../src/model/merge.js';
 import { buildRoutingModel } from '../../src/model/routing/build.js';
@@ -12,21 +10,12 @@ import type { RoutingModel } from '../../src/model/routing/types.js';
 import { servicesFromFiles } from '../../src/registries/file/service-entries.js';
 import { translate } from '../../src/xds/translate/translate.js';
 import { TypeUrl } from '../../src/xds/type-urls.js';
+import { parseFiles } from '../helpers/istio-files.js';
 import { protoProblems } from '../helpers/proto-check.js';
 import type { Translation } from '../../src/xds/translate/translate.js';
 
 const head = (kind: string, name: string) => `apiVersion: networking.istio.io/v1\nkind: ${kind}\nmetadata: { name: ${name} }\nspec:\n`;
 const entry = (name: string, host: string, body: string) => `${head('ServiceEntry', name)}  hosts: [${host}]\n${body}`;
-
-function parseFiles(files: Record<string, string>): Map<string, ParsedFile> {
-  return new Map(
-    Object.entries(files).map(([name, text]) => {
-      const parsed = parseIstioText(name, text, ISTIO_KIND_HANDLERS);
-      if (hasErrors(parsed.diagnostics)) throw new Error(`${name}: ${parsed.diagnostics.map(formatDiagnostic).join('\n')}`);
-      return [name, parsed];
-    }),
-  );
-}
 
 /** Files through the pipeline as the daemon runs it: file registry -> catalog -> routing model. */
 function load(files: Map<string, ParsedFile>, previous?: RoutingModel) {

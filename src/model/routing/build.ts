@@ -25,6 +25,7 @@ import type {
   WeightedTarget,
 } from './types.js';
 import { validatePortRoutes } from './validate.js';
+import { sameData } from '../same-data.js';
 
 export const EMPTY_ROUTING: RoutingModel = Object.freeze({
   ports: new Map(),
@@ -41,7 +42,8 @@ export const EMPTY_ROUTING: RoutingModel = Object.freeze({
  * checked as a whole. Pure. A VirtualService whose routes for a port fail the
  * checks is left out for that port and reported; the port keeps the routes of
  * `previous` when they still hold, else the default route, so a bad rule never
- * withdraws what was being served.
+ * withdraws what was being served. A port whose routing is the same as in
+ * `previous` keeps `previous`'s objects, which translation recognises.
  */
 export function buildRoutingModel(catalog: ServiceCatalog, policy: PolicySet, previous?: RoutingModel): RoutingModel {
   const resolved = resolvePolicy(catalog, policy);
@@ -100,16 +102,28 @@ export function buildRoutingModel(catalog: ServiceCatalog, policy: PolicySet, pr
     }
   }
 
+  if (previous !== undefined) keepUnchangedPorts(ports, clusters, previous);
   const authorization = buildAuthorizationModel(policy.authorizationPolicies);
+  const peerAuthentications = peerAuthenticationModels(policy.peerAuthentications, diagnostics);
   return {
     ports,
     clusters,
     virtualServices: origins(resolved.virtualServices),
     destinationRules: origins(resolved.destinationRules),
-    peerAuthentications: peerAuthenticationModels(policy.peerAuthentications, diagnostics),
+    peerAuthentications: previous !== undefined && sameData(peerAuthentications, previous.peerAuthentications) ? previous.peerAuthentications : peerAuthentications,
     authorization: authorization.model,
     diagnostics: [...diagnostics, ...authorization.diagnostics],
   };
+}
+
+/** Puts back `previous`'s entry (and its clusters) for every port whose routing is the same data. */
+function keepUnchangedPorts(ports: Map<string, PortRouting>, clusters: Map<string, ClusterModel>, previous: RoutingModel): void {
+  for (const [key, entry] of ports) {
+    const old = previous.ports.get(key);
+    if (old === undefined || old === entry || !sameData(entry, old)) continue;
+    ports.set(key, old);
+    for (const cluster of old.clusters) clusters.set(cluster.name, cluster);
+  }
 }
 
 function origins(bound: ReadonlyMap<string, VirtualServiceDocument | DestinationRuleDocument>): Map<string, RuleOrigin> {

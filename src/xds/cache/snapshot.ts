@@ -114,9 +114,13 @@ export function buildSnapshot(view: ProxyView, translation: Translation, pack: P
       // Clients key resources by name: a second one would silently replace the first.
       if (map.has(name)) throw new MeshbridgeError('MB_SNAPSHOT_INVALID', `two ${typeUrl} resources are named ${name}`);
       const old = before?.get(name);
-      const shared = sharedResource(donors, typeUrl, name, body);
+      // The very body the previous snapshot was built from (translation hands back what an unchanged service made): unchanged, not read again.
+      const unchanged = old !== undefined && previous!.byBody.get(body) === old;
+      const shared = unchanged ? undefined : sharedResource(donors, typeUrl, name, body);
       let resource: Resource;
-      if (shared !== undefined) {
+      if (unchanged) {
+        resource = old;
+      } else if (shared !== undefined) {
         // The view's own previous copy, when equal, keeps its identity: streams diff snapshots by identity.
         resource = old !== undefined && old.version === shared.version ? old : shared;
       } else {

@@ -1,6 +1,6 @@
 import type { Cluster } from '../../generated/envoy/config/cluster/v3/Cluster.js';
 import { portRouting } from '../../model/routing/build.js';
-import type { ClusterModel, RoutingModel } from '../../model/routing/types.js';
+import type { ClusterModel, PortRouting, RoutingModel } from '../../model/routing/types.js';
 import { matchesLabels } from '../../model/labels.js';
 import { DEFAULT_TRUST_DOMAIN, workloadSpiffeId } from '../../model/service.js';
 import type { Endpoint, Service } from '../../model/service.js';
@@ -11,6 +11,7 @@ import { applyTrafficPolicy, istioMutualSocket } from './traffic-policy.js';
 import type { ClusterReader } from './traffic-policy.js';
 import type { Diagnostic } from '../../errors.js';
 import { ADS_CONFIG_SOURCE, duration, typed } from './typed.js';
+import type { TranslationMemo } from './memo.js';
 
 /** Istio's default; long enough for a VM across a WAN, short enough to fail over. */
 const CONNECT_TIMEOUT_MS = 10_000;
@@ -68,7 +69,9 @@ export function buildCluster(
 /**
  * The default cluster of every service port, and one per subset of the
  * DestinationRule bound to it. What a reader cannot run is replaced and
- * reported against the DestinationRule that asked for it.
+ * reported against the DestinationRule that asked for it. With `memo`, a
+ * service whose inputs are the very objects of the last build gets that
+ * build's clusters back.
  */
 export function buildClusters(
   services: readonly Service[],
@@ -76,24 +79,22 @@ export function buildClusters(
   reader: ClusterReader = 'sidecar',
   diagnostics: Diagnostic[] = [],
   trustDomain = DEFAULT_TRUST_DOMAIN,
+  memo?: TranslationMemo,
 ): Cluster[] {
   // One finding per rule and substitution, naming every cluster it applies to, not one per subset.
   const substituted = new Map<string, { hostname: string; message: string; clusters: string[] }>();
-  const clusters = services.flatMap((service) =>
-    service.ports.flatMap((port) =>
-      portRouting(routing, service, port).clusters.map((model) => {
-        const substitutions: string[] = [];
-        const cluster = buildCluster(service, model, reader, substitutions, trustDomain, routing.peerAuthentications);
-        for (const message of substitutions) {
-          const key = `${service.hostname}\n${message}`;
-          const entry = substituted.get(key) ?? { hostname: service.hostname, message, clusters: [] };
-          entry.clusters.push(model.name);
-          substituted.set(key, entry);
-        }
-        return cluster;
-      }),
-    ),
-  );
+  const clusters = services.flatMap((service) => {
+    const routings = service.ports.map((port) => portRouting(routing, service, port));
+    const build = () => serviceClusters(service, routings, reader, trustDomain, routing.peerAuthentications);
+    const built = memo === undefined ? build() : memo.recall(service, `clusters ${reader} ${trustDomain}`, [...routings, routing.peerAuthentications], build);
+    for (const { cluster, message } of built.substitutions) {
+      const key = `${service.hostname}\n${message}`;
+      const entry = substituted.get(key) ?? { hostname: service.hostname, message, clusters: [] };
+      entry.clusters.push(cluster);
+      substituted.set(key, entry);
+    }
+    return built.clusters;
+  });
   for (const { hostname, message, clusters: names } of substituted.values()) {
     const rule = routing.destinationRules.get(hostname);
     diagnostics.push({
@@ -104,4 +105,24 @@ export function buildClusters(
     });
   }
   return clusters;
+}
+
+/** One service's clusters, and what its traffic policy asked for that the reader cannot run. */
+function serviceClusters(
+  service: Service,
+  routings: readonly PortRouting[],
+  reader: ClusterReader,
+  trustDomain: string,
+  peerAuthentications: readonly PeerAuthenticationModel[],
+): { readonly clusters: readonly Cluster[]; readonly substitutions: readonly { readonly cluster: string; readonly message: string }[] } {
+  const clusters: Cluster[] = [];
+  const substitutions: { cluster: string; message: string }[] = [];
+  for (const { clusters: models } of routings) {
+    for (const model of models) {
+      const messages: string[] = [];
+      clusters.push(buildCluster(service, model, reader, messages, trustDomain, peerAuthentications));
+      for (const message of messages) substitutions.push({ cluster: model.name, message });
+    }
+  }
+  return { clusters, substitutions };
 }

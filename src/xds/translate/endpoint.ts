@@ -4,13 +4,14 @@ import { compareStrings } from '../../model/catalog.js';
 import { endpointPort } from '../../model/service.js';
 import type { Endpoint, Locality, Service, ServicePort } from '../../model/service.js';
 import { portRouting } from '../../model/routing/build.js';
-import type { RoutingModel } from '../../model/routing/types.js';
+import type { PortRouting, RoutingModel } from '../../model/routing/types.js';
 import type { PeerAuthenticationModel } from '../../model/routing/peer-authentication.js';
 import { localityPlan } from './locality.js';
 import type { LocalityPlan } from './locality.js';
 import { matchesLabels } from '../../model/labels.js';
 import { clusterName } from './names.js';
 import { endpointSocketMetadata } from './tls-endpoints.js';
+import type { TranslationMemo } from './memo.js';
 
 export function buildLoadAssignment(
   service: Service,
@@ -60,21 +61,39 @@ function socketMetadata(endpoint: Endpoint, port: ServicePort, peerAuthenticatio
 /**
  * Endpoints of every cluster: all of a service's for its default cluster,
  * those matching the labels for a subset; weighed for the client's locality
- * where the cluster's traffic policy asks for locality load balancing.
+ * where the cluster's traffic policy asks for locality load balancing. With
+ * `memo`, a service whose inputs are the very objects of the last build gets
+ * that build's assignments back.
  */
 export function buildLoadAssignments(
   services: readonly Service[],
   routing: RoutingModel,
   clientLocality?: Locality,
+  memo?: TranslationMemo,
 ): ClusterLoadAssignment[] {
-  return services.flatMap((service) =>
-    service.ports.flatMap((port) =>
-      portRouting(routing, service, port).clusters.map((cluster) => {
-        const endpoints = cluster.subset === undefined ? service.endpoints : service.endpoints.filter((e) => matchesLabels(e.labels, cluster.selector));
-        const { loadBalancer, outlierDetection } = cluster.policy;
-        const plan = localityPlan(clientLocality, loadBalancer?.localityLbSetting, outlierDetection !== undefined, endpoints.map((e) => e.locality));
-        return buildLoadAssignment(service, port, endpoints, cluster.name, plan, routing.peerAuthentications);
-      }),
-    ),
-  );
+  // JSON, not a separator: a client names its own locality, and must not be able to name another's variant.
+  const variant = clientLocality === undefined ? 'endpoints' : `endpoints ${JSON.stringify([clientLocality.region, clientLocality.zone, clientLocality.subzone])}`;
+  return services.flatMap((service) => {
+    const routings = service.ports.map((port) => portRouting(routing, service, port));
+    const build = () => serviceLoadAssignments(service, routings, clientLocality, routing.peerAuthentications);
+    return memo === undefined ? build() : memo.recall(service, variant, [...routings, routing.peerAuthentications], build);
+  });
+}
+
+function serviceLoadAssignments(
+  service: Service,
+  routings: readonly PortRouting[],
+  clientLocality: Locality | undefined,
+  peerAuthentications: readonly PeerAuthenticationModel[],
+): readonly ClusterLoadAssignment[] {
+  // The service's own port, as translation has always read it, not the routing model's copy of it.
+  return routings.flatMap(({ clusters }, i) => {
+    const port = service.ports[i]!;
+    return clusters.map((cluster) => {
+      const endpoints = cluster.subset === undefined ? service.endpoints : service.endpoints.filter((e) => matchesLabels(e.labels, cluster.selector));
+      const { loadBalancer, outlierDetection } = cluster.policy;
+      const plan = localityPlan(clientLocality, loadBalancer?.localityLbSetting, outlierDetection !== undefined, endpoints.map((e) => e.locality));
+      return buildLoadAssignment(service, port, endpoints, cluster.name, plan, peerAuthentications);
+    });
+  });
 }

@@ -11,6 +11,7 @@ import {
   sidecarRouteName,
 } from './names.js';
 import { FAULT_FILTER } from './http-route.js';
+import type { TranslationMemo } from './memo.js';
 import { ADS_CONFIG_SOURCE, typed } from './typed.js';
 
 /**
@@ -94,20 +95,22 @@ function portClash(member: { service: Service; port: ServicePort }, port: number
 /**
  * Listeners for proxyless gRPC clients: an api_listener per `host:port`, and
  * one named `host` for the service's first HTTP-capable port (or port of undeclared protocol), so that
- * `xds:///host` works without a port as it does in Istio.
+ * `xds:///host` works without a port as it does in Istio. With `memo`, a
+ * service unchanged since the last build gets that build's listeners back.
  */
-export function buildProxylessListeners(services: readonly Service[]): Listener[] {
+export function buildProxylessListeners(services: readonly Service[], memo?: TranslationMemo): Listener[] {
+  return services.flatMap((service) => (memo === undefined ? proxylessListeners(service) : memo.recall(service, 'proxyless listeners', [], () => proxylessListeners(service))));
+}
+
+function proxylessListeners(service: Service): readonly Listener[] {
   const listeners: Listener[] = [];
-  for (const service of services) {
-    const ports = service.ports.filter(isProxylessPort);
-    ports.forEach((port, index) => {
-      const route = proxylessRouteName(service.hostname, port.number);
-      const names = [proxylessListenerName(service.hostname, port.number)];
-      if (index === 0) names.push(proxylessListenerName(service.hostname));
-      for (const name of names) {
-        listeners.push({ name, api_listener: { api_listener: httpConnectionManager(name, route) } } as Listener);
-      }
-    });
-  }
+  service.ports.filter(isProxylessPort).forEach((port, index) => {
+    const route = proxylessRouteName(service.hostname, port.number);
+    const names = [proxylessListenerName(service.hostname, port.number)];
+    if (index === 0) names.push(proxylessListenerName(service.hostname));
+    for (const name of names) {
+      listeners.push({ name, api_listener: { api_listener: httpConnectionManager(name, route) } } as Listener);
+    }
+  });
   return listeners;
 }

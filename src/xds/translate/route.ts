@@ -2,7 +2,9 @@ import type { RouteConfiguration } from '../../generated/envoy/config/route/v3/R
 import type { VirtualHost } from '../../generated/envoy/config/route/v3/VirtualHost.js';
 import { isHttpProtocol, isProxylessPort, shortName } from '../../model/service.js';
 import type { Service, ServicePort } from '../../model/service.js';
+import { portRouting } from '../../model/routing/build.js';
 import type { RoutingModel } from '../../model/routing/types.js';
+import type { TranslationMemo } from './memo.js';
 import { routesFor } from './http-route.js';
 import type { RouteReader } from './http-route.js';
 import { servicesByPort } from './listener.js';
@@ -44,14 +46,22 @@ export function buildSidecarRoutes(services: readonly Service[], routing: Routin
   return routes;
 }
 
-/** Proxyless clients match the virtual host against the name they dialled, with or without the port. */
-export function buildProxylessRoutes(services: readonly Service[], routing: RoutingModel): RouteConfiguration[] {
-  return services.flatMap((service) =>
-    service.ports
-      .filter(isProxylessPort)
-      .map((port) => ({
-        name: proxylessRouteName(service.hostname, port.number),
-        virtual_hosts: [virtualHost(service, port, [`${service.hostname}:${port.number}`, service.hostname], routing, 'proxyless')],
-      })),
-  );
+/**
+ * Proxyless clients match the virtual host against the name they dialled, with
+ * or without the port. With `memo`, a service whose port routing is the very
+ * object of the last build gets that build's route configurations back.
+ */
+export function buildProxylessRoutes(services: readonly Service[], routing: RoutingModel, memo?: TranslationMemo): RouteConfiguration[] {
+  return services.flatMap((service) => {
+    const ports = service.ports.filter(isProxylessPort);
+    const build = () => ports.map((port) => proxylessRoute(service, port, routing));
+    return memo === undefined ? build() : memo.recall(service, 'proxyless routes', ports.map((port) => portRouting(routing, service, port)), build);
+  });
+}
+
+function proxylessRoute(service: Service, port: ServicePort, routing: RoutingModel): RouteConfiguration {
+  return {
+    name: proxylessRouteName(service.hostname, port.number),
+    virtual_hosts: [virtualHost(service, port, [`${service.hostname}:${port.number}`, service.hostname], routing, 'proxyless')],
+  };
 }

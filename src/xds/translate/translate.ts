@@ -12,6 +12,7 @@ import { buildClusters } from './cluster.js';
 import { buildLoadAssignments } from './endpoint.js';
 import { buildProxylessListeners, buildSidecarListeners } from './listener.js';
 import { buildProxylessRoutes, buildSidecarRoutes } from './route.js';
+import type { TranslationMemo } from './memo.js';
 
 /**
  * What kind of client a node is. Envoy sidecars get socket listeners; proxyless
@@ -87,20 +88,30 @@ export type KindTranslation = Omit<Translation, 'endpoints'>;
 
 const byName = <T extends { name?: string }>(a: T, b: T) => ((a.name ?? '') < (b.name ?? '') ? -1 : 1);
 
-/** Clusters, listeners and routes for one proxy kind: built once per change, whatever the number of localities. */
-export function translateKind(catalog: ServiceCatalog, kind: ProxyKind, options: TranslateOptions, routing: RoutingModel = EMPTY_ROUTING): KindTranslation {
+/**
+ * Clusters, listeners and routes for one proxy kind: built once per change,
+ * whatever the number of localities; with `memo`, only for the services that
+ * changed since the last build given it.
+ */
+export function translateKind(
+  catalog: ServiceCatalog,
+  kind: ProxyKind,
+  options: TranslateOptions,
+  routing: RoutingModel = EMPTY_ROUTING,
+  memo?: TranslationMemo,
+): KindTranslation {
   const diagnostics: Diagnostic[] = [];
   const { services } = catalog;
-  const clusters = buildClusters(services, routing, kind, diagnostics, options.trustDomain ?? DEFAULT_TRUST_DOMAIN);
+  const clusters = buildClusters(services, routing, kind, diagnostics, options.trustDomain ?? DEFAULT_TRUST_DOMAIN, memo);
   const listeners =
-    kind === 'sidecar' ? buildSidecarListeners(services, options.sidecarBind, diagnostics) : buildProxylessListeners(services);
-  const routes = kind === 'sidecar' ? buildSidecarRoutes(services, routing) : buildProxylessRoutes(services, routing);
+    kind === 'sidecar' ? buildSidecarListeners(services, options.sidecarBind, diagnostics) : buildProxylessListeners(services, memo);
+  const routes = kind === 'sidecar' ? buildSidecarRoutes(services, routing) : buildProxylessRoutes(services, routing, memo);
   return { clusters: clusters.sort(byName), listeners: listeners.sort(byName), routes: routes.sort(byName), diagnostics };
 }
 
 /** Endpoint assignments as a client in `locality` sees them (no locality: the endpoints' own weights). */
-export function translateEndpoints(catalog: ServiceCatalog, routing: RoutingModel = EMPTY_ROUTING, locality?: Locality): ClusterLoadAssignment[] {
-  return buildLoadAssignments(catalog.services, routing, locality).sort((a, b) => ((a.cluster_name ?? '') < (b.cluster_name ?? '') ? -1 : 1));
+export function translateEndpoints(catalog: ServiceCatalog, routing: RoutingModel = EMPTY_ROUTING, locality?: Locality, memo?: TranslationMemo): ClusterLoadAssignment[] {
+  return buildLoadAssignments(catalog.services, routing, locality, memo).sort((a, b) => ((a.cluster_name ?? '') < (b.cluster_name ?? '') ? -1 : 1));
 }
 
 /** One view: the shared part of its kind (built here unless given) and its locality's endpoints. */
@@ -110,10 +121,11 @@ export function translateView(
   options: TranslateOptions,
   routing: RoutingModel = EMPTY_ROUTING,
   shared?: KindTranslation,
+  memo?: TranslationMemo,
 ): Translation {
   const { kind, locality } = parseView(view);
-  const common = shared ?? translateKind(catalog, kind, options, routing);
-  return { ...common, endpoints: translateEndpoints(catalog, routing, locality) };
+  const common = shared ?? translateKind(catalog, kind, options, routing, memo);
+  return { ...common, endpoints: translateEndpoints(catalog, routing, locality, memo) };
 }
 
 /**
