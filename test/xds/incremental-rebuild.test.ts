@@ -43,6 +43,8 @@ const STEPS: Record<string, string>[] = [
   { ...BASE, 'rules.yaml': `${ratingsRule('')}---\n${reviewsRule}`, 'vs.yaml': toV2, 'reviews.yaml': reviews(workload('10.0.0.1', 'v1', 'b') + workload('10.0.0.2', 'v2')) },
   { 'reviews.yaml': BASE['reviews.yaml'], 'ratings.yaml': ratings('grpc'), 'rules.yaml': reviewsRule, 'vs.yaml': toV2 },
   { ...BASE, 'ratings.yaml': ratings('grpc') },
+  // A second service with the same short name on the same port: neither keeps the short name as a domain.
+  { ...BASE, 'twin.yaml': `${head('ServiceEntry', 'twin')}  hosts: [reviews.other.mesh]\n  ports: [{ number: 9080, name: http }]\n  endpoints:\n    - { address: 10.3.0.1 }\n` },
   BASE,
 ];
 
@@ -223,5 +225,25 @@ describe('incremental rebuilds: what did not change is not translated again, and
     const mine = translateEndpoints(catalog, routing, { region: 'eu\u0000a', zone: 'x', subzone: '' }, memo);
     const theirs = translateEndpoints(catalog, routing, { region: 'eu', zone: 'a\u0000x', subzone: '' }, memo);
     expect(theirs[0]).not.toBe(mine[0]);
+  });
+
+  it('a sidecar route configuration whose virtual hosts did not change is the previous object; one whose port gained a rule is new', () => {
+    const memo = new TranslationMemo();
+    const options = { sidecarBind: '127.0.0.1' };
+    const routes = (u: Update) => new Map(translateKind(u.catalog, 'sidecar', options, u.routing, memo).routes.map((r) => [r.name!, r]));
+    const first = load(STEPS[2]!);
+    const before = routes(first);
+    memo.nextUpdate();
+    // reviews' endpoints move: its service is new, but not its port's routing, nor so its virtual host.
+    const moved = load({ ...STEPS[2]!, 'reviews.yaml': reviews(workload('10.0.0.1', 'v1') + workload('10.0.0.4', 'v2')) }, first);
+    const after = routes(moved);
+    expect(before.get('9080')).toBeDefined();
+    expect(after.get('9080')).toBe(before.get('9080'));
+    expect(after.get('9090')).toBe(before.get('9090'));
+    memo.nextUpdate();
+    const routed = load({ ...STEPS[2]!, 'rules.yaml': `${ratingsRule('')}---\n${reviewsRule}`, 'vs.yaml': toV2 }, moved);
+    const rerouted = routes(routed);
+    expect(rerouted.get('9080')).not.toBe(after.get('9080'));
+    expect(rerouted.get('9090')).toBe(after.get('9090'));
   });
 });

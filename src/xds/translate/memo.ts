@@ -25,11 +25,28 @@ type Generation = Map<string, Map<Service, Remembered>>;
 export class TranslationMemo {
   private kept: Generation = new Map();
   private used: Generation = new Map();
+  /** What many services make together (a port's route configuration), by what it is. */
+  private keptShared = new Map<string, Remembered>();
+  private usedShared = new Map<string, Remembered>();
 
   /** Called before each update's builds: what the update before did not use is let go. */
   nextUpdate(): void {
     this.kept = this.used;
     this.used = new Map();
+    this.keptShared = this.usedShared;
+    this.usedShared = new Map();
+  }
+
+  /**
+   * What `build` made for `key` the last time it was asked for with the very
+   * same `inputs`; else builds it. For resources that gather many services'
+   * parts: given those parts as inputs, an unchanged whole is the same object.
+   */
+  recallShared<T>(key: string, inputs: readonly unknown[], build: () => T): T {
+    let remembered = this.usedShared.get(key) ?? this.keptShared.get(key);
+    if (remembered === undefined || !sameInputs(remembered.inputs, inputs)) remembered = { inputs, value: build() };
+    this.usedShared.set(key, remembered);
+    return remembered.value as T;
   }
 
   /**

@@ -18,8 +18,10 @@ function virtualHost(service: Service, port: ServicePort, domains: string[], rou
  * One route configuration per HTTP port, a virtual host per service. Domains
  * are the hostname, hostname:port and the short name; Envoy rejects a route
  * configuration with a duplicate domain, so a short name shared by two services is left out.
+ * With `memo`, a virtual host whose routing is unchanged, and a configuration
+ * whose virtual hosts are all unchanged, are the objects of the last build.
  */
-export function buildSidecarRoutes(services: readonly Service[], routing: RoutingModel): RouteConfiguration[] {
+export function buildSidecarRoutes(services: readonly Service[], routing: RoutingModel, memo?: TranslationMemo): RouteConfiguration[] {
   const routes: RouteConfiguration[] = [];
   for (const [portNumber, members] of servicesByPort(services)) {
     const http = members.filter((m) => isHttpProtocol(m.port.protocol));
@@ -30,18 +32,21 @@ export function buildSidecarRoutes(services: readonly Service[], routing: Routin
       shortCounts.set(short, (shortCounts.get(short) ?? 0) + 1);
     }
     const taken = new Set(http.map((m) => m.service.hostname));
-    routes.push({
-      name: sidecarRouteName(portNumber),
-      virtual_hosts: http.map((m) => {
-        const { hostname } = m.service;
-        const domains = [hostname, `${hostname}:${portNumber}`];
-        const short = shortName(hostname);
-        if (short !== hostname && shortCounts.get(short) === 1 && !taken.has(short)) {
-          domains.push(short, `${short}:${portNumber}`);
-        }
-        return virtualHost(m.service, m.port, domains, routing, 'sidecar');
-      }),
+    const virtualHosts = http.map((m) => {
+      const { hostname } = m.service;
+      const domains = [hostname, `${hostname}:${portNumber}`];
+      const short = shortName(hostname);
+      if (short !== hostname && shortCounts.get(short) === 1 && !taken.has(short)) {
+        domains.push(short, `${short}:${portNumber}`);
+      }
+      const build = () => virtualHost(m.service, m.port, domains, routing, 'sidecar');
+      // Keyed by what it reads, not by the service: an endpoint moving changes the service, not its routes. The
+      // domains are in the key because whether the short name is there depends on the other services.
+      return memo === undefined ? build() : memo.recallShared(`sidecar virtual host ${JSON.stringify(domains)}`, [portRouting(routing, m.service, m.port)], build);
     });
+    const name = sidecarRouteName(portNumber);
+    const build = (): RouteConfiguration => ({ name, virtual_hosts: virtualHosts });
+    routes.push(memo === undefined ? build() : memo.recallShared(`sidecar route ${name}`, virtualHosts, build));
   }
   return routes;
 }

@@ -105,7 +105,7 @@ export function translateKind(
   const clusters = buildClusters(services, routing, kind, diagnostics, options.trustDomain ?? DEFAULT_TRUST_DOMAIN, memo);
   const listeners =
     kind === 'sidecar' ? buildSidecarListeners(services, options.sidecarBind, diagnostics) : buildProxylessListeners(services, memo);
-  const routes = kind === 'sidecar' ? buildSidecarRoutes(services, routing) : buildProxylessRoutes(services, routing, memo);
+  const routes = kind === 'sidecar' ? buildSidecarRoutes(services, routing, memo) : buildProxylessRoutes(services, routing, memo);
   return { clusters: clusters.sort(byName), listeners: listeners.sort(byName), routes: routes.sort(byName), diagnostics };
 }
 
