@@ -5,8 +5,14 @@ interface Remembered {
   readonly value: unknown;
 }
 
-/** Per variant (what is built, for which proxy kind or client locality), per service. */
-type Generation = Map<string, Map<Service, Remembered>>;
+/**
+ * Per variant (what is built, for which proxy kind or client locality), per
+ * service; or, for a whole that many services make together, under one
+ * variant by a key of its own.
+ */
+type Generation = Map<string, Map<Service | string, Remembered>>;
+
+const SHARED = 'shared';
 
 /**
  * What translation built for each service in the last update, so that a
@@ -25,28 +31,11 @@ type Generation = Map<string, Map<Service, Remembered>>;
 export class TranslationMemo {
   private kept: Generation = new Map();
   private used: Generation = new Map();
-  /** What many services make together (a port's route configuration), by what it is. */
-  private keptShared = new Map<string, Remembered>();
-  private usedShared = new Map<string, Remembered>();
 
   /** Called before each update's builds: what the update before did not use is let go. */
   nextUpdate(): void {
     this.kept = this.used;
     this.used = new Map();
-    this.keptShared = this.usedShared;
-    this.usedShared = new Map();
-  }
-
-  /**
-   * What `build` made for `key` the last time it was asked for with the very
-   * same `inputs`; else builds it. For resources that gather many services'
-   * parts: given those parts as inputs, an unchanged whole is the same object.
-   */
-  recallShared<T>(key: string, inputs: readonly unknown[], build: () => T): T {
-    let remembered = this.usedShared.get(key) ?? this.keptShared.get(key);
-    if (remembered === undefined || !sameInputs(remembered.inputs, inputs)) remembered = { inputs, value: build() };
-    this.usedShared.set(key, remembered);
-    return remembered.value as T;
   }
 
   /**
@@ -57,14 +46,28 @@ export class TranslationMemo {
    */
   recall<T>(service: Service, variant: string, inputs: readonly unknown[], build: () => T): T {
     if (!Object.isFrozen(service)) return build();
+    return this.remember(variant, service, inputs, build);
+  }
+
+  /**
+   * What `build` made for `key` the last time it was asked for with the very
+   * same `inputs`; else builds it. For resources that gather many services'
+   * parts (a port's route configuration): given those parts as inputs, an
+   * unchanged whole is the same object.
+   */
+  recallShared<T>(key: string, inputs: readonly unknown[], build: () => T): T {
+    return this.remember(SHARED, key, inputs, build);
+  }
+
+  private remember<T>(variant: string, key: Service | string, inputs: readonly unknown[], build: () => T): T {
     let used = this.used.get(variant);
-    let remembered = used?.get(service) ?? this.kept.get(variant)?.get(service);
+    let remembered = used?.get(key) ?? this.kept.get(variant)?.get(key);
     if (remembered === undefined || !sameInputs(remembered.inputs, inputs)) remembered = { inputs, value: build() };
     if (used === undefined) {
       used = new Map();
       this.used.set(variant, used);
     }
-    used.set(service, remembered);
+    used.set(key, remembered);
     return remembered.value as T;
   }
 }
