@@ -6,9 +6,8 @@
 //   npm run bench                      # defaults below
 //   BENCH_CLIENTS=200 BENCH_SERVICES=100 BENCH_ENDPOINTS=1000 npm run bench
 import { execFileSync, fork, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { homedir, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -72,15 +71,27 @@ const initial = translate(catalog(services(opts)), 'sidecar', { sidecarBind: '12
 const expected = { cds: initial.clusters.length, eds: initial.endpoints.length, lds: initial.listeners.length, rds: initial.routes.length };
 const routeNames = initial.routes.map((r) => r.name);
 
-/** The sidecar view's resources as four encoded DiscoveryResponses, for go-control-plane to load. */
-function writeResources(dir) {
+/** A view's resources as four encoded DiscoveryResponses, for go-control-plane to load. */
+function writeResources(dir, view) {
   mkdirSync(dir, { recursive: true });
-  const snapshot = buildSnapshot('sidecar', initial, (t, b) => api.pack(t, b));
+  const snapshot = buildSnapshot('sidecar', view, (t, b) => api.pack(t, b));
   const files = { [TypeUrl.Cluster]: 'cds.pb', [TypeUrl.ClusterLoadAssignment]: 'eds.pb', [TypeUrl.Listener]: 'lds.pb', [TypeUrl.RouteConfiguration]: 'rds.pb' };
   for (const [typeUrl, file] of Object.entries(files)) {
     const entries = [...snapshot.resources.get(typeUrl).values()].map((r) => r.wire.sotw);
     writeFileSync(join(dir, file), encodeDiscoveryResponse({ version: '1', typeUrl, nonce: '', entries }).join());
   }
+}
+
+/** Each Sidecar group's view of the scoped fleet, translated as meshbridge translates it; computed once, when first asked for. */
+let scopedViews;
+function scopeViews() {
+  if (scopedViews !== undefined) return scopedViews;
+  const full = catalog(services(opts));
+  scopedViews = [];
+  for (let g = 0; g < opts.scopeGroups; g++) {
+    scopedViews.push(translate(scopeCatalog(full, new Set(scopeHosts(opts.services, g))), 'sidecar', { sidecarBind: '127.0.0.1' }));
+  }
+  return scopedViews;
 }
 
 // --- process measurements, the same way for both servers ---
@@ -128,25 +139,31 @@ async function startMeshbridge(name = 'meshbridge', scoped = false) {
   };
 }
 
+/** The go-control-plane yardstick: MESHBRIDGE_BENCH_GO_CONTROL_PLANE, or built from bench/go-control-plane and cached by scripts/build-go.sh. */
+let goBinaryPath = process.env.MESHBRIDGE_BENCH_GO_CONTROL_PLANE || undefined;
 function goBinary() {
-  const source = join(here, 'go-control-plane');
-  const hash = createHash('sha256');
-  for (const f of ['main.go', 'go.mod', 'go.sum']) hash.update(readFileSync(join(source, f)));
-  const dir = join(homedir(), '.cache', 'meshbridge', 'bench');
-  const binary = join(dir, `go-control-plane-${hash.digest('hex').slice(0, 12)}`);
-  if (!existsSync(binary)) {
-    mkdirSync(dir, { recursive: true });
-    console.error(`building ${binary} (go build, modules from the Go module proxy)…`);
-    execFileSync('go', ['build', '-o', binary, '.'], { cwd: source, stdio: 'inherit' });
+  if (goBinaryPath === undefined) {
+    const out = execFileSync('bash', [join(here, '..', 'scripts', 'build-go.sh'), 'bench/go-control-plane', 'go-control-plane'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    goBinaryPath = out.toString().trim().split('\n').at(-1);
   }
-  return binary;
+  return goBinaryPath;
 }
 
-/** go-control-plane with its snapshot cache (`snapshot`) or a linear cache per type (`linear`). */
-async function startGo(cacheKind) {
-  const dir = join(tmpdir(), `meshbridge-bench-${process.pid}`);
-  writeResources(dir);
-  const child = spawn(goBinary(), ['-resources', dir, '-cache', cacheKind], { stdio: ['ignore', 'pipe', 'inherit'] });
+/**
+ * go-control-plane with its snapshot cache (`snapshot`) or a linear cache per
+ * type (`linear`), serving the whole sidecar view or, `scoped`, each Sidecar
+ * group's view to that group's nodes.
+ */
+async function startGo(cacheKind, name = `go-${cacheKind}`, scoped = false) {
+  const dir = join(tmpdir(), `meshbridge-bench-${process.pid}${scoped ? '-scoped' : ''}`);
+  const args = ['-resources', dir, '-cache', cacheKind];
+  if (scoped) {
+    scopeViews().forEach((view, g) => writeResources(join(dir, `g${g}`), view));
+    args.push('-groups', String(opts.scopeGroups));
+  } else {
+    writeResources(dir, initial);
+  }
+  const child = spawn(goBinary(), args, { stdio: ['ignore', 'pipe', 'inherit'] });
   const ports = await new Promise((resolve, reject) => {
     let text = '';
     child.stdout.on('data', (d) => {
@@ -159,9 +176,10 @@ async function startGo(cacheKind) {
   });
   const list = services(opts);
   return {
-    name: `go-${cacheKind}`,
+    name,
     pid: child.pid,
     address: ports.xds,
+    kill: () => child.kill('SIGKILL'),
     /** The changed ClusterLoadAssignment, translated by meshbridge's translator before the clock starts. */
     prepare: (k) => {
       const i = applyChange(list, k);
@@ -174,6 +192,7 @@ async function startGo(cacheKind) {
     },
     buildTimes: () => [],
     stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGTERM');
       await new Promise((r) => child.once('exit', r));
     },
@@ -306,15 +325,16 @@ function askStats(workers) {
 }
 
 /**
- * Two meshbridge replicas fed the same inputs, half the clients on each. One is
- * killed (SIGKILL) as a change arrives at the other: how long until every
+ * Two replicas of one server fed the same inputs, half the clients on each. One
+ * is killed (SIGKILL) as a change arrives at the other: how long until every
  * client, those that moved included, has that change, and how many bytes the
- * moved clients were sent again. Replicas share nothing but their inputs, so a
- * delta client that lists what it has (initial_resource_versions) should get
- * only what changed.
+ * moved clients were sent again. meshbridge's replicas share nothing but their
+ * inputs, so a delta client that lists what it has (initial_resource_versions)
+ * should get only what changed. go-control-plane's replicas are two processes
+ * that loaded the same files.
  */
-async function runFailover(protocol) {
-  const replicas = [await startMeshbridge('replica-a'), await startMeshbridge('replica-b')];
+async function runFailover(name, protocol) {
+  const replicas = [await startServer(name, `${name} replica a`), await startServer(name, `${name} replica b`)];
   const [victim, survivor] = replicas;
   try {
     const { workers, errors } = startWorkers(replicas.map((r) => r.address), protocol, true);
@@ -324,30 +344,34 @@ async function runFailover(protocol) {
     await sleep(1_000);
     const before = await askStats(workers);
     const k = 1;
-    const name = clusterName(opts.services, changedService(opts.services, k));
+    const cluster = clusterName(opts.services, changedService(opts.services, k));
     const armed = allReply(workers, 'armed', 10_000, (m) => m.k === k);
-    for (const w of workers) w.send({ kind: 'arm', k, name });
+    for (const w of workers) w.send({ kind: 'arm', k, name: cluster });
     await armed;
+    const body = survivor.prepare?.(k);
     const changed = allReply(workers, 'changed', Number(flags['storm-timeout-s']) * 1000, (m) => m.k === k);
     const start = now();
     victim.kill();
-    await survivor.change(k);
+    await survivor.change(k, body);
     const replies = await changed;
     const inSyncS = (Math.max(...replies.map((m) => m.at)) - start) / 1000;
     const after = await askStats(workers);
     const sum = (list, key) => list.reduce((s, m) => s + m[key], 0);
     const moved = sum(after, 'reconnects') - sum(before, 'reconnects');
-    const resentBytes = sum(after, 'bytes') - sum(before, 'bytes');
+    const stormBytes = sum(before, 'bytes');
+    const resentBytes = sum(after, 'bytes') - stormBytes;
     for (const w of workers) w.send({ kind: 'stop' });
     await Promise.all(workers.map((w) => new Promise((r) => w.once('exit', r))));
-    console.error(`failover (${protocol}): ${moved} clients moved, all in sync after ${inSyncS.toFixed(2)} s`);
+    console.error(`${survivor.name} (${protocol}): ${moved} clients moved, all in sync after ${inSyncS.toFixed(2)} s`);
     return {
-      server: 'meshbridge replicas',
+      server: name,
       scenario: 'failover',
       protocol,
       failoverInSyncS: inSyncS,
       clientsMoved: moved,
+      stormMiB: stormBytes / 2 ** 20,
       failoverMiB: resentBytes / 2 ** 20,
+      failoverPercentOfStorm: (resentBytes / stormBytes) * 100,
       failoverKiBPerMovedClient: moved > 0 ? resentBytes / moved / 1024 : undefined,
       clientErrors: errors(),
     };
@@ -359,19 +383,19 @@ async function runFailover(protocol) {
 /**
  * Scoped fleet: every client's node carries a label its group's Sidecar
  * selects, and each Sidecar declares 20 services, so a client receives 20
- * services' clusters, endpoints, listeners and routes instead of all of them.
+ * services' clusters, endpoints, listeners and routes instead of all of them
+ * (go-control-plane: the same group's view, from files).
  * Measured: the connect storm of `scopedClients` clients until every one has
  * its whole scoped view ACKed, the bytes sent, and the server's memory.
  */
-async function runScoped(protocol) {
-  const full = catalog(services(opts));
-  const scope = { groups: opts.scopeGroups, expected: [], routeNames: [] };
-  for (let g = 0; g < opts.scopeGroups; g++) {
-    const view = translate(scopeCatalog(full, new Set(scopeHosts(opts.services, g))), 'sidecar', { sidecarBind: '127.0.0.1' });
-    scope.expected.push({ cds: view.clusters.length, eds: view.endpoints.length, lds: view.listeners.length, rds: view.routes.length });
-    scope.routeNames.push(view.routes.map((r) => r.name));
-  }
-  const server = await startMeshbridge('meshbridge scoped', true);
+async function runScoped(name, protocol) {
+  const views = scopeViews();
+  const scope = {
+    groups: opts.scopeGroups,
+    expected: views.map((view) => ({ cds: view.clusters.length, eds: view.endpoints.length, lds: view.listeners.length, rds: view.routes.length })),
+    routeNames: views.map((view) => view.routes.map((r) => r.name)),
+  };
+  const server = await startServer(name, `${name} scoped`, true);
   try {
     const { workers, errors } = startWorkers([server.address], protocol, false, scope, opts.scopedClients);
     await allReply(workers, 'ready', 30_000);
@@ -391,9 +415,9 @@ async function runScoped(protocol) {
     const rssPer1000Clients = ((currentRssMiB(server.pid) - rssIdle) / opts.scopedClients) * 1000;
     for (const w of workers) w.send({ kind: 'stop' });
     await Promise.all(workers.map((w) => new Promise((r) => w.once('exit', r))));
-    console.error(`scoped (${protocol}): ${opts.scopedClients} clients in ${opts.scopeGroups} Sidecar groups in sync after ${stormS.toFixed(2)} s`);
+    console.error(`${server.name} (${protocol}): ${opts.scopedClients} clients in ${opts.scopeGroups} Sidecar groups in sync after ${stormS.toFixed(2)} s`);
     return {
-      server: 'meshbridge scoped',
+      server: name,
       scenario: 'scoped',
       protocol,
       clients: opts.scopedClients,
@@ -411,10 +435,20 @@ async function runScoped(protocol) {
 }
 
 // --- main ---
-async function startServer(name) {
-  if (name === 'meshbridge') return startMeshbridge();
-  if (name === 'go-snapshot' || name === 'go-linear') return startGo(name.slice(3));
+/** Server `name` (meshbridge, go-snapshot or go-linear), labelled `label` in progress lines; `scoped` serves each Sidecar group its view. */
+async function startServer(name, label = name, scoped = false) {
+  if (name === 'meshbridge') return startMeshbridge(label, scoped);
+  if (name === 'go-snapshot' || name === 'go-linear') return startGo(name.slice(3), label, scoped);
   throw new Error(`--servers: unknown server ${name} (meshbridge, go-snapshot, go-linear)`);
+}
+
+async function runFleet(name, protocol) {
+  const server = await startServer(name);
+  try {
+    return await runAgainst(server, protocol);
+  } finally {
+    await server.stop();
+  }
 }
 
 const serverNames = flags.servers.split(',');
@@ -422,71 +456,72 @@ const protocols = flags.protocols.split(',');
 const scenarios = flags.scenarios.split(',');
 for (const p of protocols) if (p !== 'delta' && p !== 'sotw') throw new Error(`--protocols: unknown protocol ${p} (delta, sotw)`);
 for (const s of scenarios) if (!['fleet', 'failover', 'scoped'].includes(s)) throw new Error(`--scenarios: unknown scenario ${s} (fleet, failover, scoped)`);
+const runners = { failover: runFailover, scoped: runScoped, fleet: runFleet };
 const results = [];
-// A fresh server per protocol, so memory and CPU figures are the run's own.
+// Every scenario against every server; a fresh server per run, so memory and CPU figures are the run's own.
 for (const protocol of protocols) {
-  for (const [scenario, server, run] of [
-    ['failover', 'meshbridge replicas', runFailover],
-    ['scoped', 'meshbridge scoped', runScoped],
-  ]) {
+  for (const scenario of ['failover', 'scoped', 'fleet']) {
     if (!scenarios.includes(scenario)) continue;
-    try {
-      results.push(await run(protocol));
-    } catch (error) {
-      console.error(`${scenario} (${protocol}): ${error.message}`);
-      results.push({ server, scenario, protocol, error: error.message });
+    for (const name of serverNames) {
+      try {
+        results.push({ ...(await runners[scenario](name, protocol)), scenario });
+      } catch (error) {
+        console.error(`${name} ${scenario} (${protocol}): ${error.message}`);
+        results.push({ server: name, scenario, protocol, error: error.message });
+      }
+      await sleep(1_000);
     }
-    await sleep(1_000);
-  }
-  if (!scenarios.includes('fleet')) continue;
-  for (const name of serverNames) {
-    const server = await startServer(name);
-    try {
-      results.push(await runAgainst(server, protocol));
-    } catch (error) {
-      console.error(`${name} (${protocol}): ${error.message}`);
-      results.push({ server: name, protocol, error: error.message });
-    } finally {
-      await server.stop();
-    }
-    await sleep(1_000);
   }
 }
 
-const rows = [
-  ['connect storm, all ACKed (s)', 'connectStormS', 2],
-  ['one endpoint change, p50 (ms)', 'changeP50Ms', 1],
-  ['one endpoint change, p99 (ms)', 'changeP99Ms', 1],
-  ['one endpoint change, max (ms)', 'changeMaxMs', 1],
-  ['server CPU, storm (s)', 'cpuStormS', 2],
-  ['server CPU, changes (s)', 'cpuChangesS', 2],
-  ['server peak RSS (MiB)', 'peakRssMiB', 0],
-  ['server MiB per 1,000 clients', 'rssMiBPer1000Clients', 1],
-  ['bytes sent, storm (MiB)', 'stormMiB', 1],
-  ['bytes sent per change (KiB)', 'bytesPerChangeKiB', 1],
-  ['client stream errors', 'clientErrors', 0],
-  ['meshbridge rebuild per change, median (ms)', 'rebuildMsMedian', 1],
-];
+const rows = {
+  fleet: [
+    ['connect storm, all ACKed (s)', 'connectStormS', 2],
+    ['one endpoint change, p50 (ms)', 'changeP50Ms', 1],
+    ['one endpoint change, p99 (ms)', 'changeP99Ms', 1],
+    ['one endpoint change, max (ms)', 'changeMaxMs', 1],
+    ['server CPU, storm (s)', 'cpuStormS', 2],
+    ['server CPU, changes (s)', 'cpuChangesS', 2],
+    ['server peak RSS (MiB)', 'peakRssMiB', 0],
+    ['server MiB per 1,000 clients', 'rssMiBPer1000Clients', 1],
+    ['bytes sent, storm (MiB)', 'stormMiB', 1],
+    ['bytes sent per change (KiB)', 'bytesPerChangeKiB', 1],
+    ['client stream errors', 'clientErrors', 0],
+    ['meshbridge rebuild per change, median (ms)', 'rebuildMsMedian', 1],
+  ],
+  scoped: [
+    [`scoped: ${opts.scopedClients} clients all ACKed (s)`, 'scopedStormS', 2],
+    ['scoped: server CPU (s)', 'cpuStormS', 2],
+    ['scoped: server peak RSS (MiB)', 'peakRssMiB', 0],
+    ['scoped: server MiB per 1,000 clients', 'rssMiBPer1000Clients', 1],
+    ['scoped: bytes sent (MiB)', 'stormMiB', 1],
+    ['scoped: connection retries', 'connectRetries', 0],
+    ['scoped: client stream errors', 'clientErrors', 0],
+  ],
+  failover: [
+    ['failover: clients moved', 'clientsMoved', 0],
+    ['failover: every client in sync (s)', 'failoverInSyncS', 2],
+    ['failover: bytes resent (MiB)', 'failoverMiB', 1],
+    ["failover: resent, % of the storm's bytes", 'failoverPercentOfStorm', 2],
+    ['failover: resent per moved client (KiB)', 'failoverKiBPerMovedClient', 1],
+    ['failover: client stream errors', 'clientErrors', 0],
+  ],
+};
 const fmt = (v, d) => (typeof v === 'number' ? v.toFixed(d) : '-');
 console.log(`\nfleet: ${opts.clients} ADS clients in ${opts.workers} worker processes (gRPC over ${opts.clientStack}), ${opts.services} services, ${opts.endpoints} endpoints, ${opts.changes} changes ${opts.gapMs} ms apart; meshbridge debounce ${opts.debounceMs} ms (max ${opts.maxDelayMs}), push concurrency ${opts.pushConcurrency}`);
+console.log(`scoped: ${opts.scopedClients} clients in ${opts.scopeGroups} Sidecar groups, 20 services each; failover: ${opts.clients} clients on two replicas, one killed`);
 for (const protocol of protocols) {
-  const failover = results.find((r) => r.scenario === 'failover' && r.protocol === protocol && !r.error);
-  const columns = serverNames.map((name) => results.find((r) => r.server === name && r.protocol === protocol && r.scenario === undefined));
   console.log(`\n${protocol === 'sotw' ? 'state of the world' : 'delta (incremental)'} clients`);
   console.log(`${'metric'.padEnd(44)}${serverNames.map((n) => n.padStart(14)).join('')}`);
-  for (const [label, key, d] of rows) {
-    if (columns.every((r) => typeof r?.[key] !== 'number')) continue;
-    console.log(`${label.padEnd(44)}${columns.map((r) => fmt(r?.[key], d).padStart(14)).join('')}`);
-  }
-  const scoped = results.find((r) => r.scenario === 'scoped' && r.protocol === protocol && !r.error);
-  if (scoped) {
-    console.log(`scoped fleet: ${scoped.clients} clients, 20 services each (${opts.scopeGroups} Sidecars): all in sync after ${fmt(scoped.scopedStormS, 2)} s; ${fmt(scoped.stormMiB, 1)} MiB sent; server CPU ${fmt(scoped.cpuStormS, 2)} s, peak RSS ${fmt(scoped.peakRssMiB, 0)} MiB, ${fmt(scoped.rssMiBPer1000Clients, 1)} MiB per 1,000 clients; ${scoped.connectRetries} connection retries`);
-  }
-  if (failover) {
-    console.log(`replica failover: ${failover.clientsMoved} clients moved; every client in sync after ${fmt(failover.failoverInSyncS, 2)} s; resent ${fmt(failover.failoverMiB, 1)} MiB (${fmt(failover.failoverKiBPerMovedClient, 1)} KiB per moved client)`);
+  for (const scenario of ['fleet', 'scoped', 'failover']) {
+    const columns = serverNames.map((name) => results.find((r) => r.server === name && r.protocol === protocol && r.scenario === scenario));
+    for (const [label, key, d] of rows[scenario]) {
+      if (columns.every((r) => typeof r?.[key] !== 'number')) continue;
+      console.log(`${label.padEnd(44)}${columns.map((r) => fmt(r?.[key], d).padStart(14)).join('')}`);
+    }
   }
 }
-for (const r of results) if (r.error) console.log(`${r.server} (${r.protocol}): FAILED: ${r.error}`);
+for (const r of results) if (r.error) console.log(`${r.server} ${r.scenario} (${r.protocol}): FAILED: ${r.error}`);
 mkdirSync(flags.out, { recursive: true });
 const file = join(flags.out, `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
 writeFileSync(file, JSON.stringify({ options: opts, expected, node: process.version, results }, null, 2));

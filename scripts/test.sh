@@ -30,6 +30,12 @@ if ! grpc_go_client="$(bash scripts/install-grpc-go-client.sh | tail -n1)"; then
   exit 1
 fi
 export MESHBRIDGE_GRPC_GO_CLIENT="$grpc_go_client"
+# The benchmark's go-control-plane yardstick, which test/bench runs at toy size: built from bench/go-control-plane, cached.
+if ! go_control_plane="$(bash scripts/build-go.sh bench/go-control-plane go-control-plane | tail -n1)"; then
+  echo "scripts/test.sh: cannot build the go-control-plane yardstick (see the reason above); test/bench needs it" >&2
+  exit 1
+fi
+export MESHBRIDGE_BENCH_GO_CONTROL_PLANE="$go_control_plane"
 # gRPC C-core 1.51 (Python grpcio 1.51.1, Debian 12's python3-grpcio) for the oldest-client proxyless test: the pinned wheel, cached unpacked.
 # MESHBRIDGE_GRPCIO_151_PATH=/dir uses an existing copy instead.
 if ! grpcio_151="$(bash scripts/install-grpcio-151.sh | tail -n1)"; then

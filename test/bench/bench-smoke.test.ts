@@ -9,8 +9,10 @@ import { tempDir } from '../helpers/tmp.js';
  * `npm run bench` is not part of the suite (its figures are not tests), but it
  * imports the daemon's modules directly, so a change to their shapes can break
  * it unseen: a policy set without the authorization field once crashed its
- * scoped scenario. This runs every scenario and protocol against meshbridge at
- * toy size and checks that each produced its figures, without judging them.
+ * scoped scenario. This runs every scenario and protocol at toy size, against
+ * meshbridge and against the go-control-plane yardsticks (built with `go
+ * build` on first use), and checks that each produced its figures, without
+ * judging them.
  */
 describe('the fleet benchmark at toy size', { timeout: 240_000 }, () => {
   const out = tempDir('meshbridge-bench-');
@@ -19,26 +21,34 @@ describe('the fleet benchmark at toy size', { timeout: 240_000 }, () => {
   /** Runs bench/run.mjs against meshbridge at toy size with `args`, writing into `out/<name>`, and reads the JSON it wrote. */
   const runBench = async (name: string, args: string[], timeoutMs: number) => {
     const dir = join(out.path, name);
-    const toy = ['--clients', '8', '--services', '30', '--endpoints', '60', '--changes', '3', '--workers', '2', '--servers', 'meshbridge', '--protocols', 'delta,sotw'];
+    const toy = ['--clients', '8', '--services', '30', '--endpoints', '60', '--changes', '3', '--workers', '2', '--protocols', 'delta,sotw'];
     const { stdout } = await promisify(execFile)(process.execPath, [join(import.meta.dirname, '../../bench/run.mjs'), ...toy, ...args, '--out', dir], { timeout: timeoutMs });
     const [file] = readdirSync(dir);
     const written = JSON.parse(readFileSync(join(dir, file!), 'utf8')) as { options: Record<string, unknown>; results: Array<Record<string, unknown>> };
     return { stdout, ...written };
   };
 
-  it('runs the fleet, failover and scoped scenarios over delta and SotW, and writes every figure', async () => {
-    const { stdout, results } = await runBench('all-scenarios', ['--scenarios', 'fleet,failover,scoped', '--scoped-clients', '12', '--scope-groups', '2'], 200_000);
+  it('runs the fleet, failover and scoped scenarios over delta and SotW against every server, and writes every figure', async () => {
+    const servers = ['meshbridge', 'go-snapshot', 'go-linear'];
+    const { stdout, results } = await runBench('all-scenarios', ['--servers', servers.join(','), '--scenarios', 'fleet,failover,scoped', '--scoped-clients', '12', '--scope-groups', '2'], 220_000);
     expect(results.filter((r) => r['error'] !== undefined), stdout).toEqual([]);
+    expect(results).toHaveLength(2 * 3 * servers.length);
     for (const protocol of ['delta', 'sotw']) {
-      const of = (scenario: string | undefined) => results.find((r) => r['protocol'] === protocol && r['scenario'] === scenario);
-      expect(of(undefined)).toMatchObject({ server: 'meshbridge', connectStormS: expect.any(Number), changeP99Ms: expect.any(Number), peakRssMiB: expect.any(Number), clientErrors: 0 });
-      expect(of('failover')).toMatchObject({ failoverInSyncS: expect.any(Number), failoverMiB: expect.any(Number) });
-      expect(of('scoped')).toMatchObject({ clients: 12, scopedStormS: expect.any(Number) });
+      for (const server of servers) {
+        const of = (scenario: string) => results.find((r) => r['protocol'] === protocol && r['server'] === server && r['scenario'] === scenario);
+        expect(of('fleet')).toMatchObject({ connectStormS: expect.any(Number), changeP99Ms: expect.any(Number), peakRssMiB: expect.any(Number), clientErrors: 0 });
+        // Half the clients were on the killed replica.
+        expect(of('failover')).toMatchObject({ clientsMoved: 4, failoverInSyncS: expect.any(Number), failoverPercentOfStorm: expect.any(Number), clientErrors: 0 });
+        // A client sent more than its Sidecar group's view counts as a client error.
+        expect(of('scoped')).toMatchObject({ clients: 12, scopedStormS: expect.any(Number), clientErrors: 0 });
+      }
     }
+    expect(stdout).toMatch(/^failover: every client in sync \(s\)(\s+\d+\.\d+){3}$/m);
+    expect(stdout).toMatch(/^scoped: 12 clients all ACKed \(s\)(\s+\d+\.\d+){3}$/m);
   });
 
   it('drives the clients through grpc-js as well (--client-stack grpc-js), to compare the harness', async () => {
-    const { stdout, options, results } = await runBench('grpc-js-clients', ['--scenarios', 'fleet', '--client-stack', 'grpc-js'], 100_000);
+    const { stdout, options, results } = await runBench('grpc-js-clients', ['--servers', 'meshbridge', '--scenarios', 'fleet', '--client-stack', 'grpc-js'], 100_000);
     expect(options['clientStack']).toBe('grpc-js');
     expect(results.map((r) => [r['protocol'], r['clientErrors'], typeof r['changeP99Ms']]), stdout).toEqual([
       ['delta', 0, 'number'],
