@@ -56,7 +56,7 @@ catalogUpdates([registry], of(policy), { debounceMs: options.debounceMs, maxDela
   process.send?.({ kind: 'built', ms: performance.now() - started });
 });
 
-const port = await server.listen({ listen: '127.0.0.1:0' });
+const port = await server.listen({ listen: '127.0.0.1:0', backlog: options.listenBacklog });
 registry.next(registryState(list));
 process.on('message', (message) => {
   if (message.kind === 'change') {

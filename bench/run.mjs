@@ -38,6 +38,8 @@ const { values: flags } = parseArgs({
     scenarios: { type: 'string', default: env('SCENARIOS', 'fleet,failover,scoped') },
     'scoped-clients': { type: 'string', default: env('SCOPED_CLIENTS', '10000') },
     'scope-groups': { type: 'string', default: env('SCOPE_GROUPS', '50') },
+    // meshbridge's xds.listenBacklog; the kernel caps it at net.core.somaxconn, which also sizes go-control-plane's queue.
+    'listen-backlog': { type: 'string', default: env('LISTEN_BACKLOG', '4096') },
     'debounce-ms': { type: 'string', default: env('DEBOUNCE_MS', '10') },
     'max-delay-ms': { type: 'string', default: env('MAX_DELAY_MS', '100') },
     'push-concurrency': { type: 'string', default: env('PUSH_CONCURRENCY', '64') },
@@ -60,6 +62,8 @@ const opts = {
   pushSlotTimeoutMs: 2_000,
   scopedClients: Number(flags['scoped-clients']),
   scopeGroups: Number(flags['scope-groups']),
+  listenBacklog: Number(flags['listen-backlog']),
+  somaxconn: Number(readFileSync('/proc/sys/net/core/somaxconn', 'utf8').trim()),
 };
 if (!['http2', 'grpc-js'].includes(opts.clientStack)) throw new Error(`--client-stack: http2 or grpc-js, not ${opts.clientStack}`);
 const now = () => performance.timeOrigin + performance.now();
@@ -510,6 +514,7 @@ const rows = {
 const fmt = (v, d) => (typeof v === 'number' ? v.toFixed(d) : '-');
 console.log(`\nfleet: ${opts.clients} ADS clients in ${opts.workers} worker processes (gRPC over ${opts.clientStack}), ${opts.services} services, ${opts.endpoints} endpoints, ${opts.changes} changes ${opts.gapMs} ms apart; meshbridge debounce ${opts.debounceMs} ms (max ${opts.maxDelayMs}), push concurrency ${opts.pushConcurrency}`);
 console.log(`scoped: ${opts.scopedClients} clients in ${opts.scopeGroups} Sidecar groups, 20 services each; failover: ${opts.clients} clients on two replicas, one killed`);
+console.log(`accept queue: meshbridge asks for ${opts.listenBacklog}; the kernel caps every queue at net.core.somaxconn = ${opts.somaxconn}`);
 for (const protocol of protocols) {
   console.log(`\n${protocol === 'sotw' ? 'state of the world' : 'delta (incremental)'} clients`);
   console.log(`${'metric'.padEnd(44)}${serverNames.map((n) => n.padStart(14)).join('')}`);

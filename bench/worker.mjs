@@ -426,4 +426,10 @@ process.on('message', (message) => {
 process.send({ kind: 'ready' });
 if (process.env.BENCH_DEBUG) {
   setInterval(() => console.error(`worker ${process.pid}: ${completed}/${clients.length} complete, ${(bytes / 2 ** 20).toFixed(1)} MiB, ${responses} responses`), 5_000).unref();
+  // The last few clients of a storm, and what each lacks: one never served waited in the kernel, not in meshbridge.
+  setInterval(() => {
+    const late = clients.filter((c) => c.completeAt === undefined);
+    if (late.length === 0 || late.length > 50) return;
+    for (const c of late.slice(0, 5)) console.error(`late ${c.id}: served ${c.served === true}, ${Object.entries(c.have).map(([k, s]) => `${k} ${s.size}/${c.expected[k]}`).join(', ')}`);
+  }, 2_000).unref();
 }

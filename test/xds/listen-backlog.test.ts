@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { lookup } from 'node:dns/promises';
 import { readFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
@@ -13,6 +13,7 @@ import { createCa, issueCertificate } from '../../src/security/ca.js';
 import { ReloadingTlsFiles, reloadingServerCredentials } from '../../src/security/tls-files.js';
 import { SnapshotCache } from '../../src/xds/cache/snapshot-cache.js';
 import { DEFAULT_TUNING, XdsServer } from '../../src/xds/server/ads-server.js';
+import { ACCEPT_DESCRIPTORS, ListenSocket } from '../../src/xds/server/listen-socket.js';
 import type { XdsServerOptions } from '../../src/xds/server/ads-server.js';
 import { TypeUrl } from '../../src/xds/type-urls.js';
 import { RawAdsClient } from '../helpers/ads-client.js';
@@ -281,6 +282,40 @@ describe('a fleet connecting at once while meshbridge cannot accept waits in the
     })));
     expect(greeted.filter(Boolean).length).toBe(600);
   }, 60_000);
+});
+
+describe('a queue of connections is accepted many per event-loop turn', () => {
+  // Node 20 accepts one connection per descriptor per turn, and turns are long while a fleet is served.
+  it(`takes ${ACCEPT_DESCRIPTORS} queued connections in one turn, through as many descriptors of the one socket`, async () => {
+    const acceptedInTurn: number[] = [];
+    let turn = 0;
+    const socket = await ListenSocket.open({ listen: '127.0.0.1:0', backlog: 1024, onConnection: (connection) => {
+      acceptedInTurn.push(turn);
+      connection.destroy();
+    } }, silentLogger);
+    try {
+      expect(await listenBacklogs(socket.port)).toEqual([Math.min(1024, SOMAXCONN)]);
+      // Another process makes 300 connections while this one is blocked in execFileSync: all 300 wait in the kernel's queue.
+      const script = "const net = require('node:net'); let n = 0; for (let i = 0; i < 300; i++) net.connect(Number(process.argv[1]), '127.0.0.1', () => { if (++n === 300) process.exit(0); }).on('error', (e) => { console.error(e.message); process.exit(1); });";
+      execFileSync(process.execPath, ['-e', script, String(socket.port)], { timeout: 30_000 });
+      while (acceptedInTurn.length < 300 && turn < 1_000) {
+        await new Promise((resolve) => setImmediate(resolve));
+        turn += 1;
+      }
+      const perTurn = new Map<number, number>();
+      for (const t of acceptedInTurn) perTurn.set(t, (perTurn.get(t) ?? 0) + 1);
+      expect(acceptedInTurn).toHaveLength(300);
+      expect(Math.max(...perTurn.values())).toBe(ACCEPT_DESCRIPTORS);
+    } finally {
+      socket.stopAccepting();
+    }
+  });
+
+  it('leaves no process holding the socket: once it stops accepting, connections are refused', async () => {
+    const socket = await ListenSocket.open({ listen: '127.0.0.1:0', backlog: 64, onConnection: (connection) => connection.destroy() }, silentLogger);
+    socket.stopAccepting();
+    expect(await refusesConnections(socket.port)).toBe(true);
+  });
 });
 
 describe('xds.listenBacklog in the config', () => {

@@ -164,6 +164,8 @@ export class XdsServer {
       // HTTP/2's own bound: a client's streams past it wait in the client, costing the server nothing.
       'grpc.max_concurrent_streams': tuning.maxStreamsPerConnection ?? DEFAULT_TUNING.maxStreamsPerConnection,
       interceptors: tuning.interceptors ?? [],
+      // meshbridge serves no channelz service; its bookkeeping (a trace per connection, clocks read per message) is paid by every stream.
+      'grpc.enable_channelz': 0,
     });
     const options: PushQueueOptions = {
       concurrency: tuning.pushConcurrency ?? DEFAULT_TUNING.pushConcurrency,

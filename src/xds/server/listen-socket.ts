@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { lookup } from 'node:dns/promises';
 import { readFile } from 'node:fs/promises';
 import { createServer, isIP } from 'node:net';
@@ -6,6 +7,19 @@ import type { Logger } from 'pino';
 
 /** Node's own default, what grpc-js's bindAsync listened with. */
 export const NODE_DEFAULT_BACKLOG = 511;
+
+/**
+ * Extra descriptors of each listening socket, all watched by the event loop.
+ * Node 20's libuv accepts one connection per descriptor per loop turn, and a
+ * turn is long while a fleet is being served: 10,000 proxies connecting at
+ * once were accepted at about 1,300 a second, the kernel's queue stayed full
+ * for 8 s and dropped SYNs that came back 1, 3, 7, 15 and 31 s later. Each
+ * descriptor adds one accept per turn.
+ */
+export const ACCEPT_DESCRIPTORS = 16;
+
+/** How long the helper process that copies descriptors may take before the port listens with one. */
+const COPY_TIMEOUT_MS = 10_000;
 
 /** Accept failures (EMFILE under a flood) are logged at most this often; the rest are counted. */
 const ACCEPT_ERROR_LOG_INTERVAL_MS = 10_000;
@@ -85,17 +99,15 @@ export class ListenSocket {
     // Port 0: the first address bound picks the port, and the others take the same one, as bindAsync did.
     let nextPort = port;
     for (const address of addresses) {
-      const server = createServer();
-      server.on('connection', (connection: Socket) => this.accept(connection));
+      const server = createServer((connection) => this.accept(connection));
       try {
         nextPort = await listenOn(server, address, nextPort, backlog);
       } catch (error) {
         errors.push((error as Error).message);
         continue;
       }
-      // Past listen, an error is a failed accept (out of file descriptors): the port keeps listening.
-      server.on('error', (error: Error & { code?: string }) => this.acceptFailed(error));
-      this.servers.push(server);
+      this.watch(server);
+      for (const copy of await this.copies(server, backlog)) this.watch(copy);
       this.bound.push(address);
       this.boundPort = nextPort;
     }
@@ -105,6 +117,22 @@ export class ListenSocket {
       this.log.warn({ backlog, somaxconn: cap }, `the kernel caps the xDS accept queue at net.core.somaxconn (${cap}), below the ${backlog} asked for`);
     }
     if (errors.length > 0) this.log.warn({ listen, bound: this.bound, errors }, `xDS listens on ${this.bound.length} of the ${addresses.length} addresses ${host} resolves to`);
+  }
+
+  private watch(server: Server): void {
+    // Past listen, an error is a failed accept (out of file descriptors): the port keeps listening.
+    server.on('error', (error: Error & { code?: string }) => this.acceptFailed(error));
+    this.servers.push(server);
+  }
+
+  /** More descriptors of `server`'s socket, listening with the same backlog; none (with a warning) if they cannot be had. */
+  private async copies(server: Server, backlog: number): Promise<Server[]> {
+    try {
+      return await copyListener(server, ACCEPT_DESCRIPTORS - 1, backlog, (connection) => this.accept(connection));
+    } catch (error) {
+      this.log.warn({ err: error }, 'the xDS port accepts through one descriptor: its copies could not be made');
+      return [];
+    }
   }
 
   private accept(connection: Socket): void {
@@ -140,6 +168,73 @@ async function kernelBacklogCap(): Promise<number | undefined> {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * `count` more descriptors of a listening socket, each in a Server listening
+ * with `backlog`. A process can only copy a descriptor through another one
+ * (SCM_RIGHTS; Node 20 has no dup and no SO_REUSEPORT), so a short-lived
+ * Node child sends each back as it got it, and has exited before this returns.
+ * The raw handle goes, not the Server: a Server arriving at either end would
+ * listen again with Node's default backlog, and shrink the socket's queue.
+ */
+async function copyListener(server: Server, count: number, backlog: number, onConnection: (connection: Socket) => void): Promise<Server[]> {
+  const handle = (server as unknown as { _handle?: unknown })._handle;
+  if (count <= 0) return [];
+  if (handle === undefined || handle === null) throw new Error('the listening Server has no handle to send');
+  const echo = spawn(process.execPath, ['-e', "process.on('message', (m, handle) => process.send(m, handle))"], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  // Until the child is gone it holds copies too, and a port that stops accepting would still complete handshakes.
+  const gone = new Promise((resolve) => {
+    echo.once('exit', resolve);
+    echo.once('error', resolve);
+  });
+  const received: unknown[] = [];
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no copy within ${COPY_TIMEOUT_MS} ms`)), COPY_TIMEOUT_MS);
+      echo.on('message', (_message, copy) => {
+        received.push(copy);
+        if (received.length === count) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      echo.once('error', (error) => {
+        clearTimeout(timer);
+        reject(error);
+      });
+      echo.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        reject(new Error(`the copying process exited (${signal ?? code})`));
+      });
+      for (let i = 0; i < count; i++) echo.send('listener', handle as Parameters<typeof echo.send>[1]);
+    });
+  } catch (error) {
+    for (const copy of received) (copy as { close?: () => void }).close?.();
+    throw error;
+  } finally {
+    echo.kill();
+    await gone;
+  }
+  const settled = await Promise.allSettled(received.map((copy) => listenOnHandle(copy, backlog, onConnection)));
+  const servers = settled.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []));
+  const failed = settled.find((result) => result.status === 'rejected');
+  if (failed !== undefined) {
+    for (const copy of servers) copy.close();
+    throw failed.reason;
+  }
+  return servers;
+}
+
+function listenOnHandle(handle: unknown, backlog: number, onConnection: (connection: Socket) => void): Promise<Server> {
+  return new Promise((resolve, reject) => {
+    const server = createServer(onConnection);
+    server.once('error', reject);
+    server.listen(handle as object, backlog, () => {
+      server.off('error', reject);
+      resolve(server);
+    });
+  });
 }
 
 function listenOn(server: Server, host: string, port: number, backlog: number): Promise<number> {
