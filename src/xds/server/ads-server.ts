@@ -344,6 +344,8 @@ export class XdsServer {
       moves.push({ stream, from, to });
     }
     if (moves.length === 0) return 0;
+    // Asked for now, so a view without a snapshot is built by whoever owns the views (the daemon's update in this turn, or its onWanted).
+    for (const view of new Set(moves.map((m) => m.to))) this.cache.get(view);
     if (moves.length <= MOVES_LOGGED_ONE_BY_ONE) {
       for (const { stream, from, to } of moves) this.log.info({ stream: stream.id, node: stream.node.id, from, to }, 'stream moved to the view its Sidecar now selects');
     } else {
