@@ -100,6 +100,7 @@ class Follower {
     while (!this.closed) {
       if (this.sotw !== undefined) {
         const response = await this.sotw.next(60_000).catch(() => undefined);
+        if (response === undefined && this.sotw.ended) return;
         if (response === undefined) continue;
         const names = RawAdsClient.names(response);
         this.received.push({ typeUrl: response.type_url, names, removed: [] });
@@ -114,6 +115,7 @@ class Follower {
         });
       } else {
         const response = await this.delta!.next(60_000).catch(() => undefined);
+        if (response === undefined && this.delta!.ended) return;
         if (response === undefined) continue;
         const names = RawDeltaClient.names(response);
         this.received.push({ typeUrl: response.type_url, names, removed: [...response.removed_resources] });
