@@ -321,11 +321,12 @@ export class Daemon implements AdminSource {
   /** The scope a node is served when its stream opens: see `scopeResolver`. */
   private readonly scopeOf: ScopeResolver = (node) => {
     const policySet = this.views.policySet;
-    if (this.openingScope?.policySet !== policySet) {
+    let opening = this.openingScope;
+    if (opening === undefined || opening.policySet !== policySet) {
       const narrowed = (nodeId: string, rule: number) => this.log.info({ component: 'xds', node: nodeId, rule }, 'xDS stream narrowed by security.access');
-      this.openingScope = { policySet, resolve: this.scopeResolver(policySet, narrowed) };
+      opening = this.openingScope = { policySet, resolve: this.scopeResolver(policySet, narrowed) };
     }
-    return this.openingScope.resolve(node);
+    return opening.resolve(node);
   };
 
   /** The resolver of the policy in force, kept while it is: its Sidecars are sorted once for every stream that opens. */
