@@ -244,9 +244,16 @@ describe('a connected proxy follows the Sidecar that selects it now, without rec
   });
 
   it('when its Sidecar is deleted, it falls back to the namespace default', async () => {
+    const before = sotw.received.length;
     deletePolicy('shop.yaml');
     await Promise.all([delta.until([2, 3]), sotw.until([2, 3]), narrow.until([2, 3])]);
     expect(viewOf('vm-sotw')).toBe('sidecar~sidecar:default/default');
+    // State of the world: the endpoints it subscribes to that the new view has, sent again since its CDS dropped them; nothing else of EDS.
+    // (Each may come twice: a cluster sent anew has its endpoints answered again on the next EDS request, for Envoy's warming.)
+    await eventually(() => {
+      const endpoints = sotw.received.slice(before).filter((r) => r.typeUrl === TypeUrl.ClusterLoadAssignment).flatMap((r) => r.names);
+      expect([...new Set(endpoints)].sort()).toEqual(clustersOf([2, 3]));
+    }, 10_000);
   });
 
   it('then to the root namespace\'s default, then to everything', async () => {
