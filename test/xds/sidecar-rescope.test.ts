@@ -248,6 +248,9 @@ describe('a connected proxy follows the Sidecar that selects it now, without rec
     deletePolicy('shop.yaml');
     await Promise.all([delta.until([2, 3]), sotw.until([2, 3]), narrow.until([2, 3])]);
     expect(viewOf('vm-sotw')).toBe('sidecar~sidecar:default/default');
+    // Every stream is on a view being served, and the views they all left are no longer kept (nor rebuilt).
+    for (const stream of daemon.connections()) expect(daemon.cache.peek(stream.node.view), stream.node.view).toBeDefined();
+    expect(daemon.cache.views().filter((v) => v.includes('shop-vms'))).toEqual([]);
     // State of the world: the endpoints it subscribes to that the new view has, sent again since its CDS dropped them; nothing else of EDS.
     // (Each may come twice: a cluster sent anew has its endpoints answered again on the next EDS request, for Envoy's warming.)
     await eventually(() => {
