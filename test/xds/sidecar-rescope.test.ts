@@ -1,5 +1,7 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { pino } from 'pino';
+import type { Logger } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/config.js';
 import { Daemon } from '../../src/daemon/daemon.js';
@@ -157,7 +159,11 @@ class Follower {
   }
 }
 
-async function startDaemon(dir: TempDir, settings: { batching: { debounceMs: number; maxDelayMs: number }; access?: unknown[] }): Promise<{ daemon: Daemon; xds: string }> {
+async function startDaemon(
+  dir: TempDir,
+  settings: { batching: { debounceMs: number; maxDelayMs: number }; access?: unknown[] },
+  log: Logger = silentLogger,
+): Promise<{ daemon: Daemon; xds: string }> {
   const { config, diagnostics } = parseConfig(
     {
       xds: { listen: '127.0.0.1:0' },
@@ -170,7 +176,7 @@ async function startDaemon(dir: TempDir, settings: { batching: { debounceMs: num
     `${dir.path}/meshbridge.yaml`,
   );
   expect(diagnostics.filter((d) => d.severity === 'error')).toEqual([]);
-  const daemon = new Daemon(config!, silentLogger, { envoyApi });
+  const daemon = new Daemon(config!, log, { envoyApi });
   const { xdsPort } = await daemon.start();
   return { daemon, xds: `127.0.0.1:${xdsPort}` };
 }
@@ -306,5 +312,46 @@ describe('a proxy connected before the first policy was read', () => {
     expect(daemon.connections().find((s) => s.node.id === 'early-1')?.node.view).toBe('sidecar~sidecar:default/shop-vms');
     const clusters = follower.received.filter((r) => r.typeUrl === TypeUrl.Cluster).flatMap((r) => r.names);
     expect(clusters.sort()).toEqual(clustersOf([0, 1]));
+  });
+});
+
+describe('moves are logged: each one while few move, a count when a fleet does', () => {
+  const dir = tempDir('meshbridge-rescope-log-');
+  const lines: { msg: string; [key: string]: unknown }[] = [];
+  const log = pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line) as { msg: string }) });
+  let daemon: Daemon | undefined;
+  const followers: Follower[] = [];
+  const FLEET = 25;
+
+  afterAll(async () => {
+    followers.forEach((f) => f.close());
+    await daemon?.stop(1_000);
+    dir.remove();
+  });
+
+  it('one line per stream, with its node and both views, for one stream; one line with the count for 25', async () => {
+    dir.write('services.yaml', SERVICES);
+    mkdirSync(join(dir.path, 'policy'));
+    dir.write(join('policy', 'elsewhere.yaml'), sidecar('elsewhere', 'other', [5]));
+    const started = await startDaemon(dir, { batching: { debounceMs: 20, maxDelayMs: 100 } }, log);
+    daemon = started.daemon;
+    await daemon.ready();
+    const single = Follower.connect('delta', started.xds, 'single-1', { app: 'single' });
+    followers.push(single);
+    for (let i = 0; i < FLEET; i += 1) followers.push(Follower.connect('delta', started.xds, `fleet-${i}`, { app: 'fleet' }));
+    await Promise.all(followers.map((f) => f.until(ALL)));
+
+    dir.write(join('policy', 'single.yaml'), sidecar('single', 'default', [0], { app: 'single' }));
+    await single.until([0]);
+    const one = lines.filter((l) => l.msg === 'stream moved to the view its Sidecar now selects');
+    expect(one).toHaveLength(1);
+    expect(one[0]).toMatchObject({ node: 'single-1', from: 'sidecar', to: 'sidecar~sidecar:default/single' });
+
+    dir.write(join('policy', 'fleet.yaml'), sidecar('fleet', 'default', [1, 2], { app: 'fleet' }));
+    await Promise.all(followers.slice(1).map((f) => f.until([1, 2])));
+    expect(lines.filter((l) => l.msg === 'stream moved to the view its Sidecar now selects')).toHaveLength(1);
+    const fleet = lines.filter((l) => l.msg === 'streams moved to the views their Sidecars now select');
+    expect(fleet).toHaveLength(1);
+    expect(fleet[0]).toMatchObject({ streams: FLEET, pairs: 1, largest: [{ pair: 'sidecar -> sidecar~sidecar:default/fleet', streams: FLEET }] });
   });
 });
