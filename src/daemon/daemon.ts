@@ -12,8 +12,9 @@ import type { RegistryState } from '../model/registry-state.js';
 import { IstioFileStores, absolutePattern } from '../istio/file-store.js';
 import { MisplacedDocuments } from '../istio/misplaced-documents.js';
 import { registryIstioPatterns } from '../registries/from-config.js';
-import { scopeName, selectSidecar } from '../model/routing/scope.js';
-import { accessRuleFor } from '../security/access.js';
+import { scopeName, sidecarSelector } from '../model/routing/scope.js';
+import { accessRuleMatcher } from '../security/access.js';
+import type { PolicySet } from '../istio/policy-set.js';
 import type { ScopeResolver } from '../xds/node.js';
 import type { Registry } from '../registries/registry.js';
 import type { Snapshot } from '../xds/cache/snapshot.js';
@@ -317,17 +318,38 @@ export class Daemon implements AdminSource {
     this.subscription = catalogUpdates(this.sources.registryStates(), this.sources.policies(), this.config.batching).subscribe((update) => this.onUpdate(update));
   }
 
-  /** The scope a node is served: the Sidecar that selects it when its stream opens, and the security.access rule that names it. */
+  /** The scope a node is served when its stream opens: see `scopeResolver`. */
   private readonly scopeOf: ScopeResolver = (node) => {
     const policySet = this.views.policySet;
-    const sidecar = policySet === undefined ? undefined : selectSidecar(policySet.sidecars, node);
-    const rule = accessRuleFor(this.config.security.access, node.id);
-    if (rule !== -1) this.log.info({ component: 'xds', node: node.id, rule }, 'xDS stream narrowed by security.access');
-    // Inbound listeners terminate mTLS with the agent's certificate: only an Envoy with the agent's SDS cluster can load them.
-    // Such a node's view is its own from the start, so workloads registered on it later reach it without a reconnect.
-    const inbound = node.kind === 'sidecar' && node.workloadSds;
-    return scopeName(sidecar, rule, inbound ? node.id : undefined);
+    let opening = this.openingScope;
+    if (opening === undefined || opening.policySet !== policySet) {
+      const narrowed = (nodeId: string, rule: number) => this.log.info({ component: 'xds', node: nodeId, rule }, 'xDS stream narrowed by security.access');
+      opening = this.openingScope = { policySet, resolve: this.scopeResolver(policySet, narrowed) };
+    }
+    return opening.resolve(node);
   };
+
+  /** The resolver of the policy in force, kept while it is: its Sidecars are sorted once for every stream that opens. */
+  private openingScope: { policySet: PolicySet | undefined; resolve: ScopeResolver } | undefined;
+
+  /**
+   * The scope a node is served under `policySet`: the Sidecar that selects it
+   * and the security.access rule that names it. Distinct namespaces and label
+   * sets are looked up once, and the access globs compiled once, so choosing
+   * again for thousands of streams costs little more than a pass over them.
+   */
+  private scopeResolver(policySet: PolicySet | undefined, narrowedByAccess?: (nodeId: string, rule: number) => void): ScopeResolver {
+    const select = sidecarSelector(policySet?.sidecars ?? []);
+    const accessRuleOf = accessRuleMatcher(this.config.security.access);
+    return (node) => {
+      const accessRule = accessRuleOf(node.id);
+      if (accessRule !== -1) narrowedByAccess?.(node.id, accessRule);
+      // Inbound listeners terminate mTLS with the agent's certificate: only an Envoy with the agent's SDS cluster can load them.
+      // Such a node's view is its own from the start, so workloads registered on it later reach it without a reconnect.
+      const inbound = node.kind === 'sidecar' && node.workloadSds;
+      return scopeName(select(node), accessRule, inbound ? node.id : undefined);
+    };
+  }
 
   private onUpdate({ states, catalog, routing, policySet }: CatalogUpdate): void {
     this.statesValue = states;
@@ -337,6 +359,9 @@ export class Daemon implements AdminSource {
     this.findings.report('policy', routing.diagnostics.filter((d) => d.severity === 'warning').map(formatDiagnostic));
     const endpoints = catalog.services.reduce((sum, s) => sum + s.endpoints.length, 0);
     this.log.info({ services: catalog.services.length, endpoints, conflicts: catalog.conflicts.length }, 'catalog updated');
+    // New policy may select other Sidecars for connected nodes (one added, deleted or re-labelled, or the first policy read):
+    // streams move first, so this very update builds the views they move to and forgets those they left.
+    if (policySet !== this.views.policySet) this.xds.rescope(this.scopeResolver(policySet));
     this.views.update(catalog, routing, policySet);
   }
 }

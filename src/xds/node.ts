@@ -88,6 +88,11 @@ export function identifyNode(node: NodeMessage | null | undefined, scopeOf?: Sco
   const namespace = stringValue(structFields(node?.metadata)['NAMESPACE']) || 'default';
   const labels = nodeLabels(node?.metadata);
   const workloadSds = stringValue(structFields(node?.metadata)[WORKLOAD_SDS_METADATA]) === 'true';
-  const scope = scopeOf?.({ id, kind, workloadSds, namespace, labels }) ?? '';
-  return { id, cluster: node?.cluster ?? '', userAgent, kind, locality, namespace, labels, workloadSds, view: viewKey(kind, locality, scope) };
+  const identity = { id, cluster: node?.cluster ?? '', userAgent, kind, locality, namespace, labels, workloadSds };
+  return { ...identity, view: scopedView(identity, scopeOf) };
+}
+
+/** The view a node is served from: its kind and locality, narrowed by what `scopeOf` names for it. */
+export function scopedView(node: Omit<NodeIdentity, 'view' | 'cluster' | 'userAgent'>, scopeOf?: ScopeResolver): ProxyView {
+  return viewKey(node.kind, node.locality, scopeOf?.(node) ?? '');
 }

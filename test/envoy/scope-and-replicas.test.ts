@@ -129,4 +129,53 @@ policy: { paths: [sidecar.yaml] }
     expect(await connectedReplica()).toBe(1 - victim);
     expect(await envoy.rejectedUpdates()).toEqual({});
   });
+
+  const outbound = (indexes: readonly number[]) => indexes.map((i) => `outbound|${ports[i]}||${host(i)}`).sort();
+
+  it('widens when its Sidecar is deleted and narrows when another one selecting it is added, without reconnecting', async () => {
+    const replica = await connectedReplica();
+    const connectedSince = async () =>
+      ((await (await fetch(`http://127.0.0.1:${adminPorts[replica]}/debug/syncz`)).json()) as { proxies: { node: string; connectedSince: string }[] }).proxies.find((p) => p.node === 'envoy-vm')?.connectedSince;
+    const since = await connectedSince();
+    // Its Sidecar gone and none other selecting it (this one is for another namespace): every service.
+    dir.write(
+      'sidecar.yaml',
+      `apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: { name: elsewhere, namespace: other }
+spec:
+  egress: [{ hosts: ["*/${host(0)}"] }]
+`,
+    );
+    await envoy.waitForConfig((names) => {
+      expect(names.clusters.filter((c) => c.startsWith('outbound|')).sort()).toEqual(outbound(Array.from({ length: COUNT }, (_, i) => i)));
+    }, 30_000);
+    // A new Sidecar for its labels: Envoy's clusters, endpoints and listeners narrow to it.
+    dir.write(
+      'sidecar.yaml',
+      `apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: { name: vm-narrow, namespace: default }
+spec:
+  workloadSelector: { labels: { app: vm } }
+  egress: [{ hosts: ["*/${host(3)}", "*/${host(4)}"] }]
+`,
+    );
+    await envoy.waitForConfig((names) => {
+      expect(names.clusters.filter((c) => c.startsWith('outbound|')).sort()).toEqual(outbound([3, 4]));
+      expect(names.listeners.sort()).toEqual([3, 4].map((i) => `127.0.0.1_${ports[i]}`).sort());
+      expect([...names.endpoints.keys()].filter((c) => c.startsWith('outbound|')).sort()).toEqual(outbound([3, 4]));
+    }, 30_000);
+    await eventually(async () => {
+      const r = await get(3);
+      expect(r.status).toBe(200);
+      expect(JSON.parse(r.body)).toMatchObject({ backend: 'first' });
+    }, 10_000);
+    // Its listener drains (Envoy may still accept on it for a while), but its cluster is gone.
+    expect((await get(0).catch(() => undefined))?.status).not.toBe(200);
+    // The same stream all along: it was moved, not reconnected.
+    expect(await connectedSince()).toBe(since);
+    expect(await connectedReplica()).toBe(replica);
+    expect(await envoy.rejectedUpdates()).toEqual({});
+  });
 });

@@ -4,8 +4,8 @@ import { ISTIO_KIND_HANDLERS } from '../../src/istio/kinds.js';
 import { policyFromFiles } from '../../src/istio/policy-set.js';
 import type { PolicySet, SidecarDocument } from '../../src/istio/policy-set.js';
 import { buildRoutingModel } from '../../src/model/routing/build.js';
-import { scopeCatalog, scopeFilters, scopeName, scopedHostnames, selectSidecar, sidecarHostFilter } from '../../src/model/routing/scope.js';
-import { serviceFilterOf } from '../../src/security/access.js';
+import { scopeCatalog, scopeFilters, scopeName, scopedHostnames, selectSidecar, sidecarHostFilter, sidecarSelector } from '../../src/model/routing/scope.js';
+import { accessRuleFor, accessRuleMatcher, serviceFilterOf } from '../../src/security/access.js';
 import { buildSnapshot, checkConsistent } from '../../src/xds/cache/snapshot.js';
 import { loadEnvoyApi } from '../../src/xds/protos.js';
 import { parseView, translate, viewKey } from '../../src/xds/translate/translate.js';
@@ -106,6 +106,48 @@ describe('which Sidecar applies to a node', () => {
 
   it('no Sidecar at all: nothing applies', () => {
     expect(selectSidecar([], { namespace: 'shop', labels: {} })).toBeUndefined();
+  });
+
+  it('one selector for many nodes answers as selectSidecar does, each namespace and label set apart, whatever the label order', () => {
+    const select = sidecarSelector(set.sidecars);
+    const subjects: { namespace: string; labels: Record<string, string> }[] = [
+      { namespace: 'shop', labels: { app: 'vm' } },
+      { namespace: 'shop', labels: { track: 'canary', app: 'vm' } },
+      { namespace: 'shop', labels: { app: 'web' } },
+      // Same characters, other split between key and value, or between namespace and labels: other subjects.
+      { namespace: 'shop', labels: { 'app: vm': '' } },
+      { namespace: 'shopapp', labels: { vm: '' } },
+      { namespace: 'other', labels: { app: 'vm' } },
+      { namespace: 'billing', labels: { app: 'vm' } },
+    ];
+    for (const round of [1, 2]) {
+      for (const subject of subjects) {
+        expect(name(select(subject)), `${JSON.stringify(subject)}, round ${round}`).toBe(name(selectSidecar(set.sidecars, subject)));
+      }
+    }
+    expect(name(select({ namespace: 'shop', labels: { track: 'canary', app: 'vm' } }))).toBe('shop/shop-vm');
+    expect(name(select({ namespace: 'other', labels: { app: 'vm' } }))).toBe('other/other-vm');
+  });
+});
+
+describe('security.access rule of a node', () => {
+  const rules = [
+    { nodes: ['web-*', 'api-1'], services: ['*.mesh'] },
+    { nodes: ['*'], services: [] },
+  ];
+
+  it.each([
+    ['web-7', 0],
+    ['api-1', 0],
+    ['api-2', 1],
+    ['.hidden', 1],
+  ])('%s: rule %i, compiled once or matched alone', (node, rule) => {
+    expect(accessRuleMatcher(rules)(node)).toBe(rule);
+    expect(accessRuleFor(rules, node)).toBe(rule);
+  });
+
+  it('no rules: none decides', () => {
+    expect(accessRuleMatcher([])('web-1')).toBe(-1);
   });
 });
 

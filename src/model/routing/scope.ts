@@ -22,18 +22,52 @@ export type HostFilter = (hostname: string) => boolean;
  * at one level: the first by precedence wins, as Istio takes the oldest.
  */
 export function selectSidecar(sidecars: readonly SidecarDocument[], subject: ScopeSubject): SidecarDocument | undefined {
+  return sidecarSelector(sidecars)(subject);
+}
+
+/** Distinct (namespace, labels) a selector remembers before it starts afresh: nodes choose their labels, so what it keeps is bounded. */
+const MAX_REMEMBERED_SUBJECTS = 10_000;
+
+/**
+ * `selectSidecar` over the same Sidecars for many nodes: they are sorted once,
+ * and each distinct namespace and label set is looked up once (a fleet has a
+ * few hundred of them, however many thousand nodes share them).
+ */
+export function sidecarSelector(sidecars: readonly SidecarDocument[]): (subject: ScopeSubject) => SidecarDocument | undefined {
   const sorted = [...sidecars].sort(byPrecedence);
-  const selected = sorted.find(
-    (s) =>
-      s.namespace === subject.namespace &&
-      s.spec.workloadSelector !== undefined &&
-      Object.entries(s.spec.workloadSelector.labels).every(([key, value]) => subject.labels[key] === value),
-  );
-  return (
-    selected ??
-    sorted.find((s) => s.namespace === subject.namespace && s.spec.workloadSelector === undefined) ??
-    sorted.find((s) => s.namespace === ROOT_NAMESPACE && s.spec.workloadSelector === undefined)
-  );
+  const remembered = new Map<string, SidecarDocument | undefined>();
+  const select = (subject: ScopeSubject): SidecarDocument | undefined => {
+    const selected = sorted.find(
+      (s) =>
+        s.namespace === subject.namespace &&
+        s.spec.workloadSelector !== undefined &&
+        Object.entries(s.spec.workloadSelector.labels).every(([key, value]) => subject.labels[key] === value),
+    );
+    return (
+      selected ??
+      sorted.find((s) => s.namespace === subject.namespace && s.spec.workloadSelector === undefined) ??
+      sorted.find((s) => s.namespace === ROOT_NAMESPACE && s.spec.workloadSelector === undefined)
+    );
+  };
+  if (sorted.length === 0) return () => undefined;
+  return (subject) => {
+    const key = subjectKey(subject);
+    if (remembered.has(key)) return remembered.get(key);
+    const sidecar = select(subject);
+    if (remembered.size >= MAX_REMEMBERED_SUBJECTS) remembered.clear();
+    remembered.set(key, sidecar);
+    return sidecar;
+  };
+}
+
+/**
+ * A string equal for equal namespaces and label sets (JSON, so no label can
+ * write a separator and read as another). Labels in another order give
+ * another key, which costs a lookup, never a wrong answer; nodes' labels are
+ * read in sorted order (node.ts), so sorting them again per node is not worth it.
+ */
+function subjectKey(subject: ScopeSubject): string {
+  return JSON.stringify([subject.namespace, subject.labels]);
 }
 
 /**
@@ -137,7 +171,8 @@ export function splitInboundScope(scope: string | undefined): { shared: string |
 
 /**
  * What a scope name lets through: `declared` from the Sidecar it names (every
- * service when that Sidecar is gone: its nodes choose again on reconnect) and
+ * service when that Sidecar is gone: its nodes choose again when the policy
+ * that removed it is applied, see XdsServer.rescope) and
  * `allowed` from the access rule. Fails closed: a part it cannot read allows nothing.
  */
 export function scopeFilters(

@@ -6,6 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { AggregatedDiscoveryServiceHandlers } from '../../generated/envoy/service/discovery/v3/AggregatedDiscoveryService.js';
 import { MeshbridgeError } from '../../errors.js';
+import { scopedView } from '../node.js';
 import type { ScopeResolver } from '../node.js';
 import type { SnapshotSource } from '../cache/snapshot-cache.js';
 import type { Packer } from '../cache/snapshot.js';
@@ -133,6 +134,9 @@ function withEncodedResponses(service: grpc.ServiceDefinition): grpc.ServiceDefi
   ]);
   return Object.fromEntries(methods) as grpc.ServiceDefinition;
 }
+
+/** Past this many streams moved by one policy change, the moves are logged as a count per pair of views (each stream at debug). */
+const MOVES_LOGGED_ONE_BY_ONE = 20;
 
 /** The gRPC server for ADS. It owns the streams; the cache owns the resources. */
 export class XdsServer {
@@ -319,6 +323,48 @@ export class XdsServer {
   /** TLS handshakes refused since start: for metrics and tests. */
   get refusedHandshakes(): number {
     return this.handshakeFailures;
+  }
+
+  /**
+   * Serves every open stream from the view `scopeOf` names for its node now:
+   * what selects a node (its Sidecar) is chosen again whenever the policy
+   * changes, as Istio does on every push, rather than only when the stream
+   * opened. A stream whose view changes moves to it at once; its push waits
+   * for the next event-loop turn, so a caller that builds the views its
+   * streams use in this turn (the daemon's update) has built the new ones by
+   * then, and a view still without a snapshot is pushed when it gets one,
+   * never empty. Returns how many streams moved.
+   */
+  rescope(scopeOf: ScopeResolver): number {
+    const moves: { stream: SotwStream | DeltaStream; from: string; to: string }[] = [];
+    for (const stream of this.streams.values()) {
+      if (!stream.identified) continue; // its first request chooses with the policy in force then
+      const from = stream.node.view;
+      const to = scopedView(stream.node, scopeOf);
+      if (to === from) continue;
+      stream.moveTo(to);
+      moves.push({ stream, from, to });
+    }
+    if (moves.length === 0) return 0;
+    // Asked for now, so a view without a snapshot is built by whoever owns the views (the daemon's update in this turn, or its onWanted).
+    for (const view of new Set(moves.map((m) => m.to))) this.cache.get(view);
+    if (moves.length <= MOVES_LOGGED_ONE_BY_ONE) {
+      for (const { stream, from, to } of moves) this.log.info({ stream: stream.id, node: stream.node.id, from, to }, 'stream moved to the view its Sidecar now selects');
+    } else {
+      // A fleet moving at once is told in a line per pair of views (the largest few), never one per stream.
+      const pairs = new Map<string, number>();
+      for (const { stream, from, to } of moves) {
+        this.log.debug({ stream: stream.id, node: stream.node.id, from, to }, 'stream moved to the view its Sidecar now selects');
+        const pair = `${from} -> ${to}`;
+        pairs.set(pair, (pairs.get(pair) ?? 0) + 1);
+      }
+      const largest = [...pairs].sort((a, b) => b[1] - a[1]).slice(0, 10).map(([pair, streams]) => ({ pair, streams }));
+      this.log.info({ streams: moves.length, pairs: pairs.size, largest }, 'streams moved to the views their Sidecars now select');
+    }
+    setImmediate(() => {
+      for (const { stream } of moves) stream.wake();
+    });
+    return moves.length;
   }
 
   /** Connected clients, for the admin API and CSDS. */

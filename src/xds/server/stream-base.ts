@@ -7,6 +7,7 @@ import type { Packer, Resource, Snapshot } from '../cache/snapshot.js';
 import type { SnapshotSource } from '../cache/snapshot-cache.js';
 import { identifyNode } from '../node.js';
 import type { NodeIdentity, ScopeResolver } from '../node.js';
+import type { ProxyView } from '../translate/translate.js';
 import { TypeUrl, XDS_TYPES, shortTypeName } from '../type-urls.js';
 import type { XdsTypeUrl } from '../type-urls.js';
 import type { ClusterReferences } from './ordering.js';
@@ -83,6 +84,8 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
   private stallTimer: NodeJS.Timeout | undefined;
   /** Set while meshbridge, not grpc-js, reads its requests (in-place-requests.ts): stops that. */
   private stopReadingInPlace: (() => void) | undefined;
+  /** The stream's log before the node is known, which the node's own is made from again when its view changes. */
+  private readonly streamLog: Logger;
 
   constructor(
     readonly id: number,
@@ -93,7 +96,7 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
     protected log: Logger,
     protected readonly ordering: Ordering,
     private readonly limits: StreamLimits = DEFAULT_STREAM_LIMITS,
-    /** Names what narrows a node's view; read once, when its first request names it. */
+    /** Names what narrows a node's view when its first request names it (XdsServer.rescope moves it later). */
     private readonly scopeOf?: ScopeResolver,
     /** Encodes placeholder Listeners; without it, a proxyless stream gets none (a name that does not exist is left out). */
     private readonly pack?: Packer,
@@ -108,6 +111,7 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
     private readonly takeOverReads?: (call: unknown, onRequest: (request: unknown) => void) => (() => void) | undefined,
   ) {
     this.peer = call.getPeer();
+    this.streamLog = log;
   }
 
   types(): TypeStatus[] {
@@ -159,6 +163,33 @@ export abstract class XdsStream<Request extends { node: Node__Output | null; typ
     if (this.stopReadingInPlace === undefined && this.takeOverReads !== undefined && !this.closed && !this.refused) {
       this.stopReadingInPlace = this.takeOverReads(this.call, (next) => this.receive(next as Request));
     }
+  }
+
+  /** Whether the stream's first request has named its node (so its view is the node's). */
+  get identified(): boolean {
+    return this.unwatch !== undefined;
+  }
+
+  /**
+   * Serves the node from `view` from now on (the Sidecar that selects it
+   * changed). Every type is compared whole with the new view at the next
+   * push, against what the client holds: delta clients are sent what is new
+   * or changed and told what is gone, state-of-the-world clients the new
+   * full state of CDS and LDS and their changed EDS and RDS names, and
+   * nobody anything where the two views agree. Make-before-break applies as
+   * to any change. The caller schedules the push (`wake`), once the view can
+   * be built; until it has a snapshot, the stream sends nothing.
+   */
+  moveTo(view: ProxyView): void {
+    if (this.closed || !this.identified || view === this.node.view) return;
+    this.node = { ...this.node, view };
+    this.log = this.streamLog.child({ node: this.node.id, view });
+    for (const type of this.state.values()) if (type.requested) type.fullScan = true;
+  }
+
+  /** Pushes whatever the stream's view has that the client lacks. */
+  wake(): void {
+    this.schedule();
   }
 
   /** Ends the stream from the server side, as a drain does; responses already written go out first. */
