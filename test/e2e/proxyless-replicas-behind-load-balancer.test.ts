@@ -167,7 +167,7 @@ stateDir: ./state-${r}
     expect(bootstrap.code, bootstrap.stderr).toBe(0);
     expect((JSON.parse(bootstrap.stdout) as { xds_servers: unknown[] }).xds_servers).toHaveLength(1);
     client = new GrpcGoXdsClient(bootstrap.stdout);
-  });
+  }, 120_000);
 
   afterAll(async () => {
     await client?.close();
@@ -175,7 +175,7 @@ stateDir: ./state-${r}
     await Promise.all(replicas.map((d) => d?.stop()));
     await Promise.all(backends.map((b) => b.stop()));
     dir.remove();
-  });
+  }, 60_000);
 
   it('is served through one replica', async () => {
     expect(await eventually(backendOf, 30_000, 200)).toBe('one');

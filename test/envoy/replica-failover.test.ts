@@ -85,14 +85,14 @@ stateDir: ./state-${r}
       await daemon.waitForLog((l) => l.msg === 'snapshot updated');
     }
     envoy = await EnvoyProcess.start({ xdsPort: 0, xdsAddress: xds[0]!, moreXds: [xds[1]!], nodeId, delta });
-  });
+  }, 120_000);
 
   afterAll(async () => {
     await envoy?.remove();
     await Promise.all(replicas.map((d) => d.stop()));
     await Promise.all(backends.map((b) => b.stop()));
     dir.remove();
-  });
+  }, 60_000);
 
   it('gets in sync through one replica', async () => {
     expect(envoy.bootstrap).toContain(delta ? 'api_type: DELTA_GRPC' : 'api_type: GRPC');
