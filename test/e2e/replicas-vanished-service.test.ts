@@ -16,7 +16,7 @@ metadata: { name: ${name} }
 spec:
   hosts: [${name}.vanish]
   ports: [{ number: ${port}, name: grpc, protocol: GRPC }]
-  endpoints: [{ address: 127.0.0.1, ports: { grpc: 9${port} } }]
+  endpoints: [{ address: 127.0.0.1, ports: { grpc: 1${port} } }]
 `;
 
 /** The listeners' bytes in a response, by name. */
