@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DaemonProcess, meshbridge } from '../helpers/daemon-process.js';
-import { startEchoBackend } from '../helpers/echo.js';
+import { XdsEchoClient, startEchoBackend } from '../helpers/echo.js';
 import type { EchoBackend } from '../helpers/echo.js';
 import { freePort } from '../helpers/envoy.js';
 import { eventually } from '../helpers/eventually.js';
@@ -11,29 +11,65 @@ import { GrpcGoXdsClient } from '../harness/grpc-go/client.js';
 
 const PORT = 7700;
 const TARGET = `xds:///echo.behind-lb:${PORT}`;
-const NODE = 'grpc-go-behind-lb';
+
+/** A proxyless client making Echo calls to TARGET on one channel, kept for the whole test. */
+interface ProxylessClient {
+  /** The backend that answered one call; throws (an `expect`) when the call fails. */
+  backendOf(): Promise<string>;
+  close(): Promise<void>;
+}
+
+const CLIENTS: readonly { readonly name: string; readonly start: (bootstrap: string) => ProxylessClient }[] = [
+  {
+    name: 'grpc-go',
+    start: (bootstrap) => {
+      const client = new GrpcGoXdsClient(bootstrap);
+      return {
+        async backendOf() {
+          const [result] = await client.call(TARGET, { deadlineMs: 5_000 });
+          expect(result!.code, `${result!.message}\ngrpc-go log:\n${client.log.slice(-2_000)}`).toBe('OK');
+          return result!.backend!;
+        },
+        close: () => client.close(),
+      };
+    },
+  },
+  {
+    // It reads only the first xds_servers entry: one address in front of the replicas is its only way to more than one.
+    name: 'grpc-js-xds',
+    start: (bootstrap) => {
+      const client = new XdsEchoClient(TARGET, bootstrap);
+      return {
+        backendOf: async () => (await client.call(5_000)).backend,
+        close: async () => client.close(),
+      };
+    },
+  },
+];
 
 /**
- * grpc-go's proxyless xDS client whose bootstrap names one address: a TCP load
+ * A proxyless xDS client (grpc-go, grpc-js-xds) whose bootstrap names one address: a TCP load
  * balancer (a real Envoy, tcp_proxy, round robin, TCP health checks) in front
  * of two meshbridge replicas fed the same file. This is what the README
  * recommends for proxyless clients, since grpc-go falls back across
- * `xds_servers` only for what it has not cached (gRFC A71). The replica the
+ * `xds_servers` only for what it has not cached (gRFC A71) and grpc-js-xds
+ * reads only the first. The replica the
  * client's stream is on is killed (SIGKILL): the load balancer drops the
- * connection, grpc-go opens a new stream, which lands on the other replica,
+ * connection, the client opens a new stream, which lands on the other replica,
  * and a change made after the kill reaches the same channel, in a client
  * never restarted. Then the killed replica is started again, the other one
  * killed, and the client comes back to the new process the same way. Each
  * time the replica it lands on sends it only what changed (its own metrics).
  */
-describe('grpc-go behind a TCP load balancer in front of two replicas', { timeout: 240_000 }, () => {
+describe.each(CLIENTS)('$name behind a TCP load balancer in front of two replicas', { timeout: 240_000 }, ({ name, start }) => {
+  const NODE = `${name}-behind-lb`;
   const dir = tempDir('meshbridge-behind-lb-');
   const backends: EchoBackend[] = [];
   const replicas: (DaemonProcess | undefined)[] = [];
   const admins: (ReplicaAdmin | undefined)[] = [];
   const configs: string[] = [];
   let balancer: StaticEnvoy;
-  let client: GrpcGoXdsClient;
+  let client: ProxylessClient;
 
   function services(backend: EchoBackend): string {
     return `apiVersion: networking.istio.io/v1
@@ -46,11 +82,7 @@ spec:
 `;
   }
 
-  const backendOf = async (): Promise<string> => {
-    const [result] = await client.call(TARGET, { deadlineMs: 5_000 });
-    expect(result!.code, `${result!.message}\ngrpc-go log:\n${client.log.slice(-2_000)}`).toBe('OK');
-    return result!.backend!;
-  };
+  const backendOf = (): Promise<string> => client.backendOf();
 
   async function startReplica(r: number): Promise<void> {
     const daemon = new DaemonProcess(['run', '--config', configs[r]!]);
@@ -88,15 +120,15 @@ spec:
     const changed = Date.now();
     await eventually(async () => expect(await backendOf()).toBe(next.name), 30_000, 100);
     console.log(
-      `[behind-lb grpc-go] replica ${victim} killed: stream on replica ${survivor} after ${moved - killed} ms; change served ${Date.now() - changed} ms after the file was written`,
+      `[behind-lb ${name}] replica ${victim} killed: stream on replica ${survivor} after ${moved - killed} ms; change served ${Date.now() - changed} ms after the file was written`,
     );
     await eventually(async () => {
       const [stream] = await admins[survivor]!.streamsOf(NODE);
       expect(stream!.types.EDS.status).toBe('SYNCED');
     }, 15_000, 100);
     const sent = sentSince(before, await admins[survivor]!.resourcesSent('sotw'));
-    console.log(`[behind-lb grpc-go] resources replica ${survivor} sent the client: ${JSON.stringify(sent)}`);
-    // The listener, route and cluster it held were not sent again: grpc-go's new stream carried their versions.
+    console.log(`[behind-lb ${name}] resources replica ${survivor} sent the client: ${JSON.stringify(sent)}`);
+    // The listener, route and cluster it held were not sent again: the client's new stream carried their versions.
     expect(sent).toEqual({ CDS: 0, EDS: 1, LDS: 0, RDS: 0 });
   }
 
@@ -166,7 +198,7 @@ stateDir: ./state-${r}
     const bootstrap = await meshbridge(['bootstrap', '--grpc', '--node-id', NODE, '--xds', `127.0.0.1:${listen}`]);
     expect(bootstrap.code, bootstrap.stderr).toBe(0);
     expect((JSON.parse(bootstrap.stdout) as { xds_servers: unknown[] }).xds_servers).toHaveLength(1);
-    client = new GrpcGoXdsClient(bootstrap.stdout);
+    client = start(bootstrap.stdout);
   }, 120_000);
 
   afterAll(async () => {
