@@ -49,7 +49,7 @@ const CLIENTS: readonly { readonly name: string; readonly start: (bootstrap: str
 
 /**
  * A proxyless xDS client (grpc-go, grpc-js-xds) whose bootstrap names one address: a TCP load
- * balancer (a real Envoy, tcp_proxy, round robin, TCP health checks) in front
+ * balancer (a real Envoy, tcp_proxy, round robin, TCP health checks, outlier detection) in front
  * of two meshbridge replicas fed the same file. This is what the README
  * recommends for proxyless clients, since grpc-go falls back across
  * `xds_servers` only for what it has not cached (gRFC A71) and grpc-js-xds
@@ -184,6 +184,14 @@ stateDir: ./state-${r}
             type: 'STATIC',
             connect_timeout: '1s',
             lb_policy: 'ROUND_ROBIN',
+            // A refused connect (the replica just died) ejects it at once, before the next health check sees it down:
+            // with health checks alone, tcp_proxy's attempts could all go to the dead one and the client waited for its backoff.
+            outlier_detection: {
+              split_external_local_origin_errors: true,
+              consecutive_local_origin_failure: 1,
+              enforcing_consecutive_local_origin_failure: 100,
+              base_ejection_time: '5s',
+            },
             health_checks: [
               { timeout: '1s', interval: '0.5s', no_traffic_interval: '0.5s', unhealthy_threshold: 1, healthy_threshold: 1, tcp_health_check: {} },
             ],
