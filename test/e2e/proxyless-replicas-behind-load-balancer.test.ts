@@ -231,11 +231,11 @@ stateDir: ./state-${r}
   it('comes back to the first replica, started again, once the other is killed too', async () => {
     const down = replicas.findIndex((d) => d === undefined);
     await startReplica(down);
-    // The load balancer's health check has seen it up before the other goes.
+    // The load balancer's health check has seen it up (which also ends its ejection) before the other goes.
     await eventually(async () => {
       const stats = await balancer.stats();
       expect(stats.get('cluster.replicas.membership_healthy')).toBe(2);
-    }, 15_000, 100);
+    }, 30_000, 100);
     await failOver(backends[0]!);
     expect(await connectedReplica()).toBe(down);
   });
