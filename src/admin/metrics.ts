@@ -9,6 +9,7 @@ import type { AdminSource, XdsConnectionErrors } from './source.js';
 export const MetricName = {
   connectedProxies: 'meshbridge_xds_connected_proxies',
   pushes: 'meshbridge_xds_pushes_total',
+  resourcesSent: 'meshbridge_xds_resources_sent_total',
   acks: 'meshbridge_xds_acks_total',
   nacks: 'meshbridge_xds_nacks_total',
   orderingTimeouts: 'meshbridge_xds_make_before_break_timeouts_total',
@@ -54,6 +55,12 @@ export class Metrics {
   ) {
     collectDefaultMetrics({ register: registry });
     const pushes = new Counter({ name: MetricName.pushes, help: 'xDS responses sent, by type.', labelNames: ['type'], registers: [registry] });
+    const resourcesSent = new Counter({
+      name: MetricName.resourcesSent,
+      help: 'Resources sent in xDS responses (each one counted once per response carrying it), by type and protocol (sotw, delta).',
+      labelNames: ['type', 'protocol'],
+      registers: [registry],
+    });
     const acks = new Counter({ name: MetricName.acks, help: 'xDS responses ACKed by clients, by type.', labelNames: ['type'], registers: [registry] });
     const nacks = new Counter({
       name: MetricName.nacks,
@@ -77,9 +84,14 @@ export class Metrics {
     for (const typeUrl of XDS_TYPES) {
       // Zero, not absent, until the first event: rate() and alerts need the series to exist.
       for (const counter of [pushes, acks, nacks, orderingTimeouts]) counter.inc({ type: shortTypeName(typeUrl) }, 0);
+      for (const protocol of ['sotw', 'delta'] as const) resourcesSent.inc({ type: shortTypeName(typeUrl), protocol }, 0);
     }
     this.callbacks = {
-      onResponse: (_stream, typeUrl) => pushes.inc({ type: shortTypeName(typeUrl) }),
+      onResponse: (stream, typeUrl, _version, resources) => {
+        pushes.inc({ type: shortTypeName(typeUrl) });
+        // What a client moving between replicas is sent again shows here: nothing, for a type it already holds.
+        resourcesSent.inc({ type: shortTypeName(typeUrl), protocol: stream.protocol }, resources);
+      },
       onAck: (_stream, typeUrl, _version, latencyMs) => {
         acks.inc({ type: shortTypeName(typeUrl) });
         latency.observe({ type: shortTypeName(typeUrl) }, latencyMs / 1000);

@@ -16,9 +16,31 @@ describe('retainVanished', () => {
       ['b.mesh', 0, [81]],
     ]);
 
-    const expired = retainVanished(catalogOf(a), gone.seen, 61_001, 60_000);
+    // Counted from the first update without it (30 s), not from the last with it (1 s).
+    const kept = retainVanished(catalogOf(a), gone.seen, 89_999, 60_000);
+    expect(kept.catalog.services.map((s) => s.hostname)).toEqual(['a.mesh', 'b.mesh']);
+
+    const expired = retainVanished(catalogOf(a), kept.seen, 90_000, 60_000);
     expect(expired.catalog.services.map((s) => s.hostname)).toEqual(['a.mesh']);
     expect([...expired.seen.keys()]).toEqual(['a.mesh']);
+  });
+
+  it('keeps a service that leaves after a quiet time longer than the retention', () => {
+    const first = retainVanished(catalogOf(a, b), new Map(), 0, 60_000);
+    // An hour without any change, then b leaves.
+    const gone = retainVanished(catalogOf(a), first.seen, 3_600_000, 60_000);
+    expect(gone.catalog.services.map((s) => s.hostname)).toEqual(['a.mesh', 'b.mesh']);
+    expect(retainVanished(catalogOf(a), gone.seen, 3_659_999, 60_000).catalog.services).toHaveLength(2);
+    expect(retainVanished(catalogOf(a), gone.seen, 3_660_000, 60_000).catalog.services).toHaveLength(1);
+  });
+
+  it('forgets when a service left once it is back', () => {
+    const first = retainVanished(catalogOf(a, b), new Map(), 0, 60_000);
+    const gone = retainVanished(catalogOf(a), first.seen, 10_000, 60_000);
+    const back = retainVanished(catalogOf(a, b), gone.seen, 20_000, 60_000);
+    // Gone again at 65 s: a new minute from then, not what is left of the first.
+    const again = retainVanished(catalogOf(a), back.seen, 65_000, 60_000);
+    expect(retainVanished(catalogOf(a), again.seen, 124_999, 60_000).catalog.services).toHaveLength(2);
   });
 
   it('returns the catalog as it is when nothing has left', () => {

@@ -202,7 +202,7 @@ export class SotwStream extends XdsStream<DiscoveryRequest__Output> {
     const entries = whole ? [wholeTypeEntries(snapshot, typeUrl, 'sotw')] : [...toSend.map((r) => r.wire.sotw), ...emptied.map(emptyAssignmentEntry)];
     this.write(encodeDiscoveryResponse({ version, typeUrl, nonce, entries }));
     this.log.debug({ type: shortTypeName(typeUrl), version, nonce, resources: toSend.length, emptied: emptied.length, retained: retained.size }, 'response sent');
-    this.callbacks.onResponse?.(this, typeUrl, version, toSend.length);
+    this.callbacks.onResponse?.(this, typeUrl, version, toSend.length + emptied.length);
   }
 
   /**

@@ -64,6 +64,7 @@ export interface FlowStatus {
 export interface ServerCallbacks {
   onStreamOpen?(stream: StreamInfo): void;
   onStreamClose?(stream: StreamInfo): void;
+  /** `resources`: how many the response carries (an emptied EDS assignment is one; delta's removed names are not). */
   onResponse?(stream: StreamInfo, typeUrl: string, version: string, resources: number): void;
   onAck?(stream: StreamInfo, typeUrl: string, version: string, latencyMs: number): void;
   onNack?(stream: StreamInfo, typeUrl: string, version: string | undefined, message: string): void;
