@@ -13,6 +13,7 @@ import { loadEnvoyApi } from '../dist/xds/protos.js';
 import { XdsServer } from '../dist/xds/server/ads-server.js';
 import { applyChange, registryState, scopedPolicy, services } from './fleet.mjs';
 import { limitHeapGrowth } from '../dist/daemon/heap.js';
+import { SlicedQueue } from '../dist/daemon/sliced-queue.js';
 
 // As `meshbridge run` does.
 limitHeapGrowth();
@@ -43,11 +44,11 @@ function build(view, catalog, routing, previous) {
   }
   return buildView(view, scoped, routing, translateOptions, pack, previous, undefined, memo).snapshot;
 }
-cache.onWanted((view) =>
-  setImmediate(() => {
-    if (latest && !cache.peek(view)) cache.set(build(view, latest.catalog, latest.routing, undefined));
-  }),
-);
+// As in the daemon (Views): a few milliseconds' worth of wanted views per event-loop turn.
+const wanted = new SlicedQueue((view) => {
+  if (latest && !cache.peek(view)) cache.set(build(view, latest.catalog, latest.routing, undefined));
+}, 10);
+cache.onWanted((view) => wanted.add(view));
 catalogUpdates([registry], of(policy), { debounceMs: options.debounceMs, maxDelayMs: options.maxDelayMs }).subscribe(({ catalog, routing }) => {
   const started = performance.now();
   latest = { catalog, routing };

@@ -21,7 +21,11 @@ import { buildView } from './pipeline.js';
 import type { KindBuild, ViewBuild } from './pipeline.js';
 import type { FindingsLog } from './findings-log.js';
 import { retainVanished } from './vanished-services.js';
+import { SlicedQueue } from './sliced-queue.js';
 import type { SeenServices } from './vanished-services.js';
+
+/** How long one event-loop turn may spend building views clients asked for; the rest are built in the turns after. */
+const WANTED_VIEWS_BUDGET_MS = 10;
 
 /** What the views of one kind and scope share: the catalog they are translated from (the kind's, narrowed to the scope's services when scoped) besides the kind's translation. */
 interface ScopeBuild extends KindBuild {
@@ -154,12 +158,15 @@ export class Views {
    * the first update builds every wanted view.
    */
   private buildWanted(view: ProxyView): void {
-    setImmediate(() => {
-      if (this.options.draining() || this.cache.peek(view) !== undefined) return;
-      const build = this.build(view);
-      if (build !== undefined) this.cache.set(build.snapshot);
-    });
+    this.wanted.add(view);
   }
+
+  /** Views a client asked for and nobody has built, built outside its push and a few milliseconds' worth per turn. */
+  private readonly wanted = new SlicedQueue<ProxyView>((view) => {
+    if (this.options.draining() || this.cache.peek(view) !== undefined) return;
+    const build = this.build(view);
+    if (build !== undefined) this.cache.set(build.snapshot);
+  }, WANTED_VIEWS_BUDGET_MS);
 
   /**
    * Translates the latest catalog for one view. A failure keeps the view's
