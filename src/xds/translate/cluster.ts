@@ -39,8 +39,8 @@ export function buildCluster(
     name,
     type: 'EDS',
     eds_cluster_config: { eds_config: ADS_CONFIG_SOURCE, service_name: name },
+    // lb_policy left at its default, ROUND_ROBIN: a field set to its default is 2 bytes per cluster on the wire.
     connect_timeout: duration(CONNECT_TIMEOUT_MS),
-    lb_policy: 'ROUND_ROBIN',
   };
   if (port.protocol === 'GRPC' || port.protocol === 'HTTP2') {
     // gRPC backends speak HTTP/2 only; Envoy would otherwise open HTTP/1.1 upstream.

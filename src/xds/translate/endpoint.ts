@@ -32,11 +32,13 @@ export function buildLoadAssignment(
   const localities = [...byLocality.keys()].sort(compareStrings).flatMap((key): LocalityLbEndpoints[] => {
     const group = byLocality.get(key)!;
     const { region, zone, subzone } = group[0]!.locality;
+    const priority = plan?.priority(group[0]!.locality) ?? 0;
     const share = plan?.weights?.(group[0]!.locality);
     // A locality a distribute rule gives no share is left out: Envoy and gRPC then send it nothing.
     if (share === 0) return [];
     return [{
-      locality: { region, zone, sub_zone: subzone },
+      // Fields at their proto3 defaults (an empty sub-zone, priority 0) are left off: 2 bytes each per locality of every assignment.
+      locality: { region, zone, ...(subzone !== '' ? { sub_zone: subzone } : {}) },
       lb_endpoints: group.map((endpoint) => ({
         endpoint: {
           address: { socket_address: { address: endpoint.address, port_value: endpointPort(endpoint, port) } },
@@ -47,7 +49,7 @@ export function buildLoadAssignment(
       })),
       // gRPC ignores a locality without a weight; the sum keeps endpoint weights meaningful across localities.
       load_balancing_weight: { value: share ?? group.reduce((sum, e) => sum + e.weight, 0) },
-      priority: plan?.priority(group[0]!.locality) ?? 0,
+      ...(priority !== 0 ? { priority } : {}),
     }];
   });
   return { cluster_name: name, endpoints: localities };

@@ -231,7 +231,6 @@ function inboundCluster(workload: InboundWorkload): Cluster {
     name,
     type: 'STATIC',
     connect_timeout: duration(10_000),
-    lb_policy: 'ROUND_ROBIN',
     load_assignment: {
       cluster_name: name,
       endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: APP_ADDRESS, port_value: workload.appPort } } } }] }],
