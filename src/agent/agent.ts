@@ -34,7 +34,8 @@ export const DEFAULT_BUNDLE_REFRESH_MS = 5 * 60_000;
 const MAX_BUNDLE_BYTES = 256 * 1024;
 
 export interface AgentOptions {
-  readonly xds: string;
+  /** meshbridge replicas, asked in turn from the last that answered: any of them signs for this node. */
+  readonly xds: readonly string[];
   readonly credentials: ControlPlaneCredentials;
   /** Which identity to ask for when the node holds several. */
   readonly spiffeId?: string;
@@ -68,6 +69,8 @@ export class WorkloadAgent {
   private trustBundle = '';
   /** Counts installs (certificate or bundle): the SDS version, and how a slow bundle fetch knows it was overtaken. */
   private version = 0;
+  /** Index in options.xds of the replica that answered last. */
+  private answering = 0;
   private timer: NodeJS.Timeout | undefined;
   private bundleTimer: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -109,10 +112,12 @@ export class WorkloadAgent {
     for (;;) {
       if (this.stopped) return;
       try {
-        const issued = await requestWorkloadCertificate(this.options.xds, this.options.credentials, {
-          ...(this.options.spiffeId === undefined ? {} : { spiffeId: this.options.spiffeId }),
-          ...(this.options.validitySeconds === undefined ? {} : { validitySeconds: this.options.validitySeconds }),
-        });
+        const issued = await this.fromAReplica((address) =>
+          requestWorkloadCertificate(address, this.options.credentials, {
+            ...(this.options.spiffeId === undefined ? {} : { spiffeId: this.options.spiffeId }),
+            ...(this.options.validitySeconds === undefined ? {} : { validitySeconds: this.options.validitySeconds }),
+          }),
+        );
         await this.install(issued);
         this.schedule(issued);
         return;
@@ -123,6 +128,28 @@ export class WorkloadAgent {
         delayMs = Math.min(maxMs, delayMs * 2);
       }
     }
+  }
+
+  /**
+   * Asks the replica that answered last, then each other in turn: one that is
+   * down or refuses costs a failed call, not a renewal. Fails with every
+   * replica's reason when none answers.
+   */
+  private async fromAReplica<T>(ask: (address: string) => Promise<T>): Promise<T> {
+    const addresses = this.options.xds;
+    const reasons: string[] = [];
+    for (let tried = 0; tried < addresses.length; tried++) {
+      const index = (this.answering + tried) % addresses.length;
+      try {
+        const answer = await ask(addresses[index]!);
+        if (index !== this.answering) this.log.info({ xds: addresses[index], previous: addresses[this.answering] }, 'meshbridge replica answering the agent changed');
+        this.answering = index;
+        return answer;
+      } catch (error) {
+        reasons.push(`${addresses[index]}: ${(error as Error).message}`);
+      }
+    }
+    throw new Error(addresses.length === 1 ? reasons[0]!.slice(addresses[0]!.length + 2) : reasons.join('; '));
   }
 
   private schedule(issued: IssuedWorkloadCertificate): void {
@@ -163,7 +190,7 @@ export class WorkloadAgent {
     const before = this.version;
     let bundle: string;
     try {
-      bundle = await fetchTrustBundle(this.options.xds, this.options.credentials);
+      bundle = await this.fromAReplica((address) => fetchTrustBundle(address, this.options.credentials));
     } catch (error) {
       this.log.warn({ err: error }, `trust bundle not refreshed: ${(error as Error).message}`);
       return;

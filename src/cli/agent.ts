@@ -13,7 +13,7 @@ export async function agent(args: string[], log: Logger): Promise<number> {
   const { values } = parseArgs({
     args,
     options: {
-      xds: { type: 'string', default: '127.0.0.1:15010' },
+      xds: { type: 'string', multiple: true, default: ['127.0.0.1:15010'] },
       out: { type: 'string' },
       'sds-socket': { type: 'string' },
       'spiffe-id': { type: 'string' },

@@ -49,12 +49,13 @@ const COMMAND_USAGE = {
   ca rotate-workload-root [--config FILE | --state-dir DIR] [--activate-after 24h] [--overlap 48h]
         add a workload root: trusted at once, signing after --activate-after; the old root stays
         trusted for --overlap after that. A running daemon picks it up within a few seconds`,
-  agent: `agent --out DIR [--xds HOST:PORT] [--sds-socket PATH] [--spiffe-id ID] [--ttl 24h] [--bundle-refresh 5m]
+  agent: `agent --out DIR [--xds HOST:PORT ...] [--sds-socket PATH] [--spiffe-id ID] [--ttl 24h] [--bundle-refresh 5m]
         [--ca FILE [--cert FILE --key FILE] [--server-name NAME]] [--token-file FILE]
         beside a sidecar: make a key here, have meshbridge sign it for this node's workload, write
         DIR/cert-chain.pem, DIR/key.pem (0600) and DIR/root-cert.pem, serve them to Envoy over SDS
         ("default" and "ROOTCA") on --sds-socket, and renew at half life until SIGTERM;
-        --bundle-refresh: how often the trust bundle is fetched between renewals (a rotated root arrives this soon)`,
+        --bundle-refresh: how often the trust bundle is fetched between renewals (a rotated root arrives this soon);
+        --xds again for each meshbridge replica: asked in turn from the last that answered`,
   token: `token create (--node ID | --operator NAME) [--ttl 24h] [--out FILE] [--config FILE | --state-dir DIR]
         print (or write, 0600) a token signed with the key in the state directory; its id goes to stderr
   token revoke (--id ID | --token-file FILE) [--config FILE | --state-dir DIR]

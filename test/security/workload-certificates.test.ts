@@ -59,6 +59,18 @@ describe('workload certificates over the xDS port: a node obtains only its own w
     dir.remove();
   });
 
+  it('an agent whose first --xds replica is down is signed by the next, and says which answers', async () => {
+    const down = `127.0.0.1:${await freePort()}`;
+    const agent = await startAgent(mesh, 'vm-1', { out: join(dir.path, 'vm-1-replicas'), xds: [down, xds] });
+    try {
+      expect(agent.logs.find((l) => l.msg === 'meshbridge replica answering the agent changed')).toMatchObject({ xds, previous: down });
+      const chain = readFileSync(join(dir.path, 'vm-1-replicas', 'cert-chain.pem'), 'utf8');
+      expect(new X509Certificate(chain).subjectAltName).toBe('URI:spiffe://test.mesh/ns/shop/sa/reviews');
+    } finally {
+      expect(await agent.stop()).toBe(0);
+    }
+  }, 60_000);
+
   it('the root was created in the state directory on first start, key 0600', () => {
     const caDir = join(dir.path, 'state', 'workload-ca');
     expect(readdirSync(caDir).sort()).toEqual(['root-1.crt', 'root-1.key', 'roots.json']);

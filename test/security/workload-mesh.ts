@@ -85,12 +85,14 @@ export interface AgentOptions {
   readonly bundleRefresh?: string;
   /** Any other flags, as given. */
   readonly extra?: readonly string[];
+  /** The --xds addresses, in order; the mesh daemon's alone by default. */
+  readonly xds?: readonly string[];
 }
 
 /** `meshbridge agent` for `node`, resolved once its first certificate is installed. */
 export async function startAgent(mesh: MeshDaemon, node: string, options: AgentOptions): Promise<DaemonProcess> {
   const agent = new DaemonProcess([
-    'agent', '--xds', mesh.xds, '--out', options.out, '--sds-socket', join(options.out, 'sds.sock'),
+    'agent', ...(options.xds ?? [mesh.xds]).flatMap((address) => ['--xds', address]), '--out', options.out, '--sds-socket', join(options.out, 'sds.sock'),
     ...(options.ttl === undefined ? [] : ['--ttl', options.ttl]),
     ...(options.spiffeId === undefined ? [] : ['--spiffe-id', options.spiffeId]),
     ...(options.bundleRefresh === undefined ? [] : ['--bundle-refresh', options.bundleRefresh]),

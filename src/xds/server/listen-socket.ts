@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { lookup } from 'node:dns/promises';
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createServer, isIP } from 'node:net';
 import type { AddressInfo, Server, Socket } from 'node:net';
@@ -9,14 +10,38 @@ import type { Logger } from 'pino';
 export const NODE_DEFAULT_BACKLOG = 511;
 
 /**
- * Extra descriptors of each listening socket, all watched by the event loop.
+ * Descriptors of each listening socket, all watched by the event loop.
  * Node 20's libuv accepts one connection per descriptor per loop turn, and a
- * turn is long while a fleet is being served: 10,000 proxies connecting at
- * once were accepted at about 1,300 a second, the kernel's queue stayed full
- * for 8 s and dropped SYNs that came back 1, 3, 7, 15 and 31 s later. Each
- * descriptor adds one accept per turn.
+ * turn is long while a fleet is being served (30-180 ms in a storm of 10,000
+ * scoped clients): with one descriptor they were accepted at about 1,300 a
+ * second, the kernel's queue stayed full for 8 s, and SYNs it dropped came
+ * back 1, 3, 7, 15 and 31 s later. With 16 the queue stayed full for about
+ * 5 s and one run in eight still took 35 s; with 256, for 3 s, and no run of
+ * six took more than 11.4 s. A descriptor costs nothing while no connection
+ * waits.
  */
-export const ACCEPT_DESCRIPTORS = 16;
+export const MAX_ACCEPT_DESCRIPTORS = 256;
+
+/** Descriptors where the open-files limit is unknown (no /proc). */
+const DEFAULT_ACCEPT_DESCRIPTORS = 16;
+
+/**
+ * How many descriptors the xDS port listens through: at most a 64th of the
+ * process's open-files limit (the systemd unit's 65,536 gives the maximum; a
+ * shell's 1,024 gives 16), so they never crowd out connections.
+ */
+export function acceptDescriptors(limitsFile = '/proc/self/limits'): number {
+  let text: string;
+  try {
+    text = readFileSync(limitsFile, 'utf8');
+  } catch {
+    return DEFAULT_ACCEPT_DESCRIPTORS;
+  }
+  const soft = /^Max open files\s+(\d+|unlimited)/m.exec(text)?.[1];
+  if (soft === undefined) return DEFAULT_ACCEPT_DESCRIPTORS;
+  if (soft === 'unlimited') return MAX_ACCEPT_DESCRIPTORS;
+  return Math.max(1, Math.min(MAX_ACCEPT_DESCRIPTORS, Math.floor(Number(soft) / 64)));
+}
 
 /** How long the helper process that copies descriptors may take before the port listens with one. */
 const COPY_TIMEOUT_MS = 10_000;
@@ -46,6 +71,8 @@ export class ListenSocket {
   private readonly bound: string[] = [];
   private readonly connections = new Set<Socket>();
   private boundPort = 0;
+  /** Descriptors each listening socket is watched through. */
+  readonly descriptorsPerSocket = acceptDescriptors();
   private acceptErrors = 0;
   private lastAcceptErrorLog = 0;
 
@@ -128,7 +155,7 @@ export class ListenSocket {
   /** More descriptors of `server`'s socket, listening with the same backlog; none (with a warning) if they cannot be had. */
   private async copies(server: Server, backlog: number): Promise<Server[]> {
     try {
-      return await copyListener(server, ACCEPT_DESCRIPTORS - 1, backlog, (connection) => this.accept(connection));
+      return await copyListener(server, this.descriptorsPerSocket - 1, backlog, (connection) => this.accept(connection));
     } catch (error) {
       this.log.warn({ err: error }, 'the xDS port accepts through one descriptor: its copies could not be made');
       return [];
