@@ -1,6 +1,7 @@
 import type { Diagnostic } from '../errors.js';
 import { compareStrings } from '../model/catalog.js';
 import type { AuthorizationPolicySpec } from './authorization-policy.js';
+import { byPrecedence } from './documents.js';
 import type { IstioDocument, ParsedFile } from './documents.js';
 import { IGNORED_DESTINATION_RULE_FIELDS } from './destination-rule.js';
 import type { DestinationRuleSpec } from './destination-rule.js';
@@ -42,8 +43,39 @@ export function policyFromFiles(files: ReadonlyMap<string, ParsedFile>): PolicyS
     ...virtualServices.flatMap((vs) => ignoredVirtualServiceFields(vs)),
     ...destinationRules.flatMap((dr) => ignoredFields(dr, IGNORED_DESTINATION_RULE_FIELDS)),
     ...sidecars.flatMap((sc) => ignoredFields(sc, IGNORED_SIDECAR_FIELDS)),
+    ...sidecarDefaultsInOneNamespace(sidecars),
   ];
   return { virtualServices, destinationRules, sidecars, peerAuthentications, authorizationPolicies, diagnostics };
+}
+
+/**
+ * Istio allows one Sidecar without a workloadSelector per namespace, and
+ * leaves what happens with several undefined; meshbridge applies the first by
+ * precedence (namespace, name, file, document), and says so on each of the others.
+ */
+function sidecarDefaultsInOneNamespace(sidecars: readonly SidecarDocument[]): Diagnostic[] {
+  const byNamespace = new Map<string, SidecarDocument[]>();
+  for (const sidecar of sidecars) {
+    if (sidecar.spec.workloadSelector !== undefined) continue;
+    const group = byNamespace.get(sidecar.namespace) ?? [];
+    group.push(sidecar);
+    byNamespace.set(sidecar.namespace, group);
+  }
+  const diagnostics: Diagnostic[] = [];
+  for (const [namespace, group] of byNamespace) {
+    if (group.length < 2) continue;
+    const [applied, ...others] = [...group].sort(byPrecedence);
+    for (const other of others) {
+      diagnostics.push({
+        severity: 'warning',
+        source: other.location.source,
+        document: other.location.document,
+        field: 'spec.workloadSelector',
+        message: `namespace "${namespace}" already has a Sidecar without a workloadSelector, "${applied!.name}" (${applied!.location.source}); Istio allows one, and meshbridge applies "${applied!.name}" to the namespace's nodes, not this one`,
+      });
+    }
+  }
+  return diagnostics;
 }
 
 const IGNORED_VIRTUAL_SERVICE_FIELDS = [

@@ -30,6 +30,22 @@ ${selector === undefined ? '' : `  workloadSelector: { labels: ${JSON.stringify(
 }
 
 describe('Sidecar documents', () => {
+  it('names each extra Sidecar without a workloadSelector in a namespace, and which one applies', () => {
+    const set = policyOf(`${sidecar('zeta', 'shop', ['*/a.mesh'])}---\n${sidecar('alpha', 'shop', ['*/b.mesh'])}---\n${sidecar('only', 'books', ['*/c.mesh'])}---\n${sidecar('vm', 'shop', ['*/d.mesh'], { app: 'vm' })}`);
+    const warnings = set.diagnostics.filter((d) => d.field === 'spec.workloadSelector');
+    expect(warnings).toEqual([
+      {
+        severity: 'warning',
+        source: 'policy.yaml',
+        document: 0,
+        field: 'spec.workloadSelector',
+        message: 'namespace "shop" already has a Sidecar without a workloadSelector, "alpha" (policy.yaml); Istio allows one, and meshbridge applies "alpha" to the namespace\'s nodes, not this one',
+      },
+    ]);
+    // The one named as applied is the one a node of the namespace without a matching selector gets.
+    expect(selectSidecar(set.sidecars, { namespace: 'shop', labels: {} })?.name).toBe('alpha');
+  });
+
   it('accepts Istio\'s forms of egress hosts and reports the fields meshbridge does not apply', () => {
     const set = policyOf(`${sidecar('vm', 'shop', ['./cart.mesh', '*/*.payments.mesh', 'istio-system/*', '~/nothing.mesh'], { app: 'vm' })}---
 apiVersion: networking.istio.io/v1
