@@ -111,7 +111,7 @@ export class Views {
 
   /** From now on, builds a view a client asks for that has no snapshot yet. */
   start(): void {
-    this.cache.onWanted((view) => this.buildWanted(view));
+    this.cache.onWanted((view) => this.wanted.add(view));
   }
 
   /**
@@ -153,15 +153,11 @@ export class Views {
 
   /**
    * Builds a view a client asked for that has no snapshot yet (a node from a
-   * new locality), outside the stream's push; the stream is woken when the
-   * snapshot is stored. Before the first catalog there is nothing to build:
-   * the first update builds every wanted view.
+   * new locality), outside the stream's push and a few milliseconds' worth
+   * per turn; the stream is woken when the snapshot is stored. Before the
+   * first catalog there is nothing to build: the first update builds every
+   * wanted view.
    */
-  private buildWanted(view: ProxyView): void {
-    this.wanted.add(view);
-  }
-
-  /** Views a client asked for and nobody has built, built outside its push and a few milliseconds' worth per turn. */
   private readonly wanted = new SlicedQueue<ProxyView>((view) => {
     if (this.options.draining() || this.cache.peek(view) !== undefined) return;
     const build = this.build(view);

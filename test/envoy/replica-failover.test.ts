@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DaemonProcess } from '../helpers/daemon-process.js';
-import { startHttpBackend } from '../helpers/envoy-backends.js';
+import { httpServiceEntries, startHttpBackend } from '../helpers/envoy-backends.js';
 import type { HttpBackend } from '../helpers/envoy-backends.js';
 import { EnvoyProcess, freePort, httpRequest } from '../helpers/envoy.js';
 import { eventually } from '../helpers/eventually.js';
@@ -33,19 +33,7 @@ describe.each([
   let ports: number[];
   let envoy: EnvoyProcess;
 
-  function services(backendFor: (i: number) => HttpBackend): string {
-    return Array.from(
-      { length: COUNT },
-      (_, i) => `apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: { name: svc-${i} }
-spec:
-  hosts: [${host(i)}]
-  ports: [{ number: ${ports[i]}, name: http, protocol: HTTP }]
-  endpoints: [{ address: 127.0.0.1, ports: { http: ${backendFor(i).port} } }]
-`,
-    ).join('---\n');
-  }
+  const services = (backendFor: (i: number) => HttpBackend): string => httpServiceEntries(COUNT, host, ports, backendFor);
 
   const backendOf = async (i: number): Promise<string> => {
     const reply = await httpRequest(`http://127.0.0.1:${ports[i]}/hello`, { headers: { host: host(i) }, timeoutMs: 5_000 });

@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DaemonProcess } from '../helpers/daemon-process.js';
-import { startHttpBackend } from '../helpers/envoy-backends.js';
+import { httpServiceEntries, startHttpBackend } from '../helpers/envoy-backends.js';
 import type { HttpBackend } from '../helpers/envoy-backends.js';
 import { EnvoyProcess, freePort, httpRequest } from '../helpers/envoy.js';
 import { eventually } from '../helpers/eventually.js';
+import { ReplicaAdmin } from '../helpers/replica-admin.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const host = (i: number) => `svc-${i}.scope.internal`;
@@ -25,19 +26,7 @@ describe('real Envoy: Sidecar scope, and two replicas in its bootstrap', () => {
   let ports: number[];
   let envoy: EnvoyProcess;
 
-  function services(backendFor: (i: number) => HttpBackend): string {
-    return Array.from(
-      { length: COUNT },
-      (_, i) => `apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: { name: svc-${i} }
-spec:
-  hosts: [${host(i)}]
-  ports: [{ number: ${ports[i]}, name: http, protocol: HTTP }]
-  endpoints: [{ address: 127.0.0.1, ports: { http: ${backendFor(i).port} } }]
-`,
-    ).join('---\n');
-  }
+  const services = (backendFor: (i: number) => HttpBackend): string => httpServiceEntries(COUNT, host, ports, backendFor);
 
   const get = (i: number) => httpRequest(`http://127.0.0.1:${ports[i]}/hello`, { headers: { host: host(i) }, timeoutMs: 5_000 });
 
@@ -134,8 +123,8 @@ policy: { paths: [sidecar.yaml] }
 
   it('widens when its Sidecar is deleted and narrows when another one selecting it is added, without reconnecting', async () => {
     const replica = await connectedReplica();
-    const connectedSince = async () =>
-      ((await (await fetch(`http://127.0.0.1:${adminPorts[replica]}/debug/syncz`)).json()) as { proxies: { node: string; connectedSince: string }[] }).proxies.find((p) => p.node === 'envoy-vm')?.connectedSince;
+    const admin = new ReplicaAdmin(`127.0.0.1:${adminPorts[replica]}`);
+    const connectedSince = async () => (await admin.streamsOf('envoy-vm'))[0]?.connectedSince;
     const since = await connectedSince();
     // Its Sidecar gone and none other selecting it (this one is for another namespace): every service.
     dir.write(

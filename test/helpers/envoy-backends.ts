@@ -25,6 +25,25 @@ export interface HttpBackend {
 }
 
 /**
+ * `count` ServiceEntries, service i at `host(i)` on port `ports[i]` (HTTP)
+ * with one endpoint, the backend `backendFor(i)` on loopback: what the
+ * Envoy tests route through a sidecar listener per port.
+ */
+export function httpServiceEntries(count: number, host: (i: number) => string, ports: readonly number[], backendFor: (i: number) => HttpBackend): string {
+  return Array.from(
+    { length: count },
+    (_, i) => `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: svc-${i} }
+spec:
+  hosts: [${host(i)}]
+  ports: [{ number: ${ports[i]}, name: http, protocol: HTTP }]
+  endpoints: [{ address: 127.0.0.1, ports: { http: ${backendFor(i).port} } }]
+`,
+  ).join('---\n');
+}
+
+/**
  * A real HTTP/1.1 server on loopback that answers with its name. `?status=N`
  * answers N, `?delayMs=N` answers after N ms (bounded), so tests can show retries and timeouts.
  */
